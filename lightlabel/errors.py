@@ -1,0 +1,18 @@
+"""Exception types raised by lightlabel.
+
+Every error that comes from a damaged, edited or mismatched adapter file is an :class:`AdapterError`,
+so a training script can catch one type and know that no labels were produced from that file.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AdapterError"]
+
+
+class AdapterError(ValueError):
+    """An adapter file is damaged, edited, from another format version, or does not match the base model.
+
+    Raised by :meth:`lightlabel.Projector.from_pretrained` and :func:`lightlabel.load_adapter`. The message
+    names the file, what was expected and what was found. A subclass of :class:`ValueError`, so code that
+    already catches ``ValueError`` keeps working.
+    """

@@ -1,0 +1,515 @@
+"""The image-to-label projector: a frozen open_clip image tower with LoRA plus a text-initialised low-rank head.
+
+    logits = exp(logit_scale) * normalize(E_I(x; W + B A)) @ W_h^T + bias
+
+(HeLlO Sec. 3.2-3.3; ``W_h`` is described in :mod:`lightlabel.head`). Only the adapter (LoRA factors, head
+factors, logit scale, bias) is trainable and stored; the base stays frozen and in eval mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import v2
+
+from ._io import atomic_write_bytes
+from .adapter_io import (
+    ADAPTER_FILENAME,
+    STORAGE_DTYPES,
+    AdapterConfig,
+    AdapterInfo,
+    encode_adapter,
+    read_adapter,
+)
+from .base import BaseModel, load_base, text_check, text_features
+from .errors import AdapterError
+from .head import TextHead
+from .lora import LoRAWeight, attach_lora, find_lora_targets, merge_lora, unmerge_lora
+from .storage import StorageReport, storage_report
+from .templates import resolve_templates
+
+__all__ = ["Projector"]
+
+logger = logging.getLogger(__name__)
+
+_TEXT_CHECK_TOL = 2e-3
+
+
+def _check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+        raise TypeError(f"`class_names` must be a sequence of str, got {type(class_names).__name__}")
+    names = tuple(class_names)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"`class_names` must be a non-empty sequence of non-empty str, got {list(names)[:5]}...")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"`class_names` contains duplicates: {dupes}")
+    return names
+
+
+class Projector(nn.Module):
+    """Frozen open_clip image tower + LoRA + text-initialised low-rank head: labels images online.
+
+    Args:
+        base: open_clip model name, e.g. ``"RN50-quickgelu"`` or ``"ViT-B-32"``, or a ``local-dir:``/``hf-hub:``
+            identifier (see ``open_clip.list_models()``).
+        pretrained: open_clip pretrained tag (``"openai"``, ``"laion2b_s34b_b79k"``), a local checkpoint path, or
+            ``None`` (random weights; tests only).
+        class_names: class names in label-index order, length ``C``.
+        templates: prompt templates: ``None``/``"helio"`` (the 7 of HeLlO supp. A.3), ``"openai"`` (80), or a
+            list of format strings with one ``{}``. Ignored when ``text_embeddings`` is given.
+        text_embeddings: optional precomputed class text embeddings ``[C, d]`` (any norm) instead of running the
+            text tower.
+        image_rank, image_alpha: LoRA rank and alpha on the image tower (paper: 8; alpha defaults to the rank).
+        head_rank, head_alpha: rank and alpha of the head update (paper: 64 for ~100 classes, 128 for 1000).
+        targets: LoRA target kinds (``"conv"``: every Conv2d, the paper's choice; ``"linear"``, ``"attnpool"``,
+            ``"attn"``), see :func:`lightlabel.lora.find_lora_targets`.
+        head_mode: ``"renorm"`` or ``"additive"`` (see :mod:`lightlabel.head`).
+        device: device for the text tower pass and the returned module (default CPU).
+        cache_dir: open_clip's download cache for the base weights.
+        progress: show a progress bar while encoding the class prompts.
+
+    Shape:
+        - Input: ``(B, 3, H, W)`` float images normalised with :attr:`mean`/:attr:`std`, ``(H, W)`` =
+          :attr:`image_size` (see :meth:`forward` for other sizes).
+        - Output: ``(B, C)`` float32 logits.
+
+    Raises:
+        ValueError: bad class names, templates, ranks, targets, embeddings shape, or unknown base/tag.
+        RuntimeError: open_clip could not load the base weights.
+
+    Source: HeLlO Sec. 3.2-3.3, Eq. 2-5, Alg. 1 lines 4-5.
+
+    Example:
+        >>> projector = Projector(base="RN50-quickgelu", pretrained="openai", class_names=["cat", "dog"])  # doctest: +SKIP
+        >>> logits = projector(projector.normalize(images_in_0_1))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        base: str,
+        pretrained: str | None,
+        class_names: Sequence[str],
+        templates: str | Sequence[str] | None = None,
+        text_embeddings: torch.Tensor | None = None,
+        image_rank: int = 8,
+        image_alpha: float | None = None,
+        head_rank: int = 64,
+        head_alpha: float | None = None,
+        targets: Sequence[str] = ("conv",),
+        head_mode: str = "renorm",
+        device: torch.device | str | None = None,
+        cache_dir: str | None = None,
+        progress: bool = False,
+    ) -> None:
+        super().__init__()
+        config = AdapterConfig(image_rank=image_rank, image_alpha=image_alpha, head_rank=head_rank,
+                               head_alpha=head_alpha, targets=tuple(targets), head_mode=head_mode)
+        names = _check_class_names(class_names)
+        loaded = load_base(base, pretrained, cache_dir=cache_dir)
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        if text_embeddings is not None:
+            if not isinstance(text_embeddings, torch.Tensor) or not text_embeddings.is_floating_point():
+                raise TypeError("`text_embeddings` must be a floating-point torch.Tensor of shape [C, d]")
+            if tuple(text_embeddings.shape) != (len(names), loaded.embed_dim):
+                raise ValueError(
+                    f"`text_embeddings` must have shape [C, d] = [{len(names)}, {loaded.embed_dim}] "
+                    f"(classes, base embed dim), got {list(text_embeddings.shape)}"
+                )
+            if not torch.isfinite(text_embeddings).all() or (text_embeddings.norm(dim=-1) == 0).any():
+                raise ValueError("`text_embeddings` must be finite with non-zero rows")
+            text = text_embeddings.detach().float().cpu()
+            self.templates: tuple[str, ...] | None = None
+        else:
+            self.templates = resolve_templates(templates)
+            text = text_features(loaded, names, self.templates, device=device, progress=progress)
+        self._setup(loaded, config, names, text)
+        self.to(device)
+
+    def _setup(self, loaded: BaseModel, config: AdapterConfig, names: tuple[str, ...], text: torch.Tensor) -> None:
+        self.config = config
+        self.base_model, self.base_pretrained, self.base_fingerprint = loaded.name, loaded.pretrained, loaded.fingerprint
+        self.image_size, self.mean, self.std = loaded.image_size, loaded.mean, loaded.std
+        self.class_names: tuple[str, ...] = names
+        self.fit_info: dict[str, Any] = {}
+        self.visual = loaded.model.visual  # the text tower is dropped: its only output is the text head
+        self.visual.eval().requires_grad_(False)
+        self.lora_weights = tuple(find_lora_targets(self.visual, config.targets))
+        if not self.lora_weights:
+            raise ValueError(f"no weights of {type(self.visual).__name__} match LoRA targets {list(config.targets)}")
+        self.image_lora = nn.ModuleList()
+        for name in self.lora_weights:
+            lora = LoRAWeight(self._weight(name).shape, config.image_rank, config.image_alpha)
+            attach_lora(self.visual, name, lora)
+            self.image_lora.append(lora)
+        self.head = TextHead(text, rank=config.head_rank, alpha=config.head_alpha, logit_scale=loaded.logit_scale,
+                             mode=config.head_mode)
+        self._text_check = text_check(text)
+        self._merged = False
+        self.register_buffer("_mean", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(self.std).view(1, 3, 1, 1), persistent=False)
+
+    def _weight(self, name: str) -> torch.Tensor:
+        module_path, _, param = name.rpartition(".")
+        return getattr(self.visual.get_submodule(module_path) if module_path else self.visual, param)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_classes(self) -> int:
+        """Number of classes ``C``."""
+        return len(self.class_names)
+
+    @property
+    def merged(self) -> bool:
+        """Whether the LoRA updates are folded into the weights (see :meth:`merge`)."""
+        return self._merged
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.bias.device
+
+    @property
+    def preprocess(self) -> v2.Compose:
+        """torchvision v2 transform for PIL images or uint8 tensors: resize, center-crop, to float [0, 1], normalise."""
+        return v2.Compose([
+            v2.ToImage(),
+            v2.Resize(min(self.image_size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+            v2.CenterCrop(self.image_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(self.mean, self.std),
+        ])
+
+    # ------------------------------------------------------------------ inputs
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalise float images with values in [0, 1] for this base.
+
+        Shape: ``(B, 3, H, W)`` -> ``(B, 3, H, W)``. Raises ``TypeError`` for integer tensors.
+        """
+        if not images.is_floating_point():
+            raise TypeError(f"`images` must be float in [0, 1]; got dtype {images.dtype} (use images.float() / 255)")
+        return (images - self._mean.to(images)) / self._std.to(images)
+
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalize`: back to [0, 1] pixel values (not clamped)."""
+        return images * self._std.to(images) + self._mean.to(images)
+
+    def check_images(self, images: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
+        """Validate a batch for the image tower and resize it when that is safe.
+
+        Args:
+            images: ``(B, 3, H, W)`` float tensor, normalised with :attr:`mean`/:attr:`std`.
+            check_values: also check the values (one host sync): non-finite pixels are an error, values above 20
+                (raw 0-255 pixels) are an error, a batch entirely within [0, 1] warns (probably not normalised).
+
+        Returns:
+            The batch, resized (bilinear, antialiased, with a warning) when ``(H, W)`` differs from
+            :attr:`image_size` but has the same aspect ratio.
+
+        Raises:
+            TypeError: not a tensor, or an integer dtype (e.g. uint8 pixels).
+            ValueError: not 4-D, not 3 channels, another aspect ratio, or bad values (see ``check_values``).
+        """
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"`images` must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}")
+        if not images.is_floating_point():
+            raise TypeError(
+                f"`images` must be a float tensor normalised with mean={self.mean}, std={self.std}; got dtype "
+                f"{images.dtype} (raw pixels? use projector.normalize(images.float() / 255))"
+            )
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"`images` must have shape (B, 3, H, W), got {tuple(images.shape)}")
+        h, w = images.shape[-2:]
+        if (h, w) != self.image_size:
+            eh, ew = self.image_size
+            if h * ew != w * eh:
+                raise ValueError(
+                    f"`images` are {h}x{w} but the base expects {eh}x{ew}; resizing would distort the aspect ratio"
+                )
+            warnings.warn(f"resizing images from {h}x{w} to the base's {eh}x{ew}", stacklevel=3)
+            images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
+        if check_values and images.numel():
+            lo, hi = (float(v) for v in torch.aminmax(images.detach().float()))
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError("`images` contain NaN or Inf values")
+            if hi > 20:
+                raise ValueError(
+                    f"`images` have values up to {hi:g}: they look like raw 0-255 pixels, not normalised images "
+                    f"(use projector.normalize(images / 255))"
+                )
+            if lo >= 0 and hi <= 1 and images.shape[0] > 1:
+                warnings.warn(
+                    "`images` are all within [0, 1]: are they normalised? Use projector.normalize(images)",
+                    stacklevel=3,
+                )
+        return images
+
+    # ------------------------------------------------------------------ forward
+    def encode_image(self, images: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+        """Image features ``E_I(x)`` of the adapted tower, ``(B, 3, H, W) -> (B, d)`` (the tower's dtype).
+
+        Used by the Eq. 7 image refinement. ``check`` as in :meth:`forward`.
+        """
+        return self.visual(self.check_images(images, check_values=check))
+
+    def forward(self, images: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+        """Logits for a batch of normalised images.
+
+        Args:
+            images: ``(B, 3, H, W)`` float, normalised with :attr:`mean`/:attr:`std`; any float dtype.
+            check: validate the pixel values (costs one host-device sync; the relabeler turns it off on CUDA and
+                checks its outputs instead). Shape and dtype are always validated.
+
+        Returns:
+            ``(B, C)`` float32 logits.
+
+        Raises:
+            TypeError, ValueError: see :meth:`check_images`.
+        """
+        return self.head(self.encode_image(images, check=check))
+
+    # ------------------------------------------------------------------ training / merging
+    def train(self, mode: bool = True) -> Projector:
+        """Set the adapter's training mode. The base always stays in eval mode (frozen BatchNorm statistics)."""
+        super().train(mode)
+        self.visual.eval()
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The adapter tensors (LoRA factors, head factors, logit scale, bias); nothing of the base."""
+        return [p for lora in self.image_lora for p in (lora.lora_A, lora.lora_B)] + [
+            self.head.lora_A, self.head.lora_B, self.head.logit_scale, self.head.bias
+        ]
+
+    def merge(self) -> Projector:
+        """Fold the LoRA updates into the image-tower weights and precompute the head (inference path).
+
+        Outputs equal the unmerged ones up to float rounding (1e-5 relative in float32). Gradients no longer
+        reach the adapter while merged; call :meth:`unmerge` before fitting further. Idempotent.
+
+        Raises:
+            ValueError: the merged weights would not be finite (nothing is changed).
+        """
+        if not self._merged:
+            merge_lora(self.visual, self.lora_weights)
+            self.head.merge()
+            self._merged = True
+        return self
+
+    def unmerge(self) -> Projector:
+        """Undo :meth:`merge`: re-attach the LoRA updates (base weights recovered as ``W' - delta``). Idempotent."""
+        if self._merged:
+            unmerge_lora(self.visual, self.lora_weights, list(self.image_lora))
+            self.head.unmerge()
+            self._merged = False
+        return self
+
+    # ------------------------------------------------------------------ adapter state
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """The adapter tensors under their file keys (float32, detached, on the module's device)."""
+        state = {}
+        for name, lora in zip(self.lora_weights, self.image_lora):
+            state[f"image.{name}.lora_A"] = lora.lora_A.detach()
+            state[f"image.{name}.lora_B"] = lora.lora_B.detach()
+        state["head.lora_A"] = self.head.lora_A.detach()
+        state["head.lora_B"] = self.head.lora_B.detach()
+        state["head.logit_scale"] = self.head.logit_scale.detach()
+        state["head.bias"] = self.head.bias.detach()
+        return state
+
+    @torch.no_grad()
+    def load_adapter_state(self, tensors: dict[str, torch.Tensor], source: str = "<adapter>") -> None:
+        """Copy adapter tensors in, strictly: the exact key set and shapes are required.
+
+        Raises:
+            AdapterError: missing, unexpected or wrongly shaped tensors (the module is left unchanged).
+        """
+        own = self.adapter_state()
+        missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+        if missing or unexpected:
+            raise AdapterError(f"{source}: adapter tensors do not match the projector: missing {missing[:5]}"
+                               f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
+        for key, t in own.items():
+            if tuple(tensors[key].shape) != tuple(t.shape):
+                raise AdapterError(f"{source}: tensor {key!r} has shape {list(tensors[key].shape)}, "
+                                   f"expected {list(t.shape)}")
+        was_merged = self._merged
+        self.unmerge()
+        for key, t in own.items():
+            t.copy_(tensors[key].to(t))
+        if was_merged:
+            self.merge()
+
+    def info(self, storage_dtype: str = "fp32") -> AdapterInfo:
+        """The adapter header this projector would write."""
+        return AdapterInfo(
+            config=self.config, base_model=self.base_model, base_pretrained=self.base_pretrained,
+            base_fingerprint=self.base_fingerprint, image_size=self.image_size, mean=self.mean, std=self.std,
+            class_names=self.class_names, templates=self.templates, text_check=self._text_check,
+            lora_weights=self.lora_weights, storage_dtype=storage_dtype, fit_info=dict(self.fit_info),
+        )
+
+    def to_bytes(self, dtype: str = "fp32") -> bytes:
+        """The adapter file's bytes (see :mod:`lightlabel.adapter_io`) with factors stored in ``dtype``."""
+        if dtype not in STORAGE_DTYPES:
+            raise ValueError(f"`dtype` must be one of {list(STORAGE_DTYPES)}, got {dtype!r}")
+        return encode_adapter(self.adapter_state(), self.info(dtype))
+
+    @property
+    def adapter_nbytes(self) -> int:
+        """Size in bytes of the float32 adapter file (tensors + header); the storage this labeller costs."""
+        return len(self.to_bytes("fp32"))
+
+    def num_adapter_parameters(self) -> int:
+        """Number of adapter parameters (LoRA factors, head factors, scale, bias)."""
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def storage_report(self, *, ipc: int, epochs: int, label_bytes: int = 2, teacher: str | nn.Module | int = "resnet18",
+                       dtype: str = "fp32") -> StorageReport:
+        """Compare this adapter's bytes with stored soft labels and with a teacher checkpoint.
+
+        See :func:`lightlabel.storage_report`; ``num_classes`` is this projector's.
+        """
+        return storage_report(num_classes=self.num_classes, ipc=ipc, epochs=epochs, label_bytes=label_bytes,
+                              teacher=teacher, adapter_nbytes=len(self.to_bytes(dtype)))
+
+    def save_pretrained(self, path: str | os.PathLike, *, dtype: str = "fp32") -> Path:
+        """Write the adapter file atomically (temp file + rename; a crash leaves any previous file intact).
+
+        Args:
+            path: a ``.safetensors`` file, or a directory (the file is ``<dir>/adapter.safetensors``).
+            dtype: storage dtype of the LoRA factors: ``"fp32"`` (exact), ``"fp16"`` or ``"int8"``.
+
+        Returns:
+            The path of the written file.
+        """
+        path = Path(path)
+        file = path if path.suffix == ".safetensors" else path / ADAPTER_FILENAME
+        atomic_write_bytes(file, self.to_bytes(dtype))
+        logger.info("adapter written to %s", file)
+        return file
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        pretrained: str | None = None,
+        class_names: Sequence[str] | None = None,
+        text_embeddings: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+        cache_dir: str | None = None,
+        progress: bool = False,
+    ) -> Projector:
+        """Load an adapter and the base model its header names, and check that they match.
+
+        Args:
+            path: an adapter ``.safetensors`` file or a directory holding ``adapter.safetensors``.
+            pretrained: where to find the base weights on this machine, overriding the tag or path recorded in
+                the adapter (the fingerprint must still match).
+            class_names: the class order your dataset uses; it must equal the adapter's (use :meth:`remap`
+                to reorder the head instead).
+            text_embeddings: ``[C, d]`` embeddings, required for adapters built from precomputed embeddings.
+            device: device for the module.
+            cache_dir: open_clip's download cache.
+
+        Raises:
+            FileNotFoundError: no adapter at ``path``.
+            AdapterError: a damaged file, another base (fingerprint), another class list or order, text
+                embeddings that do not reproduce the adapter's ``text_check``, or wrong tensor shapes.
+        """
+        info, tensors = read_adapter(path)
+        return cls._from_info(info, tensors, str(path), pretrained=pretrained, class_names=class_names,
+                              text_embeddings=text_embeddings, device=device, cache_dir=cache_dir, progress=progress)
+
+    @classmethod
+    def _from_info(cls, info: AdapterInfo, tensors: dict[str, torch.Tensor], source: str, *, pretrained, class_names,
+                   text_embeddings, device, cache_dir, progress) -> Projector:
+        if class_names is not None and tuple(class_names) != info.class_names:
+            raise AdapterError(_class_mismatch(source, info.class_names, tuple(class_names)))
+        if info.templates is None and text_embeddings is None:
+            raise AdapterError(f"{source}: this adapter's head was built from precomputed text embeddings; "
+                               "pass the same `text_embeddings` [C, d] to from_pretrained")
+        c = info.config
+        projector = cls(
+            base=info.base_model, pretrained=pretrained if pretrained is not None else info.base_pretrained,
+            class_names=info.class_names, templates=info.templates,
+            text_embeddings=text_embeddings if info.templates is None else None,
+            image_rank=c.image_rank, image_alpha=c.image_alpha, head_rank=c.head_rank, head_alpha=c.head_alpha,
+            targets=c.targets, head_mode=c.head_mode, device="cpu", cache_dir=cache_dir, progress=progress,
+        )
+        if projector.base_fingerprint != info.base_fingerprint:
+            raise AdapterError(
+                f"{source}: adapter was fitted on base {info.base_model!r} (pretrained={info.base_pretrained!r}) "
+                f"with fingerprint {info.base_fingerprint[:16]}..., but the loaded base has fingerprint "
+                f"{projector.base_fingerprint[:16]}...: different weights, labels would be wrong"
+            )
+        if projector.lora_weights != info.lora_weights:
+            raise AdapterError(f"{source}: adapted weights differ: adapter has {len(info.lora_weights)} "
+                               f"({list(info.lora_weights[:3])}...), base gives {len(projector.lora_weights)}")
+        if projector.image_size != info.image_size:
+            raise AdapterError(f"{source}: image size {projector.image_size} differs from the adapter's {info.image_size}")
+        worst = max(abs(a - b) for ra, rb in zip(projector._text_check, info.text_check) for a, b in zip(ra, rb))
+        if worst > _TEXT_CHECK_TOL:
+            raise AdapterError(
+                f"{source}: the text head does not reproduce the adapter's text_check (max difference {worst:.4f} "
+                f"> {_TEXT_CHECK_TOL}): another text tower, other text embeddings, or another class order"
+            )
+        projector.load_adapter_state(tensors, source)
+        projector.fit_info = dict(info.fit_info)
+        projector._text_check = info.text_check
+        return projector.to(device if device is not None else "cpu")
+
+    # ------------------------------------------------------------------ classes
+    def check_class_names(self, class_names: Sequence[str]) -> None:
+        """Raise :class:`~lightlabel.AdapterError` unless ``class_names`` equals this projector's class order."""
+        if tuple(class_names) != self.class_names:
+            raise AdapterError(_class_mismatch("projector", self.class_names, tuple(class_names)))
+
+    @torch.no_grad()
+    def remap(self, class_names: Sequence[str]) -> Projector:
+        """Reorder (or subset) the head to ``class_names``; label ``i`` then means ``class_names[i]``. In place.
+
+        Raises:
+            ValueError: a name the projector does not know (listed), or duplicates.
+        """
+        names = _check_class_names(class_names)
+        unknown = [n for n in names if n not in self.class_names]
+        if unknown:
+            raise ValueError(f"`class_names` has names this projector does not know: {unknown[:10]} "
+                             f"(known: {list(self.class_names)[:10]}...)")
+        index = torch.tensor([self.class_names.index(n) for n in names], device=self.device)
+        head = self.head
+        head.text_weight = head.text_weight[index]
+        head.lora_B = nn.Parameter(head.lora_B[index].clone())
+        head.bias = nn.Parameter(head.bias[index].clone())
+        if head._merged is not None:
+            head._merged = head._merged[index]
+        self._text_check = tuple(self._text_check[i] for i in index.tolist())
+        self.class_names = names
+        return self
+
+    def extra_repr(self) -> str:
+        return (f"base={self.base_model!r}, pretrained={self.base_pretrained!r}, classes={self.num_classes}, "
+                f"lora_weights={len(self.lora_weights)}, image_rank={self.config.image_rank}, "
+                f"head_rank={self.config.head_rank}, merged={self._merged}")
+
+
+def _class_mismatch(source: str, expected: tuple[str, ...], found: tuple[str, ...]) -> str:
+    if set(expected) == set(found) and len(expected) == len(found):
+        moved = [n for i, n in enumerate(found) if expected[i] != n]
+        return (f"{source}: same classes in a different order ({len(moved)} positions differ, e.g. {moved[:3]}); "
+                f"labels would be silently wrong. Call projector.remap(class_names) to reorder the head")
+    missing = [n for n in expected if n not in found][:5]
+    extra = [n for n in found if n not in expected][:5]
+    return (f"{source}: class names differ: adapter has {len(expected)} classes, given {len(found)}; "
+            f"missing {missing}, unknown {extra}")

@@ -1,0 +1,141 @@
+"""OnlineRelabeler: shapes, mixed targets, determinism, teachers, re-normalisation, and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import randomize_adapter
+from torch import nn
+
+import lightlabel as ll
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@pytest.fixture
+def projector(make_projector):
+    p = make_projector().eval()
+    randomize_adapter(p)
+    return p
+
+
+def _normalised(batch, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    images, labels = batch
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    return (images - m) / s, labels
+
+
+@pytest.mark.parametrize("mix", ["cutmix", "mixup", "none"])
+def test_shapes_dtypes_and_targets_sum_to_one(projector, cifar_batch, mix):
+    images, labels = _normalised(cifar_batch)
+    relabeler = ll.OnlineRelabeler(projector, mix=mix, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, seed=0)
+    out_images, soft, targets = relabeler(images, labels)
+    assert out_images.shape == images.shape and out_images.dtype == images.dtype
+    assert soft.shape == (40, 10) and soft.dtype == torch.float32 and not soft.is_inference()
+    assert targets.shape == (40, 10) and targets.dtype == torch.float32
+    torch.testing.assert_close(targets.sum(1), torch.ones(40))
+    if mix == "none":
+        assert torch.equal(targets.argmax(1), labels)
+    else:
+        assert not torch.equal(out_images, images)
+    assert projector.merged, "the relabeler uses the merged inference path by default"
+
+
+def test_labels_equal_projector_on_renormalised_images(projector, cifar_batch):
+    images01, labels = cifar_batch
+    images, _ = _normalised(cifar_batch)
+    relabeler = ll.OnlineRelabeler(projector, mix="none", input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD)
+    _, soft, _ = relabeler(images, labels)
+    with torch.no_grad():
+        expected = projector(projector.normalize(images01))
+    torch.testing.assert_close(soft, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_student_resolution_is_resized_for_the_projector(projector, cifar_batch):
+    images01, labels = cifar_batch
+    big = torch.nn.functional.interpolate(projector.normalize(images01), size=64, mode="bilinear")
+    out, soft, _ = ll.OnlineRelabeler(projector, mix="cutmix", seed=0)(big, labels)
+    assert out.shape[-1] == 64 and soft.shape == (40, 10)
+
+
+def test_deterministic_under_seed_and_global_rng_untouched(projector, cifar_batch):
+    images, labels = _normalised(cifar_batch)
+    kw = dict(mix="cutmix", crop_size=24, flip=True, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, seed=7)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = ll.OnlineRelabeler(projector, **kw)(images, labels)
+    assert torch.equal(torch.random.get_rng_state(), before), "the seeded relabeler must not consume the global RNG"
+    b = ll.OnlineRelabeler(projector, **kw)(images, labels)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    assert a[0].shape == (40, 3, 24, 24)
+    r = ll.OnlineRelabeler(projector, **kw)
+    first, second = r(images, labels), r(images, labels)
+    assert not torch.equal(first[0], second[0]), "successive batches must get fresh augmentations"
+    resumed = ll.OnlineRelabeler(projector, **kw)
+    resumed(images, labels)
+    state = resumed.state_dict()
+    again = ll.OnlineRelabeler(projector, **kw)
+    again.load_state_dict(state)
+    assert torch.equal(again(images, labels)[0], second[0])
+
+
+class _Teacher(nn.Module):
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                 nn.Flatten(), nn.Linear(4, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_teacher_ensemble_labels_are_mean_logits(cifar_batch, vectorize):
+    images, labels = _normalised(cifar_batch)
+    teachers = [_Teacher(s) for s in range(3)]
+    ensemble = ll.TeacherEnsemble(teachers, vectorize=vectorize)
+    assert ensemble.vectorized == vectorize
+    relabeler = ll.OnlineRelabeler(ensemble, num_classes=10, mix="none")
+    _, soft, _ = relabeler(images, labels)
+    with torch.no_grad():
+        expected = torch.stack([t.eval()(images) for t in teachers]).mean(0)
+    torch.testing.assert_close(soft, expected, rtol=1e-5, atol=1e-5)
+    _, from_list, _ = ll.OnlineRelabeler(teachers, num_classes=10, mix="none")(images, labels)
+    torch.testing.assert_close(from_list, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_works_in_a_training_step_with_amp(projector, cifar_batch):
+    images, labels = _normalised(cifar_batch)
+    student = _Teacher(0).train()
+    opt = torch.optim.SGD(student.parameters(), lr=0.1)
+    relabeler = ll.OnlineRelabeler(projector, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, seed=0)
+    criterion = ll.SoftLabelLoss()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x, soft, y = relabeler(images, labels)
+        loss = criterion(student(x), soft, y)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+
+
+def test_errors(projector, cifar_batch):
+    images, labels = _normalised(cifar_batch)
+    with pytest.raises(ValueError, match="num_classes"):
+        ll.OnlineRelabeler(_Teacher(0))
+    with pytest.raises(ValueError, match="mix"):
+        ll.OnlineRelabeler(projector, mix="cutout")
+    with pytest.raises(ValueError, match="labeler_mean"):
+        ll.OnlineRelabeler(_Teacher(0), num_classes=10, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD)
+    relabeler = ll.OnlineRelabeler(projector, seed=0)
+    with pytest.raises(TypeError, match="float"):
+        relabeler((images * 255).to(torch.uint8), labels)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        relabeler(images[:, :1], labels)
+    with pytest.raises(ValueError, match=r"class indices in \[0, 10\)"):
+        relabeler(images, labels + 5)
+    with pytest.raises(ValueError, match="NaN"):
+        relabeler(torch.full_like(images, float("nan")), labels)
+    with pytest.raises(ValueError, match="NaN"):
+        ll.OnlineRelabeler(_Teacher(0), num_classes=10, mix="none")(torch.full_like(images, float("nan")), labels)
