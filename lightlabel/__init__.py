@@ -6,6 +6,9 @@ Public API::
     OnlineRelabeler    augment a batch on its device (CutMix/Mixup), then label it online
     SoftLabelLoss      MSE on logits + ce_weight * CE (HeLlO Alg. 1 line 14); soft_label_loss is its function
     TeacherEnsemble    mean logits of several teachers (vmapped when architectures match)
+    fit_adapter        fit an adapter to weak teachers in one call (HeLlO Eq. 5)
+    train_teachers     train one teacher and keep early checkpoints ("weak teachers")
+    load_teacher(s)    teacher checkpoints (ours, or plain state dicts such as the CIFAR ResNets)
     AdapterError       every damaged/mismatched adapter file raises this (a ValueError)
     read_adapter       read and verify an adapter file's header and tensors
     storage_report     stored soft labels vs teacher vs adapter, in bytes
@@ -13,11 +16,13 @@ Public API::
 
 from .adapter_io import AdapterConfig, AdapterInfo, read_adapter
 from .errors import AdapterError
+from .fit import fit_adapter
 from .losses import SoftLabelLoss, soft_label_loss
+from .models import load_teacher
 from .projector import Projector
 from .relabel import OnlineRelabeler
 from .storage import StorageReport, storage_report
-from .teachers import TeacherEnsemble
+from .teachers import TeacherEnsemble, load_teachers, train_teachers
 from .templates import HELIO_TEMPLATES, OPENAI_IMAGENET_TEMPLATES
 from .version import __version__
 
@@ -33,7 +38,11 @@ __all__ = [
     "StorageReport",
     "TeacherEnsemble",
     "__version__",
+    "fit_adapter",
+    "load_teacher",
+    "load_teachers",
     "read_adapter",
     "soft_label_loss",
     "storage_report",
+    "train_teachers",
 ]

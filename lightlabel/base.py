@@ -28,6 +28,10 @@ __all__ = ["BaseModel", "cache_root", "fingerprint", "load_base", "text_check", 
 
 logger = logging.getLogger(__name__)
 
+#: open_clip configs shipped with lightlabel (tiny test bases, the offline proxy base), registered on import.
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+open_clip.add_model_config(MODEL_CONFIG_DIR)
+
 
 @dataclass
 class BaseModel:

@@ -11,11 +11,44 @@ import logging
 import os
 import shutil
 import tarfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._io import atomic_write_text
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
 
-__all__ = ["default_data_root", "extract_image_folder"]
+from ._io import atomic_path, atomic_write_text
+from ._progress import progress_bar
+
+__all__ = [
+    "ImageFolderDataset",
+    "TensorImageDataset",
+    "as_dataset",
+    "dataset_classes",
+    "default_data_root",
+    "extract_image_folder",
+    "image_size_of",
+    "load_image_folder",
+    "TransformedDataset",
+    "dataset_targets",
+    "eval_transform",
+    "train_transform",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+def decode_rgb(path: str | os.PathLike) -> torch.Tensor:
+    """Decode an image file as RGB (grayscale, palette, CMYK and RGBA are converted): ``(3, H, W)`` uint8.
+
+    Raises:
+        OSError, ValueError: Pillow cannot read the file (truncated, corrupt, not an image).
+    """
+    with Image.open(path) as img:
+        img.load()
+        return v2.functional.pil_to_tensor(img.convert("RGB"))
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +130,261 @@ def extract_image_folder(
     atomic_write_text(marker, key)
     logger.info("extracted %d images of %d classes from %s to %s", sum(counts.values()), len(counts), archive, dest)
     return dest
+
+
+class TensorImageDataset(Dataset):
+    """Decoded images held in memory as one uint8 tensor, with labels and class names.
+
+    Args:
+        images: ``(N, 3, H, W)`` uint8 RGB.
+        labels: ``(N,)`` int64 class indices in ``[0, len(classes))``.
+        classes: class names in index order.
+        transform: optional callable applied to each ``(3, H, W)`` uint8 image.
+        ids: optional per-image identifiers (e.g. file paths relative to the root).
+
+    Returns (``__getitem__``):
+        ``(image, label)``: the (transformed) image and an int.
+
+    Raises:
+        ValueError: mismatched lengths, a non-uint8 or non-RGB tensor, or labels out of range.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
+                 transform: Callable | None = None, ids: Sequence[str] | None = None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"`images` must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"`labels` must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise ValueError(f"`labels` must be in [0, {len(classes)}), got [{int(labels.min())}, {int(labels.max())}]")
+        if ids is not None and len(ids) != images.shape[0]:
+            raise ValueError(f"`ids` must have {images.shape[0]} entries, got {len(ids)}")
+        self.images, self.labels, self.classes = images, labels, list(classes)
+        self.targets = labels.tolist()
+        self.transform = transform
+        self.ids = list(ids) if ids is not None else [str(i) for i in range(images.shape[0])]
+        self.skipped: list[str] = []  # files load_image_folder could not decode
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        return (self.transform(image) if self.transform is not None else image), self.targets[index]
+
+    def with_transform(self, transform: Callable | None) -> TensorImageDataset:
+        """The same images (shared memory) with another transform."""
+        return TensorImageDataset(self.images, self.labels, self.classes, transform, self.ids)
+
+    def subset(self, indices: Sequence[int]) -> TensorImageDataset:
+        """A new dataset of the given indices (same classes and transform)."""
+        idx = torch.as_tensor(list(indices), dtype=torch.int64)
+        return TensorImageDataset(self.images[idx], self.labels[idx], self.classes, self.transform,
+                                  [self.ids[i] for i in idx.tolist()])
+
+
+def load_image_folder(
+    root: str | os.PathLike,
+    *,
+    size: int | None = None,
+    on_error: str = "skip",
+    allow_empty: bool = False,
+    cache: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TensorImageDataset:
+    """Decode an ImageFolder (``root/<class>/<image>``) into memory as uint8 RGB tensors.
+
+    Grayscale, palette and RGBA files are converted to RGB. With ``size``, each image is resized so its shorter
+    side is ``size`` (antialiased) and center-cropped to ``size x size``; without it all images must share one
+    size.
+
+    Args:
+        root: the ImageFolder root; class names are the sorted sub-folder names (as ``torchvision``'s
+            ``ImageFolder``).
+        size: output side in pixels, or ``None`` to keep the files' size.
+        on_error: ``"skip"`` unreadable or undecodable files (their count and names are logged as a warning) or
+            ``"raise"`` on the first one.
+        allow_empty: keep classes whose folder holds no image (otherwise an error).
+        cache: optional ``.pt`` file: loaded if it exists, written (atomically) after decoding otherwise.
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`TensorImageDataset` with ``ids`` = paths relative to ``root``.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder or has no class folders.
+        ValueError: empty class folders (names listed), unreadable files with ``on_error="raise"``, mixed sizes
+            without ``size``, or a bad ``on_error``.
+    """
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"`on_error` must be 'skip' or 'raise', got {on_error!r}")
+    if cache is not None and Path(cache).is_file():
+        blob = torch.load(cache, weights_only=True)
+        return TensorImageDataset(blob["images"], blob["labels"], blob["classes"], ids=blob["ids"])
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise FileNotFoundError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
+    files = [(c, i, f) for i, c in enumerate(classes) for f in sorted((root / c).iterdir())
+             if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+    empty = [c for c in classes if not any(fc == c for fc, _, _ in files)]
+    if empty and not allow_empty:
+        raise ValueError(f"{root}: class folders without images: {empty[:10]} (pass allow_empty=True to keep them)")
+    images, labels, ids, failed = [], [], [], []
+    resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)]) if size else None
+    for cls, label, path in progress_bar(files, desc=f"decoding {root.name}", disable=not progress):
+        try:
+            img = decode_rgb(path)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            if on_error == "raise":
+                raise ValueError(f"cannot decode image {path}: {e}") from e
+            failed.append(str(path.relative_to(root)))
+            continue
+        images.append(resize(img) if resize is not None else img)
+        labels.append(label)
+        ids.append(f"{cls}/{path.name}")
+    if failed:
+        logger.warning("skipped %d unreadable image files in %s: %s", len(failed), root, failed[:10])
+    if not images:
+        raise ValueError(f"{root}: no readable images")
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) > 1:
+        raise ValueError(f"{root}: images have different sizes {sorted(shapes)[:4]}...; pass `size=`")
+    dataset = TensorImageDataset(torch.stack(images), torch.tensor(labels), classes, ids=ids)
+    dataset.skipped = failed
+    if cache is not None:
+        with atomic_path(cache) as tmp:
+            torch.save({"images": dataset.images, "labels": dataset.labels, "classes": classes, "ids": ids}, tmp)
+    return dataset
+
+
+class ImageFolderDataset(Dataset):
+    """A lazily decoded ImageFolder (``root/<class>/<image>``) that tolerates bad files.
+
+    Images are decoded as RGB (grayscale, palette and RGBA files are converted) into ``(3, H, W)`` uint8 tensors.
+
+    Args:
+        root: the folder; classes are the sorted sub-folder names.
+        transform: optional callable applied to each decoded image.
+        on_error: ``"skip"``: an unreadable file is replaced by the next readable one (deterministically) and
+            logged with a running count; ``"raise"``: a ``ValueError`` naming the file.
+        allow_empty: keep class folders without images (otherwise a ``ValueError`` lists them).
+
+    Raises:
+        FileNotFoundError: ``root`` is missing or has no class folders.
+        ValueError: empty class folders, a bad ``on_error``.
+    """
+
+    def __init__(self, root: str | os.PathLike, transform: Callable | None = None, *, on_error: str = "skip",
+                 allow_empty: bool = False) -> None:
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"`on_error` must be 'skip' or 'raise', got {on_error!r}")
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder not found: {root}")
+        self.classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not self.classes:
+            raise FileNotFoundError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
+        self.samples = [(str(f), i) for i, c in enumerate(self.classes) for f in sorted((root / c).iterdir())
+                        if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+        empty = sorted(set(self.classes) - {self.classes[t] for _, t in self.samples})
+        if empty and not allow_empty:
+            raise ValueError(f"{root}: class folders without images: {empty[:10]} (pass allow_empty=True to keep them)")
+        if not self.samples:
+            raise ValueError(f"{root}: no image files")
+        self.root, self.transform, self.on_error = root, transform, on_error
+        self.targets = [t for _, t in self.samples]
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        for attempt in range(len(self.samples)):
+            path, target = self.samples[(index + attempt) % len(self.samples)]
+            try:
+                image = decode_rgb(path)
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
+                if self.on_error == "raise":
+                    raise ValueError(f"cannot decode image {path}: {e}") from e
+                self.skipped += 1
+                logger.warning("skipping unreadable image %s (%d skipped so far in this process)", path, self.skipped)
+                continue
+            return (self.transform(image) if self.transform is not None else image), target
+        raise ValueError(f"{self.root}: no readable image at all")
+
+
+def as_dataset(data: Dataset | str | os.PathLike, *, on_error: str = "skip") -> Dataset:
+    """A map-style dataset from a dataset (returned as is) or an ImageFolder path (:class:`ImageFolderDataset`).
+
+    Raises:
+        TypeError: neither a path nor an object with ``__getitem__`` and ``__len__``.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        return ImageFolderDataset(data, on_error=on_error)
+    if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        raise TypeError(f"expected a map-style dataset or an ImageFolder path, got {type(data).__name__}")
+    return data
+
+
+def dataset_classes(dataset: Dataset) -> list[str] | None:
+    """``dataset.classes`` (looking through ``torch.utils.data.Subset``), or ``None``."""
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset
+    classes = getattr(dataset, "classes", None)
+    return list(classes) if classes is not None else None
+
+
+def dataset_targets(dataset: Dataset) -> list[int]:
+    """Integer labels of every sample (``targets`` attribute when present, else by reading the samples)."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        parent = dataset_targets(dataset.dataset)
+        return [parent[i] for i in dataset.indices]
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        return [int(t) for t in targets]
+    return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
+def image_size_of(dataset: Dataset) -> int:
+    """Side length of the first image (PIL or tensor), for datasets of square images."""
+    image = dataset[0][0]
+    h, w = v2.functional.get_size(image)
+    return int(min(h, w))
+
+
+def train_transform(size: int, *, low_res: bool | None = None) -> v2.Compose:
+    """The standard training augmentation, for PIL images or uint8/float tensors, giving float32 in [0, 1].
+
+    ``low_res`` (default: ``size <= 64``): ``RandomCrop(size, padding=size // 8)`` + flip (CIFAR style);
+    otherwise ``RandomResizedCrop(size)`` + flip (ImageNet style). Normalisation is left to the consumer.
+
+    Shape: any image -> ``(3, size, size)`` float32.
+    """
+    low_res = size <= 64 if low_res is None else low_res
+    crop = (v2.Compose([v2.Resize(size, antialias=True), v2.RandomCrop(size, padding=size // 8, padding_mode="reflect")])
+            if low_res else v2.RandomResizedCrop(size, antialias=True))
+    return v2.Compose([v2.ToImage(), v2.RGB(), crop, v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True)])
+
+
+def eval_transform(size: int) -> v2.Compose:
+    """Resize the shorter side to ``size``, center-crop, float32 in [0, 1]. Shape: any -> ``(3, size, size)``."""
+    return v2.Compose([v2.ToImage(), v2.RGB(), v2.Resize(size, antialias=True), v2.CenterCrop(size),
+                       v2.ToDtype(torch.float32, scale=True)])
+
+
+class TransformedDataset(Dataset):
+    """``(transform(image), int(label))`` over any map-style dataset."""
+
+    def __init__(self, dataset: Dataset, transform: Callable) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        return self.transform(image), int(label)

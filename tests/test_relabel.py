@@ -96,7 +96,7 @@ def test_teacher_ensemble_labels_are_mean_logits(cifar_batch, vectorize):
     images, labels = _normalised(cifar_batch)
     teachers = [_Teacher(s) for s in range(3)]
     ensemble = ll.TeacherEnsemble(teachers, vectorize=vectorize)
-    assert ensemble.vectorized == vectorize
+    assert ensemble.stacked and ensemble.vectorized == vectorize
     relabeler = ll.OnlineRelabeler(ensemble, num_classes=10, mix="none")
     _, soft, _ = relabeler(images, labels)
     with torch.no_grad():

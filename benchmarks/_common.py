@@ -1,0 +1,57 @@
+"""Shared helpers of the benchmark scripts: data, caches, and writing results into docs/results.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lightlabel._io import atomic_write_text
+from lightlabel.data import default_data_root, extract_image_folder, load_image_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("LIGHTLABEL_BENCH_CACHE", ROOT / "benchmarks" / ".cache"))
+RESULTS = ROOT / "docs" / "results.md"
+
+
+def data_root() -> Path:
+    root = default_data_root()
+    if root is None:
+        sys.exit("shared/data not found: set LIGHTLABEL_DATA")
+    return root
+
+
+def dataset(name: str, split: str, size: int | None = None, per_class: int | None = None, progress: bool = True):
+    """A cached in-memory TensorImageDataset of the shared data: cifar10 (train/test), imagenette (train/val),
+    tiny-imagenet (train)."""
+    root = data_root()
+    archive = {"cifar10": root / "cifar10" / f"{split}.tar.gz", "imagenette": root / "imagenette-128.tar.gz",
+               "tiny-imagenet": root / "tiny-imagenet-150.tar.gz"}[name]
+    tag = f"{name}-{split}-{size or 'orig'}-{per_class or 'all'}"
+    folder = extract_image_folder(archive, CACHE / "data" / f"{name}-{split}-{per_class or 'all'}", split=split,
+                                  per_class=per_class)
+    return load_image_folder(folder, size=size, cache=CACHE / "data" / f"{tag}.pt", progress=progress)
+
+
+def machine() -> str:
+    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{dev}, torch threads {torch.get_num_threads()}")
+
+
+def command() -> str:
+    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+
+
+def write_section(key: str, body: str) -> None:
+    """Replace (or append) the section between ``<!-- key -->`` markers in docs/results.md, atomically."""
+    text = RESULTS.read_text() if RESULTS.is_file() else "# Results\n\nEvery figure comes with the command that produced it.\n"
+    block = f"<!-- {key} -->\n{body.strip()}\n\n_Generated {time.strftime('%Y-%m-%d %H:%M')} by `{command()}` on {machine()}._\n<!-- /{key} -->"
+    pattern = re.compile(rf"<!-- {re.escape(key)} -->.*?<!-- /{re.escape(key)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    atomic_write_text(RESULTS, text)
