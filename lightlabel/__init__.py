@@ -9,12 +9,14 @@ Public API::
     fit_adapter        fit an adapter to weak teachers in one call (HeLlO Eq. 5)
     train_teachers     train one teacher and keep early checkpoints ("weak teachers")
     load_teacher(s)    teacher checkpoints (ours, or plain state dicts such as the CIFAR ResNets)
+    distill_images     RDED patch selection + stitching + Eq. 7 refinement -> DistilledSet
     AdapterError       every damaged/mismatched adapter file raises this (a ValueError)
     read_adapter       read and verify an adapter file's header and tensors
     storage_report     stored soft labels vs teacher vs adapter, in bytes
 """
 
 from .adapter_io import AdapterConfig, AdapterInfo, read_adapter
+from .distill import DistilledSet, distill_images
 from .errors import AdapterError
 from .fit import fit_adapter
 from .losses import SoftLabelLoss, soft_label_loss
@@ -32,12 +34,14 @@ __all__ = [
     "AdapterConfig",
     "AdapterError",
     "AdapterInfo",
+    "DistilledSet",
     "OnlineRelabeler",
     "Projector",
     "SoftLabelLoss",
     "StorageReport",
     "TeacherEnsemble",
     "__version__",
+    "distill_images",
     "fit_adapter",
     "load_teacher",
     "load_teachers",

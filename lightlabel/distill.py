@@ -1,0 +1,505 @@
+"""Distilled images: RDED patch selection and stitching, then HeLlO's Eq. 7 refinement on the projector.
+
+Per class (RDED Sec. 4.2-4.3, Alg. 1; HeLlO Sec. 3.4, Eq. 6-7, supplementary A.5):
+
+1. draw ``candidates_per_class`` images uniformly at random; crop each into ``crops_per_image`` random-resized
+   patches; score each patch by its realism score ``-CE(observer(patch), y)`` (HeLlO Eq. 6, RDED Eq. 8) and keep
+   each image's best patch;
+2. keep the class's top ``patches_per_image * ipc`` patches, group them at random (RDED Eq. 9) and stitch each
+   group into one image (a ``k x k`` grid for ``patches_per_image = k^2``);
+3. optionally (with a projector) refine the stitched images with Adam to minimise
+   ``MSE(E_I(p), E_I(up(down(p))))`` on the projector's image tower (Eq. 7), keeping pixels in [0, 1].
+
+Every class draws its randomness from a generator seeded by ``(seed, class index)`` alone, so results do not
+depend on which classes ran before (resumption, sharding across ranks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import resource
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from PIL import Image
+from torch import nn
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from ._io import atomic_path
+from ._loop import epoch_seed, is_main_process, resolve_device, world
+from ._progress import progress_bar
+from .base import fingerprint
+from .data import as_dataset, dataset_classes, dataset_targets, decode_rgb, image_size_of
+from .models import IMAGENET_MEAN, IMAGENET_STD
+from .projector import Projector
+from .version import __version__
+
+__all__ = ["DistilledSet", "distill_images", "refine_images", "stitch_patches"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def stitch_patches(patches: torch.Tensor, patches_per_image: int) -> torch.Tensor:
+    """Stitch groups of ``k * k`` patches into ``k x k`` grids, row-major: patch ``i`` of a group goes to row
+    ``i // k``, column ``i % k``.
+
+    Shape:
+        - patches: ``(N * k * k, C, h, w)``.
+        - returns: ``(N, C, k * h, k * w)``.
+
+    Raises:
+        ValueError: ``patches_per_image`` is not a perfect square or does not divide the number of patches.
+
+    Source: RDED Eq. 9.
+    """
+    k = math.isqrt(patches_per_image)
+    if k * k != patches_per_image or patches_per_image < 1:
+        raise ValueError(f"`patches_per_image` must be a perfect square (1, 4, 9, ...), got {patches_per_image}")
+    if patches.shape[0] % patches_per_image:
+        raise ValueError(f"{patches.shape[0]} patches do not split into groups of {patches_per_image}")
+    return rearrange(patches, "(n g1 g2) c h w -> n c (g1 h) (g2 w)", g1=k, g2=k)
+
+
+def refine_images(images: torch.Tensor, projector: Projector, *, steps: int = 300, lr: float = 0.01,
+                  downsample: int = 2, batch_size: int = 64, progress: bool = False) -> tuple[torch.Tensor, list[float]]:
+    """Refine images so they lose little information through the projector's image tower (HeLlO Eq. 7).
+
+    Minimises ``MSE(E_I(p), E_I(up(down(p))))`` over the pixels ``p`` with Adam, where ``down``/``up`` are bilinear
+    resizes by ``downsample`` and ``E_I`` is the projector's (adapted, frozen) image tower. Pixels are clamped to
+    [0, 1] after every step.
+
+    Args:
+        images: ``(N, 3, H, W)`` float in [0, 1].
+        projector: its image tower is the encoder; images are resized to its input size and normalised.
+        steps: Adam steps (paper: 300). lr: Adam learning rate (paper: 0.01).
+        downsample: the down-sampling factor of ``p_hat``.
+
+    Returns:
+        ``(refined images (N, 3, H, W) float in [0, 1], mean Eq. 7 loss before each step and after the last)``.
+
+    Source: HeLlO Eq. 7 and supplementary A.5 (after LIC, Sun et al. 2024).
+    """
+    device = projector.device
+    was_training = projector.training
+    grads = [p.requires_grad for p in projector.parameters()]
+    projector.eval().requires_grad_(False)  # only the pixels are optimised
+    refined, curve = [], torch.zeros(steps + 1)
+    size = projector.image_size
+    for start in range(0, images.shape[0], batch_size):
+        p = images[start:start + batch_size].detach().to(device).clone().requires_grad_(True)
+        opt = torch.optim.Adam([p], lr=lr)
+        h, w = p.shape[-2:]
+
+        def loss_fn() -> torch.Tensor:
+            low = F.interpolate(p, size=(max(1, h // downsample), max(1, w // downsample)), mode="bilinear",
+                                antialias=True, align_corners=False)
+            p_hat = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+            both = torch.cat([p, p_hat])
+            if tuple(both.shape[-2:]) != size:
+                both = F.interpolate(both, size=size, mode="bilinear", antialias=True, align_corners=False)
+            feats = projector.visual(projector.normalize(both))
+            a, b = feats.float().chunk(2)
+            return F.mse_loss(a, b)
+
+        for step in progress_bar(range(steps), desc="refine (Eq. 7)", disable=not progress):
+            loss = loss_fn()
+            curve[step] += float(loss.detach()) * p.shape[0]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                p.clamp_(0, 1)
+        with torch.no_grad():
+            curve[steps] += float(loss_fn()) * p.shape[0]
+        refined.append(p.detach().cpu())
+    projector.train(was_training)
+    for param, flag in zip(projector.parameters(), grads):
+        param.requires_grad_(flag)
+    return torch.cat(refined), (curve / images.shape[0]).tolist()
+
+
+def _png_bytes(image: torch.Tensor) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _folder_names(classes: Sequence[str]) -> list[str]:
+    if all(_SAFE.match(c) for c in classes) and list(classes) == sorted(classes):
+        return list(classes)
+    return [f"{i:04d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', c)[:60]}" for i, c in enumerate(classes)]
+
+
+class DistilledSet(Dataset):
+    """Distilled images and their class indices, with provenance.
+
+    Args:
+        images: ``(N, 3, H, W)`` uint8 RGB.
+        labels: ``(N,)`` int64 class indices.
+        classes: class names in index order.
+        sources: for each image, the ids of the source images of its patches (row-major grid order).
+        manifest: settings and provenance (ipc, observer, seed, timings, ...).
+        transform: optional callable applied to each ``(3, H, W)`` uint8 image in ``__getitem__``.
+
+    Returns (``__getitem__``): ``(image, label)``.
+
+    Raises:
+        ValueError: mismatched shapes or lengths.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
+                 sources: Sequence[Sequence[str]], manifest: dict[str, Any] | None = None, transform=None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"`images` must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],) or len(sources) != images.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {tuple(labels.shape)} labels and {len(sources)} sources")
+        self.images, self.labels, self.classes = images, labels.long(), list(classes)
+        self.targets = self.labels.tolist()
+        self.sources = [list(s) for s in sources]
+        self.manifest = dict(manifest or {})
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        return (self.transform(image) if self.transform is not None else image), self.targets[index]
+
+    @property
+    def ipc(self) -> int:
+        """Images per class."""
+        return self.manifest.get("ipc", len(self) // max(len(self.classes), 1))
+
+    @property
+    def storage_nbytes(self) -> int:
+        """Bytes of the images as lossless PNG files (what :meth:`save` writes, manifest excluded)."""
+        if "_png_nbytes" not in self.__dict__:
+            self._png_nbytes = sum(len(_png_bytes(img)) for img in self.images)
+        return self._png_nbytes
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write an ImageFolder of PNGs plus ``manifest.json``, atomically.
+
+        Everything is written into a temporary sibling folder, the manifest last, and the folder is then renamed
+        into place (an existing set is replaced only after the new one is complete). Class folders are the class
+        names when those are file-system safe and already sorted; otherwise ``NNNN-name``, so that
+        ``torchvision.datasets.ImageFolder`` assigns the same label indices.
+
+        Returns:
+            ``directory``.
+        """
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        folders = _folder_names(self.classes)
+        files, hashes, total = [], [], 0
+        try:
+            counters = [0] * len(self.classes)
+            for image, label in zip(self.images, self.targets):
+                rel = f"{folders[label]}/{counters[label]:05d}.png"
+                counters[label] += 1
+                data = _png_bytes(image)
+                (tmp / folders[label]).mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_bytes(data)
+                files.append(rel)
+                hashes.append(hashlib.sha256(data).hexdigest())
+                total += len(data)
+            manifest = {**self.manifest, "format": "lightlabel-distilled", "lightlabel_version": __version__,
+                        "classes": self.classes, "class_folders": folders, "files": files, "sha256": hashes,
+                        "labels": self.targets, "sources": self.sources, "storage_bytes": total,
+                        "image_shape": list(self.images.shape[1:])}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            old = directory.parent / f".{directory.name}.old-{os.getpid()}"
+            if directory.exists():
+                os.replace(directory, old)
+            os.replace(tmp, directory)
+            if old.exists():
+                shutil.rmtree(old)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._png_nbytes = total
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, transform=None) -> DistilledSet:
+        """Read a set written by :meth:`save`, checking every file against the manifest's sha256.
+
+        Raises:
+            FileNotFoundError: no ``manifest.json`` (not a distilled set, or one whose writing never finished).
+            ValueError: a missing, extra or modified image file, or a malformed manifest.
+        """
+        directory = Path(directory)
+        path = directory / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"{directory} is not a complete distilled set (no {MANIFEST})")
+        try:
+            manifest = json.loads(path.read_text())
+            files, hashes, labels = manifest["files"], manifest["sha256"], manifest["labels"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: malformed manifest ({e})") from e
+        if manifest.get("format") != "lightlabel-distilled" or not len(files) == len(hashes) == len(labels):
+            raise ValueError(f"{path}: not a lightlabel distilled-set manifest")
+        images = []
+        for rel, digest in zip(files, hashes):
+            file = directory / rel
+            if not file.is_file():
+                raise ValueError(f"{directory}: image {rel} listed in the manifest is missing")
+            if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+                raise ValueError(f"{directory}: image {rel} does not match its sha256 in the manifest (modified)")
+            images.append(decode_rgb(file))
+        keep = {k: v for k, v in manifest.items() if k not in ("files", "sha256", "labels", "sources")}
+        out = cls(torch.stack(images), torch.tensor(labels), manifest["classes"], manifest["sources"], keep, transform)
+        out._png_nbytes = manifest.get("storage_bytes")
+        return out
+
+    def with_transform(self, transform) -> DistilledSet:
+        """The same images with another per-image transform."""
+        out = DistilledSet(self.images, self.labels, self.classes, self.sources, self.manifest, transform)
+        return out
+
+    def __repr__(self) -> str:
+        return (f"DistilledSet(images={len(self)}, classes={len(self.classes)}, ipc={self.ipc}, "
+                f"size={tuple(self.images.shape[-2:])})")
+
+
+def _source_id(dataset: Dataset, index: int) -> str:
+    ids = getattr(dataset, "ids", None)
+    if ids is not None:
+        return str(ids[index])
+    samples = getattr(dataset, "samples", None)
+    if samples is not None:
+        return str(samples[index][0])
+    return str(index)
+
+
+def _as_float(image: Any) -> torch.Tensor:
+    return v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
+
+
+def _describe(observer: nn.Module) -> dict[str, Any]:
+    return {"type": type(observer).__name__, "fingerprint": fingerprint(observer),
+            "parameters": sum(p.numel() for p in observer.parameters())}
+
+
+@torch.no_grad()
+def _score(observer: nn.Module, patches: torch.Tensor, label: int, norm, batch_size: int, device: torch.device,
+           obs_size: tuple[int, int] | None) -> torch.Tensor:
+    scores = []
+    for start in range(0, patches.shape[0], batch_size):
+        x = patches[start:start + batch_size].to(device, non_blocking=True)
+        if obs_size is not None and tuple(x.shape[-2:]) != obs_size:
+            x = F.interpolate(x, size=obs_size, mode="bilinear", antialias=True, align_corners=False)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = observer(norm(x)).float()
+        target = torch.full((x.shape[0],), label, device=device)
+        scores.append(-F.cross_entropy(logits, target, reduction="none").cpu())
+    return torch.cat(scores)
+
+
+def distill_images(
+    train_set: Dataset | str | os.PathLike,
+    observer: nn.Module,
+    *,
+    ipc: int = 10,
+    patches_per_image: int = 4,
+    candidates_per_class: int = 300,
+    crops_per_image: int = 5,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    projector: Projector | None = None,
+    refine_steps: int = 300,
+    refine_lr: float = 0.01,
+    image_size: int | None = None,
+    observer_mean: Sequence[float] | None = None,
+    observer_std: Sequence[float] | None = None,
+    class_names: Sequence[str] | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> DistilledSet:
+    """Build a distilled set: RDED patch selection and stitching, then optional Eq. 7 refinement.
+
+    Args:
+        train_set: the original training set (map-style dataset of ``(PIL or image tensor, int)``, or an
+            ImageFolder path).
+        observer: any classifier ``nn.Module`` (a teacher, e.g. from :func:`lightlabel.load_teacher`, or a
+            :class:`~lightlabel.Projector`) mapping normalised ``(B, 3, h, w)`` to ``(B, C)`` logits.
+        ipc: distilled images per class.
+        patches_per_image: ``k * k`` patches per image (RDED: 4 for high resolution, 1 below 64 px).
+        candidates_per_class: images drawn uniformly at random per class (RDED ``|T'_c|``: 300).
+        crops_per_image: random-resized crops scored per candidate image.
+        crop_scale: area range of the random-resized crops.
+        projector: if given, refine the stitched images on its image tower (Eq. 7).
+        refine_steps, refine_lr: Adam steps and learning rate of the refinement (paper: 300, 0.01).
+        image_size: side of a distilled image in pixels, the student's training resolution (default: a teacher
+            observer's ``image_size`` attribute, else the first training image's size). Patches are
+            ``image_size / k`` pixels; crops are scored at ``image_size`` (a projector observer sees them resized to
+            its own input size).
+        observer_mean, observer_std: the observer's input normalisation (default: its ``mean``/``std`` attributes
+            or ImageNet statistics).
+        class_names: class names (default: ``train_set.classes``).
+        seed: every class uses a generator seeded by ``(seed, class)``: deterministic and order-independent.
+        batch_size: observer batch size for scoring (all crops of a class are scored in batches on the device).
+        device: default CUDA when available.
+        out_dir: if given, finished classes are saved there (``distill-state.pt``) and a re-run resumes with
+            identical results; the complete set is also saved there.
+        progress: show progress bars.
+
+    Returns:
+        A :class:`DistilledSet` of ``ipc * C`` uint8 images of ``image_size`` pixels. Its manifest records the
+        settings, the observer, the seconds per distilled image and the peak memory.
+
+    Raises:
+        ValueError: ``ipc * patches_per_image`` more than a class's images, images smaller than a patch, an
+            observer with another number of classes, ``patches_per_image`` not a perfect square, bad options.
+
+    Source: RDED Sec. 4.2-4.3, Alg. 1, Eq. 8-9; HeLlO Sec. 3.4, Eq. 6-7, supplementary A.5.
+    """
+    for name, value in (("ipc", ipc), ("candidates_per_class", candidates_per_class),
+                        ("crops_per_image", crops_per_image), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+        raise ValueError(f"`refine_steps` must be an int >= 0, got {refine_steps!r}")
+    k = math.isqrt(patches_per_image) if isinstance(patches_per_image, int) and patches_per_image > 0 else 0
+    if k * k != patches_per_image or k == 0:
+        raise ValueError(f"`patches_per_image` must be a perfect square (1, 4, 9, ...), got {patches_per_image!r}")
+    if not isinstance(observer, nn.Module):
+        raise TypeError(f"`observer` must be an nn.Module, got {type(observer).__name__}")
+    dataset = as_dataset(train_set)
+    classes = list(class_names) if class_names is not None else dataset_classes(dataset)
+    if classes is None:
+        raise ValueError("pass `class_names`: the dataset has no `classes` attribute")
+    targets = torch.tensor(dataset_targets(dataset))
+    device = resolve_device(device)
+    is_projector = isinstance(observer, Projector)
+    mean = tuple(observer_mean or (observer.mean if is_projector else getattr(observer, "mean", IMAGENET_MEAN)))
+    std = tuple(observer_std or (observer.std if is_projector else getattr(observer, "std", IMAGENET_STD)))
+    obs_size = observer.image_size if is_projector else None
+    teacher_size = None if is_projector else getattr(observer, "image_size", None)
+    size = int(image_size or teacher_size or image_size_of(dataset))
+    if size % k:
+        raise ValueError(f"`image_size` {size} is not divisible by the {k}x{k} grid of patches_per_image={patches_per_image}")
+    patch = size // k
+    observer = observer.eval().to(device)
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    norm = observer.normalize if is_projector else (lambda x: (x - m) / s)
+    with torch.no_grad():
+        probe = observer(norm(torch.zeros(1, 3, *(obs_size or (size, size)), device=device)))
+    if probe.shape[-1] != len(classes):
+        raise ValueError(f"the observer outputs {probe.shape[-1]} classes but the dataset has {len(classes)}")
+    settings = dict(ipc=ipc, patches_per_image=patches_per_image, candidates_per_class=candidates_per_class,
+                    crops_per_image=crops_per_image, crop_scale=list(crop_scale), image_size=size, patch_size=patch,
+                    refine=projector is not None, refine_steps=refine_steps if projector else 0,
+                    refine_lr=refine_lr, seed=seed, observer_mean=list(mean), observer_std=list(std))
+    needed = ipc * patches_per_image
+    per_class_idx = [(targets == c).nonzero().flatten() for c in range(len(classes))]
+    short = [(classes[c], len(i)) for c, i in enumerate(per_class_idx) if len(i) < needed]
+    if short:
+        raise ValueError(f"ipc * patches_per_image = {needed} patches per class need that many images, but "
+                         f"{len(short)} classes have fewer: {short[:5]}")
+
+    state_path = Path(out_dir) / "distill-state.pt" if out_dir is not None else None
+    done: dict[int, dict[str, Any]] = {}
+    if state_path is not None and state_path.is_file():
+        saved = torch.load(state_path, weights_only=False)
+        if saved["settings"] != settings:
+            raise ValueError(f"{state_path} holds a distillation with other settings; use another `out_dir`")
+        done = saved["classes"]
+    rank, world_size = world()
+    mine = [c for c in range(len(classes)) if c % world_size == rank]
+    t0 = time.perf_counter()
+    refine_s = 0.0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    crop = v2.RandomResizedCrop(size, scale=tuple(crop_scale), antialias=True)
+    for c in progress_bar(mine, desc="distill classes", disable=not progress or not is_main_process()):
+        if c in done:
+            continue
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(epoch_seed(seed, c))
+            idx = per_class_idx[c]
+            chosen = idx[torch.randperm(len(idx))[:candidates_per_class]].tolist()
+            crops, owners = [], []
+            for j, i in enumerate(chosen):
+                image = _as_float(dataset[i][0])
+                if min(image.shape[-2:]) < patch:
+                    raise ValueError(f"image {i} of class {classes[c]!r} is {tuple(image.shape[-2:])} pixels, "
+                                     f"smaller than a {patch}x{patch} patch")
+                for _ in range(crops_per_image):
+                    crops.append(v2.functional.resized_crop(image, **crop.make_params([image]), size=[size, size],
+                                                            antialias=True))
+                    owners.append(j)
+            scores = _score(observer, torch.stack(crops), c, norm, batch_size, device, obs_size)
+            best = scores.view(len(chosen), crops_per_image).argmax(1)  # Eq. 6: each image's most realistic patch
+            best_scores = scores.view(len(chosen), crops_per_image).gather(1, best[:, None]).squeeze(1)
+            top = best_scores.argsort(descending=True)[:needed]  # the class's top ipc * k^2 patches
+            top = top[torch.randperm(len(top))]  # RDED Eq. 9: groups drawn at random
+            picked = torch.stack([crops[j * crops_per_image + int(best[j])] for j in top.tolist()])
+            if k > 1:
+                picked = F.interpolate(picked, size=(patch, patch), mode="bilinear", antialias=True,
+                                       align_corners=False)
+            stitched = stitch_patches(picked, patches_per_image)
+        refine_curve = None
+        if projector is not None and refine_steps > 0:  # per class: results independent of the other classes
+            t1 = time.perf_counter()
+            stitched, refine_curve = refine_images(stitched, projector.to(device), steps=refine_steps, lr=refine_lr)
+            refine_s += time.perf_counter() - t1
+        ids = [_source_id(dataset, chosen[j]) for j in top.tolist()]
+        done[c] = {"images": (stitched.clamp(0, 1) * 255).round().to(torch.uint8),
+                   "sources": [ids[i:i + patches_per_image] for i in range(0, len(ids), patches_per_image)],
+                   "scores": best_scores[top].tolist(),
+                   "refine_loss": None if refine_curve is None else [refine_curve[0], refine_curve[-1]]}
+        if state_path is not None and is_main_process() and world_size == 1:
+            with atomic_path(state_path) as tmp:
+                torch.save({"settings": settings, "classes": done}, tmp)
+    select_s = time.perf_counter() - t0 - refine_s
+
+    if world_size > 1:
+        import torch.distributed as dist
+
+        gathered: list[dict] = [None] * world_size  # type: ignore[list-item]
+        dist.all_gather_object(gathered, {c: done[c] for c in mine})
+        done = {c: v for part in gathered for c, v in part.items()}
+
+    images_u8 = torch.cat([done[c]["images"] for c in range(len(classes))])
+    labels = torch.arange(len(classes)).repeat_interleave(ipc)
+    sources = [src for c in range(len(classes)) for src in done[c]["sources"]]
+    n = images_u8.shape[0]
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    manifest = {**settings, "classes": classes, "observer": _describe(observer),
+                "projector": None if projector is None else {"base": projector.base_model,
+                                                             "fingerprint": projector.base_fingerprint},
+                "refine_loss": {classes[c]: done[c]["refine_loss"] for c in range(len(classes))} if projector else None,
+                "seconds_select_per_image": select_s / n, "seconds_refine_per_image": refine_s / n,
+                "peak_memory_bytes": int(peak), "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "process max RSS",
+                "device": str(device)}
+    result = DistilledSet(images_u8, labels, classes, sources, manifest)
+    if out_dir is not None and is_main_process():
+        result.save(Path(out_dir) / "distilled")
+    logger.info("distilled %d images (%d classes x IPC %d) in %.1f s select + %.1f s refine", n, len(classes), ipc,
+                select_s, refine_s)
+    return result
