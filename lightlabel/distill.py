@@ -76,6 +76,19 @@ def stitch_patches(patches: torch.Tensor, patches_per_image: int) -> torch.Tenso
     return rearrange(patches, "(n g1 g2) c h w -> n c (g1 h) (g2 w)", g1=k, g2=k)
 
 
+def _eq7_loss(p: torch.Tensor, projector: Projector, downsample: int) -> torch.Tensor:
+    """``MSE(E_I(p), E_I(up(down(p))))`` for a batch ``p`` of [0, 1] images (HeLlO Eq. 7)."""
+    h, w = p.shape[-2:]
+    low = F.interpolate(p, size=(max(1, h // downsample), max(1, w // downsample)), mode="bilinear",
+                        antialias=True, align_corners=False)
+    p_hat = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+    both = torch.cat([p, p_hat])
+    if tuple(both.shape[-2:]) != projector.image_size:
+        both = F.interpolate(both, size=projector.image_size, mode="bilinear", antialias=True, align_corners=False)
+    a, b = projector.visual(projector.normalize(both)).float().chunk(2)
+    return F.mse_loss(a, b)
+
+
 def refine_images(images: torch.Tensor, projector: Projector, *, steps: int = 300, lr: float = 0.01,
                   downsample: int = 2, batch_size: int = 64, progress: bool = False) -> tuple[torch.Tensor, list[float]]:
     """Refine images so they lose little information through the projector's image tower (HeLlO Eq. 7).
@@ -100,25 +113,11 @@ def refine_images(images: torch.Tensor, projector: Projector, *, steps: int = 30
     grads = [p.requires_grad for p in projector.parameters()]
     projector.eval().requires_grad_(False)  # only the pixels are optimised
     refined, curve = [], torch.zeros(steps + 1)
-    size = projector.image_size
     for start in range(0, images.shape[0], batch_size):
         p = images[start:start + batch_size].detach().to(device).clone().requires_grad_(True)
         opt = torch.optim.Adam([p], lr=lr)
-        h, w = p.shape[-2:]
-
-        def loss_fn() -> torch.Tensor:
-            low = F.interpolate(p, size=(max(1, h // downsample), max(1, w // downsample)), mode="bilinear",
-                                antialias=True, align_corners=False)
-            p_hat = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-            both = torch.cat([p, p_hat])
-            if tuple(both.shape[-2:]) != size:
-                both = F.interpolate(both, size=size, mode="bilinear", antialias=True, align_corners=False)
-            feats = projector.visual(projector.normalize(both))
-            a, b = feats.float().chunk(2)
-            return F.mse_loss(a, b)
-
         for step in progress_bar(range(steps), desc="refine (Eq. 7)", disable=not progress):
-            loss = loss_fn()
+            loss = _eq7_loss(p, projector, downsample)
             curve[step] += float(loss.detach()) * p.shape[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -126,7 +125,7 @@ def refine_images(images: torch.Tensor, projector: Projector, *, steps: int = 30
             with torch.no_grad():
                 p.clamp_(0, 1)
         with torch.no_grad():
-            curve[steps] += float(loss_fn()) * p.shape[0]
+            curve[steps] += float(_eq7_loss(p, projector, downsample)) * p.shape[0]
         refined.append(p.detach().cpu())
     projector.train(was_training)
     for param, flag in zip(projector.parameters(), grads):
