@@ -382,54 +382,95 @@ class Projector(nn.Module):
         return storage_report(num_classes=self.num_classes, ipc=ipc, epochs=epochs, label_bytes=label_bytes,
                               teacher=teacher, adapter_nbytes=len(self.to_bytes(dtype)))
 
-    def save_pretrained(self, path: str | os.PathLike, *, dtype: str = "fp32") -> Path:
-        """Write the adapter file atomically (temp file + rename; a crash leaves any previous file intact).
+    def save_pretrained(self, path: str | os.PathLike, *, dtype: str = "fp32", **card_kwargs: Any) -> Path:
+        """Write the adapter (and, for a folder, a model card) atomically: temp file + rename, so a crash leaves
+        any previous version intact.
 
         Args:
-            path: a ``.safetensors`` file, or a directory (the file is ``<dir>/adapter.safetensors``).
+            path: a ``.safetensors`` file (the adapter only), or a folder: ``<folder>/adapter.safetensors`` plus the
+                model card ``<folder>/README.md`` (see :func:`lightlabel.hub.model_card`).
             dtype: storage dtype of the LoRA factors: ``"fp32"`` (exact), ``"fp16"`` or ``"int8"``.
+            **card_kwargs: for the model card: ``ipc``, ``epochs``, ``license``, ``dataset``, ``repo_id``.
 
         Returns:
-            The path of the written file.
+            The path of the adapter file.
+
+        Raises:
+            ValueError: an unknown ``dtype`` (nothing is written).
         """
+        from .hub import write_model_card
+
         path = Path(path)
-        file = path if path.suffix == ".safetensors" else path / ADAPTER_FILENAME
-        atomic_write_bytes(file, self.to_bytes(dtype))
-        logger.info("adapter written to %s", file)
+        data = self.to_bytes(dtype)
+        if path.suffix == ".safetensors":
+            atomic_write_bytes(path, data)
+            return path
+        file = path / ADAPTER_FILENAME
+        atomic_write_bytes(file, data)
+        write_model_card(self, path, **card_kwargs)
+        logger.info("adapter and model card written to %s", path)
         return file
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
+                    commit_message: str | None = None, revision: str | None = None, dtype: str = "fp32",
+                    **card_kwargs: Any) -> Any:
+        """Upload the adapter and its model card to the Hugging Face Hub (see :func:`lightlabel.hub.push_to_hub`).
+
+        Repo naming convention: ``<org>/lightlabel-<base>-<dataset>-r<rank>`` (:func:`lightlabel.hub.repo_name`).
+
+        Raises:
+            RuntimeError: offline mode. ValueError: a malformed ``repo_id``.
+        """
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token, commit_message=commit_message,
+                           revision=revision, dtype=dtype, **card_kwargs)
 
     @classmethod
     def from_pretrained(
         cls,
-        path: str | os.PathLike,
+        path_or_repo_id: str | os.PathLike,
         *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
         pretrained: str | None = None,
         class_names: Sequence[str] | None = None,
         text_embeddings: torch.Tensor | None = None,
         device: torch.device | str | None = None,
-        cache_dir: str | None = None,
         progress: bool = False,
     ) -> Projector:
         """Load an adapter and the base model its header names, and check that they match.
 
         Args:
-            path: an adapter ``.safetensors`` file or a directory holding ``adapter.safetensors``.
+            path_or_repo_id: a Hub repo id (``"org/name"``), a local folder holding ``adapter.safetensors``, or a
+                local ``.safetensors`` file. An existing local path always wins; a missing local path is an error,
+                never a Hub request.
+            revision, cache_dir, local_files_only, token: Hub download options (``hf_hub_download``). Only the
+                adapter file is downloaded; with ``HF_HUB_OFFLINE=1`` or ``local_files_only`` only the cache is read.
+                ``cache_dir`` is also open_clip's cache for the base weights.
             pretrained: where to find the base weights on this machine, overriding the tag or path recorded in
                 the adapter (the fingerprint must still match).
-            class_names: the class order your dataset uses; it must equal the adapter's (use :meth:`remap`
-                to reorder the head instead).
+            class_names: the class order your dataset uses; it must equal the adapter's (use :meth:`remap` to
+                reorder the head instead).
             text_embeddings: ``[C, d]`` embeddings, required for adapters built from precomputed embeddings.
             device: device for the module.
-            cache_dir: open_clip's download cache.
 
         Raises:
-            FileNotFoundError: no adapter at ``path``.
+            FileNotFoundError: no adapter at a local path, or not in the cache while offline (the message says
+                how to get it).
             AdapterError: a damaged file, another base (fingerprint), another class list or order, text
                 embeddings that do not reproduce the adapter's ``text_check``, or wrong tensor shapes.
         """
-        info, tensors = read_adapter(path)
-        return cls._from_info(info, tensors, str(path), pretrained=pretrained, class_names=class_names,
-                              text_embeddings=text_embeddings, device=device, cache_dir=cache_dir, progress=progress)
+        from .hub import resolve_adapter
+
+        file = resolve_adapter(path_or_repo_id, revision=revision, cache_dir=cache_dir,
+                               local_files_only=local_files_only, token=token)
+        info, tensors = read_adapter(file)
+        return cls._from_info(info, tensors, str(file), pretrained=pretrained, class_names=class_names,
+                              text_embeddings=text_embeddings, device=device,
+                              cache_dir=None if cache_dir is None else str(cache_dir), progress=progress)
 
     @classmethod
     def _from_info(cls, info: AdapterInfo, tensors: dict[str, torch.Tensor], source: str, *, pretrained, class_names,

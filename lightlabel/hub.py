@@ -1,0 +1,225 @@
+"""Hugging Face Hub: resolve adapters from Hub ids, local folders or files; model cards; uploads.
+
+An adapter repo holds ``adapter.safetensors`` (the adapter only; the base model comes from open_clip) and a
+model card ``README.md`` whose YAML front matter says ``library_name: lightlabel``. Downloads go through
+``huggingface_hub.hf_hub_download`` tagged with ``library_name="lightlabel"`` and its version, so they land in
+(and are read from) the standard Hub cache. In offline mode (``HF_HUB_OFFLINE=1``, read the way
+huggingface_hub reads it, or ``local_files_only=True``) only the cache is consulted: no network call, no
+time-out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from huggingface_hub import HfApi, ModelCard, ModelCardData, constants, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from ._io import atomic_write_text
+from .adapter_io import ADAPTER_FILENAME
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .projector import Projector
+
+__all__ = ["is_offline", "model_card", "push_to_hub", "repo_name", "resolve_adapter"]
+
+logger = logging.getLogger(__name__)
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+TAGS = ["lightlabel", "dataset-distillation", "soft-labels", "knowledge-distillation", "lora", "clip", "open_clip"]
+
+
+def is_offline() -> bool:
+    """Whether huggingface_hub is in offline mode (``HF_HUB_OFFLINE``, as the library itself reads it)."""
+    return bool(constants.is_offline_mode())
+
+
+def _looks_like_path(name: str) -> bool:
+    return (name.endswith(".safetensors") or name.startswith(("/", "./", "../", "~", "\\")) or "\\" in name
+            or name.count("/") != 1 or os.path.isabs(name))
+
+
+def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None = None,
+                    cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
+                    token: str | bool | None = None) -> Path:
+    """The local path of an adapter file given a ``.safetensors`` file, a folder, or a Hub repo id.
+
+    An existing local path always wins. A string that does not exist locally is a Hub repo id only if it has the
+    form ``org/name``; anything else that looks like a path (ends in ``.safetensors``, starts with ``/``, ``./``,
+    ``~``, or has several ``/``) is reported as a missing local path, never sent to the Hub.
+
+    Raises:
+        FileNotFoundError: a missing local path; a folder without ``adapter.safetensors``; a repo or file that is
+            not in the cache while offline (the message says how to get it); a repo, revision or file the Hub
+            does not have.
+        ValueError: neither an existing path nor a repo id.
+    """
+    name = os.fspath(path_or_repo_id)
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_dir():
+            file = path / ADAPTER_FILENAME
+            if not file.is_file():
+                raise FileNotFoundError(f"folder {path} has no {ADAPTER_FILENAME} (found: "
+                                        f"{sorted(p.name for p in path.iterdir())[:10]})")
+            return file
+        return path
+    if _looks_like_path(name):
+        raise FileNotFoundError(f"no adapter file or folder at {path} (local path, not a Hub repo id)")
+    if not _REPO_ID.match(name):
+        raise ValueError(f"{name!r} is neither an existing path nor a Hub repo id of the form 'org/name'")
+    offline = local_files_only or is_offline()
+    try:
+        return Path(hf_hub_download(name, ADAPTER_FILENAME, revision=revision, cache_dir=cache_dir,
+                                    local_files_only=offline, token=token, library_name="lightlabel",
+                                    library_version=__version__))
+    except LocalEntryNotFoundError as e:
+        cache = cache_dir or constants.HF_HUB_CACHE
+        why = "offline mode (HF_HUB_OFFLINE=1)" if is_offline() else (
+            "local_files_only=True" if local_files_only else "the Hub could not be reached")
+        raise FileNotFoundError(
+            f"adapter {name!r} (revision {revision or 'main'}) is not in the Hugging Face cache {cache} and {why}. "
+            f"Get it on a machine with network access with `hf download {name} {ADAPTER_FILENAME}` (or "
+            f"Projector.from_pretrained({name!r})) and copy the cache folder, or pass the local .safetensors path"
+        ) from e
+    except RepositoryNotFoundError as e:
+        raise FileNotFoundError(f"Hub repo {name!r} does not exist or is private (pass `token=`)") from e
+    except RevisionNotFoundError as e:
+        raise FileNotFoundError(f"Hub repo {name!r} has no revision {revision!r}") from e
+    except EntryNotFoundError as e:
+        raise FileNotFoundError(f"Hub repo {name!r} has no {ADAPTER_FILENAME}: not a lightlabel adapter repo") from e
+
+
+def repo_name(projector: Projector, dataset: str, org: str | None = None) -> str:
+    """The naming convention ``<org>/lightlabel-<base>-<dataset>-r<image rank>``, e.g.
+    ``lightlabel-rn50-quickgelu-imagenet1k-r8``."""
+    base = re.sub(r"[^a-z0-9]+", "-", projector.base_model.split(":")[-1].split("/")[-1].lower()).strip("-")
+    name = f"lightlabel-{base}-{re.sub(r'[^a-z0-9]+', '-', dataset.lower()).strip('-')}-r{projector.config.image_rank}"
+    return f"{org}/{name}" if org else name
+
+
+def _base_model_id(projector: Projector) -> str | None:
+    import open_clip
+
+    if projector.base_model.startswith("hf-hub:"):
+        return projector.base_model.removeprefix("hf-hub:")
+    cfg = open_clip.get_pretrained_cfg(projector.base_model, projector.base_pretrained or "") if projector.base_pretrained else {}
+    hub = (cfg or {}).get("hf_hub", "")
+    return hub.strip("/") or None
+
+
+def model_card(projector: Projector, *, ipc: int = 10, epochs: int = 300, license: str | None = None,
+               dataset: str | None = None, repo_id: str | None = None) -> ModelCard:
+    """A model card for the adapter: YAML front matter (library_name, tags, base_model, license) and a body with
+    the base, classes, ranks, adapter bytes, the equivalent stored-soft-label bytes, the fit-time fidelity and
+    accuracy (when recorded) and a usage snippet.
+
+    Args:
+        ipc, epochs: the setting for the stored-soft-label comparison (fp16 labels).
+        license: SPDX id of the adapter's license (default: omitted).
+        dataset: name of the dataset it was fitted on, for the card.
+        repo_id: the repo, for the usage snippet (default: a local folder).
+    """
+    report = projector.storage_report(ipc=ipc, epochs=epochs)
+    base_id = _base_model_id(projector)
+    data = ModelCardData(library_name="lightlabel", tags=list(TAGS), license=license,
+                         base_model=base_id, datasets=[dataset] if dataset else None)
+    c = projector.config
+    info: dict[str, Any] = projector.fit_info or {}
+    fit_rows = []
+    for key, label in (("final_agreement", "top-1 agreement with the teachers (held-out)"),
+                       ("final_kl", "KL(teacher || projector), nats (held-out)"),
+                       ("final_top1", "projector top-1 (held-out)"), ("final_teacher_top1", "teacher top-1 (held-out)"),
+                       ("student_top1", "student top-1 with projector labels")):
+        if key in info:
+            fit_rows.append(f"| {label} | {info[key]:.4f} |")
+    for key in ("epochs", "num_teachers", "samples", "lr", "batch_size", "ce_weight"):
+        if key in info:
+            fit_rows.append(f"| fit {key} | {info[key]} |")
+    fit_table = ("| figure | value |\n|---|---|\n" + "\n".join(fit_rows)) if fit_rows else "_No fit-time figures recorded._"
+    where = repo_id or "path/to/this/folder"
+    names = ", ".join(projector.class_names[:8]) + (", ..." if projector.num_classes > 8 else "")
+    body = f"""
+# lightlabel adapter{f' for {dataset}' if dataset else ''}
+
+An image-to-label **projector** for online soft labels in dataset distillation (HeLlO). A frozen open_clip
+image tower with this LoRA adapter and a text-initialised low-rank head labels every augmented training batch
+on the fly. It replaces stored soft labels and the teacher network.
+
+| | |
+|---|---|
+| base model (open_clip) | `{projector.base_model}`, pretrained `{projector.base_pretrained}`{f' (`{base_id}`)' if base_id else ''} |
+| base fingerprint (sha256) | `{projector.base_fingerprint[:16]}...` |
+| classes | {projector.num_classes} ({names}) |
+| image LoRA | rank {c.image_rank}, alpha {c.image_alpha:g}, on {len(projector.lora_weights)} weights ({', '.join(c.targets)}) |
+| head | rank {c.head_rank}, alpha {c.head_alpha:g}, mode `{c.head_mode}` |
+| adapter parameters | {projector.num_adapter_parameters():,} |
+| adapter size | {report.adapter_bytes:,} bytes (fp32) |
+| stored soft labels it replaces | {report.soft_label_bytes:,} bytes (fp16, IPC {ipc}, {epochs} epochs) |
+| teacher it replaces (ResNet-18) | {report.teacher_bytes:,} bytes |
+
+## Fit-time figures
+
+{fit_table}
+
+## Usage
+
+```python
+import lightlabel as ll
+
+projector = ll.Projector.from_pretrained("{where}")
+relabeler = ll.OnlineRelabeler(projector, mix="cutmix", alpha=1.0)
+criterion = ll.SoftLabelLoss(ce_weight=0.025)
+for images, targets in loader:
+    images, soft_logits, mixed_targets = relabeler(images.cuda(), targets.cuda())
+    loss = criterion(student(images), soft_logits, mixed_targets)
+```
+
+Inputs to the projector are normalised with mean {tuple(round(v, 4) for v in projector.mean)} and std
+{tuple(round(v, 4) for v in projector.std)} at {projector.image_size[0]}x{projector.image_size[1]} pixels; the relabeler
+converts from your loader's normalisation when given `input_mean`/`input_std`. Written by lightlabel {__version__}.
+"""
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def write_model_card(projector: Projector, directory: str | os.PathLike, **kwargs: Any) -> Path:
+    """Write ``README.md`` (the model card) into ``directory`` atomically."""
+    path = Path(directory) / "README.md"
+    atomic_write_text(path, str(model_card(projector, **kwargs)))
+    return path
+
+
+def push_to_hub(projector: Projector, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
+                commit_message: str | None = None, revision: str | None = None, dtype: str = "fp32",
+                **card_kwargs: Any) -> Any:
+    """Create the repo if needed and upload ``adapter.safetensors`` and ``README.md`` in one commit.
+
+    Returns:
+        huggingface_hub's ``CommitInfo``.
+
+    Raises:
+        RuntimeError: offline mode is on.
+        ValueError: ``repo_id`` is not of the form ``org/name``.
+    """
+    if is_offline():
+        raise RuntimeError("cannot push to the Hub: HF_HUB_OFFLINE is set (huggingface_hub offline mode)")
+    if not _REPO_ID.match(repo_id):
+        raise ValueError(f"`repo_id` must look like 'org/name', got {repo_id!r}")
+    api = HfApi(token=token, library_name="lightlabel", library_version=__version__)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    with tempfile.TemporaryDirectory(prefix="lightlabel-push-") as tmp:
+        projector.save_pretrained(tmp, dtype=dtype, repo_id=repo_id, **card_kwargs)
+        return api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
+                                 commit_message=commit_message or f"Upload lightlabel adapter ({projector.num_classes} classes)")
+

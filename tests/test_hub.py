@@ -1,0 +1,146 @@
+"""Hub: loading from a real cache layout by repo id, offline errors, model cards, the upload path."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import randomize_adapter
+from huggingface_hub import HfApi, ModelCard, constants
+
+import lightlabel as ll
+import lightlabel.hub as hub
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def populate_cache(cache: Path, repo_id: str, adapter_file: Path, commit: str = COMMIT, ref: str = "main") -> Path:
+    """The layout hf_hub_download reads: models--org--name/{blobs/<sha256>, snapshots/<commit>/<file>, refs/<ref>}."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    data = adapter_file.read_bytes()
+    blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(data)
+    snapshot = repo / "snapshots" / commit / "adapter.safetensors"
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(os.path.relpath(blob, snapshot.parent), snapshot)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
+    return snapshot
+
+
+@pytest.fixture
+def fitted(make_projector):
+    projector = make_projector().eval()
+    randomize_adapter(projector)
+    projector.fit_info = {"final_agreement": 0.875, "final_kl": 0.1234, "final_top1": 0.8, "epochs": 20,
+                          "num_teachers": 9}
+    return projector
+
+
+def test_offline_mode_is_read_like_huggingface_hub():
+    assert constants.HF_HUB_OFFLINE and hub.is_offline(), "the tests must run with HF_HUB_OFFLINE=1"
+
+
+@pytest.mark.parametrize("use_default_cache", [False, True])
+def test_load_by_repo_id_from_a_populated_cache(fitted, tmp_path, use_default_cache):
+    file = fitted.save_pretrained(tmp_path / "export")
+    cache = Path(constants.HF_HUB_CACHE) if use_default_cache else tmp_path / "hub-cache"
+    populate_cache(cache, "lightlabel-test/tiny-cifar10", file)
+    kw = {} if use_default_cache else {"cache_dir": cache}
+    loaded = ll.Projector.from_pretrained("lightlabel-test/tiny-cifar10", **kw)
+    assert all(torch.equal(loaded.adapter_state()[k], v) for k, v in fitted.adapter_state().items())
+    pinned = ll.Projector.from_pretrained("lightlabel-test/tiny-cifar10", revision=COMMIT, **kw)
+    assert pinned.class_names == fitted.class_names
+    if use_default_cache:
+        shutil.rmtree(cache / "models--lightlabel-test--tiny-cifar10")
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"local_files_only": True}])
+def test_missing_from_cache_offline_fails_fast_with_instructions(tmp_path, kwargs):
+    start = time.monotonic()
+    with pytest.raises(FileNotFoundError, match=r"not in the Hugging Face cache.*hf download org/missing"):
+        ll.Projector.from_pretrained("org/missing", cache_dir=tmp_path, **kwargs)
+    assert time.monotonic() - start < 5, "an offline lookup must not wait for the network"
+    assert not any(tmp_path.rglob("*.incomplete")), "no partial files in the cache"
+
+
+@pytest.mark.parametrize("name", ["./nope.safetensors", "nope.safetensors", "/abs/nope", "a/b/c", "~/nope"])
+def test_missing_local_paths_are_never_hub_requests(name, monkeypatch):
+    monkeypatch.setattr(hub, "hf_hub_download", lambda *a, **k: pytest.fail("a local path went to the Hub"))
+    with pytest.raises(FileNotFoundError, match="local path, not a Hub repo id"):
+        ll.Projector.from_pretrained(name)
+
+
+def test_local_folder_and_file_win_over_hub_ids(fitted, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fitted.save_pretrained(Path("org") / "repo")  # a local folder that looks like a repo id
+    monkeypatch.setattr(hub, "hf_hub_download", lambda *a, **k: pytest.fail("went to the Hub"))
+    assert ll.Projector.from_pretrained("org/repo").class_names == fitted.class_names
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no adapter.safetensors"):
+        ll.Projector.from_pretrained(tmp_path / "empty")
+    with pytest.raises(ValueError, match="neither an existing path nor a Hub repo id"):
+        hub.resolve_adapter("org/has space")
+
+
+def test_model_card_contents(fitted, tmp_path):
+    fitted.save_pretrained(tmp_path / "card", ipc=10, epochs=300, license="mit", dataset="cifar10",
+                           repo_id="org/lightlabel-tiny-cifar10-r8")
+    card = ModelCard.load(tmp_path / "card" / "README.md")
+    assert card.data.library_name == "lightlabel"
+    assert "dataset-distillation" in card.data.tags and "lora" in card.data.tags
+    assert card.data.license == "mit" and card.data.datasets == ["cifar10"]
+    text = card.text
+    report = fitted.storage_report(ipc=10, epochs=300)
+    for expected in ("lightlabel-tiny-rn", "rank 8", "rank 4", f"{fitted.adapter_nbytes:,} bytes",
+                     f"{report.soft_label_bytes:,} bytes (fp16, IPC 10, 300 epochs)", "0.8750", "0.1234",
+                     'from_pretrained("org/lightlabel-tiny-cifar10-r8")', "10 (airplane, automobile"):
+        assert expected in text, expected
+    bare = hub.model_card(ll.Projector(base=fitted.base_model, pretrained=fitted.base_pretrained,
+                                       class_names=list(fitted.class_names), head_rank=4))
+    assert "No fit-time figures recorded" in bare.text
+
+
+def test_push_to_hub_sends_exactly_the_adapter_and_card(fitted, tmp_path, monkeypatch):
+    sent = {}
+
+    def create_repo(self, repo_id, **kw):
+        sent["create"] = (repo_id, kw)
+
+    def upload_folder(self, *, repo_id, folder_path, **kw):
+        sent["upload"] = (repo_id, kw, {p.name: p.read_bytes() for p in Path(folder_path).iterdir()})
+        sent["headers"] = (self.library_name, self.library_version)
+        return "commit-info"
+
+    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    result = fitted.push_to_hub("org/lightlabel-tiny-cifar10-r8", private=True, commit_message="first adapter",
+                                dataset="cifar10")
+    assert result == "commit-info"
+    assert sent["create"] == ("org/lightlabel-tiny-cifar10-r8", {"private": True, "exist_ok": True, "repo_type": "model"})
+    repo_id, kw, files = sent["upload"]
+    assert repo_id == "org/lightlabel-tiny-cifar10-r8" and kw["commit_message"] == "first adapter"
+    assert sorted(files) == ["README.md", "adapter.safetensors"]
+    info, tensors = ll.adapter_io.decode_adapter(files["adapter.safetensors"])
+    assert info == fitted.info() and all(torch.equal(tensors[k], v) for k, v in fitted.adapter_state().items())
+    assert "library_name: lightlabel" in files["README.md"].decode()
+    assert sent["headers"] == ("lightlabel", ll.__version__)
+
+
+def test_push_offline_and_bad_repo_ids(fitted, monkeypatch):
+    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
+        fitted.push_to_hub("org/repo")
+    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    with pytest.raises(ValueError, match="org/name"):
+        fitted.push_to_hub("no-slash")
+
+
+def test_repo_naming_convention(fitted):
+    assert hub.repo_name(fitted, "CIFAR-10", org="me") == "me/lightlabel-lightlabel-tiny-rn-cifar-10-r8"
