@@ -1,0 +1,148 @@
+"""Reliability: a fuzzed adapter loader, bad image files, crashes inside every writer."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from conftest import randomize_adapter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import lightlabel as ll
+from lightlabel.adapter_io import decode_adapter
+from lightlabel.data import ImageFolderDataset, load_image_folder
+
+
+@pytest.fixture(scope="module")
+def adapter_bytes(tiny_rn):
+    projector = ll.Projector(base=tiny_rn[0], pretrained=tiny_rn[1], class_names=["a", "b", "c"], head_rank=2,
+                             targets=("attnpool",))
+    randomize_adapter(projector)
+    data = projector.to_bytes()
+    return data, decode_adapter(data)
+
+
+edits = st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=edits, truncate=st.one_of(st.none(), st.floats(0, 1, exclude_max=True)))
+def test_fuzzed_adapter_bytes_load_identically_or_raise_adapter_error(adapter_bytes, edits, truncate):
+    original, (info, tensors) = adapter_bytes
+    data = bytearray(original)
+    for where, value in edits:
+        data[int(where * len(data))] = value
+    if truncate is not None:
+        data = data[: int(truncate * len(data))]
+    try:
+        got_info, got = decode_adapter(bytes(data), "fuzzed.safetensors")
+    except ll.AdapterError as e:
+        assert "fuzzed.safetensors" in str(e)
+        return
+    assert got_info == info and got.keys() == tensors.keys()
+    assert all(torch.equal(got[k], tensors[k]) for k in tensors)
+
+
+def _write(path, mode, size=(12, 10), fmt=None):
+    Image.new(mode, size, color=100 if mode in ("L", "P") else (10, 200, 30, 128)[: len(mode)]).save(path, format=fmt)
+
+
+@pytest.fixture
+def messy_folder(tmp_path):
+    root = tmp_path / "messy"
+    for c in ("cat", "dog", "empty"):
+        (root / c).mkdir(parents=True)
+    _write(root / "cat" / "rgb.jpg", "RGB")
+    _write(root / "cat" / "gray.png", "L")
+    _write(root / "cat" / "rgba.png", "RGBA")
+    _write(root / "dog" / "palette.gif", "P")
+    _write(root / "dog" / "cmyk.jpg", "CMYK")
+    (root / "dog" / "corrupt.jpg").write_bytes(b"not an image at all")
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, format="JPEG")
+    (root / "dog" / "truncated.jpg").write_bytes(buf.getvalue()[:40])
+    return root
+
+
+def test_grayscale_rgba_palette_cmyk_become_rgb_and_bad_files_are_skipped(messy_folder, caplog):
+    ds = load_image_folder(messy_folder, size=8, allow_empty=True, progress=False)
+    assert ds.classes == ["cat", "dog", "empty"]
+    assert ds.images.shape == (5, 3, 8, 8) and ds.images.dtype == torch.uint8
+    assert sorted(ds.skipped) == ["dog/corrupt.jpg", "dog/truncated.jpg"]
+    assert "skipped 2 unreadable image files" in caplog.text
+    lazy = ImageFolderDataset(messy_folder, allow_empty=True)
+    images = [lazy[i][0] for i in range(len(lazy))]
+    assert all(im.shape[0] == 3 and im.dtype == torch.uint8 for im in images)
+    assert lazy.skipped == 2
+
+
+def test_unreadable_files_raise_with_the_switch(messy_folder):
+    with pytest.raises(ValueError, match="cannot decode image .*corrupt.jpg"):
+        load_image_folder(messy_folder, size=8, allow_empty=True, on_error="raise", progress=False)
+    lazy = ImageFolderDataset(messy_folder, allow_empty=True, on_error="raise")
+    with pytest.raises(ValueError, match="cannot decode"):
+        [lazy[i] for i in range(len(lazy))]
+
+
+def test_empty_class_folders_are_an_error_by_default(messy_folder):
+    with pytest.raises(ValueError, match=r"class folders without images: \['empty'\]"):
+        load_image_folder(messy_folder, size=8, progress=False)
+    with pytest.raises(ValueError, match="without images"):
+        ImageFolderDataset(messy_folder)
+    with pytest.raises(FileNotFoundError):
+        ImageFolderDataset(messy_folder / "missing")
+    _write(messy_folder / "cat" / "big.png", "RGB", size=(20, 20))
+    with pytest.raises(ValueError, match="different sizes"):
+        load_image_folder(messy_folder, allow_empty=True, progress=False)
+
+
+def _crash_torch_save(monkeypatch, module):
+    def boom(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("crash inside the writer")
+
+    monkeypatch.setattr(module.torch, "save", boom)
+
+
+def test_crash_inside_checkpoint_writers_keeps_previous_versions(tmp_path, monkeypatch, make_projector):
+    import lightlabel._loop as loop
+    import lightlabel.models as models
+
+    teacher = models.build_model("cifar_resnet20", 10)
+    path = models.save_teacher(teacher, tmp_path / "t.pt", arch="cifar_resnet20", classes=list("abcdefghij"),
+                               low_res=False, image_size=32)
+    loop.save_state(tmp_path / "state.pt", {"epoch": 1})
+    _crash_torch_save(monkeypatch, models)
+    with pytest.raises(OSError, match="crash inside the writer"):
+        models.save_teacher(teacher, path, arch="cifar_resnet20", classes=list("abcdefghij"), low_res=False,
+                            image_size=32)
+    _crash_torch_save(monkeypatch, loop)
+    with pytest.raises(OSError):
+        loop.save_state(tmp_path / "state.pt", {"epoch": 2})
+    monkeypatch.undo()
+    assert ll.load_teacher(path).classes == list("abcdefghij")
+    assert torch.load(tmp_path / "state.pt", weights_only=False) == {"epoch": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt", "t.pt"], "temporary files left behind"
+
+    projector = make_projector()
+    card_dir = tmp_path / "card"
+    projector.save_pretrained(card_dir)
+    before = (card_dir / "README.md").read_text()
+    import lightlabel.hub as hub
+
+    monkeypatch.setattr(hub, "model_card", lambda *a, **k: (_ for _ in ()).throw(OSError("card crash")))
+    with pytest.raises(OSError):
+        projector.save_pretrained(card_dir)
+    assert (card_dir / "README.md").read_text() == before
+
+
+def test_relabeler_projector_and_distill_are_deterministic(make_projector, cifar_batch):
+    images, labels = cifar_batch
+    projector = make_projector()
+    randomize_adapter(projector)
+    outs = [ll.OnlineRelabeler(projector, seed=3)(projector.normalize(images), labels) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*outs))
