@@ -27,33 +27,17 @@ import open_clip
 import safetensors.torch
 import torch
 import torch.nn.functional as F
-from _common import CACHE, ROOT, data_root, dataset, write_section
+from _common import CACHE, data_root, dataset, write_section
 from torchvision.transforms import v2
 
-import lightlabel  # noqa: F401  (registers lightlabel-proxy-rn with open_clip)
 from lightlabel._io import atomic_path, atomic_write_bytes
 from lightlabel._progress import progress_bar
+from lightlabel.proxy import PROXY_BASE as NAME
+from lightlabel.proxy import PROXY_CHECKPOINT as ASSET
+from lightlabel.proxy import imagenet_text_embeddings
 
-NAME = "lightlabel-proxy-rn"
-ASSET = ROOT / "lightlabel" / "assets" / "proxy-base.safetensors"
 SCALE = 50.0
 log = logging.getLogger("proxy_base")
-
-
-def clip_text_embeddings(wnids: list[str]) -> torch.Tensor:
-    """Rows of the real CLIP ViT-B/32 ImageNet text embeddings for these WordNet ids, normalised: [C, 512]."""
-    root = data_root()
-    order = (root / "imagenet1k_wnids.txt").read_text().split()
-    feats = safetensors.torch.load_file(str(root / "clip-vit-b32-imagenet1k-text.safetensors"))["text_features"]
-    missing = [w for w in wnids if w not in order]
-    if missing:
-        raise SystemExit(f"wnids not in imagenet1k_wnids.txt: {missing[:5]}")
-    return F.normalize(feats[[order.index(w) for w in wnids]].float(), dim=-1)
-
-
-def imagenet_class_names(wnids: list[str]) -> list[str]:
-    order = (data_root() / "imagenet1k_wnids.txt").read_text().split()
-    return [open_clip.IMAGENET_CLASSNAMES[order.index(w)] for w in wnids]
 
 
 @torch.no_grad()
@@ -83,8 +67,8 @@ def main() -> None:
 
     train = dataset("tiny-imagenet", "train", progress=not args.quiet)
     val = dataset("imagenette", "val", size=64, progress=not args.quiet)
-    train_text = clip_text_embeddings(train.classes)
-    val_text = clip_text_embeddings(val.classes)
+    train_text = imagenet_text_embeddings(train.classes, data_root())
+    val_text = imagenet_text_embeddings(val.classes, data_root())
     normalize = v2.Normalize(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
     augment = v2.Compose([v2.RandomResizedCrop(64, scale=(0.25, 1.0), antialias=True), v2.RandomHorizontalFlip(),
                           v2.ToDtype(torch.float32, scale=True), normalize])

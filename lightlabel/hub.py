@@ -52,7 +52,7 @@ def _looks_like_path(name: str) -> bool:
 
 def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None = None,
                     cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
-                    token: str | bool | None = None) -> Path:
+                    token: str | bool | None = None, filename: str = ADAPTER_FILENAME) -> Path:
     """The local path of an adapter file given a ``.safetensors`` file, a folder, or a Hub repo id.
 
     An existing local path always wins. A string that does not exist locally is a Hub repo id only if it has the
@@ -68,11 +68,11 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
     name = os.fspath(path_or_repo_id)
     path = Path(name).expanduser()
     if path.exists():
-        if path.is_dir():
-            file = path / ADAPTER_FILENAME
+        if path.is_dir() or filename != ADAPTER_FILENAME:
+            file = (path if path.is_dir() else path.parent) / filename
             if not file.is_file():
-                raise FileNotFoundError(f"folder {path} has no {ADAPTER_FILENAME} (found: "
-                                        f"{sorted(p.name for p in path.iterdir())[:10]})")
+                raise FileNotFoundError(f"folder {file.parent} has no {filename} (found: "
+                                        f"{sorted(p.name for p in file.parent.iterdir())[:10]})")
             return file
         return path
     if _looks_like_path(name):
@@ -81,7 +81,7 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
         raise ValueError(f"{name!r} is neither an existing path nor a Hub repo id of the form 'org/name'")
     offline = local_files_only or is_offline()
     try:
-        return Path(hf_hub_download(name, ADAPTER_FILENAME, revision=revision, cache_dir=cache_dir,
+        return Path(hf_hub_download(name, filename, revision=revision, cache_dir=cache_dir,
                                     local_files_only=offline, token=token, library_name="lightlabel",
                                     library_version=__version__))
     except LocalEntryNotFoundError as e:
@@ -90,7 +90,7 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
             "local_files_only=True" if local_files_only else "the Hub could not be reached")
         raise FileNotFoundError(
             f"adapter {name!r} (revision {revision or 'main'}) is not in the Hugging Face cache {cache} and {why}. "
-            f"Get it on a machine with network access with `hf download {name} {ADAPTER_FILENAME}` (or "
+            f"Get it on a machine with network access with `hf download {name} {filename}` (or "
             f"Projector.from_pretrained({name!r})) and copy the cache folder, or pass the local .safetensors path"
         ) from e
     except RepositoryNotFoundError as e:
@@ -98,7 +98,7 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
     except RevisionNotFoundError as e:
         raise FileNotFoundError(f"Hub repo {name!r} has no revision {revision!r}") from e
     except EntryNotFoundError as e:
-        raise FileNotFoundError(f"Hub repo {name!r} has no {ADAPTER_FILENAME}: not a lightlabel adapter repo") from e
+        raise FileNotFoundError(f"Hub repo {name!r} has no {filename}: not a lightlabel adapter repo") from e
 
 
 def repo_name(projector: Projector, dataset: str, org: str | None = None) -> str:

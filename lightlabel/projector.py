@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +43,8 @@ __all__ = ["Projector"]
 logger = logging.getLogger(__name__)
 
 _TEXT_CHECK_TOL = 2e-3
+#: Companion file of a folder adapter whose head came from precomputed text embeddings.
+TEXT_EMBEDDINGS_FILENAME = "text_embeddings.safetensors"
 
 
 def _check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
@@ -388,7 +391,9 @@ class Projector(nn.Module):
 
         Args:
             path: a ``.safetensors`` file (the adapter only), or a folder: ``<folder>/adapter.safetensors`` plus the
-                model card ``<folder>/README.md`` (see :func:`lightlabel.hub.model_card`).
+                model card ``<folder>/README.md`` (see :func:`lightlabel.hub.model_card`), plus
+                ``<folder>/text_embeddings.safetensors`` when the head was built from precomputed text embeddings
+                (bases without a usable text tower, such as the offline proxy base).
             dtype: storage dtype of the LoRA factors: ``"fp32"`` (exact), ``"fp16"`` or ``"int8"``.
             **card_kwargs: for the model card: ``ipc``, ``epochs``, ``license``, ``dataset``, ``repo_id``.
 
@@ -407,6 +412,9 @@ class Projector(nn.Module):
             return path
         file = path / ADAPTER_FILENAME
         atomic_write_bytes(file, data)
+        if self.templates is None:  # the head came from precomputed embeddings: the folder carries them
+            atomic_write_bytes(path / TEXT_EMBEDDINGS_FILENAME,
+                               safetensors.torch.save({"text_embeddings": self.head.text_weight.detach().cpu().contiguous()}))
         write_model_card(self, path, **card_kwargs)
         logger.info("adapter and model card written to %s", path)
         return file
@@ -454,7 +462,8 @@ class Projector(nn.Module):
                 the adapter (the fingerprint must still match).
             class_names: the class order your dataset uses; it must equal the adapter's (use :meth:`remap` to
                 reorder the head instead).
-            text_embeddings: ``[C, d]`` embeddings, required for adapters built from precomputed embeddings.
+            text_embeddings: ``[C, d]`` embeddings, required for adapters built from precomputed embeddings
+                (read from ``text_embeddings.safetensors`` beside the adapter when present).
             device: device for the module.
 
         Raises:
@@ -468,6 +477,14 @@ class Projector(nn.Module):
         file = resolve_adapter(path_or_repo_id, revision=revision, cache_dir=cache_dir,
                                local_files_only=local_files_only, token=token)
         info, tensors = read_adapter(file)
+        if info.templates is None and text_embeddings is None:
+            try:
+                companion = resolve_adapter(path_or_repo_id, revision=revision, cache_dir=cache_dir,
+                                            local_files_only=local_files_only, token=token,
+                                            filename=TEXT_EMBEDDINGS_FILENAME)
+                text_embeddings = safetensors.torch.load_file(str(companion))["text_embeddings"]
+            except (FileNotFoundError, KeyError):
+                pass  # _from_info explains that the embeddings are needed
         return cls._from_info(info, tensors, str(file), pretrained=pretrained, class_names=class_names,
                               text_embeddings=text_embeddings, device=device,
                               cache_dir=None if cache_dir is None else str(cache_dir), progress=progress)

@@ -177,8 +177,7 @@ class OnlineRelabeler:
         p = next(self.labeler.parameters(), None)
         return None if p is None else p.device
 
-    def augment(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Crop/flip (if enabled) and mix a batch; returns ``(images, targets as (B, C) probabilities)``."""
+    def _check_targets(self, images: torch.Tensor, targets: torch.Tensor) -> None:
         if targets.ndim == 1:
             if targets.is_floating_point() or targets.shape[0] != images.shape[0]:
                 raise ValueError(f"`targets` must be int64 (B,) = ({images.shape[0]},) or (B, C) probabilities, got "
@@ -189,19 +188,61 @@ class OnlineRelabeler:
         elif targets.shape != (images.shape[0], self.num_classes):
             raise ValueError(f"`targets` must be (B,) or (B, C) = ({images.shape[0]}, {self.num_classes}), "
                              f"got {tuple(targets.shape)}")
+
+    def sample_params(self, batch_size: int, height: int, width: int) -> dict[str, torch.Tensor]:
+        """Draw the augmentation parameters of one batch (from the private generator when seeded).
+
+        Returns CPU tensors: ``crop`` ``(B, 4)`` int64 (top, left, height, width) when cropping, ``flip`` ``(B,)``
+        bool when flipping, and ``box`` ``(4,)`` int64 (x1, y1, x2, y2) with ``lam`` ``()`` float64 for CutMix, or
+        ``lam`` alone for Mixup. :meth:`apply` replays them exactly (used to store and re-read soft labels).
+        """
+        params: dict[str, torch.Tensor] = {}
+        probe = torch.empty(3, height, width, device="meta")
         with self._private_rng():
             if self._crop is not None:
-                crops = [v2.functional.resized_crop(img, **self._crop.make_params([img]), size=self._crop.size,
-                                                    antialias=True) for img in images]
-                images = torch.stack(crops)
+                boxes = [self._crop.make_params([probe]) for _ in range(batch_size)]
+                params["crop"] = torch.tensor([[b["top"], b["left"], b["height"], b["width"]] for b in boxes])
+                height, width = self._crop.size
+                probe = torch.empty(3, height, width, device="meta")
             if self.flip:
-                flip = (torch.rand(images.shape[0]) < 0.5).to(images.device, non_blocking=True)
-                images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+                params["flip"] = torch.rand(batch_size) < 0.5
             if self._mixer is not None:
-                images, targets = self._mixer(images, targets)
+                mix = self._mixer.make_params([probe.expand(batch_size, -1, -1, -1)])
+                if "box" in mix:
+                    params["box"] = torch.tensor(mix["box"])
+                params["lam"] = torch.tensor(float(mix.get("lam_adjusted", mix.get("lam", 1.0))), dtype=torch.float64)
+        return params
+
+    def apply(self, images: torch.Tensor, targets: torch.Tensor, params: dict[str, torch.Tensor]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply augmentation parameters from :meth:`sample_params` (torchvision v2 functional ops and
+        ``CutMix``/``MixUp.transform``); returns ``(images, (B, C) float targets)``."""
+        self._check_targets(images, targets)
+        if "crop" in params:
+            size = list(self._crop.size)
+            images = torch.stack([v2.functional.resized_crop(img, *map(int, box), size=size, antialias=True)
+                                  for img, box in zip(images, params["crop"].tolist())])
+        if "flip" in params:
+            flip = params["flip"].to(images.device, non_blocking=True).view(-1, 1, 1, 1)
+            images = torch.where(flip, images.flip(-1), images)
         if targets.ndim == 1:
             targets = F.one_hot(targets, self.num_classes)
-        return images, targets.float()
+        targets = targets.float()
+        if self._mixer is not None:
+            lam = float(params["lam"])
+            mix = {"lam_adjusted": lam} if "box" in params else {"lam": lam}
+            if "box" in params:
+                mix["box"] = tuple(int(v) for v in params["box"].tolist())
+            mix.update(labels=targets, batch_size=images.shape[0])
+            images = self._mixer.transform(images, mix)
+            targets = self._mixer.transform(targets, mix)
+        return images, targets
+
+    def augment(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crop/flip (if enabled) and mix a batch; returns ``(images, targets as (B, C) probabilities)``."""
+        self._check_targets(images, targets)
+        params = self.sample_params(images.shape[0], *images.shape[-2:])
+        return self.apply(images, targets, params)
 
     def label(self, images: torch.Tensor) -> torch.Tensor:
         """Label a batch as it is (no augmentation): ``(B, 3, H, W) -> (B, C)`` float32 logits, a normal tensor."""

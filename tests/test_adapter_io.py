@@ -230,3 +230,17 @@ def test_storage_report_matches_paper_arithmetic(fitted):
         ll.storage_report(num_classes=10, ipc=0, epochs=1)
     with pytest.raises(ValueError, match="torchvision"):
         ll.storage_report(num_classes=10, ipc=1, epochs=1, teacher="resnet-eighteen")
+
+
+def test_folder_adapter_carries_its_precomputed_text_embeddings(make_projector, tmp_path):
+    emb = torch.randn(10, 32)
+    projector = make_projector(text_embeddings=emb)
+    randomize_adapter(projector)
+    projector.save_pretrained(tmp_path / "folder")
+    assert (tmp_path / "folder" / "text_embeddings.safetensors").is_file()
+    loaded = ll.Projector.from_pretrained(tmp_path / "folder")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), projector.eval()(x))
+    loaded_file = ll.Projector.from_pretrained(tmp_path / "folder" / "adapter.safetensors")
+    assert loaded_file.templates is None

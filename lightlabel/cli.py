@@ -1,0 +1,330 @@
+"""The ``lightlabel`` command line: fit, distill, train, info, storage, push, demo.
+
+User errors (bad arguments, missing or damaged files, a base model that cannot be loaded) end with one line on
+stderr and exit code 2 (``LIGHTLABEL_DEBUG=1`` shows the traceback). Every command takes ``--device``, ``--seed``
+and ``--quiet`` (no progress bars).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+__all__ = ["main"]
+
+log = logging.getLogger("lightlabel")
+
+
+class UserError(Exception):
+    """An error in the user's input: reported in one line, exit code 2."""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="lightlabel", formatter_class=fmt,
+        description="Online soft labels for dataset distillation: a frozen CLIP model plus a few-MB adapter (HeLlO).",
+        epilog="examples:\n  lightlabel demo\n  lightlabel fit data/train --out adapter.safetensors\n"
+               "  lightlabel info adapter.safetensors\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300")
+    from .version import __version__
+
+    parser.add_argument("--version", action="version", version=f"lightlabel {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("fit", formatter_class=fmt, help="fit an adapter to weak teachers (trains them if none given)",
+                       description="Fit a projector's adapter to (weak) teachers on DATA, an ImageFolder (HeLlO Eq. 5).",
+                       epilog="examples:\n  lightlabel fit imagenet/train --teachers t/teacher-epoch0*.pt --out a.safetensors\n"
+                              "  lightlabel fit imagenette/train --base RN50-quickgelu --pretrained openai \\\n"
+                              "      --teacher-epochs 10 --out imagenette-adapter/")
+    p.add_argument("data", help="training ImageFolder (root/<class>/<image>)")
+    p.add_argument("--out", required=True, help="adapter .safetensors file, or a folder (adds a model card)")
+    p.add_argument("--base", default="RN50-quickgelu", help="open_clip model name (default: RN50-quickgelu)")
+    p.add_argument("--pretrained", default="openai", help="open_clip tag or checkpoint path (default: openai)")
+    p.add_argument("--teachers", nargs="*", default=None, help="teacher checkpoints (default: train weak teachers)")
+    p.add_argument("--class-names", default=None, help="file with one class name per line (default: folder names)")
+    p.add_argument("--imagenet-names", action="store_true",
+                   help="folders are ImageNet WordNet ids: use readable ImageNet names (needs --data-root)")
+    p.add_argument("--text-embeddings", default=None,
+                   help="safetensors file with one [C, d] tensor of class text embeddings (instead of the text tower)")
+    p.add_argument("--data-root", default=None, help="the shared data folder (for --imagenet-names)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--image-rank", type=int, default=8)
+    p.add_argument("--head-rank", type=int, default=64)
+    p.add_argument("--ce-weight", type=float, default=0.1)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--teacher-arch", default="resnet18")
+    p.add_argument("--teacher-epochs", type=int, default=41)
+    p.add_argument("--work-dir", default=None, help="fit state and teachers, for resuming (default: <out>.work)")
+    _common(p)
+
+    p = sub.add_parser("distill", formatter_class=fmt, help="build distilled images (RDED + Eq. 7 refinement)",
+                       description="Select, stitch and optionally refine distilled images from DATA.",
+                       epilog="example:\n  lightlabel distill cifar10/train --observer resnet56.th --ipc 10 "
+                              "--patches-per-image 1 --out distilled/")
+    p.add_argument("data", help="training ImageFolder")
+    p.add_argument("--observer", required=True, help="teacher checkpoint that scores the patches")
+    p.add_argument("--ipc", type=int, default=10)
+    p.add_argument("--out", required=True, help="output folder (ImageFolder of PNGs + manifest.json)")
+    p.add_argument("--projector", default=None, help="adapter for the Eq. 7 refinement")
+    p.add_argument("--patches-per-image", type=int, default=4)
+    p.add_argument("--candidates-per-class", type=int, default=300)
+    p.add_argument("--crops-per-image", type=int, default=5)
+    p.add_argument("--refine-steps", type=int, default=300)
+    p.add_argument("--image-size", type=int, default=None)
+    _common(p)
+
+    p = sub.add_parser("train", formatter_class=fmt, help="train a student on a distilled set, report top-1",
+                       description="Train a student on DISTILLED with online projector or teacher labels, stored "
+                                   "labels, or hard labels (HeLlO supp. Table 3 protocol).",
+                       epilog="examples:\n  lightlabel train distilled/ --labels adapter.safetensors --val cifar10/test\n"
+                              "  lightlabel train distilled/ --labels resnet56.th --epochs 300 --val cifar10/test\n"
+                              "  lightlabel train distilled/ --labels hard --val cifar10/test")
+    p.add_argument("distilled", help="a distilled set folder (from `lightlabel distill`)")
+    p.add_argument("--labels", required=True, help="adapter file/folder/Hub id, teacher .pt/.th, stored-labels folder, "
+                                                   "or 'hard'")
+    p.add_argument("--student", default="resnet18")
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--ce-weight", type=float, default=0.025)
+    p.add_argument("--val", default=None, help="validation ImageFolder")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _common(p)
+
+    p = sub.add_parser("info", formatter_class=fmt, help="describe an adapter (file, folder or Hub id)",
+                       epilog="example:\n  lightlabel info org/lightlabel-rn50-quickgelu-imagenet1k-r8")
+    p.add_argument("adapter")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("storage", formatter_class=fmt, help="stored soft labels vs teacher vs adapter, in bytes",
+                       epilog="examples:\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300\n"
+                              "  lightlabel storage --classes 10 --ipc 50 --epochs 300 --adapter adapter.safetensors")
+    p.add_argument("--classes", type=int, required=True)
+    p.add_argument("--ipc", type=int, required=True)
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--label-bytes", type=int, default=2, help="bytes per stored logit (2 = fp16)")
+    p.add_argument("--teacher", default="resnet18", help="torchvision teacher architecture")
+    p.add_argument("--adapter", default=None, help="an adapter whose size to compare")
+    _common(p)
+
+    p = sub.add_parser("push", formatter_class=fmt, help="upload an adapter and its model card to the Hub",
+                       epilog="example:\n  lightlabel push adapter.safetensors me/lightlabel-rn50-quickgelu-imagenet1k-r8")
+    p.add_argument("adapter")
+    p.add_argument("repo_id")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--token", default=None)
+    p.add_argument("--message", default=None)
+    _common(p)
+
+    p = sub.add_parser("demo", formatter_class=fmt, help="the whole pipeline on real images, offline (< 15 min on CPU)",
+                       description="Weak teachers -> fit_adapter -> distill_images (IPC 10) -> students with projector "
+                                   "and with hard labels, on Imagenette from the shared data (or --data), at reduced "
+                                   "epochs on CPU.",
+                       epilog="examples:\n  lightlabel demo\n  lightlabel demo --data path/to/imagenet-subset --work-dir demo/")
+    p.add_argument("--data", default=None, help="ImageFolder root with train/ and val/ (default: Imagenette)")
+    p.add_argument("--data-root", default=None, help="the shared data folder (default: found automatically)")
+    p.add_argument("--work-dir", default=None, help="where intermediate results go (default: ./lightlabel-demo)")
+    p.add_argument("--base", default=None, help="open_clip base (default: RN50-quickgelu/openai if cached, else the proxy)")
+    p.add_argument("--pretrained", default=None)
+    p.add_argument("--full", action="store_true", help="paper-size epochs instead of the CPU-sized defaults")
+    _common(p)
+    return parser
+
+
+def _load_names(args) -> list[str] | None:
+    if args.class_names:
+        return [line.strip() for line in Path(args.class_names).read_text().splitlines() if line.strip()]
+    return None
+
+
+def cmd_fit(args) -> None:
+    from .data import ImageFolderDataset, default_data_root
+    from .fit import fit_adapter
+    from .proxy import imagenet_class_names
+
+    dataset = ImageFolderDataset(args.data)
+    names = _load_names(args)
+    if args.imagenet_names:
+        root = args.data_root or default_data_root()
+        if root is None:
+            raise UserError("--imagenet-names needs --data-root (the folder with imagenet1k_wnids.txt)")
+        names = imagenet_class_names(dataset.classes, root)
+    emb = None
+    if args.text_embeddings:
+        import safetensors.torch
+
+        tensors = safetensors.torch.load_file(args.text_embeddings)
+        if len(tensors) != 1:
+            raise UserError(f"--text-embeddings must hold exactly one tensor, found {list(tensors)}")
+        emb = next(iter(tensors.values()))
+    out = Path(args.out)
+    work = Path(args.work_dir) if args.work_dir else out.with_name(out.name + ".work")
+    projector = fit_adapter(dataset, names, teachers=args.teachers or None, base=args.base, pretrained=args.pretrained,
+                            text_embeddings=emb, image_rank=args.image_rank, head_rank=args.head_rank,
+                            epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, ce_weight=args.ce_weight,
+                            image_size=args.image_size, teacher_arch=args.teacher_arch,
+                            teacher_epochs=args.teacher_epochs, out_dir=work, seed=args.seed, device=args.device,
+                            progress=not args.quiet)
+    path = projector.save_pretrained(out)
+    info = projector.fit_info
+    print(f"adapter written to {path} ({projector.adapter_nbytes:,} bytes); held-out agreement with the teachers "
+          f"{info.get('final_agreement', float('nan')):.3f}, KL {info.get('final_kl', float('nan')):.4f}")
+
+
+def cmd_distill(args) -> None:
+    from .data import ImageFolderDataset
+    from .distill import distill_images
+    from .models import load_teacher
+    from .projector import Projector
+
+    observer = load_teacher(args.observer)
+    projector = Projector.from_pretrained(args.projector) if args.projector else None
+    out = distill_images(ImageFolderDataset(args.data), observer, ipc=args.ipc, patches_per_image=args.patches_per_image,
+                         candidates_per_class=args.candidates_per_class, crops_per_image=args.crops_per_image,
+                         projector=projector, refine_steps=args.refine_steps, image_size=args.image_size,
+                         seed=args.seed, device=args.device, progress=not args.quiet)
+    path = out.save(args.out)
+    m = out.manifest
+    print(f"{len(out)} distilled images ({len(out.classes)} classes x IPC {args.ipc}) written to {path}: "
+          f"{out.storage_nbytes:,} bytes, {1000 * (m['seconds_select_per_image'] + m['seconds_refine_per_image']):.1f} "
+          f"ms per image")
+
+
+def cmd_train(args) -> None:
+    from .distill import DistilledSet
+    from .student import load_labels, train_student
+
+    distilled = DistilledSet.load(args.distilled)
+    labels = load_labels(args.labels)
+    result = train_student(distilled, labels, student=args.student, epochs=args.epochs, batch_size=args.batch_size,
+                           lr=args.lr, ce_weight=args.ce_weight, val_set=args.val, seed=args.seed, device=args.device,
+                           progress=not args.quiet)
+    if args.json:
+        print(json.dumps(result.__dict__, indent=1))
+    else:
+        print(f"student {args.student}, {result.labels} labels, {result.epochs} epochs: top-1 {result.top1:.4f}; "
+              f"{result.seconds_per_iter:.3f} s/iteration; extra storage {result.extra_storage_bytes:,} bytes")
+
+
+def cmd_info(args) -> None:
+    from .adapter_io import read_adapter
+    from .hub import resolve_adapter
+
+    path = resolve_adapter(args.adapter)
+    info, tensors = read_adapter(path)
+    c = info.config
+    record = {
+        "file": str(path), "bytes": path.stat().st_size, "format_version": info.format_version,
+        "lightlabel_version": info.lightlabel_version, "base": info.base_model, "pretrained": info.base_pretrained,
+        "base_fingerprint": info.base_fingerprint, "classes": len(info.class_names),
+        "class_names": list(info.class_names), "image_size": list(info.image_size), "image_rank": c.image_rank,
+        "image_alpha": c.image_alpha, "head_rank": c.head_rank, "head_alpha": c.head_alpha, "head_mode": c.head_mode,
+        "lora_targets": list(c.targets), "adapted_weights": len(info.lora_weights),
+        "parameters": sum(t.numel() for t in tensors.values()), "storage_dtype": info.storage_dtype,
+        "text_head": "prompt templates" if info.templates else "precomputed text embeddings",
+        "fit_info": {k: v for k, v in info.fit_info.items() if k != "history"},
+    }
+    if args.json:
+        print(json.dumps(record, indent=1))
+        return
+    names = ", ".join(info.class_names[:6]) + (", ..." if len(info.class_names) > 6 else "")
+    rows = [("file", record["file"]), ("size", f"{record['bytes']:,} bytes ({info.storage_dtype})"),
+            ("format", f"version {info.format_version}, written by lightlabel {info.lightlabel_version}"),
+            ("base", f"{info.base_model} / {info.base_pretrained}"), ("fingerprint", info.base_fingerprint),
+            ("classes", f"{len(info.class_names)}: {names}"), ("image size", f"{info.image_size[0]}x{info.image_size[1]}"),
+            ("image LoRA", f"rank {c.image_rank}, alpha {c.image_alpha:g}, {len(info.lora_weights)} weights ({', '.join(c.targets)})"),
+            ("head", f"rank {c.head_rank}, alpha {c.head_alpha:g}, {c.head_mode}, {record['text_head']}"),
+            ("parameters", f"{record['parameters']:,}")]
+    rows += [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in record["fit_info"].items()]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+def cmd_storage(args) -> None:
+    from .adapter_io import read_adapter
+    from .hub import resolve_adapter
+    from .storage import storage_report
+
+    adapter_bytes = None
+    if args.adapter:
+        path = resolve_adapter(args.adapter)
+        info, _ = read_adapter(path)
+        if len(info.class_names) != args.classes:
+            log.warning("the adapter has %d classes, not --classes %d", len(info.class_names), args.classes)
+        adapter_bytes = path.stat().st_size
+    print(storage_report(num_classes=args.classes, ipc=args.ipc, epochs=args.epochs, label_bytes=args.label_bytes,
+                         teacher=args.teacher, adapter_nbytes=adapter_bytes))
+    if adapter_bytes is None:
+        print("(HeLlO's RN50 adapter for 1000 classes: 3.3 MB; pass --adapter FILE to compare your own)")
+
+
+def cmd_push(args) -> None:
+    from .projector import Projector
+
+    projector = Projector.from_pretrained(args.adapter)
+    result = projector.push_to_hub(args.repo_id, private=args.private or None, token=args.token,
+                                   commit_message=args.message)
+    print(f"pushed to https://huggingface.co/{args.repo_id} ({result})")
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    run_demo(data=args.data, data_root=args.data_root, work_dir=args.work_dir, base=args.base,
+             pretrained=args.pretrained, full=args.full, seed=args.seed, device=args.device, progress=not args.quiet)
+
+
+COMMANDS = {"fit": cmd_fit, "distill": cmd_distill, "train": cmd_train, "info": cmd_info, "storage": cmd_storage,
+            "push": cmd_push, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lightlabel`` command. Returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    for noisy in ("root", "open_clip", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+    if args.device is not None:
+        try:
+            torch.device(args.device)
+        except RuntimeError as e:
+            print(f"lightlabel: error: --device {args.device!r}: {e}", file=sys.stderr)
+            return 2
+    from .errors import AdapterError
+
+    try:
+        COMMANDS[args.command](args)
+    except (UserError, AdapterError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
+            RuntimeError) as e:
+        if os.environ.get("LIGHTLABEL_DEBUG"):
+            raise
+        hint = " (set LIGHTLABEL_DEBUG=1 for the traceback)" if isinstance(e, RuntimeError) else ""
+        print(f"lightlabel {args.command}: error: {e}{hint}".replace("\n", " "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lightlabel {args.command}: interrupted (resumable commands continue where they stopped)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The lightlabel command line: help, the fit -> distill -> train chain, info, storage, push, demo, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import lightlabel as ll
+from lightlabel.cli import COMMANDS, main
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and "--device" in out and "--seed" in out and "--quiet" in out
+
+
+def test_console_script_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "lightlabel", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"lightlabel {ll.__version__}"
+
+
+def test_fit_distill_train_info_chain(tmp_path, cifar_train, data_root, tiny_rn, capsys):
+    models = data_root.parent / "models"
+    adapter = tmp_path / "adapter"
+    assert main(["fit", str(cifar_train), "--base", tiny_rn[0], "--pretrained", tiny_rn[1], "--teachers",
+                 str(models / "cifar10-resnet20-12fca82f.th"), "--out", str(adapter), "--epochs", "1",
+                 "--batch-size", "30", "--head-rank", "4", "--quiet"]) == 0
+    assert "adapter written to" in capsys.readouterr().out
+    assert (adapter / "adapter.safetensors").is_file() and (adapter / "README.md").is_file()
+
+    distilled = tmp_path / "distilled"
+    assert main(["distill", str(cifar_train), "--observer", str(models / "cifar10-resnet56-4bfd9763.th"), "--ipc", "1",
+                 "--patches-per-image", "1", "--candidates-per-class", "3", "--crops-per-image", "2", "--projector",
+                 str(adapter), "--refine-steps", "2", "--out", str(distilled), "--quiet"]) == 0
+    assert "10 distilled images" in capsys.readouterr().out
+    assert ll.DistilledSet.load(distilled).manifest["refine"]
+
+    assert main(["train", str(distilled), "--labels", str(adapter), "--student", "cifar_resnet20", "--epochs", "1",
+                 "--batch-size", "5", "--val", str(cifar_train), "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["labels"] == "projector" and 0 <= result["top1"] <= 1 and result["extra_storage_bytes"] > 0
+    assert main(["train", str(distilled), "--labels", "hard", "--student", "cifar_resnet20", "--epochs", "1",
+                 "--batch-size", "5", "--quiet"]) == 0
+    assert "hard labels" in capsys.readouterr().out
+
+    assert main(["info", str(adapter)]) == 0
+    out = capsys.readouterr().out
+    for expected in ("lightlabel-tiny-rn", "10: airplane", "rank 8", "rank 4", "fingerprint", "version 1"):
+        assert expected in out, expected
+    assert main(["info", str(adapter), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["classes"] == 10
+
+
+def test_storage_table(capsys, tmp_path, make_projector):
+    assert main(["storage", "--classes", "1000", "--ipc", "10", "--epochs", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "6,000,000,000" in out and "46,758,048" in out
+    path = make_projector().save_pretrained(tmp_path / "a.safetensors")
+    assert main(["storage", "--classes", "10", "--ipc", "10", "--epochs", "300", "--adapter", str(path)]) == 0
+    assert f"{path.stat().st_size:,}" in capsys.readouterr().out
+
+
+def test_push_goes_through_push_to_hub(tmp_path, make_projector, monkeypatch, capsys):
+    path = make_projector().save_pretrained(tmp_path / "a.safetensors")
+    calls = []
+    monkeypatch.setattr(ll.Projector, "push_to_hub", lambda self, repo_id, **kw: calls.append((repo_id, kw)) or "ok")
+    assert main(["push", str(path), "me/lightlabel-tiny-r8", "--private", "--message", "hi"]) == 0
+    assert calls == [("me/lightlabel-tiny-r8", {"private": True, "token": None, "commit_message": "hi"})]
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["info", "missing.safetensors"], "no adapter file or folder"),
+        (["train", "nowhere", "--labels", "hard"], "not a complete distilled set"),
+        (["fit", "nowhere", "--out", "x.safetensors"], "image folder not found"),
+        (["storage", "--classes", "10", "--ipc", "0"], "ipc"),
+        (["storage", "--classes", "10", "--ipc", "1", "--teacher", "resnet-eighteen"], "not a torchvision model"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and "error:" in err
+    assert match in err
+
+
+def test_bad_damaged_adapter_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    assert main(["info", str(bad)]) == 2
+    assert "bad.safetensors" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end_on_a_tiny_configuration(tmp_path, data_root, tiny_rn, capsys):
+    from lightlabel.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(image_size=32, train_per_class=16, val_per_class=6, teacher_epochs=2,
+                            teacher_save_epochs=(1, 2), teacher_batch_size=32, fit_epochs=1, fit_batch_size=32,
+                            head_rank=4, ipc=1, candidates_per_class=4, refine_steps=2, student_epochs=2,
+                            student_batch_size=10)
+    results = run_demo(work_dir=str(tmp_path / "demo"), base=tiny_rn[0], pretrained=tiny_rn[1], settings=settings,
+                       progress=False, data_root=str(data_root))
+    out = capsys.readouterr().out
+    assert "projector (online)" in out and "hard labels only" in out and "stored fp16 soft labels" in out
+    assert {s["labels"] for s in results["students"]} == {"projector", "hard"}
+    assert all(0 <= s["top1"] <= 1 for s in results["students"])
+    assert (tmp_path / "demo" / "results.json").is_file() and (tmp_path / "demo" / "adapter" / "README.md").is_file()
+    loaded = ll.Projector.from_pretrained(tmp_path / "demo" / "adapter")
+    assert loaded.class_names[0] == "tench", "ImageNet WordNet ids become readable class names"
+    assert [h["epoch"] for h in results["fit_history"]] == [0, 1]
+    assert not torch.equal(loaded.adapter_state()["head.lora_B"], torch.zeros_like(loaded.adapter_state()["head.lora_B"]))
