@@ -55,3 +55,36 @@ def write_section(key: str, body: str) -> None:
     pattern = re.compile(rf"<!-- {re.escape(key)} -->.*?<!-- /{re.escape(key)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     atomic_write_text(RESULTS, text)
+
+
+def timeit(fn, *, repeat: int = 5, warmup: int = 1, device: torch.device | None = None) -> float:
+    """Median wall time of ``fn()`` in seconds (CUDA synchronised)."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device is not None and device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def bench_projector(base: str, num_classes: int, head_rank: int, *, device: torch.device, seed: int = 0):
+    """A projector on ``base`` with random base weights, random text embeddings and a random non-zero adapter
+    (speed does not depend on the values), plus the bare open_clip image tower for comparison."""
+    import open_clip
+
+    import lightlabel as ll
+
+    gen = torch.Generator().manual_seed(seed)
+    model = open_clip.create_model(base)
+    dim = model.visual.output_dim
+    projector = ll.Projector(base=base, pretrained=None, class_names=[f"c{i}" for i in range(num_classes)],
+                             text_embeddings=torch.randn(num_classes, dim, generator=gen), head_rank=head_rank)
+    with torch.no_grad():
+        for p in projector.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.01)
+    return projector.to(device).eval(), model.visual.to(device).eval()

@@ -10,6 +10,8 @@ Public API::
     train_teachers     train one teacher and keep early checkpoints ("weak teachers")
     load_teacher(s)    teacher checkpoints (ours, or plain state dicts such as the CIFAR ResNets)
     distill_images     RDED patch selection + stitching + Eq. 7 refinement -> DistilledSet
+    train_student      the evaluation protocol: a student on distilled images with projector/teacher/stored/hard labels
+    store_soft_labels  the SRe2L-style baseline: every augmented view labelled once and stored (StoredSoftLabels)
     AdapterError       every damaged/mismatched adapter file raises this (a ValueError)
     read_adapter       read and verify an adapter file's header and tensors
     storage_report     stored soft labels vs teacher vs adapter, in bytes
@@ -24,6 +26,8 @@ from .models import load_teacher
 from .projector import Projector
 from .relabel import OnlineRelabeler
 from .storage import StorageReport, storage_report
+from .stored import StoredSoftLabels, store_soft_labels
+from .student import StudentResult, train_student
 from .teachers import TeacherEnsemble, load_teachers, train_teachers
 from .templates import HELIO_TEMPLATES, OPENAI_IMAGENET_TEMPLATES
 from .version import __version__
@@ -39,6 +43,8 @@ __all__ = [
     "Projector",
     "SoftLabelLoss",
     "StorageReport",
+    "StoredSoftLabels",
+    "StudentResult",
     "TeacherEnsemble",
     "__version__",
     "distill_images",
@@ -48,5 +54,7 @@ __all__ = [
     "read_adapter",
     "soft_label_loss",
     "storage_report",
+    "store_soft_labels",
+    "train_student",
     "train_teachers",
 ]

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from ._io import atomic_path
 
-__all__ = ["epoch_rng", "epoch_seed", "evaluate", "is_main_process", "load_state", "make_loader", "resolve_device",
-           "save_state", "settings_digest", "world"]
+__all__ = ["epoch_rng", "epoch_seed", "evaluate", "is_main_process", "load_state", "make_loader", "per_rank_batch",
+           "resolve_device", "save_state", "settings_digest", "world"]
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
@@ -53,30 +53,47 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 @contextlib.contextmanager
-def epoch_rng(seed: int, epoch: int, device: torch.device) -> Iterator[torch.Generator]:
-    """Seed the global RNGs from ``(seed, epoch)`` for the body (restored afterwards); yields a CPU generator for
-    the data order."""
+def epoch_rng(seed: int, epoch: int, device: torch.device) -> Iterator[None]:
+    """Seed the global RNGs from ``(seed, epoch)`` for the body and restore the caller's state afterwards."""
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        s = epoch_seed(seed, epoch)
-        torch.manual_seed(s)
-        yield torch.Generator().manual_seed(s ^ 0x5DEECE66D)
+        torch.manual_seed(epoch_seed(seed, epoch))
+        yield
 
 
-def make_loader(dataset: Dataset, *, batch_size: int, generator: torch.Generator | None, shuffle: bool,
-                drop_last: bool = False, num_workers: int = 0, epoch: int = 0, seed: int = 0,
-                device: torch.device | None = None) -> DataLoader:
-    """A DataLoader; under torch.distributed, a ``DistributedSampler`` gives each rank its shard."""
+def per_rank_batch(batch_size: int) -> int:
+    """The per-rank share of a global batch; raises ``ValueError`` unless the world size divides it."""
+    size = world()[1]
+    if batch_size % size:
+        raise ValueError(f"the global `batch_size` {batch_size} must be divisible by the {size} processes")
+    return batch_size // size
+
+
+def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, epoch: int = 0, seed: int = 0,
+                drop_last: bool = False, num_workers: int = 0, device: torch.device | None = None) -> DataLoader:
+    """A DataLoader over one global order of the data, seeded by ``(seed, epoch)``.
+
+    ``batch_size`` is the global batch. Single-process, batch ``k`` holds positions ``[k * B, (k + 1) * B)`` of the
+    permutation; under torch.distributed a ``DistributedSampler`` over the same permutation gives each of the ``W``
+    ranks ``B / W`` of exactly those positions, so a DDP step sees the same samples as a single-process step. A
+    :class:`~lightlabel.data.TransformedDataset` with a seed is told the epoch, so per-sample augmentation does not
+    depend on the rank or worker either.
+    """
     rank, size = world()
+    local = per_rank_batch(batch_size)
+    order_seed = epoch_seed(seed, epoch)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
     if size > 1:
-        sampler = DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=shuffle, seed=seed,
+        sampler = DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=shuffle, seed=order_seed,
                                      drop_last=drop_last)
-        sampler.set_epoch(epoch)
+        sampler.set_epoch(0)
+    elif shuffle:
+        sampler = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(order_seed)).tolist()
     else:
-        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
-                      generator=generator, pin_memory=device is not None and device.type == "cuda",
-                      persistent_workers=False)
+        sampler = SequentialSampler(dataset)
+    return DataLoader(dataset, batch_size=local, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
+                      pin_memory=device is not None and device.type == "cuda", persistent_workers=False)
 
 
 def settings_digest(settings: Mapping[str, Any]) -> str:

@@ -2,7 +2,8 @@
 
 User errors (bad arguments, missing or damaged files, a base model that cannot be loaded) end with one line on
 stderr and exit code 2 (``LIGHTLABEL_DEBUG=1`` shows the traceback). Every command takes ``--device``, ``--seed``
-and ``--quiet`` (no progress bars).
+and ``--quiet`` (no progress bars). ``fit``, ``train`` and ``distill`` can be launched by ``torchrun``: they join
+the process group (NCCL on CUDA, gloo on CPU), and only rank 0 writes files and prints.
 """
 
 from __future__ import annotations
@@ -147,6 +148,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _init_distributed(device: str | None) -> bool:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); returns whether it did."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    use_cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return True
+
+
+def _echo(*args) -> None:
+    """print() on the main process only (every rank runs the command under torchrun)."""
+    from ._loop import is_main_process
+
+    if is_main_process():
+        print(*args)
+
+
 def _load_names(args) -> list[str] | None:
     if args.class_names:
         return [line.strip() for line in Path(args.class_names).read_text().splitlines() if line.strip()]
@@ -181,9 +203,13 @@ def cmd_fit(args) -> None:
                             image_size=args.image_size, teacher_arch=args.teacher_arch,
                             teacher_epochs=args.teacher_epochs, out_dir=work, seed=args.seed, device=args.device,
                             progress=not args.quiet)
+    from ._loop import is_main_process
+
+    if not is_main_process():
+        return
     path = projector.save_pretrained(out)
     info = projector.fit_info
-    print(f"adapter written to {path} ({projector.adapter_nbytes:,} bytes); held-out agreement with the teachers "
+    _echo(f"adapter written to {path} ({projector.adapter_nbytes:,} bytes); held-out agreement with the teachers "
           f"{info.get('final_agreement', float('nan')):.3f}, KL {info.get('final_kl', float('nan')):.4f}")
 
 
@@ -199,9 +225,13 @@ def cmd_distill(args) -> None:
                          candidates_per_class=args.candidates_per_class, crops_per_image=args.crops_per_image,
                          projector=projector, refine_steps=args.refine_steps, image_size=args.image_size,
                          seed=args.seed, device=args.device, progress=not args.quiet)
+    from ._loop import is_main_process
+
+    if not is_main_process():
+        return
     path = out.save(args.out)
     m = out.manifest
-    print(f"{len(out)} distilled images ({len(out.classes)} classes x IPC {args.ipc}) written to {path}: "
+    _echo(f"{len(out)} distilled images ({len(out.classes)} classes x IPC {args.ipc}) written to {path}: "
           f"{out.storage_nbytes:,} bytes, {1000 * (m['seconds_select_per_image'] + m['seconds_refine_per_image']):.1f} "
           f"ms per image")
 
@@ -216,9 +246,9 @@ def cmd_train(args) -> None:
                            lr=args.lr, ce_weight=args.ce_weight, val_set=args.val, seed=args.seed, device=args.device,
                            progress=not args.quiet)
     if args.json:
-        print(json.dumps(result.__dict__, indent=1))
+        _echo(json.dumps(result.__dict__, indent=1))
     else:
-        print(f"student {args.student}, {result.labels} labels, {result.epochs} epochs: top-1 {result.top1:.4f}; "
+        _echo(f"student {args.student}, {result.labels} labels, {result.epochs} epochs: top-1 {result.top1:.4f}; "
               f"{result.seconds_per_iter:.3f} s/iteration; extra storage {result.extra_storage_bytes:,} bytes")
 
 
@@ -241,7 +271,7 @@ def cmd_info(args) -> None:
         "fit_info": {k: v for k, v in info.fit_info.items() if k != "history"},
     }
     if args.json:
-        print(json.dumps(record, indent=1))
+        _echo(json.dumps(record, indent=1))
         return
     names = ", ".join(info.class_names[:6]) + (", ..." if len(info.class_names) > 6 else "")
     rows = [("file", record["file"]), ("size", f"{record['bytes']:,} bytes ({info.storage_dtype})"),
@@ -253,7 +283,7 @@ def cmd_info(args) -> None:
             ("parameters", f"{record['parameters']:,}")]
     rows += [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in record["fit_info"].items()]
     width = max(len(k) for k, _ in rows)
-    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+    _echo("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
 
 
 def cmd_storage(args) -> None:
@@ -268,10 +298,10 @@ def cmd_storage(args) -> None:
         if len(info.class_names) != args.classes:
             log.warning("the adapter has %d classes, not --classes %d", len(info.class_names), args.classes)
         adapter_bytes = path.stat().st_size
-    print(storage_report(num_classes=args.classes, ipc=args.ipc, epochs=args.epochs, label_bytes=args.label_bytes,
+    _echo(storage_report(num_classes=args.classes, ipc=args.ipc, epochs=args.epochs, label_bytes=args.label_bytes,
                          teacher=args.teacher, adapter_nbytes=adapter_bytes))
     if adapter_bytes is None:
-        print("(HeLlO's RN50 adapter for 1000 classes: 3.3 MB; pass --adapter FILE to compare your own)")
+        _echo("(HeLlO's RN50 adapter for 1000 classes: 3.3 MB; pass --adapter FILE to compare your own)")
 
 
 def cmd_push(args) -> None:
@@ -280,7 +310,7 @@ def cmd_push(args) -> None:
     projector = Projector.from_pretrained(args.adapter)
     result = projector.push_to_hub(args.repo_id, private=args.private or None, token=args.token,
                                    commit_message=args.message)
-    print(f"pushed to https://huggingface.co/{args.repo_id} ({result})")
+    _echo(f"pushed to https://huggingface.co/{args.repo_id} ({result})")
 
 
 def cmd_demo(args) -> None:
@@ -297,9 +327,13 @@ COMMANDS = {"fit": cmd_fit, "distill": cmd_distill, "train": cmd_train, "info": 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lightlabel`` command. Returns the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    for noisy in ("root", "open_clip", "httpx", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    # open_clip logs through the root logger; keep its chatter out without silencing anyone else's warnings
+    handler.addFilter(lambda record: f"{os.sep}open_clip{os.sep}" not in record.pathname)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler])
+    for noisy in ("httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
     if args.device is not None:
@@ -310,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     from .errors import AdapterError
 
+    distributed = args.command in ("fit", "train", "distill") and _init_distributed(args.device)
     try:
         COMMANDS[args.command](args)
     except (UserError, AdapterError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
@@ -323,6 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lightlabel {args.command}: interrupted (resumable commands continue where they stopped)",
               file=sys.stderr)
         return 130
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return 0
 
 

@@ -377,14 +377,24 @@ def eval_transform(size: int) -> v2.Compose:
 
 
 class TransformedDataset(Dataset):
-    """``(transform(image), int(label))`` over any map-style dataset."""
+    """``(transform(image), int(label))`` over any map-style dataset.
 
-    def __init__(self, dataset: Dataset, transform: Callable) -> None:
-        self.dataset, self.transform = dataset, transform
+    With a ``seed``, the random transform of sample ``i`` in epoch ``e`` (see :meth:`set_epoch`) is drawn after
+    seeding torch's RNG from ``(seed, e, i)`` alone, so it is the same whatever the process, rank, worker or
+    order that loads it (exact resumption, and DDP runs equal to single-process ones).
+    """
+
+    def __init__(self, dataset: Dataset, transform: Callable, seed: int | None = None) -> None:
+        self.dataset, self.transform, self.seed, self.epoch = dataset, transform, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int):
         image, label = self.dataset[index]
+        if self.seed is not None:
+            torch.manual_seed(((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index)) % (2**63 - 1))
         return self.transform(image), int(label)

@@ -27,6 +27,7 @@ from ._loop import (
     is_main_process,
     load_state,
     make_loader,
+    per_rank_batch,
     resolve_device,
     save_state,
     settings_digest,
@@ -173,7 +174,8 @@ def fit_adapter(
         lr: AdamW learning rate, constant (paper: 5e-4).
         weight_decay: AdamW weight decay of the LoRA/head factors (logit scale and bias get none). The paper does
             not state it; 0.01 is AdamW's default.
-        batch_size: paper: 256.
+        batch_size: the global batch (paper: 256); under torch.distributed each of the ``W`` processes takes
+            ``batch_size / W`` of it, so a run on ``W`` processes matches one process with the same ``batch_size``.
         ce_weight: weight of the cross-entropy term (paper: 0.1, Eq. 5 lambda).
         image_size: resolution the teachers see (default: recorded in the teacher checkpoints, else the first
             image's size). The projector sees the same view resized to its own input size.
@@ -256,15 +258,17 @@ def fit_adapter(
         raise ValueError(f"the teachers output {probe.shape[-1]} classes but there are {len(names)} class names")
 
     train_idx, val_idx = _split(len(dataset), val_fraction, seed)
-    train_data = TransformedDataset(Subset(dataset, train_idx), train_transform(size) if augment else eval_transform(size))
+    train_data = TransformedDataset(Subset(dataset, train_idx), train_transform(size) if augment else eval_transform(size),
+                                    seed=seed)
     val_data = TransformedDataset(Subset(dataset, val_idx), eval_transform(size)) if val_idx else None
     views = _Views(projector, t_mean, t_std, device)
     decay = [p for lora in projector.image_lora for p in (lora.lora_A, lora.lora_B)] + [projector.head.lora_A,
                                                                                          projector.head.lora_B]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": [projector.head.logit_scale, projector.head.bias], "weight_decay": 0.0}], lr=lr)
+    per_rank_batch(batch_size)
     model: nn.Module = projector
-    if world()[1] > 1:
+    if world()[1] > 1:  # gradients of the adapter only are all-reduced; the frozen base needs no sync
         model = nn.parallel.DistributedDataParallel(projector, device_ids=[device] if device.type == "cuda" else None,
                                                     broadcast_buffers=False)
 
@@ -292,9 +296,9 @@ def fit_adapter(
         projector.train()
         total = torch.zeros((), device=device)
         seen = 0
-        with epoch_rng(seed, epoch, device) as gen:
-            loader = make_loader(train_data, batch_size=batch_size, generator=gen, shuffle=True,
-                                 num_workers=num_workers, epoch=epoch, seed=seed, device=device)
+        with epoch_rng(seed, epoch, device):
+            loader = make_loader(train_data, batch_size=batch_size, shuffle=True, num_workers=num_workers,
+                                 epoch=epoch, seed=seed, device=device)
             bar = progress_bar(loader, desc=f"fit epoch {epoch + 1}/{epochs}", disable=not progress or not is_main_process())
             for images, labels in bar:
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)

@@ -308,6 +308,20 @@ class Projector(nn.Module):
             self._merged = True
         return self
 
+    def compile(self, **kwargs: Any) -> Projector:
+        """Merge, then compile the image tower in place with ``torch.compile`` (``nn.Module.compile``).
+
+        Args:
+            **kwargs: passed to ``torch.compile`` (e.g. ``mode="max-autotune"``, ``backend="eager"``).
+
+        Returns:
+            ``self``. The first call of each input shape compiles (seconds to minutes); later calls are faster on
+            CUDA. Unmerging afterwards triggers a recompilation.
+        """
+        self.merge()
+        self.visual.compile(**kwargs)
+        return self
+
     def unmerge(self) -> Projector:
         """Undo :meth:`merge`: re-attach the LoRA updates (base weights recovered as ``W' - delta``). Idempotent."""
         if self._merged:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
+from ._loop import world
 from .projector import Projector
 from .teachers import TeacherEnsemble
 
@@ -55,7 +56,7 @@ class OnlineRelabeler:
             ``labeler_mean``/``labeler_std``). When not given, images must already be normalised for the labeller.
         labeler_mean, labeler_std: normalisation a plain teacher expects (projectors know their own).
         seed: seeds a private generator for the augmentation parameters (reproducible, leaves the global RNG
-            untouched); ``None`` uses the global RNG.
+            untouched); ``None`` uses the global RNG. Under torch.distributed, rank ``r`` uses ``seed + r``.
         autocast: label under bf16 autocast on CUDA (CPU labelling is float32).
         merge: merge a projector's LoRA into its weights (the fast inference path).
         check_every: check the labels for NaN/Inf every this many calls. The check needs a host sync, so the
@@ -68,10 +69,13 @@ class OnlineRelabeler:
         - Returns ``(images, soft_logits, mixed_targets)``: ``(B, 3, H', W')`` same dtype, ``(B, C)`` float32,
           ``(B, C)`` float32 with rows summing to 1.
 
+    Under DDP each rank labels its own batch; the labeller is never wrapped in DDP (it has no gradients), and the
+    first call checks that its weights are identical on every rank.
+
     Raises:
         ValueError: bad options (named), a missing ``num_classes``, non-finite labels (at a check), wrong shapes.
         TypeError: integer images.
-        RuntimeError: images and labeller on different devices.
+        RuntimeError: images and labeller on different devices, or labeller weights that differ between ranks.
 
     Source: HeLlO Alg. 1 lines 12-14; CutMix (Yun et al. 2019) as in RDED/SRe2L evaluation.
 
@@ -144,9 +148,13 @@ class OnlineRelabeler:
         if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1):
             raise ValueError(f"`check_every` must be an int >= 1 or None, got {check_every!r}")
         self.check_every = check_every
-        self._rng_state = None if seed is None else torch.Generator().manual_seed(int(seed)).get_state()
+        rank, size = world()
+        # under torch.distributed each rank draws its own augmentation stream (seed + rank)
+        self._rng_state = None if seed is None else torch.Generator().manual_seed(int(seed) + rank).get_state()
+        self._ranks_checked = size == 1
         self._calls = 0
         self._bad: torch.Tensor | None = None
+        self._channels_last: bool | None = None
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -244,8 +252,28 @@ class OnlineRelabeler:
         params = self.sample_params(images.shape[0], *images.shape[-2:])
         return self.apply(images, targets, params)
 
+    def check_ranks(self) -> None:
+        """Under torch.distributed, check once that every rank holds identical labeller weights.
+
+        Raises:
+            RuntimeError: the weights differ between ranks (each rank would label with another model).
+        """
+        if self._ranks_checked:
+            return
+        import torch.distributed as dist
+
+        from .base import fingerprint
+
+        digests: list[str | None] = [None] * world()[1]
+        dist.all_gather_object(digests, fingerprint(self.labeler))
+        self._ranks_checked = True
+        if len(set(digests)) > 1:
+            raise RuntimeError(f"the labeler's weights differ between processes (sha256 per rank: "
+                               f"{[d[:12] for d in digests]}); load the same adapter or teacher on every rank")
+
     def label(self, images: torch.Tensor) -> torch.Tensor:
         """Label a batch as it is (no augmentation): ``(B, 3, H, W) -> (B, C)`` float32 logits, a normal tensor."""
+        self.check_ranks()
         if not isinstance(images, torch.Tensor) or not images.is_floating_point():
             raise TypeError(f"`images` must be a float tensor, got {getattr(images, 'dtype', type(images).__name__)}")
         if images.ndim != 4 or images.shape[1] != 3:
@@ -255,6 +283,10 @@ class OnlineRelabeler:
             raise RuntimeError(f"the labeler is on {device} but images are on {images.device}; "
                                "move it with relabeler.labeler.to(images.device)")
         on_cpu = images.device.type == "cpu"
+        if images.is_cuda and self._channels_last is None:  # once: NHWC kernels for the conv tower on CUDA
+            self._channels_last = self.is_projector
+            if self._channels_last:
+                self.labeler.to(memory_format=torch.channels_last)
         with torch.inference_mode():
             x = images
             if self._affine is not None:
@@ -262,6 +294,8 @@ class OnlineRelabeler:
                 x = x * scale.to(x) + shift.to(x)
             if self.is_projector and tuple(x.shape[-2:]) != self.labeler.image_size:
                 x = F.interpolate(x, size=self.labeler.image_size, mode="bilinear", antialias=True, align_corners=False)
+            if self._channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.autocast and not on_cpu):
                 out = self.labeler(x, check=on_cpu) if self.is_projector else self.labeler(x)
             out = out.float()

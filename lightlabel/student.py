@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ._loop import evaluate, resolve_device
+from ._loop import evaluate, per_rank_batch, resolve_device, world
 from ._progress import progress_bar
 from .data import TransformedDataset, as_dataset, eval_transform
 from .distill import DistilledSet
@@ -107,6 +107,8 @@ def train_student(
         student: a model name for :func:`lightlabel.models.build_model` (low-resolution stem at 64 px or less) or
             a module.
         epochs, batch_size, lr, weight_decay: AdamW with cosine decay per iteration (paper: 300, 100, 1e-3).
+            ``batch_size`` is the global batch: under torch.distributed (``torchrun``) each rank trains on its share
+            with DDP and labels its own share online.
         ce_weight: weight of the CE term next to the MSE on logits (paper: 0.025).
         mix, alpha, crop_scale: the per-batch augmentation: per-sample RandomResizedCrop + flip, then CutMix.
         val_set: validation data (dataset of ``(image, label)`` or an ImageFolder path), resized to the distilled
@@ -130,6 +132,11 @@ def train_student(
     num_classes = len(distilled.classes)
     spec = AugmentSpec(crop_size=size, crop_scale=tuple(crop_scale), flip=True, mix=mix, alpha=alpha)
     stored = labels if kind == "stored" else None
+    rank, world_size = world()
+    if stored is not None and world_size > 1:
+        raise ValueError("stored soft labels replay CutMix over the whole recorded batch; they cannot be split "
+                         "across processes (run them in one process, or use online labels under torchrun)")
+    per_rank_batch(batch_size)  # validates that the processes divide the global batch
     if stored is not None:
         stored.check(distilled.images)
         epochs, batch_size, spec = stored.epochs, stored.batch_size, stored.augment
@@ -154,6 +161,8 @@ def train_student(
     model = model.to(device).train()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if world_size > 1 else model
     steps_per_epoch = math.ceil(len(distilled) / batch_size)
     total_steps = epochs * steps_per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -175,8 +184,10 @@ def train_student(
             batches = stored.batches(epoch, device)
         else:
             order, gen = epoch_plan(len(distilled), batch_size, seed, epoch)
+            if world_size > 1:  # each rank: its share of every global batch, its own augmentation stream
+                gen = torch.Generator().manual_seed(int(gen.initial_seed()) + rank)
             augmenter.load_state_dict({"rng_state": gen.get_state(), "calls": 0})
-            batches = ((order[i:i + batch_size], None, None) for i in range(0, len(order), batch_size))
+            batches = ((order[i:i + batch_size][rank::world_size], None, None) for i in range(0, len(order), batch_size))
         for idx, params, soft in batches:
             t0 = time.perf_counter()
             idx = idx.to(device)
@@ -189,7 +200,7 @@ def train_student(
                 x = x.contiguous(memory_format=torch.channels_last)
             if relabeler is not None:
                 soft = relabeler.label(x)
-            out = model(x)
+            out = net(x)
             if soft is None:
                 loss = F.cross_entropy(out.float(), mixed)
             else:

@@ -26,9 +26,11 @@ from ._loop import (
     is_main_process,
     load_state,
     make_loader,
+    per_rank_batch,
     resolve_device,
     save_state,
     settings_digest,
+    world,
 )
 from ._progress import progress_bar
 from .data import (
@@ -194,7 +196,8 @@ def train_teachers(
             model pool of 9).
         image_size: training resolution in pixels (default: the first image's size).
         low_res: 3x3 stem without max-pool (default: ``image_size <= 64``; ResNet-style archs only).
-        batch_size, lr, momentum, weight_decay, step_size, gamma: the optimiser recipe above.
+        batch_size, lr, momentum, weight_decay, step_size, gamma: the optimiser recipe above; ``batch_size`` is
+            the global batch, split across processes under torch.distributed (``torchrun``).
         mean, std: input normalisation, recorded in the checkpoints.
         val_set: optional held-out data; its top-1 is logged each epoch and stored in the checkpoints.
         seed: seed of the initialisation, data order and augmentation.
@@ -247,23 +250,27 @@ def train_teachers(
         sched.load_state_dict(state["sched"])
         start, history = state["epoch"], state["history"]
         logger.info("train_teachers: resuming %s after epoch %d of %d", out_dir, start, epochs)
-    train_data = TransformedDataset(dataset, train_transform(size, low_res=low_res))
+    train_data = TransformedDataset(dataset, train_transform(size, low_res=low_res), seed=seed)
+    per_rank_batch(batch_size)
+    net: nn.Module = model
+    if world()[1] > 1:  # DDP; BatchNorm statistics stay per process (as in torchvision's reference recipe)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     val_data = TransformedDataset(as_dataset(val_set, on_error=on_error), eval_transform(size)) if val_set is not None else None
     m = torch.tensor(list(mean), device=device).view(1, 3, 1, 1)
     s = torch.tensor(list(std), device=device).view(1, 3, 1, 1)
 
     for epoch in range(start, epochs):
         t0 = time.time()
-        model.train()
+        net.train()
         total = correct = seen = 0
-        with epoch_rng(seed, epoch, device) as gen:
-            loader = make_loader(train_data, batch_size=batch_size, generator=gen, shuffle=True, drop_last=False,
-                                 num_workers=num_workers, epoch=epoch, seed=seed, device=device)
+        with epoch_rng(seed, epoch, device):
+            loader = make_loader(train_data, batch_size=batch_size, shuffle=True, num_workers=num_workers,
+                                 epoch=epoch, seed=seed, device=device)
             bar = progress_bar(loader, desc=f"teacher epoch {epoch + 1}/{epochs}", disable=not progress or not is_main_process())
             for images, labels in bar:
                 images = (images.to(device, non_blocking=True) - m) / s
                 labels = labels.to(device, non_blocking=True)
-                logits = model(images)
+                logits = net(images)
                 loss = F.cross_entropy(logits, labels)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

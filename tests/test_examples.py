@@ -27,3 +27,32 @@ def test_quickstart(tmp_path, data_root, capsys):
 def test_drop_in_training(data_root):
     loss = _load("drop_in_training").main(["--data", str(data_root), "--epochs", "1", "--per-class", "3"])
     assert loss == loss and loss > 0  # finite, positive
+
+
+def test_timm_student():
+    top1 = _load("timm_student").main(["--epochs", "1", "--ipc", "1"])
+    assert 0 <= top1 <= 1
+
+
+def test_build_and_publish(tmp_path, monkeypatch):
+    module = _load("build_and_publish")
+    pushed = []
+    monkeypatch.setattr(module.ll.Projector, "push_to_hub", lambda self, repo, **kw: pushed.append(repo) or "ok")
+    path = module.main(["--out", str(tmp_path / "a"), "--epochs", "1", "--per-class", "6", "--push", "me/repo"])
+    assert path.is_file() and (tmp_path / "a" / "README.md").is_file() and pushed == ["me/repo"]
+
+
+def test_distill_dataset(tmp_path):
+    distilled = _load("distill_dataset").main(["--out", str(tmp_path / "d"), "--ipc", "1", "--candidates", "4"])
+    assert len(distilled) == 10 and (tmp_path / "d" / "manifest.json").is_file()
+
+
+def test_ddp_train_under_torchrun(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(EXAMPLES / "ddp_train.py"), "--demo", "--epochs", "1"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "epoch 1/1" in out.stdout and "top-1" in out.stdout

@@ -211,3 +211,27 @@ def test_unknown_base_lists_choices_and_bad_tag(tiny_rn):
         ll.Projector(base="no-such-model", pretrained=None, class_names=["a", "b"])
     with pytest.raises(ValueError, match="neither a known open_clip tag"):
         ll.Projector(base=tiny_rn[0], pretrained="/no/such/file.pt", class_names=["a", "b"])
+
+
+def test_compile_gives_the_same_labels(make_projector):
+    projector = make_projector().eval()
+    randomize_adapter(projector)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = projector(x)
+        projector.compile(backend="eager")  # the wiring; inductor itself is exercised by benchmarks on GPU
+        got = projector(x)
+    assert projector.merged
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_half_precision_labels_are_finite_and_close(make_projector):
+    projector = make_projector().eval()
+    randomize_adapter(projector)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        ref = projector(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = projector(x)
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    assert (low - ref).abs().max() < 0.1 * ref.abs().max()

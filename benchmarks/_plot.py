@@ -1,0 +1,89 @@
+"""Minimal line charts with Pillow (no matplotlib among the project's dependencies): log or linear axes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from lightlabel._io import atomic_path
+
+COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
+
+
+def _ticks(lo: float, hi: float, log: bool) -> list[float]:
+    if log:
+        return [10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
+    step = 10 ** math.floor(math.log10((hi - lo) or 1))
+    if (hi - lo) / step < 4:
+        step /= 2
+    start = math.floor(lo / step) * step
+    return [start + i * step for i in range(int((hi - start) / step) + 2)]
+
+
+def _fmt(v: float, unit: str) -> str:
+    if unit == "bytes":
+        for suffix, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+            if v >= scale:
+                return f"{v / scale:g} {suffix}"
+        return f"{v:g} B"
+    return f"{v:g}"
+
+
+def line_chart(path: str | Path, series: dict[str, tuple[Sequence[float], Sequence[float]]], *, title: str,
+               xlabel: str, ylabel: str, logx: bool = False, logy: bool = False, yunit: str = "",
+               size: tuple[int, int] = (900, 560), dashed: Sequence[str] = ()) -> Path:
+    """Draw ``{name: (xs, ys)}`` as lines with markers and a legend; written atomically as PNG."""
+    w, h = size
+    left, right, top, bottom = 110, 30, 50, 70
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    xs = [x for xs_, _ in series.values() for x in xs_]
+    ys = [y for _, ys_ in series.values() for y in ys_]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if logy:
+        y0, y1 = 10 ** math.floor(math.log10(y0)), 10 ** math.ceil(math.log10(y1))
+    tx = (lambda v: math.log10(v)) if logx else (lambda v: v)
+    ty = (lambda v: math.log10(v)) if logy else (lambda v: v)
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        fx = (tx(x) - tx(x0)) / ((tx(x1) - tx(x0)) or 1)
+        fy = (ty(y) - ty(y0)) / ((ty(y1) - ty(y0)) or 1)
+        return left + fx * (w - left - right), h - bottom - fy * (h - top - bottom)
+
+    d.rectangle([left, top, w - right, h - bottom], outline="black")
+    for v in _ticks(y0, y1, logy):
+        if y0 <= v <= y1:
+            _, y = px(x0, v)
+            d.line([left, y, w - right, y], fill=(225, 225, 225))
+            d.text((8, y - 6), _fmt(v, yunit), fill="black", font=font)
+    for v in sorted(set(xs)):
+        x, _ = px(v, y0)
+        d.line([x, h - bottom, x, h - bottom + 5], fill="black")
+        d.text((x - 12, h - bottom + 8), f"{v:g}", fill="black", font=font)
+    d.text((w // 2 - 6 * len(title) // 2, 15), title, fill="black", font=font)
+    d.text((w // 2 - 3 * len(xlabel), h - 30), xlabel, fill="black", font=font)
+    d.text((8, top - 30), ylabel, fill="black", font=font)
+    for i, (name, (sx, sy)) in enumerate(series.items()):
+        color = COLORS[i % len(COLORS)]
+        points = [px(x, y) for x, y in zip(sx, sy)]
+        if name in dashed:
+            for a, b in zip(points, points[1:]):
+                for t in range(0, 20, 2):
+                    p = (a[0] + (b[0] - a[0]) * t / 20, a[1] + (b[1] - a[1]) * t / 20)
+                    q = (a[0] + (b[0] - a[0]) * (t + 1) / 20, a[1] + (b[1] - a[1]) * (t + 1) / 20)
+                    d.line([p, q], fill=color, width=2)
+        else:
+            d.line(points, fill=color, width=3)
+        for x, y in points:
+            d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
+        d.rectangle([left + 15, top + 12 + 18 * i, left + 35, top + 22 + 18 * i], fill=color)
+        d.text((left + 42, top + 10 + 18 * i), name, fill="black", font=font)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path

@@ -1,0 +1,63 @@
+"""One process of a 2-process gloo job, launched by the tests with ``python -m torch.distributed.run``.
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py JOB OUT DATA BASE_CKPT MODELS
+
+JOB: fit | distill | relabel | teachers | train. Settings are fixed here; the tests run the same settings in one
+process and compare.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+import torch.distributed as dist
+
+import lightlabel as ll
+from lightlabel.data import load_image_folder
+
+SETTINGS = {
+    "fit": dict(head_rank=4, epochs=2, batch_size=20, lr=5e-3, val_fraction=0.1, progress=False),
+    "distill": dict(ipc=2, patches_per_image=1, candidates_per_class=6, crops_per_image=3, progress=False),
+}
+
+
+def main(job: str, out: str, data_dir: str, base_ckpt: str, models: str) -> None:
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.set_num_threads(1)
+    dataset = load_image_folder(data_dir, progress=False)
+    resnet20 = f"{models}/cifar10-resnet20-12fca82f.th"
+    if job == "fit":
+        ll.fit_adapter(dataset, teachers=[resnet20], base="lightlabel-tiny-rn", pretrained=base_ckpt, out_dir=out,
+                       **SETTINGS["fit"])
+    elif job == "distill":
+        ll.distill_images(dataset, ll.load_teacher(resnet20), out_dir=out, **SETTINGS["distill"])
+    elif job == "relabel":
+        torch.manual_seed(0)  # the same LoRA initialisation on every rank (the relabeler checks the weights agree)
+        projector = ll.Projector(base="lightlabel-tiny-rn", pretrained=base_ckpt, class_names=dataset.classes,
+                                 head_rank=4)
+        relabeler = ll.OnlineRelabeler(projector, seed=0)
+        index = torch.arange(rank, len(dataset), world)
+        labels = relabeler.label(projector.normalize(dataset.images[index].float() / 255))
+        torch.save({"index": index, "labels": labels}, f"{out}/labels-rank{rank}.pt")
+    elif job == "teachers":
+        ll.train_teachers(dataset, out_dir=out, arch="cifar_resnet20", epochs=2, save_epochs=[2], batch_size=20,
+                          progress=False)
+    elif job == "train":
+        distilled = ll.distill_images(dataset, ll.load_teacher(resnet20), **SETTINGS["distill"])
+        torch.manual_seed(0)
+        projector = ll.Projector(base="lightlabel-tiny-rn", pretrained=base_ckpt, class_names=dataset.classes,
+                                 head_rank=4)
+        result = ll.train_student(distilled, projector, student="cifar_resnet20", epochs=2, batch_size=10,
+                                  val_set=dataset, progress=False)
+        if rank == 0:
+            with open(f"{out}/result.json", "w") as f:
+                json.dump({"top1": result.top1, "iterations": result.iterations}, f)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
