@@ -56,3 +56,11 @@ def test_ddp_train_under_torchrun(tmp_path):
                          timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "epoch 1/1" in out.stdout and "top-1" in out.stdout
+
+
+def test_api_reference_lists_every_public_name():
+    import lightlabel as ll
+
+    text = (EXAMPLES.parent / "docs" / "api.md").read_text()
+    missing = [name for name in ll.__all__ if f"## `{name}" not in text]
+    assert not missing, f"docs/api.md is stale (run python docs/_gen_api.py): {missing}"
