@@ -113,9 +113,9 @@ class Run:
         last = self.trajectory()[-1]
         return ll.load_teacher(last)
 
-    def fit(self, text_init: bool = True) -> ll.Projector:
+    def fit(self, text_init: bool = True, head_mode: str = "renorm") -> ll.Projector:
         c = self.cfg
-        out = self.dir / ("fit" if text_init else "fit-notext")
+        out = self.dir / (("fit" if text_init else "fit-notext") + ("" if head_mode == "renorm" else f"-{head_mode}"))
         text = self.text if text_init else F.normalize(torch.randn(self.text.shape, generator=torch.Generator().manual_seed(0)), dim=-1)
         train = self.train
         if c["fit_per_class"]:
@@ -124,6 +124,7 @@ class Run:
             train = train.subset(keep)
         return ll.fit_adapter(train, self.names, teachers=self.weak_teachers(), base=PROXY_BASE,
                               pretrained=str(PROXY_CHECKPOINT), text_embeddings=text, head_rank=c["head_rank"],
+                              head_mode=head_mode,
                               epochs=c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"], out_dir=out,
                               progress=not self.args.quiet)
 
