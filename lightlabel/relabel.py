@@ -231,7 +231,10 @@ class OnlineRelabeler:
             images = torch.stack([v2.functional.resized_crop(img, *map(int, box), size=size, antialias=True)
                                   for img, box in zip(images, params["crop"].tolist())])
         if "flip" in params:
-            flip = params["flip"].to(images.device, non_blocking=True).view(-1, 1, 1, 1)
+            flip = params["flip"]
+            if images.is_cuda:  # a pageable host->device copy would synchronise the stream; a pinned one does not
+                flip = flip.pin_memory()
+            flip = flip.to(images.device, non_blocking=True).view(-1, 1, 1, 1)
             images = torch.where(flip, images.flip(-1), images)
         if targets.ndim == 1:
             targets = F.one_hot(targets, self.num_classes)
