@@ -40,7 +40,7 @@ def paper_config() -> tuple[str, dict]:
 - file bytes: fp32 **{sizes['fp32']:,}** ({sizes['fp32'] / 2**20:.2f} MiB, {100 * (sizes['fp32'] / paper - 1):+.1f} % vs
   the paper's 3.3 MB read as MiB; {100 * (sizes['fp32'] / 3.3e6 - 1):+.1f} % read as 10^6 bytes), fp16
   **{sizes['fp16']:,}** ({sizes['fp16'] / sizes['fp32']:.2f} x), int8 **{sizes['int8']:,}**
-  ({sizes['int8'] / sizes['fp32']:.2f} x; per-row scales and the header are included).
+  ({sizes['int8'] / sizes['fp32']:.2f} x; per-rank-channel scales and the header are included).
 - first layers: {', '.join(f'`{w}`' for w in layers[:6])}, ...
 """
     print(text)

@@ -4,7 +4,8 @@ Tensors (nothing of the base model):
 
 - ``image.<weight>.lora_A`` ``[r, fan_in]`` and ``image.<weight>.lora_B`` ``[out, r]`` for each adapted weight;
 - ``head.lora_A`` ``[r_h, d]``, ``head.lora_B`` ``[C, r_h]``, ``head.logit_scale`` ``[]``, ``head.bias`` ``[C]``;
-- with int8 storage, each factor is int8 with a float32 per-row scale ``<key>.qscale`` ``[rows]``.
+- with int8 storage, each factor is int8 with a float32 scale per rank channel ``<key>.qscale`` ``[r]`` (rows of
+  ``A``, columns of ``B``).
 
 Header metadata (``str -> str``; JSON where structured): see :meth:`AdapterInfo.to_metadata`. It ends with two
 checksums: ``sha256_tensors`` over every tensor's name, dtype, shape and bytes (safetensors does not detect
@@ -251,11 +252,17 @@ def _is_factor(key: str) -> bool:
     return key.endswith(".lora_A") or key.endswith(".lora_B")
 
 
-def _quantize_int8(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8: ``t ~= q * scale[:, None]``, ``q`` in [-127, 127]."""
-    scale = t.abs().amax(dim=1) / 127.0
+def _rank_axis(key: str) -> int:
+    """The rank dimension of a LoRA factor: rows of ``A`` ``[r, in]``, columns of ``B`` ``[out, r]``."""
+    return 0 if key.endswith(".lora_A") else 1
+
+
+def _quantize_int8(t: torch.Tensor, rank_axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 with one scale per rank channel: ``t ~= q * scale`` broadcast along ``rank_axis``."""
+    scale = t.abs().amax(dim=1 - rank_axis) / 127.0
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = torch.round(t / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    shape = (-1, 1) if rank_axis == 0 else (1, -1)
+    q = torch.round(t / scale.view(shape)).clamp_(-127, 127).to(torch.int8)
     return q, scale.float()
 
 
@@ -284,7 +291,7 @@ def encode_adapter(tensors: Mapping[str, torch.Tensor], info: AdapterInfo) -> by
         if _is_factor(key) and info.storage_dtype == "fp16":
             t = t.half()
         elif _is_factor(key) and info.storage_dtype == "int8":
-            t, stored[f"{key}.qscale"] = _quantize_int8(t)
+            t, stored[f"{key}.qscale"] = _quantize_int8(t, _rank_axis(key))
         stored[key] = t
     meta = info.to_metadata()
     meta["sha256_tensors"] = _sha256_tensors(stored)
@@ -338,10 +345,10 @@ def decode_adapter(data: bytes, source: str = "<adapter>") -> tuple[AdapterInfo,
         if key.endswith(".qscale"):
             continue
         if t.dtype == torch.int8:
-            scale = stored.get(f"{key}.qscale")
-            if scale is None or t.ndim != 2 or scale.shape != (t.shape[0],):
-                raise AdapterError(f"{source}: int8 tensor {key!r} has no matching per-row '{key}.qscale'")
-            t = t.float() * scale[:, None]
+            scale, axis = stored.get(f"{key}.qscale"), _rank_axis(key)
+            if scale is None or t.ndim != 2 or scale.shape != (t.shape[axis],):
+                raise AdapterError(f"{source}: int8 tensor {key!r} has no matching per-rank-channel '{key}.qscale'")
+            t = t.float() * (scale[:, None] if axis == 0 else scale[None, :])
         elif t.dtype not in (torch.float32, torch.float16):
             raise AdapterError(f"{source}: tensor {key!r} has dtype {t.dtype}, expected float32, float16 or int8")
         tensors[key] = t.float()

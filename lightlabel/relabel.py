@@ -251,7 +251,6 @@ class OnlineRelabeler:
 
     def augment(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Crop/flip (if enabled) and mix a batch; returns ``(images, targets as (B, C) probabilities)``."""
-        self._check_targets(images, targets)
         params = self.sample_params(images.shape[0], *images.shape[-2:])
         return self.apply(images, targets, params)
 
