@@ -76,7 +76,7 @@ def main() -> None:
 
 {chr(10).join(lines)}
 
-fit_adapter: 540 CIFAR-10 images per epoch, global batch 60; student: ResNet-18 on 100 distilled images, global
+fit_adapter: 600 CIFAR-10 images per epoch (60 per class), global batch 60; student: ResNet-18 on 100 distilled images, global
 batch 100 (one iteration per epoch, split across the processes). {machine()}.
 """)
 

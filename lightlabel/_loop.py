@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sequential
 
 from ._io import atomic_path
 
-__all__ = ["epoch_rng", "epoch_seed", "evaluate", "is_main_process", "load_state", "make_loader", "per_rank_batch",
+__all__ = ["ddp", "epoch_rng", "epoch_seed", "evaluate", "is_main_process", "load_state", "make_loader", "per_rank_batch",
            "resolve_device", "save_state", "settings_digest", "world"]
 
 
@@ -59,6 +60,19 @@ def epoch_rng(seed: int, epoch: int, device: torch.device) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(epoch_seed(seed, epoch))
         yield
+
+
+def ddp(module: torch.nn.Module, device: torch.device, *, sync_buffers: bool = True) -> torch.nn.Module:
+    """Wrap ``module`` in ``DistributedDataParallel`` (only parameters with ``requires_grad`` are all-reduced).
+
+    ``sync_buffers=False`` skips the per-forward buffer broadcast (for frozen bases whose buffers are identical on
+    every rank), with ``forward_sync_buffers`` where torch has it and ``broadcast_buffers`` before.
+    """
+    kwargs: dict = {"device_ids": [device] if device.type == "cuda" else None}
+    if not sync_buffers:
+        params = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
+        kwargs["forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"] = False
+    return torch.nn.parallel.DistributedDataParallel(module, **kwargs)
 
 
 def per_rank_batch(batch_size: int) -> int:

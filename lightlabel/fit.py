@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from ._loop import (
+    ddp,
     epoch_rng,
     is_main_process,
     load_state,
@@ -269,8 +270,7 @@ def fit_adapter(
     per_rank_batch(batch_size)
     model: nn.Module = projector
     if world()[1] > 1:  # gradients of the adapter only are all-reduced; the frozen base needs no sync
-        model = nn.parallel.DistributedDataParallel(projector, device_ids=[device] if device.type == "cuda" else None,
-                                                    broadcast_buffers=False)
+        model = ddp(projector, device, sync_buffers=False)
 
     settings = dict(base=projector.base_model, base_fingerprint=projector.base_fingerprint, classes=names,
                     templates=projector.templates, config=repr(projector.config), epochs=epochs, lr=lr,

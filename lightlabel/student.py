@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ._loop import evaluate, per_rank_batch, resolve_device, world
+from ._loop import ddp, evaluate, per_rank_batch, resolve_device, world
 from ._progress import progress_bar
 from .data import TransformedDataset, as_dataset, eval_transform
 from .distill import DistilledSet
@@ -162,8 +162,7 @@ def train_student(
     model = model.to(device).train()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
-        if world_size > 1 else model
+    net = ddp(model, device) if world_size > 1 else model
     steps_per_epoch = math.ceil(len(distilled) / batch_size)
     total_steps = epochs * steps_per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -21,6 +21,7 @@ from torch.func import functional_call, stack_module_state
 from torch.utils.data import Dataset
 
 from ._loop import (
+    ddp,
     epoch_rng,
     evaluate,
     is_main_process,
@@ -254,7 +255,7 @@ def train_teachers(
     per_rank_batch(batch_size)
     net: nn.Module = model
     if world()[1] > 1:  # DDP; BatchNorm statistics stay per process (as in torchvision's reference recipe)
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        net = ddp(model, device)
     val_data = TransformedDataset(as_dataset(val_set, on_error=on_error), eval_transform(size)) if val_set is not None else None
     m = torch.tensor(list(mean), device=device).view(1, 3, 1, 1)
     s = torch.tensor(list(std), device=device).view(1, 3, 1, 1)
