@@ -191,6 +191,23 @@ def cifar_text_embeddings(names: list[str]) -> torch.Tensor:
     return F.normalize(torch.stack(rows), dim=-1)
 
 
+def grids() -> list[str]:
+    """Picture grids of the saved IPC-10 distilled sets (no extra computation)."""
+    from distill_speed import grid_png
+
+    lines = []
+    for ds in ("imagenette", "cifar10"):
+        path = CACHE / "helio" / ds / "distilled-ipc10"
+        if (path / "manifest.json").is_file():
+            distilled = ll.DistilledSet.load(path)
+            grid_png(distilled, ROOT / "docs" / f"distilled-{ds}-ipc10.png", per_class=10)
+            m = distilled.manifest
+            lines.append(f"![{ds} distilled images](distilled-{ds}-ipc10.png)\n\n{ds}: IPC 10, {m['patches_per_image']} "
+                         f"patch(es) of {m['patch_size']} px per {m['image_size']} px image, observer "
+                         f"{m['observer']['type']} (the full teacher), one row per class.")
+    return lines
+
+
 def report() -> None:
     cells = [json.loads(p.read_text()) for p in sorted((CACHE / "helio").glob("*/results/*.json"))]
     if not cells:
@@ -236,7 +253,7 @@ def report() -> None:
                        ylabel="top-1 %", logx=True)
     setting = __doc__.split("Setting (stated again in the generated table):")[1].strip()
     write_section("helio-table", "## The HeLlO comparison on real data\n\nSetting:\n\n" + setting + "\n\n"
-                  + "\n\n".join(sections))
+                  + "\n\n".join(sections + grids()))
 
 
 def main() -> None:
