@@ -172,7 +172,8 @@ class Run:
                              seed=seed, progress=not self.args.quiet)
         record = {"dataset": self.name, "row": row, "ipc": ipc, "seed": seed, "epochs": epochs, "top1": r.top1,
                   "seconds_per_iter": r.seconds_per_iter, "extra_storage_bytes": r.extra_storage_bytes,
-                  "peak_memory_bytes": r.peak_memory_bytes, "wall_seconds": time.time() - t0,
+                  "peak_memory_bytes": r.peak_memory_bytes, "peak_memory_kind": r.peak_memory_kind,
+                  "wall_seconds": time.time() - t0,
                   "distilled_bytes": distilled.storage_nbytes}
         if isinstance(labels, ll.Projector) and labels.fit_info:
             record["fit"] = {k: v for k, v in labels.fit_info.items() if k != "history"}
@@ -209,6 +210,13 @@ def grids() -> list[str]:
     return lines
 
 
+def _memory(cells: list[dict]) -> str:
+    """Mean peak memory of a row in MiB, marked where it is a lifetime figure of a process that did more."""
+    mib = statistics.mean(c["peak_memory_bytes"] for c in cells) / 2**20
+    kinds = {c.get("peak_memory_kind", "process lifetime RSS") for c in cells}
+    return f"{mib:,.0f}" + (" (process lifetime RSS)" if "process lifetime RSS" in kinds else "")
+
+
 def report() -> None:
     cells = [json.loads(p.read_text()) for p in sorted((CACHE / "helio").glob("*/results/*.json"))]
     if not cells:
@@ -223,7 +231,7 @@ def report() -> None:
         if not keys:
             continue
         lines = ["| IPC (student epochs) | labels | top-1 % (mean +- std) | seeds | extra storage (bytes) | "
-                 "s / iteration (CPU) |", "|---|---|---|---|---|---|"]
+                 "s / iteration (CPU) | peak memory (MiB) |", "|---|---|---|---|---|---|---|"]
         for ipc, epochs in keys:
             for row in ROWS:
                 cs = groups.get((ds, ipc, row, epochs))
@@ -233,7 +241,7 @@ def report() -> None:
                 std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
                 lines.append(f"| {ipc} ({epochs}) | {ROWS[row]} | {statistics.mean(accs):.1f} +- {std:.1f} | "
                              f"{len(cs)} | {int(statistics.mean(c['extra_storage_bytes'] for c in cs)):,} | "
-                             f"{statistics.mean(c['seconds_per_iter'] for c in cs):.3f} |")
+                             f"{statistics.mean(c['seconds_per_iter'] for c in cs):.3f} | {_memory(cs)} |")
                 plots.setdefault(ds, {}).setdefault(ROWS[row].split(" (")[0], []).append((ipc, statistics.mean(accs)))
         fits = [c["fit"] for c in cells if c["dataset"] == ds and c["row"] == "projector" and "fit" in c]
         fit_line = ""

@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import re
-import resource
 import shutil
 import time
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from torchvision.transforms import v2
 
 from ._io import atomic_path
 from ._loop import epoch_seed, is_main_process, resolve_device, world
+from ._memory import peak_memory_bytes, reset_peak_memory
 from ._progress import progress_bar
 from .base import fingerprint
 from .data import as_dataset, dataset_classes, dataset_targets, decode_rgb, image_size_of
@@ -431,8 +431,7 @@ def distill_images(
     mine = [c for c in range(len(classes)) if c % world_size == rank]
     t0 = time.perf_counter()
     refine_s = 0.0
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    memory_kind = reset_peak_memory(device)
     crop = v2.RandomResizedCrop(size, scale=tuple(crop_scale), antialias=True)
     for c in progress_bar(mine, desc="distill classes", disable=not progress or not is_main_process()):
         if c in done:
@@ -487,14 +486,13 @@ def distill_images(
     labels = torch.arange(len(classes)).repeat_interleave(ipc)
     sources = [src for c in range(len(classes)) for src in done[c]["sources"]]
     n = images_u8.shape[0]
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = peak_memory_bytes(device)
     manifest = {**settings, "classes": classes, "observer": _describe(observer),
                 "projector": None if projector is None else {"base": projector.base_model,
                                                              "fingerprint": projector.base_fingerprint},
                 "refine_loss": {classes[c]: done[c]["refine_loss"] for c in range(len(classes))} if projector else None,
                 "seconds_select_per_image": select_s / n, "seconds_refine_per_image": refine_s / n,
-                "peak_memory_bytes": int(peak), "peak_memory_kind": "cuda allocated" if device.type == "cuda" else "process max RSS",
+                "peak_memory_bytes": int(peak), "peak_memory_kind": memory_kind,
                 "device": str(device)}
     result = DistilledSet(images_u8, labels, classes, sources, manifest)
     if out_dir is not None and is_main_process():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ._loop import ddp, evaluate, per_rank_batch, resolve_device, world
+from ._memory import peak_memory_bytes, reset_peak_memory
 from ._progress import progress_bar
 from .data import TransformedDataset, as_dataset, eval_transform
 from .distill import DistilledSet
@@ -47,7 +47,10 @@ class StudentResult:
         labels: ``"projector"``, ``"teacher"``, ``"stored"`` or ``"hard"``.
         seconds_per_iter: mean wall time of a training iteration (labelling included), seconds, from the epochs
             after the first two (warm-up); CUDA is synchronised once per epoch, not per iteration.
-        peak_memory_bytes: peak CUDA memory allocated, or the process's peak RSS on CPU.
+        peak_memory_bytes: bytes; peak CUDA memory allocated during training, or on CPU the peak resident set
+            size (RSS) of the process during training (Linux: the high-water mark is reset when training starts).
+        peak_memory_kind: what ``peak_memory_bytes`` measured: ``"cuda allocated"``, ``"RSS"``, or
+            ``"process lifetime RSS"`` where the CPU high-water mark could not be reset.
         extra_storage_bytes: bytes the labels need besides the images (adapter file, teacher parameters in
             fp32, stored-label files, or 0).
         history: per-evaluation ``{"epoch", "loss", "top1"}``.
@@ -61,6 +64,7 @@ class StudentResult:
     epochs: int
     iterations: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    peak_memory_kind: str = "RSS"
 
 
 def _label_kind(labels: Any) -> str:
@@ -175,8 +179,7 @@ def train_student(
     if val_set is not None:
         val = TransformedDataset(as_dataset(val_set), eval_transform(size))
     history: list[dict[str, Any]] = []
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    memory_kind = reset_peak_memory(device)
     epoch_times: list[tuple[float, int]] = []
     for epoch in progress_bar(range(epochs), desc=f"student ({kind} labels)", disable=not progress):
         total = torch.zeros((), device=device)
@@ -222,12 +225,12 @@ def train_student(
             logger.info("student (%s labels) epoch %d/%d: loss %.4f, top-1 %.4f", kind, epoch + 1, epochs,
                         history[-1]["loss"], top1)
     timed = epoch_times[min(2, len(epoch_times) - 1):] if epoch_times else []  # the first epochs warm up
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = peak_memory_bytes(device)
     return StudentResult(top1=history[-1]["top1"] if history else float("nan"), labels=kind,
                          seconds_per_iter=sum(t for t, _ in timed) / max(sum(n for _, n in timed), 1),
                          peak_memory_bytes=int(peak), extra_storage_bytes=int(extra), epochs=epochs,
-                         iterations=sum(n for _, n in epoch_times), history=history)
+                         iterations=sum(n for _, n in epoch_times), history=history,
+                         peak_memory_kind=memory_kind)
 
 
 class _NoLabels(nn.Module):
