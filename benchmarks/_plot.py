@@ -87,3 +87,43 @@ def line_chart(path: str | Path, series: dict[str, tuple[Sequence[float], Sequen
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return path
+
+
+def bar_chart(path: str | Path, bars: Sequence[tuple[str, float, float, str]], *, title: str, xlabel: str,
+              size: tuple[int, int] = (900, 0)) -> Path:
+    """Horizontal bars ``(name, value, error, note)`` with +- error whiskers and a note after each; atomic PNG.
+
+    ``error`` may be ``nan`` (no whisker, e.g. a single seed). The height grows with the number of bars.
+    """
+    row, left, right, top, bottom = 34, 360, 220, 50, 50
+    w = size[0]
+    h = size[1] or top + bottom + row * len(bars)
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    hi = max(v + (e if e == e else 0) for _, v, e, _ in bars)
+    ticks = _ticks(0, hi, False)
+    x_max = max(t for t in ticks if t >= hi - 1e-9) if any(t >= hi - 1e-9 for t in ticks) else hi
+
+    def px(v: float) -> float:
+        return left + v / (x_max or 1) * (w - left - right)
+
+    for t in ticks:
+        if t <= x_max:
+            d.line([px(t), top, px(t), h - bottom], fill=(225, 225, 225))
+            d.text((px(t) - 8, h - bottom + 8), f"{t:g}", fill="black", font=font)
+    for i, (name, v, e, note) in enumerate(bars):
+        y = top + row * i + 6
+        color = COLORS[i % len(COLORS)]
+        d.rectangle([left, y, px(v), y + row - 12], fill=color)
+        if e == e:
+            d.line([px(v - e), y + (row - 12) / 2, px(v + e), y + (row - 12) / 2], fill="black", width=2)
+        d.text((8, y + 4), name[:56], fill="black", font=font)
+        d.text((px(max(v + (e if e == e else 0), v)) + 8, y + 4), f"{v:.1f}  {note}", fill="black", font=font)
+    d.line([left, top, left, h - bottom], fill="black")
+    d.text((w // 2 - 6 * len(title) // 2, 15), title, fill="black", font=font)
+    d.text((w // 2 - 3 * len(xlabel), h - 22), xlabel, fill="black", font=font)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path

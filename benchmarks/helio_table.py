@@ -36,7 +36,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from _common import CACHE, ROOT, data_root, dataset, write_section
-from _plot import line_chart
+from _plot import bar_chart, line_chart
 
 import lightlabel as ll
 from lightlabel._io import atomic_write_text
@@ -64,6 +64,7 @@ ROWS = {
     "projector": "projector labels (HeLlO: proxy base + LoRA, fitted to weak teachers)",
     "projector_refined": "projector labels + Eq. 7-refined images (HeLlO, full)",
     "teacher": "online full-teacher labels (RDED)",
+    "weak_teachers": "online weak-teacher ensemble labels (what the projector imitates)",
     "stored": "stored fp16 soft labels (SRe2L/FKD)",
     "hard": "hard labels only",
     "clip": "base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')",
@@ -165,6 +166,7 @@ class Run:
             return json.loads(path.read_text())
         distilled = self.distilled(ipc, refined=row == "projector_refined")
         labels = {"projector": self.fit, "projector_refined": self.fit, "teacher": self.full_teacher,
+                  "weak_teachers": lambda: [ll.load_teacher(p) for p in self.weak_teachers()],
                   "clip": self.clip_as_is, "no_text_init": lambda: self.fit(text_init=False),
                   "hard": lambda: "hard", "stored": lambda: self.stored(ipc, seed, epochs, distilled)}[row]()
         t0 = time.time()
@@ -210,6 +212,13 @@ def grids() -> list[str]:
     return lines
 
 
+def _storage(n: float) -> str:
+    for suffix, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {suffix}"
+    return f"{n:.0f} B"
+
+
 def _memory(cells: list[dict]) -> str:
     """Mean peak memory of a row in MiB, marked where it is a lifetime figure of a process that did more."""
     mib = statistics.mean(c["peak_memory_bytes"] for c in cells) / 2**20
@@ -225,7 +234,7 @@ def report() -> None:
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
         groups.setdefault((c["dataset"], c["ipc"], c["row"], c["epochs"]), []).append(c)
-    sections, plots = [], {}
+    sections, plots, bars = [], {}, {}
     for ds in ("imagenette", "cifar10"):
         keys = sorted({(k[1], k[3]) for k in groups if k[0] == ds})
         if not keys:
@@ -239,10 +248,14 @@ def report() -> None:
                     continue
                 accs = [100 * c["top1"] for c in cs]
                 std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
-                lines.append(f"| {ipc} ({epochs}) | {ROWS[row]} | {statistics.mean(accs):.1f} +- {std:.1f} | "
+                spread = f"+- {std:.1f}" if len(accs) > 1 else "(1 seed)"
+                lines.append(f"| {ipc} ({epochs}) | {ROWS[row]} | {statistics.mean(accs):.1f} {spread} | "
                              f"{len(cs)} | {int(statistics.mean(c['extra_storage_bytes'] for c in cs)):,} | "
                              f"{statistics.mean(c['seconds_per_iter'] for c in cs):.3f} | {_memory(cs)} |")
                 plots.setdefault(ds, {}).setdefault(ROWS[row].split(" (")[0], []).append((ipc, statistics.mean(accs)))
+                bars.setdefault((ds, ipc, epochs), []).append(
+                    (ROWS[row].split(" (")[0], statistics.mean(accs), std,
+                     f"{_storage(statistics.mean(c['extra_storage_bytes'] for c in cs))}, {len(cs)} seed(s)"))
         fits = [c["fit"] for c in cells if c["dataset"] == ds and c["row"] == "projector" and "fit" in c]
         fit_line = ""
         if fits:
@@ -252,9 +265,18 @@ def report() -> None:
                         f"KL(teacher || projector) {f.get('final_kl', float('nan')):.3f}.")
         wall = sum(c["wall_seconds"] for c in cells if c["dataset"] == ds) / 3600
         cmd = f"python benchmarks/helio_table.py --dataset {ds} --ipc {' '.join(str(k[0]) for k in keys)}"
+        charts = []
+        for (d, ipc, epochs), items in sorted(bars.items()):
+            if d == ds:
+                name = f"helio-{ds}-ipc{ipc}.png"
+                bar_chart(ROOT / "docs" / name, items, title=f"{ds}, IPC {ipc}, {epochs} student epochs: top-1 by label "
+                          "source (whisker: +- std over seeds; note: extra storage)", xlabel="student top-1 %")
+                charts.append(f"![{ds} IPC {ipc}]({name})")
+        if len({k[0] for k in keys}) > 1:
+            charts.append(f"![{ds}](helio-{ds}.png)")
         sections.append(f"#### {ds}\n\n{fit_line}\n\n" + "\n".join(lines)
                         + f"\n\nStudents: {wall:.1f} CPU-hours in total (`{cmd}`; teachers, fits and distillation are "
-                        f"cached and not counted). Plot: ![{ds}](helio-{ds}.png)")
+                        f"cached and not counted).\n\n" + "\n\n".join(charts))
     for ds, series in plots.items():
         series = {k: ([p[0] for p in sorted(v)], [p[1] for p in sorted(v)]) for k, v in series.items() if len(v) > 1}
         if series:
