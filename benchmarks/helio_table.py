@@ -212,6 +212,26 @@ def grids() -> list[str]:
     return lines
 
 
+def stage_times(ds: str) -> str:
+    """Wall time of each cached stage, read back from what the stages saved (minutes on this machine)."""
+    root, parts = CACHE / "helio" / ds, []
+    state = root / "teachers" / "trainer-state.pt"
+    if state.is_file():
+        hist = torch.load(state, weights_only=False, map_location="cpu")["history"]
+        parts.append(f"weak-teacher trajectory {sum(h['seconds'] for h in hist) / 60:.1f} min ({len(hist)} epochs)")
+    for name, what in (("fit", "adapter fit"), ("fit-notext", "fit without text init")):
+        if (root / name / "fit-state.pt").is_file():
+            hist = torch.load(root / name / "fit-state.pt", weights_only=False, map_location="cpu")["history"]
+            parts.append(f"{what} {sum(h.get('seconds', 0) for h in hist) / 60:.1f} min")
+    for path in sorted(root.glob("distilled-ipc*")):
+        if (path / "manifest.json").is_file():
+            m = json.loads((path / "manifest.json").read_text())
+            n = m["ipc"] * len(m["classes"])
+            secs = n * (m["seconds_select_per_image"] + m["seconds_refine_per_image"])
+            parts.append(f"{path.name} {secs / 60:.1f} min")
+    return "Stage wall times (cached, not repeated per cell): " + "; ".join(parts) + "." if parts else ""
+
+
 def _storage(n: float) -> str:
     for suffix, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
@@ -274,7 +294,7 @@ def report() -> None:
                 charts.append(f"![{ds} IPC {ipc}]({name})")
         if len({k[0] for k in keys}) > 1:
             charts.append(f"![{ds}](helio-{ds}.png)")
-        sections.append(f"#### {ds}\n\n{fit_line}\n\n" + "\n".join(lines)
+        sections.append(f"#### {ds}\n\n{fit_line}\n\n{stage_times(ds)}\n\n" + "\n".join(lines)
                         + f"\n\nStudents: {wall:.1f} CPU-hours in total (`{cmd}`; teachers, fits and distillation are "
                         f"cached and not counted).\n\n" + "\n\n".join(charts))
     for ds, series in plots.items():
