@@ -426,12 +426,17 @@ class Projector(nn.Module):
             return path
         file = path / ADAPTER_FILENAME
         atomic_write_bytes(file, data)
-        if self.templates is None:  # the head came from precomputed embeddings: the folder carries them
-            atomic_write_bytes(path / TEXT_EMBEDDINGS_FILENAME,
-                               safetensors.torch.save({"text_embeddings": self.head.text_weight.detach().cpu().contiguous()}))
+        self._save_text_embeddings(path)
         write_model_card(self, path, **card_kwargs)
         logger.info("adapter and model card written to %s", path)
         return file
+
+    def _save_text_embeddings(self, folder: Path) -> None:
+        """Write ``folder/text_embeddings.safetensors`` (atomically) when the head came from precomputed
+        embeddings, so that :meth:`from_pretrained` on the folder needs nothing else."""
+        if self.templates is None:
+            atomic_write_bytes(folder / TEXT_EMBEDDINGS_FILENAME,
+                               safetensors.torch.save({"text_embeddings": self.head.text_weight.detach().cpu().contiguous()}))
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
                     commit_message: str | None = None, revision: str | None = None, dtype: str = "fp32",

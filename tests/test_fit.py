@@ -98,6 +98,17 @@ def test_resume_equals_uninterrupted(cifar_ds, resnet20, tiny_rn, tmp_path, monk
     ll.Projector.from_pretrained(tmp_path / "resumed" / "adapter.safetensors")  # the per-epoch file loads
 
 
+def test_out_dir_of_a_fit_on_precomputed_text_embeddings_loads_alone(cifar_ds, resnet20, tiny_rn, tmp_path):
+    dim = ll.Projector(base=tiny_rn[0], pretrained=tiny_rn[1], class_names=cifar_ds.classes).head.text_weight.shape[1]
+    text = torch.nn.functional.normalize(torch.randn(len(cifar_ds.classes), dim, generator=torch.Generator().manual_seed(3)), dim=-1)
+    fitted = _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path, epochs=1, text_embeddings=text).eval()
+    assert (tmp_path / "text_embeddings.safetensors").is_file()
+    loaded = ll.Projector.from_pretrained(tmp_path).eval()  # no text_embeddings argument needed
+    x = fitted.normalize(torch.rand(4, 3, *fitted.image_size))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), fitted(x))
+
+
 def test_other_settings_in_out_dir_are_refused(cifar_ds, resnet20, tiny_rn, tmp_path):
     _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path, epochs=1)
     with pytest.raises(ValueError, match=r"other settings \(differing: \['lr'\]\)"):
