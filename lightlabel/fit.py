@@ -186,8 +186,9 @@ def fit_adapter(
             0 disables it.
         out_dir: where the fit state, the per-epoch adapter (``adapter.safetensors``) and trained teachers go;
             with ``text_embeddings`` also ``text_embeddings.safetensors``, so ``Projector.from_pretrained(out_dir)``
-            loads the fitted adapter without further arguments. With ``out_dir`` an interrupted call resumes from the last finished epoch, and the result equals an
-            uninterrupted run under the same seed and device. ``None``: a temporary folder (no resumption).
+            loads the fitted adapter without further arguments. With ``out_dir`` an interrupted call resumes from
+            the last finished epoch, and the result equals an uninterrupted run under the same seed and device.
+            ``None``: a temporary folder (no resumption).
         teacher_arch, teacher_epochs, teacher_save_epochs: for ``teachers=None``, see :func:`train_teachers`.
         teacher_mean, teacher_std: the teachers' input normalisation (default: recorded in their checkpoints, else
             ImageNet statistics).
@@ -291,6 +292,8 @@ def fit_adapter(
         history.append({"epoch": 0, **label_fidelity(projector, ensemble, val_data, teacher_mean=t_mean,
                                                      teacher_std=t_std, device=device)})
         logger.info("fit_adapter: before fitting: %s", _fmt(history[-1]))
+    if is_main_process():  # precomputed text embeddings: from_pretrained(out_dir) needs them beside the adapter
+        projector._save_text_embeddings(out_dir)
 
     for epoch in range(start, epochs):
         t0 = time.time()
@@ -326,7 +329,6 @@ def fit_adapter(
                                 "settings": settings, "settings_digest": settings_digest(settings)})
         if is_main_process():
             projector.save_pretrained(out_dir / "adapter.safetensors")
-            projector._save_text_embeddings(out_dir)  # precomputed embeddings: from_pretrained(out_dir) needs them
     projector.fit_info = _fit_info(settings, history, ensemble.num_teachers)
     projector.eval()
     if temp is not None:
