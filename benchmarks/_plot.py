@@ -103,7 +103,7 @@ def bar_chart(path: str | Path, bars: Sequence[tuple[str, float, float, str]], *
     font = ImageFont.load_default()
     hi = max(v + (e if e == e else 0) for _, v, e, _ in bars)
     ticks = _ticks(0, hi, False)
-    x_max = max(t for t in ticks if t >= hi - 1e-9) if any(t >= hi - 1e-9 for t in ticks) else hi
+    x_max = ticks[-1]  # _ticks runs past hi
 
     def px(v: float) -> float:
         return left + v / (x_max or 1) * (w - left - right)

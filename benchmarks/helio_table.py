@@ -36,7 +36,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from _common import CACHE, ROOT, data_root, dataset, write_section
-from _plot import bar_chart, line_chart
+from _plot import _fmt, bar_chart, line_chart
 
 import lightlabel as ll
 from lightlabel._io import atomic_write_text
@@ -232,13 +232,6 @@ def stage_times(ds: str) -> str:
     return "Stage wall times (cached, not repeated per cell): " + "; ".join(parts) + "." if parts else ""
 
 
-def _storage(n: float) -> str:
-    for suffix, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {suffix}"
-    return f"{n:.0f} B"
-
-
 def _memory(cells: list[dict]) -> str:
     """Mean peak memory of a row in MiB, marked where it is a lifetime figure of a process that did more."""
     mib = statistics.mean(c["peak_memory_bytes"] for c in cells) / 2**20
@@ -275,7 +268,7 @@ def report() -> None:
                 plots.setdefault(ds, {}).setdefault(ROWS[row].split(" (")[0], []).append((ipc, statistics.mean(accs)))
                 bars.setdefault((ds, ipc, epochs), []).append(
                     (ROWS[row].split(" (")[0], statistics.mean(accs), std,
-                     f"{_storage(statistics.mean(c['extra_storage_bytes'] for c in cs))}, {len(cs)} seed(s)"))
+                     f"{_fmt(statistics.mean(c['extra_storage_bytes'] for c in cs), 'bytes')}, {len(cs)} seed(s)"))
         fits = [c["fit"] for c in cells if c["dataset"] == ds and c["row"] == "projector" and "fit" in c]
         fit_line = ""
         if fits:
