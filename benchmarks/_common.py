@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import re
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from lightlabel._io import atomic_write_text
 from lightlabel.data import default_data_root, extract_image_folder, load_image_folder
+from lightlabel.utils.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("LIGHTLABEL_BENCH_CACHE", ROOT / "benchmarks" / ".cache"))
@@ -26,13 +27,20 @@ def data_root() -> Path:
     return root
 
 
+def archive_fingerprint(path: Path) -> str:
+    """A short fingerprint of an archive: its size and the sha256 of its first MiB (decoded-data caches carry it)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    return hashlib.sha256(head + str(path.stat().st_size).encode()).hexdigest()[:10]
+
+
 def dataset(name: str, split: str, size: int | None = None, per_class: int | None = None, progress: bool = True):
     """A cached in-memory TensorImageDataset of the shared data: cifar10 (train/test), imagenette (train/val),
     tiny-imagenet (train)."""
     root = data_root()
     archive = {"cifar10": root / "cifar10" / f"{split}.tar.gz", "imagenette": root / "imagenette-128.tar.gz",
                "tiny-imagenet": root / "tiny-imagenet-150.tar.gz"}[name]
-    tag = f"{name}-{split}-{size or 'orig'}-{per_class or 'all'}"
+    tag = f"{name}-{split}-{size or 'orig'}-{per_class or 'all'}-{archive_fingerprint(archive)}"
     folder = extract_image_folder(archive, CACHE / "data" / f"{name}-{split}-{per_class or 'all'}", split=split,
                                   per_class=per_class)
     return load_image_folder(folder, size=size, cache=CACHE / "data" / f"{tag}.pt", progress=progress)
@@ -83,7 +91,8 @@ def bench_projector(base: str, num_classes: int, head_rank: int, *, device: torc
     model = open_clip.create_model(base)
     dim = model.visual.output_dim
     projector = ll.Projector(base=base, pretrained=None, class_names=[f"c{i}" for i in range(num_classes)],
-                             text_embeddings=torch.randn(num_classes, dim, generator=gen), head_rank=head_rank)
+                             text_embeddings=torch.randn(num_classes, dim, generator=gen),
+                             config=ll.AdapterConfig(head_rank=head_rank))
     with torch.no_grad():
         for p in projector.trainable_parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.01)

@@ -19,7 +19,7 @@ from _common import ROOT, data_root, dataset, write_section
 from torchvision.utils import make_grid
 
 import lightlabel as ll
-from lightlabel._io import atomic_path
+from lightlabel.utils.files import atomic_path
 
 
 def grid_png(distilled: ll.DistilledSet, path, per_class: int) -> None:
@@ -42,7 +42,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     train = dataset("cifar10", "train", per_class=args.candidates)
-    observer = ll.load_teacher(data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th")
+    observer = ll.load_teacher(data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th",
+                               input_spec=ll.InputSpec.imagenet(32))
     kw = dict(ipc=args.ipc, patches_per_image=1, candidates_per_class=args.candidates, crops_per_image=5,
               device=device, progress=False)
     t0 = time.perf_counter()
@@ -64,14 +65,15 @@ def main() -> None:
         def forward(self, x):
             return torch.cat([self.inner(x[i:i + 1]) for i in range(x.shape[0])])[:, : args.naive_classes]
 
-    naive_obs = OnePerCall(observer)
+    naive_obs = ll.with_input_spec(OnePerCall(observer), observer.input_spec)
     t0 = time.perf_counter()
-    ll.distill_images(sub, naive_obs, observer_mean=observer.mean, observer_std=observer.std, **kw)
+    ll.distill_images(sub, naive_obs, **kw)
     naive = (time.perf_counter() - t0) / (args.naive_classes * args.ipc)
     extra = ""
     if args.imagenette_teacher:
         teacher = ll.load_teacher(args.imagenette_teacher)
-        inette = dataset("imagenette", "train", size=teacher.image_size or 64, per_class=args.candidates)
+        inette = dataset("imagenette", "train", size=(teacher.input_spec.image_size or (64,))[0],
+                         per_class=args.candidates)
         d2 = ll.distill_images(inette, teacher, ipc=args.ipc, patches_per_image=4, candidates_per_class=args.candidates,
                                crops_per_image=5, device=device, progress=False)
         grid_png(d2, ROOT / "docs" / "distilled-imagenette.png", per_class=args.ipc)

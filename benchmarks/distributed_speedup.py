@@ -35,10 +35,13 @@ rank = dist.get_rank()
 train = load_image_folder(extract_image_folder(f"{data}/cifar10/train.tar.gz", f"{out}/train-{rank}", split="train", per_class=60), progress=False)
 base, ckpt = save_tiny_base(f"{out}/base-{rank}")
 t0 = time.time()
-p = ll.fit_adapter(train, teachers=[f"{models}/cifar10-resnet20-12fca82f.th"], base=base, pretrained=str(ckpt), head_rank=4,
-                   epochs=2, batch_size=60, lr=2e-3, val_fraction=0, out_dir=f"{out}/fit", progress=False, device=device)
+spec = ll.InputSpec.imagenet(32)
+p = ll.fit_adapter(train, teachers=[f"{models}/cifar10-resnet20-12fca82f.th"], teacher_input=spec, base=base,
+                   pretrained=str(ckpt), config=ll.AdapterConfig(head_rank=4),
+                   fit=ll.FitConfig(epochs=2, batch_size=60, lr=2e-3, val_fraction=0), out_dir=f"{out}/fit",
+                   progress=False, device=device)
 fit_s = (time.time() - t0) / 2
-distilled = ll.distill_images(train, ll.load_teacher(f"{models}/cifar10-resnet56-4bfd9763.th"), ipc=10, patches_per_image=1,
+distilled = ll.distill_images(train, ll.load_teacher(f"{models}/cifar10-resnet56-4bfd9763.th", input_spec=spec), ipc=10, patches_per_image=1,
                               candidates_per_class=20, crops_per_image=2, progress=False, device=device)
 t0 = time.time()
 r = ll.train_student(distilled, p, student="resnet18", epochs=4, batch_size=100, progress=False, device=device)

@@ -18,9 +18,8 @@ from _common import CACHE, data_root, dataset, write_section
 from helio_table import cifar_text_embeddings
 
 import lightlabel as ll
-from lightlabel.fit import label_fidelity
-from lightlabel.models import IMAGENET_MEAN, IMAGENET_STD
-from lightlabel.proxy import PROXY_BASE, PROXY_CHECKPOINT
+from lightlabel.core.proxy import PROXY_BASE, PROXY_CHECKPOINT
+from lightlabel.recipes.fit import label_fidelity
 
 
 def main() -> None:
@@ -35,16 +34,19 @@ def main() -> None:
     teacher_path = data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th"
     text = cifar_text_embeddings(list(train.classes))
     t0 = time.time()
-    projector = ll.fit_adapter(train, teachers=[teacher_path], base=PROXY_BASE, pretrained=str(PROXY_CHECKPOINT),
-                               text_embeddings=text, head_rank=16, epochs=args.epochs, lr=args.lr, batch_size=128,
+    spec = ll.InputSpec.imagenet(32)
+    projector = ll.fit_adapter(train, teachers=[teacher_path], teacher_input=spec, base=PROXY_BASE,
+                               pretrained=str(PROXY_CHECKPOINT), text_embeddings=text,
+                               config=ll.AdapterConfig(head_rank=16),
+                               fit=ll.FitConfig(epochs=args.epochs, lr=args.lr, batch_size=128),
                                out_dir=CACHE / f"fidelity-cifar10-r56-{args.per_class}-e{args.epochs}",
                                progress=not args.quiet)
     wall = time.time() - t0
-    teacher = ll.load_teachers([teacher_path])
+    teacher = ll.load_teachers([teacher_path], input_spec=spec)
     fresh = ll.Projector(base=PROXY_BASE, pretrained=str(PROXY_CHECKPOINT), class_names=list(train.classes),
-                         text_embeddings=text, head_rank=16)
-    before = label_fidelity(fresh, teacher, test, teacher_mean=IMAGENET_MEAN, teacher_std=IMAGENET_STD)
-    after = label_fidelity(projector, teacher, test, teacher_mean=IMAGENET_MEAN, teacher_std=IMAGENET_STD)
+                         text_embeddings=text, config=ll.AdapterConfig(head_rank=16))
+    before = label_fidelity(fresh, teacher, test)
+    after = label_fidelity(projector, teacher, test)
     rows = "\n".join(f"| {name} | {r['agreement']:.4f} | {r['kl']:.4f} | {r['mse']:.3f} | {r['top1']:.4f} | "
                      f"{r['teacher_top1']:.4f} |" for name, r in (("zero-shot (before fitting)", before),
                                                                  (f"fitted, {args.epochs} epochs", after)))

@@ -22,9 +22,9 @@ import torch
 from _common import ROOT, command, machine
 
 import lightlabel as ll
-from lightlabel._io import atomic_write_text
-from lightlabel.adapter_io import decode_adapter
+from lightlabel.io.adapter_format import decode_adapter
 from lightlabel.testing import save_tiny_base
+from lightlabel.utils.files import atomic_write_text
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     base, ckpt = save_tiny_base(tempfile.mkdtemp())
     projector = ll.Projector(base=base, pretrained=str(ckpt), class_names=[f"class{i}" for i in range(10)],
-                             head_rank=4, targets=("conv", "attnpool"))
+                             config=ll.AdapterConfig(head_rank=4, targets=("conv", "attnpool")))
     with torch.no_grad():
         for p in projector.trainable_parameters():
             p.add_(torch.randn_like(p) * 0.05)

@@ -27,14 +27,14 @@ import open_clip
 import safetensors.torch
 import torch
 import torch.nn.functional as F
-from _common import CACHE, data_root, dataset, write_section
+from _common import CACHE, dataset, write_section
 from torchvision.transforms import v2
 
-from lightlabel._io import atomic_path, atomic_write_bytes
-from lightlabel._progress import progress_bar
-from lightlabel.proxy import PROXY_BASE as NAME
-from lightlabel.proxy import PROXY_CHECKPOINT as ASSET
-from lightlabel.proxy import imagenet_text_embeddings
+from lightlabel.core.proxy import PROXY_BASE as NAME
+from lightlabel.core.proxy import PROXY_CHECKPOINT as ASSET
+from lightlabel.core.proxy import imagenet_text_embeddings
+from lightlabel.utils.files import atomic_path, atomic_write_bytes
+from lightlabel.utils.progress import progress_bar
 
 SCALE = 50.0
 log = logging.getLogger("proxy_base")
@@ -67,8 +67,8 @@ def main() -> None:
 
     train = dataset("tiny-imagenet", "train", progress=not args.quiet)
     val = dataset("imagenette", "val", size=64, progress=not args.quiet)
-    train_text = imagenet_text_embeddings(train.classes, data_root())
-    val_text = imagenet_text_embeddings(val.classes, data_root())
+    train_text = imagenet_text_embeddings(train.classes)
+    val_text = imagenet_text_embeddings(val.classes)
     normalize = v2.Normalize(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
     augment = v2.Compose([v2.RandomResizedCrop(64, scale=(0.25, 1.0), antialias=True), v2.RandomHorizontalFlip(),
                           v2.ToDtype(torch.float32, scale=True), normalize])

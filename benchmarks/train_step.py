@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py [--configs rn50 proxy] [--device cpu]
 
-Uses the library's own student loop (``lightlabel.student.train_student``) with projector labels (merged,
+Uses the library's own student loop (``lightlabel.train_student``) with projector labels (merged,
 online), online ResNet-18 teacher labels, stored fp16 labels (written by ``store_soft_labels`` and replayed from
 disk), and hard labels. All four see identical batches and augmentation. Targets on CUDA (issue 7): projector step
 <= 1.3 x the online-teacher step and below the stored-label step; peak GPU memory below 4004 MiB at batch 100 with
@@ -19,11 +19,9 @@ from _common import ROOT, bench_projector, write_section
 from _plot import line_chart
 
 import lightlabel as ll
-from lightlabel.models import IMAGENET_MEAN, IMAGENET_STD, build_model
-from lightlabel.proxy import PROXY_BASE, proxy_available
+from lightlabel.core.proxy import PROXY_BASE, proxy_available
+from lightlabel.models import build_model
 from lightlabel.storage import soft_label_nbytes, teacher_nbytes
-from lightlabel.stored import AugmentSpec, store_soft_labels
-from lightlabel.student import train_student
 
 CONFIGS = {"rn50": ("RN50-quickgelu", 224, 1000, 128), "proxy": (PROXY_BASE, 64, 10, 16),
            "tiny": ("lightlabel-tiny-rn", 32, 10, 4)}
@@ -41,9 +39,11 @@ def step_times(config: str, batch: int, iters: int, device: torch.device, classe
     base, size, default_classes, head_rank = CONFIGS[config]
     classes = classes or default_classes
     projector, _ = bench_projector(base, classes, head_rank, device=device)
-    teacher = (build_model("resnet18", classes, low_res=size <= 64, image_size=size)).to(device).eval()
+    teacher = ll.with_input_spec(build_model("resnet18", classes, low_res=size <= 64, image_size=size).to(device).eval(),
+                                 ll.InputSpec.imagenet(size))
     distilled = _distilled(batch, size, classes)
     epochs = iters + 2  # one iteration per epoch; the first two are warm-up
+    protocol = ll.EvalProtocol.helio(epochs=epochs, batch_size=batch)
     out = {}
     for source in sources:
         if source == "projector":
@@ -53,12 +53,10 @@ def step_times(config: str, batch: int, iters: int, device: torch.device, classe
         elif source == "hard":
             labels = "hard"
         else:
-            labels = store_soft_labels(distilled.images, distilled.labels, teacher, tempfile.mkdtemp(),
-                                       num_classes=classes, epochs=epochs, batch_size=batch,
-                                       augment=AugmentSpec(crop_size=size), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                                       device=device, progress=False)
-        r = train_student(distilled, labels, student="resnet18", epochs=epochs, batch_size=batch, device=device,
-                          progress=False)
+            labels = ll.store_soft_labels(distilled.images, distilled.labels, teacher, tempfile.mkdtemp(),
+                                          augment=protocol.augment, epochs=epochs, batch_size=batch, device=device,
+                                          progress=False)
+        r = ll.train_student(distilled, labels, protocol, device=device, progress=False)
         out[source] = {"seconds": r.seconds_per_iter, "peak": r.peak_memory_bytes, "extra": r.extra_storage_bytes}
         print(config, batch, classes, source, out[source])
     return out
@@ -127,7 +125,7 @@ def main() -> None:
     write_section(f"train-step-{device.type}", f"""
 ### Student iteration time by label source ({device.type}, batch {args.batch}, ResNet-18 student, CutMix)
 
-Mean time per iteration after two warm-up epochs (one iteration each), through `lightlabel.student.train_student`.
+Mean time per iteration after two warm-up epochs (one iteration each), through `lightlabel.train_student`.
 Random base weights and images: speed does not depend on the values. All sources see the same batches.
 {"Absolute times and memory are from a GPU." if gpu else "CPU run: compare ratios only; peak GPU memory needs a CUDA device (none was available to this run)."}
 

@@ -12,10 +12,15 @@ OUT = Path(__file__).resolve().parent / "api.md"
 
 def main() -> None:
     parts = ["# API reference\n", "Generated from the docstrings by `python docs/_gen_api.py`; every name in "
-             "`lightlabel.__all__` is listed. Submodules with more tools: `lightlabel.hub` (resolve_adapter, "
-             "model_card, repo_name), `lightlabel.data` (load_image_folder, ImageFolderDataset, extract_image_folder), "
-             "`lightlabel.models` (build_model, save_teacher), `lightlabel.distill` (stitch_patches, refine_images), "
-             "`lightlabel.proxy` (the offline proxy base), `lightlabel.testing` (tiny open_clip bases).\n"]
+             "`lightlabel.__all__` is listed. Documented submodules with more tools (layered; each imports only the ones "
+             "before it): `lightlabel.utils` (atomic writes, seeds, progress, peak memory), `lightlabel.configs` (every "
+             "settings dataclass), `lightlabel.data` (load_image_folder, ImageFolderDataset, extract_image_folder), "
+             "`lightlabel.io` (adapter_format: encode/decode/read; hub: resolve_adapter, model_card, repo_name, "
+             "push_folder), `lightlabel.core` (projector, lora, head, base, proxy: the offline proxy base), "
+             "`lightlabel.models` (build_model, save_teacher), `lightlabel.labeling` (augment: Augmenter, epoch_views, "
+             "shuffle_patches; sources: ModelLabels, HardLabels; relabel, losses, stored, teachers), "
+             "`lightlabel.recipes` (loop: run_epochs, evaluate; fit, teachers, distill: stitch_patches, refine_images; "
+             "student), `lightlabel.testing` (tiny open_clip bases).\n"]
     for name in sorted(ll.__all__, key=str.lower):
         obj = getattr(ll, name)
         if name == "__version__":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import lightlabel as ll
 from lightlabel.data import default_data_root, extract_image_folder, load_image_folder
-from lightlabel.hub import repo_name
+from lightlabel.io.hub import repo_name
 from lightlabel.testing import save_tiny_base
 
 
@@ -31,13 +31,15 @@ def main(argv: list[str] | None = None) -> Path:
     train = load_image_folder(extract_image_folder(data / "cifar10" / "train.tar.gz", work / "train", split="train",
                                                    per_class=args.per_class), progress=False)
     base, ckpt = save_tiny_base(work / "base")
-    projector = ll.fit_adapter(train, teachers=[data.parent / "models" / "cifar10-resnet56-4bfd9763.th"], base=base,
-                               pretrained=str(ckpt), head_rank=8, epochs=args.epochs, batch_size=50, lr=2e-3,
+    projector = ll.fit_adapter(train, teachers=[data.parent / "models" / "cifar10-resnet56-4bfd9763.th"],
+                               teacher_input=ll.InputSpec.imagenet(32), base=base, pretrained=str(ckpt),
+                               config=ll.AdapterConfig(head_rank=8),
+                               fit=ll.FitConfig(epochs=args.epochs, batch_size=50, lr=2e-3),
                                out_dir=work / "fit", progress=False)
     path = projector.save_pretrained(args.out, ipc=10, epochs=300, license="mit", dataset="cifar10")
     info = projector.fit_info
     print(f"adapter: {path} ({projector.adapter_nbytes:,} bytes), held-out agreement with the teacher "
-          f"{info['final_agreement']:.3f}; suggested repo name: {repo_name(projector, 'cifar10', org='<org>')}")
+          f"{info['final_agreement']:.3f}; suggested repo name: {repo_name(projector.info(), 'cifar10', org='<org>')}")
     if args.push:
         print(projector.push_to_hub(args.push, dataset="cifar10", license="mit"))
     return path

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import lightlabel as ll
 from lightlabel.data import default_data_root, extract_image_folder, load_image_folder
-from lightlabel.models import IMAGENET_MEAN, IMAGENET_STD, build_model
+from lightlabel.models import build_model
 from lightlabel.testing import save_tiny_base
 
 
@@ -40,11 +40,13 @@ def demo_inputs(rank: int) -> tuple[ll.DistilledSet, ll.Projector, object]:
     data = default_data_root()
     folder = extract_image_folder(data / "cifar10" / "train.tar.gz", f"{work}/train-r{rank}", split="train", per_class=20)
     train = load_image_folder(folder, progress=False)
-    observer = ll.load_teacher(data.parent / "models" / "cifar10-resnet56-4bfd9763.th")
+    observer = ll.load_teacher(data.parent / "models" / "cifar10-resnet56-4bfd9763.th",
+                               input_spec=ll.InputSpec.imagenet(32))
     distilled = ll.distill_images(train, observer, ipc=4, patches_per_image=1, candidates_per_class=20, progress=False)
     base, ckpt = save_tiny_base(f"{work}/base-r{rank}")
     torch.manual_seed(0)  # the same adapter initialisation on every rank
-    projector = ll.Projector(base=base, pretrained=str(ckpt), class_names=train.classes, head_rank=4)
+    projector = ll.Projector(base=base, pretrained=str(ckpt), class_names=train.classes,
+                             config=ll.AdapterConfig(head_rank=4))
     return distilled, projector, train
 
 
@@ -67,21 +69,20 @@ def main() -> None:
         projector = ll.Projector.from_pretrained(args.adapter, class_names=distilled.classes)
         val = args.val
     size = distilled.images.shape[-1]
-    relabeler = ll.OnlineRelabeler(projector.to(device), mix="cutmix", crop_size=size, flip=True, seed=0,
-                                   input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD)  # seed + rank per rank
+    student_input = ll.InputSpec.imagenet()
+    relabeler = ll.OnlineRelabeler(projector.to(device).merge(), input_spec=student_input,  # a stream per rank
+                                   augment=ll.AugmentConfig.rded(1), seed=0)
     criterion = ll.SoftLabelLoss(ce_weight=0.025)
     torch.manual_seed(0)
     student = build_model("resnet18", len(distilled.classes), low_res=size <= 64, image_size=size).to(device)
     student = DistributedDataParallel(student, device_ids=[device] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-3)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     local = args.batch_size // world
     for epoch in range(args.epochs):
         order = torch.randperm(len(distilled), generator=torch.Generator().manual_seed(epoch))  # same on all ranks
         for start in range(0, len(order), args.batch_size):
             idx = order[start:start + args.batch_size][rank::world][:local]
-            images = (distilled.images[idx].to(device).float() / 255 - mean) / std
+            images = student_input.normalize(distilled.images[idx].to(device).float() / 255)
             images, soft_logits, targets = relabeler(images, distilled.labels[idx].to(device))  # each rank labels its own
             loss = criterion(student(images), soft_logits, targets)
             optimizer.zero_grad(set_to_none=True)
@@ -90,11 +91,11 @@ def main() -> None:
         if rank == 0:
             print(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.4f}")
     if rank == 0 and val is not None:
-        from lightlabel._loop import evaluate
         from lightlabel.data import TransformedDataset, as_dataset, eval_transform
+        from lightlabel.recipes.loop import evaluate
 
         data = TransformedDataset(as_dataset(val), eval_transform(size))
-        print(f"top-1 {evaluate(student.module, data, mean=IMAGENET_MEAN, std=IMAGENET_STD):.4f}")
+        print(f"top-1 {evaluate(student.module, data, input_spec=student_input):.4f}")
     dist.destroy_process_group()
 
 

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> ll.DistilledSet:
     work = Path(tempfile.mkdtemp(prefix="lightlabel-distill-"))
     train = load_image_folder(extract_image_folder(data / "cifar10" / "train.tar.gz", work / "train", split="train",
                                                    per_class=args.candidates), progress=False)
-    observer = ll.load_teacher(data.parent / "models" / "cifar10-resnet56-4bfd9763.th")
+    observer = ll.load_teacher(data.parent / "models" / "cifar10-resnet56-4bfd9763.th",
+                               input_spec=ll.InputSpec.imagenet(32))  # a plain state dict: say what it expects
     projector = ll.Projector.from_pretrained(args.adapter) if args.adapter else None
     distilled = ll.distill_images(train, observer, ipc=args.ipc, patches_per_image=1,
                                   candidates_per_class=args.candidates, projector=projector,

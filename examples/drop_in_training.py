@@ -22,7 +22,7 @@ import lightlabel as ll
 from lightlabel.data import default_data_root, extract_image_folder
 from lightlabel.testing import save_tiny_base
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGENET = ll.InputSpec.imagenet()  # the loader's normalisation
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -39,16 +39,16 @@ def main(argv: list[str] | None = None) -> float:
                                   per_class=args.per_class)
     train_set = ImageFolder(str(folder), transform=v2.Compose([
         v2.ToImage(), v2.RandomResizedCrop(32, scale=(0.5, 1.0)), v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]))
+        v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET.mean, IMAGENET.std)]))
     loader = torch.utils.data.DataLoader(train_set, batch_size=50, shuffle=True)
 
     if args.adapter is not None:
         projector = ll.Projector.from_pretrained(args.adapter, class_names=train_set.classes)
     else:
         base, ckpt = save_tiny_base(work / "base")
-        projector = ll.Projector(base=base, pretrained=str(ckpt), class_names=train_set.classes, head_rank=8)
-    relabeler = ll.OnlineRelabeler(projector.to(device), mix="cutmix", input_mean=IMAGENET_MEAN,  # lightlabel
-                                   input_std=IMAGENET_STD, seed=0)
+        projector = ll.Projector(base=base, pretrained=str(ckpt), class_names=train_set.classes,
+                                 config=ll.AdapterConfig(head_rank=8))
+    relabeler = ll.OnlineRelabeler(projector.to(device).merge(), input_spec=IMAGENET, mix="cutmix", seed=0)  # lightlabel
     criterion = ll.SoftLabelLoss(ce_weight=0.025)  # MSE on logits + 0.025 CE (HeLlO supp. Table 3)
 
     student = torchvision.models.resnet18(num_classes=len(train_set.classes)).to(device)

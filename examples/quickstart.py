@@ -23,7 +23,7 @@ import lightlabel as ll
 from lightlabel.data import default_data_root, extract_image_folder
 from lightlabel.testing import save_tiny_base
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGENET = ll.InputSpec.imagenet()  # the student's (and this loader's) input normalisation
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 1. a real batch of CIFAR-10 training images (ImageFolder of JPEGs), normalised as a student would see it
     folder = extract_image_folder(data / "cifar10" / "train.tar.gz", out / "cifar10-train", split="train", per_class=10)
     dataset = ImageFolder(str(folder), transform=v2.Compose([
-        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]))
+        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET.mean, IMAGENET.std)]))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     images, targets = next(iter(loader))
@@ -48,12 +48,12 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. a projector: frozen open_clip image tower + LoRA (every conv) + text-initialised low-rank head
     base, checkpoint = save_tiny_base(out / "base", "lightlabel-tiny-rn")
     t0 = time.perf_counter()
-    projector = ll.Projector(base=base, pretrained=str(checkpoint), class_names=dataset.classes, head_rank=8)
+    projector = ll.Projector(base=base, pretrained=str(checkpoint), class_names=dataset.classes,
+                             config=ll.AdapterConfig(image_rank=8, head_rank=8))
     build_s = time.perf_counter() - t0
 
     # 3. relabel the batch online: CutMix on the batch, then labels for the mixed images
-    relabeler = ll.OnlineRelabeler(projector, mix="cutmix", alpha=1.0, input_mean=IMAGENET_MEAN,
-                                   input_std=IMAGENET_STD, seed=0)
+    relabeler = ll.OnlineRelabeler(projector, input_spec=IMAGENET, mix="cutmix", alpha=1.0, seed=0)
     t0 = time.perf_counter()
     mixed, soft_logits, mixed_targets = relabeler(images, targets)
     label_s = time.perf_counter() - t0

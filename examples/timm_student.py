@@ -16,7 +16,6 @@ import timm
 
 import lightlabel as ll
 from lightlabel.data import default_data_root, extract_image_folder, load_image_folder
-from lightlabel.models import IMAGENET_MEAN, IMAGENET_STD
 from lightlabel.testing import save_tiny_base
 
 
@@ -33,17 +32,20 @@ def main(argv: list[str] | None = None) -> float:
                                                    per_class=30), progress=False)
     val = load_image_folder(extract_image_folder(data / "cifar10" / "test.tar.gz", work / "test", split="test",
                                                  per_class=20), progress=False)
-    observer = ll.load_teacher(data.parent / "models" / "cifar10-resnet56-4bfd9763.th")
+    observer = ll.load_teacher(data.parent / "models" / "cifar10-resnet56-4bfd9763.th",
+                               input_spec=ll.InputSpec.imagenet(32))  # a plain state dict: say what it expects
     distilled = ll.distill_images(train, observer, ipc=args.ipc, patches_per_image=1, candidates_per_class=30,
                                   progress=False)
     if args.adapter:
         projector = ll.Projector.from_pretrained(args.adapter, class_names=train.classes)
     else:
         base, ckpt = save_tiny_base(work / "base")
-        projector = ll.Projector(base=base, pretrained=str(ckpt), class_names=train.classes, head_rank=4)
+        projector = ll.Projector(base=base, pretrained=str(ckpt), class_names=train.classes,
+                                 config=ll.AdapterConfig(head_rank=4))
     student = timm.create_model(args.student, pretrained=False, num_classes=len(train.classes))
-    result = ll.train_student(distilled, projector, student=student, epochs=args.epochs, batch_size=10, val_set=val,
-                              mean=IMAGENET_MEAN, std=IMAGENET_STD, progress=False)
+    protocol = ll.EvalProtocol.helio(epochs=args.epochs, batch_size=10)  # HeLlO's protocol, shortened
+    result = ll.train_student(distilled, projector.merge(), protocol, student_model=student, val_set=val,
+                              progress=False)
     print(f"timm {args.student}: top-1 {result.top1:.4f} after {result.epochs} epochs "
           f"({result.seconds_per_iter:.3f} s / iteration)")
     return result.top1

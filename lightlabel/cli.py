@@ -4,19 +4,29 @@ User errors (bad arguments, missing or damaged files, a base model that cannot b
 stderr and exit code 2 (``LIGHTLABEL_DEBUG=1`` shows the traceback). Every command takes ``--device``, ``--seed``
 and ``--quiet`` (no progress bars). ``fit``, ``train`` and ``distill`` can be launched by ``torchrun``: they join
 the process group (NCCL on CUDA, gloo on CPU), and only rank 0 writes files and prints.
+
+The settings flags are generated from the config dataclasses of :mod:`lightlabel.configs` (``--epochs`` is
+``FitConfig.epochs`` for ``fit``, ``EvalProtocol.epochs`` for ``train``), so a new config field is a new flag with no
+edit here. Torch is imported only inside the commands: ``--help``, ``--version`` and argument errors answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import torch
+from . import configs
+from .inputs import InputSpec
+from .version import __version__
 
 __all__ = ["main"]
 
@@ -27,10 +37,75 @@ class UserError(Exception):
     """An error in the user's input: reported in one line, exit code 2."""
 
 
+# ---------------------------------------------------------------------------------------------- config <-> flags
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _flag_kind(hint: Any) -> tuple[Any, Any] | None:
+    """``(type, nargs)`` for a config field's type hint, or ``None`` when it has no flag form."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _flag_kind(inner[0]) if len(inner) == 1 else None
+    if hint in (int, float, str):
+        return hint, None
+    if hint is bool:
+        return _bool, None
+    if typing.get_origin(hint) is tuple and args:
+        item = args[0]
+        if item not in (int, float, str):
+            return None
+        return item, ("+" if len(args) == 2 and args[1] is Ellipsis else len(args))
+    return None
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, prefix: str = "", skip: Sequence[str] = (),
+                     title: str | None = None) -> None:
+    """Add one ``--<prefix><field>`` flag per field of the dataclass ``cls`` (default: the config's own default)."""
+    group = parser.add_argument_group(title or f"{cls.__name__} settings (lightlabel.configs.{cls.__name__})")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = _flag_kind(hints[f.name])
+        if f.name in skip or kind is None:
+            continue
+        typ, nargs = kind
+        default = f.default if f.default is not dataclasses.MISSING else "see the docs"
+        group.add_argument(f"--{prefix}{f.name.replace('_', '-')}", dest=f"{cls.__name__}:{f.name}", type=typ,
+                           nargs=nargs, default=None, metavar=f.name.upper(), help=f"(default: {default})")
+
+
+def config_overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` given on the command line, as keyword overrides."""
+    out = {}
+    for key, value in vars(args).items():
+        name, _, field_name = key.partition(":")
+        if name == cls.__name__ and value is not None:
+            out[field_name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- parser
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+
+
+def _input_spec(text: str) -> InputSpec:
+    try:
+        return InputSpec.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+INPUT_HELP = ("input normalisation of plain teacher state dicts, which record none: 'imagenet', 'cifar10' or "
+              "'m1,m2,m3/s1,s2,s3', optionally '@SIZE' (the CIFAR-10 ResNets of shared/models: imagenet@32)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,8 +115,6 @@ def _parser() -> argparse.ArgumentParser:
         description="Online soft labels for dataset distillation: a frozen CLIP model plus a few-MB adapter (HeLlO).",
         epilog="examples:\n  lightlabel demo\n  lightlabel fit data/train --out adapter.safetensors\n"
                "  lightlabel info adapter.safetensors\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300")
-    from .version import __version__
-
     parser.add_argument("--version", action="version", version=f"lightlabel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -55,56 +128,48 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default="RN50-quickgelu", help="open_clip model name (default: RN50-quickgelu)")
     p.add_argument("--pretrained", default="openai", help="open_clip tag or checkpoint path (default: openai)")
     p.add_argument("--teachers", nargs="*", default=None, help="teacher checkpoints (default: train weak teachers)")
+    p.add_argument("--teacher-input", type=_input_spec, default=None, help=INPUT_HELP)
     p.add_argument("--class-names", default=None, help="file with one class name per line (default: folder names)")
     p.add_argument("--imagenet-names", action="store_true",
-                   help="folders are ImageNet WordNet ids: use readable ImageNet names (needs --data-root)")
+                   help="folders are ImageNet WordNet ids: use readable ImageNet names")
     p.add_argument("--text-embeddings", default=None,
                    help="safetensors file with one [C, d] tensor of class text embeddings (instead of the text tower)")
-    p.add_argument("--data-root", default=None, help="the shared data folder (for --imagenet-names)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--image-rank", type=int, default=8)
-    p.add_argument("--head-rank", type=int, default=64)
-    p.add_argument("--ce-weight", type=float, default=0.1)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--teacher-arch", default="resnet18")
-    p.add_argument("--teacher-epochs", type=int, default=41)
     p.add_argument("--work-dir", default=None, help="fit state and teachers, for resuming (default: <out>.work)")
+    add_config_flags(p, configs.AdapterConfig)
+    add_config_flags(p, configs.FitConfig, skip=("seed",))
+    add_config_flags(p, configs.TeacherConfig, prefix="teacher-", skip=("seed",),
+                     title="TeacherConfig settings, when no --teachers are given (lightlabel.configs.TeacherConfig)")
     _common(p)
 
     p = sub.add_parser("distill", formatter_class=fmt, help="build distilled images (RDED + Eq. 7 refinement)",
                        description="Select, stitch and optionally refine distilled images from DATA.",
-                       epilog="example:\n  lightlabel distill cifar10/train --observer resnet56.th --ipc 10 "
-                              "--patches-per-image 1 --out distilled/")
+                       epilog="example:\n  lightlabel distill cifar10/train --observer resnet56.th --observer-input "
+                              "imagenet@32 --ipc 10 --patches-per-image 1 --out distilled/")
     p.add_argument("data", help="training ImageFolder")
     p.add_argument("--observer", required=True, help="teacher checkpoint that scores the patches")
-    p.add_argument("--ipc", type=int, default=10)
+    p.add_argument("--observer-input", type=_input_spec, default=None, help=INPUT_HELP)
     p.add_argument("--out", required=True, help="output folder (ImageFolder of PNGs + manifest.json)")
     p.add_argument("--projector", default=None, help="adapter for the Eq. 7 refinement")
-    p.add_argument("--patches-per-image", type=int, default=4)
-    p.add_argument("--candidates-per-class", type=int, default=300)
-    p.add_argument("--crops-per-image", type=int, default=5)
-    p.add_argument("--refine-steps", type=int, default=300)
-    p.add_argument("--image-size", type=int, default=None)
+    add_config_flags(p, configs.DistillConfig, skip=("seed",))
     _common(p)
 
     p = sub.add_parser("train", formatter_class=fmt, help="train a student on a distilled set, report top-1",
                        description="Train a student on DISTILLED with online projector or teacher labels, stored "
-                                   "labels, or hard labels (HeLlO supp. Table 3 protocol).",
+                                   "labels, or hard labels, under an evaluation protocol (RDED's or HeLlO's preset).",
                        epilog="examples:\n  lightlabel train distilled/ --labels adapter.safetensors --val cifar10/test\n"
-                              "  lightlabel train distilled/ --labels resnet56.th --epochs 300 --val cifar10/test\n"
-                              "  lightlabel train distilled/ --labels hard --val cifar10/test")
+                              "  lightlabel train distilled/ --labels resnet56.th --teacher-input imagenet@32 "
+                              "--protocol rded --val cifar10/test\n"
+                              "  lightlabel train distilled/ --labels hard --epochs 50 --val cifar10/test")
     p.add_argument("distilled", help="a distilled set folder (from `lightlabel distill`)")
     p.add_argument("--labels", required=True, help="adapter file/folder/Hub id, teacher .pt/.th, stored-labels folder, "
                                                    "or 'hard'")
-    p.add_argument("--student", default="resnet18")
-    p.add_argument("--epochs", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--ce-weight", type=float, default=0.025)
+    p.add_argument("--teacher-input", type=_input_spec, default=None, help=INPUT_HELP)
+    p.add_argument("--protocol", choices=configs.EvalProtocol.PRESETS, default="helio",
+                   help="evaluation protocol preset (default: helio); the flags below override its fields")
     p.add_argument("--val", default=None, help="validation ImageFolder")
+    p.add_argument("--out-dir", default=None, help="save the training state here after every epoch and resume from it")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_config_flags(p, configs.EvalProtocol, skip=("name", "source"))
     _common(p)
 
     p = sub.add_parser("info", formatter_class=fmt, help="describe an adapter (file, folder or Hub id)",
@@ -134,9 +199,8 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("demo", formatter_class=fmt, help="the whole pipeline on real images, offline (< 15 min on CPU)",
-                       description="Weak teachers -> fit_adapter -> distill_images (IPC 10) -> students with projector "
-                                   "and with hard labels, on Imagenette from the shared data (or --data), at reduced "
-                                   "epochs on CPU.",
+                       description="Weak teachers -> fit_adapter -> distill_images (IPC 10) -> students with projector, "
+                                   "teacher and hard labels, at reduced sizes on CPU.",
                        epilog="examples:\n  lightlabel demo\n  lightlabel demo --data path/to/imagenet-subset --work-dir demo/")
     p.add_argument("--data", default=None, help="ImageFolder root with train/ and val/ (default: Imagenette)")
     p.add_argument("--data-root", default=None, help="the shared data folder (default: found automatically)")
@@ -148,11 +212,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---------------------------------------------------------------------------------------------- commands
 def _init_distributed(device: str | None) -> bool:
     """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); returns whether it did."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
     import torch.distributed as dist
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    if dist.is_initialized():
         return False
     use_cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
     if use_cuda:
@@ -161,11 +229,15 @@ def _init_distributed(device: str | None) -> bool:
     return True
 
 
+def _main_process() -> bool:
+    from .recipes.loop import is_main_process
+
+    return is_main_process()
+
+
 def _echo(*args) -> None:
     """print() on the main process only (every rank runs the command under torchrun)."""
-    from ._loop import is_main_process
-
-    if is_main_process():
+    if _main_process():
         print(*args)
 
 
@@ -175,18 +247,35 @@ def _load_names(args) -> list[str] | None:
     return None
 
 
-def cmd_fit(args) -> None:
-    from .data import ImageFolderDataset, default_data_root
-    from .fit import fit_adapter
-    from .proxy import imagenet_class_names
+def load_labels(spec: str, *, teacher_input: InputSpec | None = None):
+    """A label source from a string: ``"hard"``, a stored-labels folder, a teacher checkpoint
+    (``.pt``/``.pth``/``.th``), or an adapter (file, folder or Hub id)."""
+    from .core.projector import Projector
+    from .labeling.stored import StoredSoftLabels
+    from .models import load_teacher
 
+    if spec == "hard":
+        return "hard"
+    path = Path(spec)
+    if path.is_dir() and (path / "stored-labels.json").is_file():
+        return StoredSoftLabels(path)
+    if path.suffix in (".pt", ".pth", ".th") and path.is_file():
+        return load_teacher(path, input_spec=teacher_input)
+    return Projector.from_pretrained(spec)
+
+
+def cmd_fit(args) -> None:
+    from .core.proxy import imagenet_class_names
+    from .data import ImageFolderDataset
+    from .recipes.fit import fit_adapter
+
+    adapter = configs.AdapterConfig(**config_overrides(args, configs.AdapterConfig))  # settings first
+    fit = configs.FitConfig(**config_overrides(args, configs.FitConfig), seed=args.seed)
+    teacher_cfg = configs.TeacherConfig(**config_overrides(args, configs.TeacherConfig), seed=args.seed)
     dataset = ImageFolderDataset(args.data)
     names = _load_names(args)
     if args.imagenet_names:
-        root = args.data_root or default_data_root()
-        if root is None:
-            raise UserError("--imagenet-names needs --data-root (the folder with imagenet1k_wnids.txt)")
-        names = imagenet_class_names(dataset.classes, root)
+        names = imagenet_class_names(dataset.classes)
     emb = None
     if args.text_embeddings:
         import safetensors.torch
@@ -198,14 +287,10 @@ def cmd_fit(args) -> None:
     out = Path(args.out)
     work = Path(args.work_dir) if args.work_dir else out.with_name(out.name + ".work")
     projector = fit_adapter(dataset, names, teachers=args.teachers or None, base=args.base, pretrained=args.pretrained,
-                            text_embeddings=emb, image_rank=args.image_rank, head_rank=args.head_rank,
-                            epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, ce_weight=args.ce_weight,
-                            image_size=args.image_size, teacher_arch=args.teacher_arch,
-                            teacher_epochs=args.teacher_epochs, out_dir=work, seed=args.seed, device=args.device,
-                            progress=not args.quiet)
-    from ._loop import is_main_process
-
-    if not is_main_process():
+                            config=adapter,
+                            text_embeddings=emb, fit=fit, teacher_config=teacher_cfg, teacher_input=args.teacher_input,
+                            out_dir=work, device=args.device, progress=not args.quiet)
+    if not _main_process():
         return
     path = projector.save_pretrained(out)
     info = projector.fit_info
@@ -214,47 +299,50 @@ def cmd_fit(args) -> None:
 
 
 def cmd_distill(args) -> None:
+    from .core.projector import Projector
     from .data import ImageFolderDataset
-    from .distill import distill_images
     from .models import load_teacher
-    from .projector import Projector
+    from .recipes.distill import distill_images
 
-    observer = load_teacher(args.observer)
+    config = configs.DistillConfig(**config_overrides(args, configs.DistillConfig), seed=args.seed)  # settings first
+    observer = load_teacher(args.observer, input_spec=args.observer_input)
     projector = Projector.from_pretrained(args.projector) if args.projector else None
-    out = distill_images(ImageFolderDataset(args.data), observer, ipc=args.ipc, patches_per_image=args.patches_per_image,
-                         candidates_per_class=args.candidates_per_class, crops_per_image=args.crops_per_image,
-                         projector=projector, refine_steps=args.refine_steps, image_size=args.image_size,
-                         seed=args.seed, device=args.device, progress=not args.quiet)
-    from ._loop import is_main_process
-
-    if not is_main_process():
+    out = distill_images(ImageFolderDataset(args.data), observer, config, projector=projector, device=args.device,
+                         progress=not args.quiet)
+    if not _main_process():
         return
     path = out.save(args.out)
     m = out.manifest
-    _echo(f"{len(out)} distilled images ({len(out.classes)} classes x IPC {args.ipc}) written to {path}: "
+    _echo(f"{len(out)} distilled images ({len(out.classes)} classes x IPC {m['ipc']}) written to {path}: "
           f"{out.storage_nbytes:,} bytes, {1000 * (m['seconds_select_per_image'] + m['seconds_refine_per_image']):.1f} "
           f"ms per image")
 
 
 def cmd_train(args) -> None:
-    from .distill import DistilledSet
-    from .student import load_labels, train_student
+    import math
+
+    from .recipes.distill import DistilledSet
+    from .recipes.student import train_student
 
     distilled = DistilledSet.load(args.distilled)
-    labels = load_labels(args.labels)
-    result = train_student(distilled, labels, student=args.student, epochs=args.epochs, batch_size=args.batch_size,
-                           lr=args.lr, ce_weight=args.ce_weight, val_set=args.val, seed=args.seed, device=args.device,
-                           progress=not args.quiet)
+    labels = load_labels(args.labels, teacher_input=args.teacher_input)
+    overrides = config_overrides(args, configs.EvalProtocol)
+    f = max(1, math.isqrt(int(distilled.manifest.get("patches_per_image", 1))))
+    protocol = configs.EvalProtocol.preset(args.protocol, ipc=distilled.ipc, num_classes=len(distilled.classes),
+                                           patches_per_side=f, **overrides)
+    result = train_student(distilled, labels, protocol, val_set=args.val, seed=args.seed, out_dir=args.out_dir,
+                           device=args.device, progress=not args.quiet)
     if args.json:
-        _echo(json.dumps(result.__dict__, indent=1))
+        _echo(json.dumps(dataclasses.asdict(result), indent=1))
     else:
-        _echo(f"student {args.student}, {result.labels} labels, {result.epochs} epochs: top-1 {result.top1:.4f}; "
+        _echo(f"student {protocol.student}, {result.labels} labels, {protocol.name} protocol, {result.iterations} "
+              f"steps: top-1 {result.top1:.4f} (best of last evaluations {result.best_top1:.4f}); "
               f"{result.seconds_per_iter:.3f} s/iteration; extra storage {result.extra_storage_bytes:,} bytes")
 
 
 def cmd_info(args) -> None:
-    from .adapter_io import read_adapter
-    from .hub import resolve_adapter
+    from .io.adapter_format import read_adapter
+    from .io.hub import resolve_adapter
 
     path = resolve_adapter(args.adapter)
     info, tensors = read_adapter(path)
@@ -263,12 +351,11 @@ def cmd_info(args) -> None:
         "file": str(path), "bytes": path.stat().st_size, "format_version": info.format_version,
         "lightlabel_version": info.lightlabel_version, "base": info.base_model, "pretrained": info.base_pretrained,
         "base_fingerprint": info.base_fingerprint, "classes": len(info.class_names),
-        "class_names": list(info.class_names), "image_size": list(info.image_size), "image_rank": c.image_rank,
-        "image_alpha": c.image_alpha, "head_rank": c.head_rank, "head_alpha": c.head_alpha, "head_mode": c.head_mode,
-        "lora_targets": list(c.targets), "adapted_weights": len(info.lora_weights),
+        "class_names": list(info.class_names), "image_size": list(info.image_size), **c.to_dict(),
+        "adapted_weights": len(info.lora_weights),
         "parameters": sum(t.numel() for t in tensors.values()), "storage_dtype": info.storage_dtype,
         "text_head": "prompt templates" if info.templates else "precomputed text embeddings",
-        "fit_info": {k: v for k, v in info.fit_info.items() if k != "history"},
+        "fit_info": {k: v for k, v in info.fit_info.items() if k not in ("history", "config")},
     }
     if args.json:
         _echo(json.dumps(record, indent=1))
@@ -287,8 +374,8 @@ def cmd_info(args) -> None:
 
 
 def cmd_storage(args) -> None:
-    from .adapter_io import read_adapter
-    from .hub import resolve_adapter
+    from .io.adapter_format import read_adapter
+    from .io.hub import resolve_adapter
     from .storage import storage_report
 
     adapter_bytes = None
@@ -305,7 +392,7 @@ def cmd_storage(args) -> None:
 
 
 def cmd_push(args) -> None:
-    from .projector import Projector
+    from .core.projector import Projector
 
     projector = Projector.from_pretrained(args.adapter)
     result = projector.push_to_hub(args.repo_id, private=args.private or None, token=args.token,
@@ -337,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
     if args.device is not None:
+        import torch
+
         try:
             torch.device(args.device)
         except RuntimeError as e:
@@ -347,11 +436,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     distributed = args.command in ("fit", "train", "distill") and _init_distributed(args.device)
     try:
         COMMANDS[args.command](args)
-    except (UserError, AdapterError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
+    except (UserError, AdapterError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,
             RuntimeError) as e:
         if os.environ.get("LIGHTLABEL_DEBUG"):
             raise
-        hint = " (set LIGHTLABEL_DEBUG=1 for the traceback)" if isinstance(e, RuntimeError) else ""
+        hint = " (set LIGHTLABEL_DEBUG=1 for the traceback)" if isinstance(e, (RuntimeError, TypeError)) else ""
         print(f"lightlabel {args.command}: error: {e}{hint}".replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,21 +19,22 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from ._io import atomic_path, atomic_write_text
-from ._progress import progress_bar
+from .utils.files import atomic_path, atomic_write_text
+from .utils.progress import progress_bar
+from .utils.seeding import derive_seed
 
 __all__ = [
     "ImageFolderDataset",
     "TensorImageDataset",
+    "TransformedDataset",
     "as_dataset",
     "dataset_classes",
+    "dataset_targets",
     "default_data_root",
+    "eval_transform",
     "extract_image_folder",
     "image_size_of",
     "load_image_folder",
-    "TransformedDataset",
-    "dataset_targets",
-    "eval_transform",
     "train_transform",
 ]
 
@@ -58,8 +59,9 @@ _MARKER = ".lightlabel-extracted"
 def default_data_root() -> Path | None:
     """The folder of real data shipped beside a checkout (``shared/data``), or ``None``.
 
-    Looks at ``$LIGHTLABEL_DATA``, then ``shared/data`` in the current folder and its parents, then beside this
-    package's source tree, then the project workspace ``/work/shared/data``.
+    Looks at ``$LIGHTLABEL_DATA``, then for a ``shared/data`` folder (holding a ``README.md``) in the current folder
+    and its parents, then beside this package's source tree and its parents (a checkout whose ``shared/`` sits
+    next to it). No other path is ever consulted.
     """
     env = os.environ.get("LIGHTLABEL_DATA")
     if env:
@@ -70,8 +72,7 @@ def default_data_root() -> Path | None:
             candidate = folder / "shared" / "data"
             if (candidate / "README.md").is_file():
                 return candidate
-    workspace = Path("/work/shared/data")
-    return workspace if (workspace / "README.md").is_file() else None
+    return None
 
 
 def extract_image_folder(
@@ -396,5 +397,5 @@ class TransformedDataset(Dataset):
     def __getitem__(self, index: int):
         image, label = self.dataset[index]
         if self.seed is not None:
-            torch.manual_seed(((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index)) % (2**63 - 1))
+            torch.manual_seed(derive_seed(self.seed, self.epoch, int(index)))
         return self.transform(image), int(label)

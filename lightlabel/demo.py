@@ -20,21 +20,22 @@ from typing import Any
 
 import torch
 
-from ._io import atomic_write_text
-from .data import default_data_root, extract_image_folder, load_image_folder
-from .distill import distill_images
-from .fit import fit_adapter
-from .models import load_teacher
-from .proxy import (
+from .configs import AdapterConfig, FitConfig
+from .core.proxy import (
     PROXY_BASE,
     PROXY_CHECKPOINT,
     imagenet_class_names,
     imagenet_text_embeddings,
     proxy_available,
 )
+from .data import default_data_root, extract_image_folder, load_image_folder
+from .models import load_teacher
+from .recipes.distill import distill_images
+from .recipes.fit import fit_adapter
+from .recipes.student import train_student
+from .recipes.teachers import train_teachers
 from .storage import soft_label_nbytes
-from .student import train_student
-from .teachers import train_teachers
+from .utils.files import atomic_write_text
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -139,12 +140,10 @@ def run_demo(*, data: str | None = None, data_root: str | None = None, work_dir:
     else:
         base_note = f"{base} / {pretrained}"
     if base == PROXY_BASE:
-        if root is None:
-            raise FileNotFoundError("the proxy base needs the shared data folder (real CLIP text embeddings)")
-        text_embeddings = imagenet_text_embeddings(train.classes, root)
-        names = imagenet_class_names(train.classes, root)
-    elif root is not None and all(c.startswith("n") and c[1:].isdigit() for c in train.classes):
-        names = imagenet_class_names(train.classes, root)
+        text_embeddings = imagenet_text_embeddings(train.classes)
+        names = imagenet_class_names(train.classes)
+    elif all(c.startswith("n") and c[1:].isdigit() for c in train.classes):
+        names = imagenet_class_names(train.classes)
 
     echo(f"lightlabel demo on {dataset_name}: {len(train):,} train / {len(val):,} val images, {len(names)} classes, "
          f"{size} px")
@@ -163,9 +162,10 @@ def run_demo(*, data: str | None = None, data_root: str | None = None, work_dir:
 
     t0 = time.time()
     projector = fit_adapter(train, names, teachers=teacher_paths, base=base, pretrained=pretrained,
-                            text_embeddings=text_embeddings, head_rank=cfg.head_rank, epochs=cfg.fit_epochs,
-                            lr=cfg.fit_lr, batch_size=cfg.fit_batch_size, image_size=size, out_dir=work / "fit",
-                            seed=seed, device=device, progress=progress)
+                            text_embeddings=text_embeddings, config=AdapterConfig(head_rank=cfg.head_rank),
+                            fit=FitConfig(epochs=cfg.fit_epochs, lr=cfg.fit_lr, batch_size=cfg.fit_batch_size,
+                                          image_size=size, seed=seed),
+                            out_dir=work / "fit", device=device, progress=progress)
     projector.save_pretrained(work / "adapter", dataset=dataset_name)
     timings["fit"] = time.time() - t0
 
@@ -180,9 +180,8 @@ def run_demo(*, data: str | None = None, data_root: str | None = None, work_dir:
     rows = []
     for labels in (projector, "hard"):
         t0 = time.time()
-        result = train_student(distilled, labels, student="resnet18", epochs=cfg.student_epochs,
-                               batch_size=cfg.student_batch_size, val_set=val, seed=seed, device=device,
-                               progress=progress)
+        result = train_student(distilled, labels, epochs=cfg.student_epochs, batch_size=cfg.student_batch_size,
+                               val_set=val, seed=seed, device=device, progress=progress)
         timings[f"student_{result.labels}"] = time.time() - t0
         rows.append(result)
 

@@ -22,14 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._io import atomic_path
+from .inputs import InputSpec
+from .utils.files import atomic_path
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "build_model", "load_teacher", "save_teacher"]
+__all__ = ["build_model", "load_teacher", "save_teacher"]
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 CHECKPOINT_FORMAT = "lightlabel-teacher"
 
 
@@ -131,33 +130,44 @@ def build_model(arch: str, num_classes: int, *, low_res: bool = False, image_siz
 
 
 def save_teacher(model: nn.Module, path: str | os.PathLike, *, arch: str, classes: Sequence[str], low_res: bool,
-                 image_size: int, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 **extra: Any) -> Path:
-    """Write a teacher checkpoint atomically: state dict plus what :func:`load_teacher` needs to rebuild it."""
+                 input_spec: InputSpec, **extra: Any) -> Path:
+    """Write a teacher checkpoint atomically: state dict plus what :func:`load_teacher` needs to rebuild it and
+    feed it (architecture, classes, stem, and its :class:`~lightlabel.InputSpec`)."""
     path = Path(path)
+    if not isinstance(input_spec, InputSpec) or input_spec.image_size is None:
+        raise ValueError(f"`input_spec` must be an InputSpec with an image_size, got {input_spec!r}")
     blob = {"format": CHECKPOINT_FORMAT, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "arch": arch, "classes": list(classes), "low_res": bool(low_res), "image_size": int(image_size),
-            "mean": list(mean), "std": list(std), **extra}
+            "arch": arch, "classes": list(classes), "low_res": bool(low_res), "image_size": input_spec.image_size[0],
+            "mean": list(input_spec.mean), "std": list(input_spec.std), **extra}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return path
 
 
-def load_teacher(path: str | os.PathLike, *, arch: str | None = None, num_classes: int | None = None,
-                 device: torch.device | str = "cpu") -> nn.Module:
+def load_teacher(path: str | os.PathLike, *, input_spec: InputSpec | None = None, arch: str | None = None,
+                 num_classes: int | None = None, device: torch.device | str = "cpu") -> nn.Module:
     """Load a teacher checkpoint into an eval-mode, frozen module.
 
     Reads checkpoints written by :func:`save_teacher` (everything is recorded) and plain state dicts, including
     ``{"state_dict": ..., "best_prec1": ...}`` files with ``module.`` prefixes (e.g. akamaster's CIFAR ResNets,
     whose depth is read from the keys). Loading is ``weights_only=True`` and strict.
 
-    The returned module has attributes ``classes`` (or ``None``), ``mean``, ``std`` (input normalisation; ImageNet
-    statistics when not recorded) and ``image_size`` (or ``None``).
+    The returned module carries ``input_spec`` (:class:`~lightlabel.InputSpec`: the recorded normalisation and
+    training size, or ``input_spec`` for a plain state dict, which records none) and ``classes`` (or ``None``).
+
+    Args:
+        path: the checkpoint file.
+        input_spec: the teacher's input normalisation. Required for plain state dicts (e.g.
+            ``InputSpec.imagenet(32)`` for the CIFAR-10 ResNets in ``shared/models``); for checkpoints written by
+            :func:`save_teacher` it must equal the recorded one when given.
+        arch, num_classes: only where the checkpoint cannot tell.
+        device: where the module goes.
 
     Raises:
         FileNotFoundError: no file.
-        ValueError: the architecture cannot be determined (pass ``arch``), or the weights do not fit it (the
-            message lists missing/unexpected keys).
+        ValueError: the architecture cannot be determined (pass ``arch``), the weights do not fit it (the
+            message lists missing/unexpected keys), a plain state dict without ``input_spec``, or an
+            ``input_spec`` that contradicts the recorded one.
     """
     path = Path(path)
     if not path.is_file():
@@ -189,9 +199,18 @@ def load_teacher(path: str | os.PathLike, *, arch: str | None = None, num_classe
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"{path}: weights do not fit {arch!r} with {num_classes} classes: missing "
                          f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    if "mean" in meta:
+        recorded = InputSpec(tuple(meta["mean"]), tuple(meta["std"]), meta.get("image_size"))
+        if input_spec is not None and input_spec != recorded:
+            raise ValueError(f"{path}: `input_spec` ({input_spec}) contradicts the checkpoint's recorded input "
+                             f"({recorded}); leave it out")
+        input_spec = recorded
+    elif input_spec is None:
+        raise ValueError(f"{path}: a plain state dict records no input normalisation; pass `input_spec=` "
+                         f"(e.g. lightlabel.InputSpec.imagenet(32) for the CIFAR-10 ResNets of shared/models)")
+    elif not isinstance(input_spec, InputSpec):
+        raise TypeError(f"`input_spec` must be an InputSpec, got {type(input_spec).__name__}")
     model.eval().requires_grad_(False).to(device)
     model.classes = classes
-    model.mean = tuple(meta.get("mean", IMAGENET_MEAN))
-    model.std = tuple(meta.get("std", IMAGENET_STD))
-    model.image_size = meta.get("image_size")
+    model.input_spec = input_spec
     return model

@@ -16,7 +16,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["StorageReport", "soft_label_nbytes", "storage_report", "teacher_nbytes"]
+__all__ = ["StorageReport", "module_nbytes", "soft_label_nbytes", "storage_report", "teacher_nbytes"]
+
+
+def module_nbytes(module: nn.Module) -> int:
+    """Bytes of a model as a labeller costs them: its state dict's tensors with floating-point entries in fp32
+    (4 bytes per element) and the others (e.g. BatchNorm's int64 step counters) at their own size; the payload of
+    its checkpoint, without the container's few hundred bytes of overhead."""
+    total = 0
+    for t in module.state_dict().values():
+        total += t.numel() * (4 if t.is_floating_point() else t.element_size())
+    return total
 
 
 def soft_label_nbytes(*, num_classes: int, ipc: int, epochs: int, label_bytes: int = 2) -> int:

@@ -14,8 +14,8 @@ from pathlib import Path
 import open_clip
 import torch
 
-from . import base as _base  # noqa: F401  (registers the shipped configs)
-from ._io import atomic_path
+from .core import base as _base  # noqa: F401  (registers the shipped configs)
+from .utils.files import atomic_path
 
 __all__ = ["TINY_BASES", "save_tiny_base"]
 

@@ -89,7 +89,8 @@ def make_projector(tiny_rn):
     def make(base=None, **kw):
         name, path = base or tiny_rn
         kw.setdefault("class_names", CIFAR10_CLASSES)
-        kw.setdefault("head_rank", 4)
+        fields = {k: kw.pop(k) for k in list(kw) if k in ll.AdapterConfig.__dataclass_fields__}
+        kw.setdefault("config", ll.AdapterConfig(**{"head_rank": 4, **fields}))
         return ll.Projector(base=name, pretrained=path, **kw)
 
     return make

@@ -17,8 +17,10 @@ import torch.distributed as dist
 import lightlabel as ll
 from lightlabel.data import load_image_folder
 
+IMAGENET32 = ll.InputSpec.imagenet(32)
 SETTINGS = {
-    "fit": dict(head_rank=4, epochs=2, batch_size=20, lr=5e-3, val_fraction=0.1, progress=False),
+    "fit": dict(config=ll.AdapterConfig(head_rank=4), fit=ll.FitConfig(epochs=2, batch_size=20, lr=5e-3, val_fraction=0.1),
+                teacher_input=IMAGENET32, progress=False),
     "distill": dict(ipc=2, patches_per_image=1, candidates_per_class=6, crops_per_image=3, progress=False),
 }
 
@@ -33,12 +35,12 @@ def main(job: str, out: str, data_dir: str, base_ckpt: str, models: str) -> None
         ll.fit_adapter(dataset, teachers=[resnet20], base="lightlabel-tiny-rn", pretrained=base_ckpt, out_dir=out,
                        **SETTINGS["fit"])
     elif job == "distill":
-        ll.distill_images(dataset, ll.load_teacher(resnet20), out_dir=out, **SETTINGS["distill"])
+        ll.distill_images(dataset, ll.load_teacher(resnet20, input_spec=IMAGENET32), out_dir=out, **SETTINGS["distill"])
     elif job == "relabel":
         torch.manual_seed(0)  # the same LoRA initialisation on every rank (the relabeler checks the weights agree)
         projector = ll.Projector(base="lightlabel-tiny-rn", pretrained=base_ckpt, class_names=dataset.classes,
-                                 head_rank=4)
-        relabeler = ll.OnlineRelabeler(projector, seed=0)
+                                 config=ll.AdapterConfig(head_rank=4))
+        relabeler = ll.OnlineRelabeler(projector, seed=0, input_spec=projector.input_spec)
         index = torch.arange(rank, len(dataset), world)
         labels = relabeler.label(projector.normalize(dataset.images[index].float() / 255))
         torch.save({"index": index, "labels": labels}, f"{out}/labels-rank{rank}.pt")
@@ -46,10 +48,10 @@ def main(job: str, out: str, data_dir: str, base_ckpt: str, models: str) -> None
         ll.train_teachers(dataset, out_dir=out, arch="cifar_resnet20", epochs=2, save_epochs=[2], batch_size=20,
                           progress=False)
     elif job == "train":
-        distilled = ll.distill_images(dataset, ll.load_teacher(resnet20), **SETTINGS["distill"])
+        distilled = ll.distill_images(dataset, ll.load_teacher(resnet20, input_spec=IMAGENET32), **SETTINGS["distill"])
         torch.manual_seed(0)
         projector = ll.Projector(base="lightlabel-tiny-rn", pretrained=base_ckpt, class_names=dataset.classes,
-                                 head_rank=4)
+                                 config=ll.AdapterConfig(head_rank=4))
         result = ll.train_student(distilled, projector, student="cifar_resnet20", epochs=2, batch_size=10,
                                   val_set=dataset, progress=False)
         if rank == 0:

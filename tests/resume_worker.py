@@ -2,7 +2,7 @@
 
     python tests/resume_worker.py JOB OUT_DIR DATA_DIR BASE_CKPT
 
-JOB is "fit", "teachers" or "distill". All settings are fixed here so the killed run, its resumption and the
+JOB is "fit", "teachers", "student" (DATA_DIR is then a distilled set) or "distill". All settings are fixed here so the killed run, its resumption and the
 uninterrupted reference run are the same job.
 """
 
@@ -23,13 +23,18 @@ def main(job: str, out_dir: str, data_dir: str, base_ckpt: str, models_dir: str)
     dataset = load_image_folder(data_dir, progress=False)
     if job == "fit":
         ll.fit_adapter(dataset, teachers=[f"{models_dir}/{RESNET20}"], base="lightlabel-tiny-rn",
-                       pretrained=base_ckpt, head_rank=4, epochs=4, batch_size=16, lr=5e-3, val_fraction=0.1,
-                       out_dir=out_dir, progress=False)
+                       pretrained=base_ckpt, config=ll.AdapterConfig(head_rank=4),
+                       fit=ll.FitConfig(epochs=4, batch_size=16, lr=5e-3, val_fraction=0.1),
+                       teacher_input=ll.InputSpec.imagenet(32), out_dir=out_dir, progress=False)
     elif job == "teachers":
         ll.train_teachers(dataset, out_dir=out_dir, arch="cifar_resnet20", epochs=4, save_epochs=[1, 2, 4],
                           batch_size=16, lr=0.05, progress=False)
+    elif job == "student":
+        distilled = ll.DistilledSet.load(data_dir)
+        ll.train_student(distilled, "hard", ll.EvalProtocol.helio(epochs=6, batch_size=10, student="cifar_resnet20"),
+                         seed=0, out_dir=out_dir, progress=False)
     elif job == "distill":
-        teacher = ll.load_teacher(f"{models_dir}/{RESNET20}")
+        teacher = ll.load_teacher(f"{models_dir}/{RESNET20}", input_spec=ll.InputSpec.imagenet(32))
         ll.distill_images(dataset, teacher, ipc=2, patches_per_image=1, candidates_per_class=6, crops_per_image=3,
                           image_size=32, out_dir=out_dir, progress=False)
     else:

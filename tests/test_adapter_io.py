@@ -11,7 +11,7 @@ import torch
 from conftest import CIFAR10_CLASSES, randomize_adapter
 
 import lightlabel as ll
-from lightlabel.adapter_io import FORMAT_VERSION, decode_adapter
+from lightlabel.io.adapter_format import FORMAT_VERSION, decode_adapter
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_not_a_safetensors_file_raises(tmp_path):
 
 def _rewrite(data: bytes, edit) -> bytes:
     """Re-serialise with edited metadata (checksums recomputed when `rehash`), as a careful forger would."""
-    from lightlabel.adapter_io import _sha256_metadata
+    from lightlabel.io.adapter_format import _sha256_metadata
 
     tensors = safetensors.torch.load(data)
     _, header = _header(data)
@@ -149,7 +149,7 @@ def test_future_version_and_bad_metadata_raise(fitted, edit, match):
 
 
 def test_wrong_tensor_shape_raises(fitted, tmp_path):
-    from lightlabel.adapter_io import _sha256_tensors
+    from lightlabel.io.adapter_format import _sha256_tensors
 
     def edit(meta, tensors):
         tensors["head.bias"] = torch.zeros(11)

@@ -31,13 +31,14 @@ def test_fit_distill_train_info_chain(tmp_path, cifar_train, data_root, tiny_rn,
     models = data_root.parent / "models"
     adapter = tmp_path / "adapter"
     assert main(["fit", str(cifar_train), "--base", tiny_rn[0], "--pretrained", tiny_rn[1], "--teachers",
-                 str(models / "cifar10-resnet20-12fca82f.th"), "--out", str(adapter), "--epochs", "1",
-                 "--batch-size", "30", "--head-rank", "4", "--quiet"]) == 0
+                 str(models / "cifar10-resnet20-12fca82f.th"), "--teacher-input", "imagenet@32", "--out", str(adapter),
+                 "--epochs", "1", "--batch-size", "30", "--head-rank", "4", "--quiet"]) == 0
     assert "adapter written to" in capsys.readouterr().out
     assert (adapter / "adapter.safetensors").is_file() and (adapter / "README.md").is_file()
 
     distilled = tmp_path / "distilled"
-    assert main(["distill", str(cifar_train), "--observer", str(models / "cifar10-resnet56-4bfd9763.th"), "--ipc", "1",
+    assert main(["distill", str(cifar_train), "--observer", str(models / "cifar10-resnet56-4bfd9763.th"),
+                 "--observer-input", "imagenet@32", "--ipc", "1",
                  "--patches-per-image", "1", "--candidates-per-class", "3", "--crops-per-image", "2", "--projector",
                  str(adapter), "--refine-steps", "2", "--out", str(distilled), "--quiet"]) == 0
     assert "10 distilled images" in capsys.readouterr().out
@@ -46,7 +47,15 @@ def test_fit_distill_train_info_chain(tmp_path, cifar_train, data_root, tiny_rn,
     assert main(["train", str(distilled), "--labels", str(adapter), "--student", "cifar_resnet20", "--epochs", "1",
                  "--batch-size", "5", "--val", str(cifar_train), "--json", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["labels"] == "projector" and 0 <= result["top1"] <= 1 and result["extra_storage_bytes"] > 0
+    assert result["labels"] == "projector" and result["extra_storage_bytes"] > 0
+    scored = result["top1"] * 120  # a fraction of the 120 validation images: the validation set was used
+    assert result["top1"] == result["history"][-1]["top1"] and abs(scored - round(scored)) < 1e-9
+    assert result["protocol"]["name"] == "helio" and result["protocol"]["epochs"] == 1 and result["iterations"] == 2
+    assert main(["train", str(distilled), "--labels", str(models / "cifar10-resnet56-4bfd9763.th"), "--teacher-input",
+                 "imagenet@32", "--protocol", "rded", "--student", "cifar_resnet20", "--epochs", "1", "--json",
+                 "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["labels"] == "teacher" and result["protocol"]["soft_loss"] == "kl" and result["iterations"] == 1
     assert main(["train", str(distilled), "--labels", "hard", "--student", "cifar_resnet20", "--epochs", "1",
                  "--batch-size", "5", "--quiet"]) == 0
     assert "hard labels" in capsys.readouterr().out
@@ -84,6 +93,7 @@ def test_push_goes_through_push_to_hub(tmp_path, make_projector, monkeypatch, ca
         (["fit", "nowhere", "--out", "x.safetensors"], "image folder not found"),
         (["storage", "--classes", "10", "--ipc", "0"], "ipc"),
         (["storage", "--classes", "10", "--ipc", "1", "--teacher", "resnet-eighteen"], "not a torchvision model"),
+        (["distill", "nowhere", "--observer", "t.th", "--out", "o", "--ipc", "0"], "`ipc` must be an int >= 1"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(argv, match, capsys):

@@ -12,7 +12,7 @@ from torch import nn
 
 import lightlabel as ll
 from lightlabel.data import TensorImageDataset, load_image_folder
-from lightlabel.distill import refine_images, stitch_patches
+from lightlabel.recipes.distill import refine_images, stitch_patches
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,8 @@ def cifar_ds(cifar_train):
 
 @pytest.fixture(scope="module")
 def resnet56(data_root):
-    return ll.load_teacher(data_root.parent / "models" / "cifar10-resnet56-4bfd9763.th")
+    return ll.load_teacher(data_root.parent / "models" / "cifar10-resnet56-4bfd9763.th",
+                           input_spec=ll.InputSpec.imagenet(32))
 
 
 def test_stitching_puts_each_patch_in_its_quadrant():
@@ -46,6 +47,7 @@ class BrightnessObserver(nn.Module):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(()))
         self.num_classes, self.seen = num_classes, []
+        self.input_spec = ll.InputSpec((0, 0, 0), (1, 1, 1))
 
     def forward(self, x):
         self.seen.append(x.detach().clone())
@@ -66,7 +68,7 @@ def test_top_patches_by_realism_score_are_kept():
     ds = TensorImageDataset(torch.cat([ds.images, ds.images[:2]]), torch.tensor([0] * 6 + [1, 1]),
                             ["bright", "other"], ids=ds.ids + ["o1", "o2"])
     out = ll.distill_images(ds, BrightnessObserver(), ipc=2, patches_per_image=1, candidates_per_class=6,
-                            crops_per_image=2, image_size=8, observer_mean=(0, 0, 0), observer_std=(1, 1, 1),
+                            crops_per_image=2, image_size=8,
                             progress=False)
     chosen = sorted(src[0] for src, label in zip(out.sources, out.targets) if label == 0)
     assert chosen == ["img200", "img250"]
@@ -77,7 +79,7 @@ def test_each_image_keeps_its_best_crop():
     ds = TensorImageDataset(torch.stack([gradient, gradient]), torch.tensor([0, 1]), ["a", "b"], ids=["g0", "g1"])
     observer = BrightnessObserver()
     out = ll.distill_images(ds, observer, ipc=1, patches_per_image=1, candidates_per_class=1, crops_per_image=6,
-                            crop_scale=(0.1, 0.5), image_size=16, observer_mean=(0, 0, 0), observer_std=(1, 1, 1),
+                            crop_scale=(0.1, 0.5), image_size=16,
                             progress=False)
     crops = torch.cat(observer.seen[1:])[:6]  # class 0's six crops (the first call is the class-count probe)
     best = crops[crops.mean(dim=(1, 2, 3)).argmax()]
@@ -136,7 +138,7 @@ def test_save_load_round_trip_is_exact_and_atomic(cifar_ds, resnet56, tmp_path, 
     folder = ImageFolder(str(path))
     assert folder.classes == CIFAR10_CLASSES and sorted(folder.targets) == sorted(out.targets)
 
-    import lightlabel.distill as distill_module
+    import lightlabel.recipes.distill as distill_module
 
     def broken_png(image):
         raise OSError("disk full")
@@ -173,9 +175,14 @@ def test_errors(cifar_ds, resnet56):
         ll.distill_images(cifar_ds, resnet56, ipc=13, patches_per_image=4, candidates_per_class=20, image_size=32, **kw)
     with pytest.raises(ValueError, match="smaller than a 64x64 patch"):
         ll.distill_images(cifar_ds, resnet56, ipc=1, patches_per_image=1, candidates_per_class=2, image_size=64, **kw)
+    seven = ll.models.build_model("cifar_resnet20", 7)
+    with pytest.raises(ValueError, match="observer .* carries no input normalisation"):
+        ll.distill_images(cifar_ds, seven, ipc=1, patches_per_image=1, candidates_per_class=2, **kw)
     with pytest.raises(ValueError, match="outputs 7 classes but the dataset has 10"):
-        ll.distill_images(cifar_ds, ll.models.build_model("cifar_resnet20", 7), ipc=1, patches_per_image=1,
+        ll.distill_images(cifar_ds, ll.with_input_spec(seven, ll.InputSpec.imagenet(32)), ipc=1, patches_per_image=1,
                           candidates_per_class=2, **kw)
+    with pytest.raises(TypeError, match="unknown DistillConfig settings \\['ipcs'\\]"):
+        ll.distill_images(cifar_ds, resnet56, ipcs=1, **kw)
     with pytest.raises(ValueError, match="perfect square"):
         ll.distill_images(cifar_ds, resnet56, ipc=1, patches_per_image=2, **kw)
     with pytest.raises(ValueError, match="ipc"):

@@ -35,9 +35,15 @@ def resnet56(data_root):
     return data_root.parent / "models" / "cifar10-resnet56-4bfd9763.th"
 
 
+IMAGENET32 = ll.InputSpec.imagenet(32)
+
+
 def _fit(ds, teachers, tiny_rn, out_dir=None, **kw):
-    kw = {"head_rank": 4, "epochs": 2, "batch_size": 20, "lr": 5e-3, "val_fraction": 0.2, "progress": False, **kw}
-    return ll.fit_adapter(ds, teachers=teachers, base=tiny_rn[0], pretrained=tiny_rn[1], out_dir=out_dir, **kw)
+    fit = {"epochs": 2, "batch_size": 20, "lr": 5e-3, "val_fraction": 0.2,
+           **{k: kw.pop(k) for k in list(kw) if k in ll.FitConfig.__dataclass_fields__}}
+    return ll.fit_adapter(ds, teachers=teachers, base=tiny_rn[0], pretrained=tiny_rn[1], out_dir=out_dir,
+                          config=ll.AdapterConfig(head_rank=4), fit=ll.FitConfig(**fit), teacher_input=IMAGENET32,
+                          progress=False, **kw)
 
 
 def test_real_teachers_load_and_are_accurate(data_root, resnet20, resnet56, tmp_path):
@@ -45,17 +51,18 @@ def test_real_teachers_load_and_are_accurate(data_root, resnet20, resnet56, tmp_
 
     test = load_image_folder(extract_image_folder(data_root / "cifar10" / "test.tar.gz", tmp_path / "test",
                                                   split="test", per_class=10), progress=False)
-    x = test.images.float() / 255
-    x = (x - torch.tensor(ll.models.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(ll.models.IMAGENET_STD).view(1, 3, 1, 1)
+    x = IMAGENET32.normalize(test.images.float() / 255)
     for path in (resnet20, resnet56):
-        teacher = ll.load_teacher(path)
+        teacher = ll.load_teacher(path, input_spec=IMAGENET32)
+        assert teacher.input_spec == IMAGENET32
         with torch.no_grad():
             acc = (teacher(x).argmax(1) == test.labels).float().mean().item()
         assert acc >= 0.8, f"{path.name}: {acc:.2f} top-1 on 100 real test images"
 
 
 def test_fitting_lowers_mse_to_teachers_and_changes_only_the_adapter(cifar_ds, resnet20, resnet56, tiny_rn):
-    reference = ll.Projector(base=tiny_rn[0], pretrained=tiny_rn[1], class_names=CIFAR10_CLASSES, head_rank=4)
+    reference = ll.Projector(base=tiny_rn[0], pretrained=tiny_rn[1], class_names=CIFAR10_CLASSES,
+                             config=ll.AdapterConfig(head_rank=4))
     base_before = {k: v.clone() for k, v in reference.visual.state_dict().items() if "lora" not in k}
     projector = _fit(cifar_ds, [resnet20, resnet56], tiny_rn, epochs=3)
     history = projector.fit_info["history"]
@@ -77,7 +84,7 @@ def test_fitting_lowers_mse_to_teachers_and_changes_only_the_adapter(cifar_ds, r
 
 def test_resume_equals_uninterrupted(cifar_ds, resnet20, tiny_rn, tmp_path, monkeypatch):
     full = _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path / "full", epochs=3)
-    import lightlabel.fit as fit_module
+    import lightlabel.recipes.loop as fit_module
 
     real_save, calls = fit_module.save_state, []
 
@@ -96,6 +103,8 @@ def test_resume_equals_uninterrupted(cifar_ds, resnet20, tiny_rn, tmp_path, monk
         assert torch.equal(resumed.adapter_state()[k], v), k
     assert [h["epoch"] for h in resumed.fit_info["history"]] == [0, 1, 2, 3]
     ll.Projector.from_pretrained(tmp_path / "resumed" / "adapter.safetensors")  # the per-epoch file loads
+    assert ll.FitConfig.from_dict(ll.read_adapter(tmp_path / "resumed")[0].fit_info["config"]) == ll.FitConfig(
+        epochs=3, batch_size=20, lr=5e-3, val_fraction=0.2), "the fit config round-trips through the adapter header"
 
 
 def test_out_dir_of_a_fit_on_precomputed_text_embeddings_loads_alone(cifar_ds, resnet20, tiny_rn, tmp_path):
@@ -104,14 +113,14 @@ def test_out_dir_of_a_fit_on_precomputed_text_embeddings_loads_alone(cifar_ds, r
     fitted = _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path, epochs=1, text_embeddings=text).eval()
     assert (tmp_path / "text_embeddings.safetensors").is_file()
     loaded = ll.Projector.from_pretrained(tmp_path).eval()  # no text_embeddings argument needed
-    x = fitted.normalize(torch.rand(4, 3, *fitted.image_size))
+    x = fitted.input_spec.normalize(torch.rand(4, 3, *fitted.image_size))
     with torch.no_grad():
         assert torch.equal(loaded(x), fitted(x))
 
 
 def test_other_settings_in_out_dir_are_refused(cifar_ds, resnet20, tiny_rn, tmp_path):
     _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path, epochs=1)
-    with pytest.raises(ValueError, match=r"other settings \(differing: \['lr'\]\)"):
+    with pytest.raises(ValueError, match=r"other settings \(differing: \['fit.lr'\]\)"):
         _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path, epochs=1, lr=1e-3)
 
 
@@ -131,8 +140,10 @@ def test_image_folder_path_and_class_name_errors(cifar_train, cifar_ds, resnet20
 
 def test_teachers_with_wrong_class_count_raise(cifar_ds, tiny_rn):
     teacher = ll.models.build_model("cifar_resnet20", 7)
+    with pytest.raises(ValueError, match="carries no input normalisation"):
+        ll.fit_adapter(cifar_ds, teachers=[teacher], base=tiny_rn[0], pretrained=tiny_rn[1], progress=False)
     with pytest.raises(ValueError, match="output 7 classes but there are 10"):
-        _fit(cifar_ds, [teacher], tiny_rn)
+        _fit(cifar_ds, [ll.with_input_spec(teacher, IMAGENET32)], tiny_rn)
 
 
 def test_train_teachers_checkpoints_and_resume(cifar_ds, tmp_path, monkeypatch):
@@ -140,10 +151,12 @@ def test_train_teachers_checkpoints_and_resume(cifar_ds, tmp_path, monkeypatch):
     paths = ll.train_teachers(cifar_ds, out_dir=tmp_path / "full", **kw)
     assert [p.name for p in paths] == ["teacher-epoch001.pt", "teacher-epoch003.pt"]
     teacher = ll.load_teacher(paths[-1])
-    assert teacher.classes == CIFAR10_CLASSES and teacher.image_size == 32 and not teacher.training
+    assert teacher.classes == CIFAR10_CLASSES and teacher.input_spec == IMAGENET32 and not teacher.training
     assert teacher(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="contradicts"):
+        ll.load_teacher(paths[-1], input_spec=ll.InputSpec.cifar10())
 
-    import lightlabel.teachers as teachers_module
+    import lightlabel.recipes.loop as teachers_module
 
     real_save = teachers_module.save_state
 
@@ -161,6 +174,8 @@ def test_train_teachers_checkpoints_and_resume(cifar_ds, tmp_path, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="save_epochs"):
         ll.train_teachers(cifar_ds, out_dir=tmp_path / "x", arch="cifar_resnet20", epochs=2, save_epochs=[3])
+    with pytest.raises(TypeError, match="unknown TeacherConfig settings \\['epoch'\\]"):
+        ll.train_teachers(cifar_ds, out_dir=tmp_path / "x", epoch=2)
     with pytest.raises(ValueError, match="arch"):
         ll.train_teachers(cifar_ds, out_dir=tmp_path / "y", arch="resnet-eighteen", epochs=1)
 
@@ -178,7 +193,7 @@ def test_low_res_resnet18_and_timm_architectures():
 
 
 def test_vectorized_ensemble_equals_loop_on_real_teachers(resnet56, cifar_batch):
-    base = ll.load_teacher(resnet56)
+    base = ll.load_teacher(resnet56, input_spec=IMAGENET32)
     teachers = []
     for i in range(3):
         t = copy.deepcopy(base)

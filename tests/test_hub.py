@@ -14,7 +14,7 @@ from conftest import randomize_adapter
 from huggingface_hub import HfApi, ModelCard, constants
 
 import lightlabel as ll
-import lightlabel.hub as hub
+import lightlabel.io.hub as hub
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -102,8 +102,9 @@ def test_model_card_contents(fitted, tmp_path):
                      f"{report.soft_label_bytes:,} bytes (fp16, IPC 10, 300 epochs)", "0.8750", "0.1234",
                      'from_pretrained("org/lightlabel-tiny-cifar10-r8")', "10 (airplane, automobile"):
         assert expected in text, expected
-    bare = hub.model_card(ll.Projector(base=fitted.base_model, pretrained=fitted.base_pretrained,
-                                       class_names=list(fitted.class_names), head_rank=4))
+    plain = ll.Projector(base=fitted.base_model, pretrained=fitted.base_pretrained,
+                         class_names=list(fitted.class_names), config=ll.AdapterConfig(head_rank=4))
+    bare = hub.model_card(plain.info(), adapter_nbytes=plain.adapter_nbytes, num_parameters=plain.num_adapter_parameters())
     assert "No fit-time figures recorded" in bare.text
 
 
@@ -128,7 +129,7 @@ def test_push_to_hub_sends_exactly_the_adapter_and_card(fitted, tmp_path, monkey
     repo_id, kw, files = sent["upload"]
     assert repo_id == "org/lightlabel-tiny-cifar10-r8" and kw["commit_message"] == "first adapter"
     assert sorted(files) == ["README.md", "adapter.safetensors"]
-    info, tensors = ll.adapter_io.decode_adapter(files["adapter.safetensors"])
+    info, tensors = ll.io.adapter_format.decode_adapter(files["adapter.safetensors"])
     assert info == fitted.info() and all(torch.equal(tensors[k], v) for k, v in fitted.adapter_state().items())
     assert "library_name: lightlabel" in files["README.md"].decode()
     assert sent["headers"] == ("lightlabel", ll.__version__)
@@ -143,4 +144,4 @@ def test_push_offline_and_bad_repo_ids(fitted, monkeypatch):
 
 
 def test_repo_naming_convention(fitted):
-    assert hub.repo_name(fitted, "CIFAR-10", org="me") == "me/lightlabel-lightlabel-tiny-rn-cifar-10-r8"
+    assert hub.repo_name(fitted.info(), "CIFAR-10", org="me") == "me/lightlabel-lightlabel-tiny-rn-cifar-10-r8"

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from lightlabel._memory import peak_memory_bytes, reset_peak_memory
+from lightlabel.utils.memory import peak_memory_bytes, reset_peak_memory
 
 CPU = torch.device("cpu")
 

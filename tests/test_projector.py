@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from conftest import CIFAR10_CLASSES, randomize_adapter
 
 import lightlabel as ll
-from lightlabel.templates import HELIO_TEMPLATES, OPENAI_IMAGENET_TEMPLATES
+from lightlabel.core.templates import HELIO_TEMPLATES, OPENAI_IMAGENET_TEMPLATES
 
 
 def _base_model(base):

@@ -10,6 +10,7 @@ from torch import nn
 import lightlabel as ll
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGENET = ll.InputSpec.imagenet()
 
 
 @pytest.fixture
@@ -28,7 +29,8 @@ def _normalised(batch, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 @pytest.mark.parametrize("mix", ["cutmix", "mixup", "none"])
 def test_shapes_dtypes_and_targets_sum_to_one(projector, cifar_batch, mix):
     images, labels = _normalised(cifar_batch)
-    relabeler = ll.OnlineRelabeler(projector, mix=mix, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, seed=0)
+    relabeler = ll.OnlineRelabeler(projector, mix=mix, input_spec=IMAGENET, seed=0)
+    before = {k: v.clone() for k, v in projector.state_dict().items()}
     out_images, soft, targets = relabeler(images, labels)
     assert out_images.shape == images.shape and out_images.dtype == images.dtype
     assert soft.shape == (40, 10) and soft.dtype == torch.float32 and not soft.is_inference()
@@ -38,13 +40,15 @@ def test_shapes_dtypes_and_targets_sum_to_one(projector, cifar_batch, mix):
         assert torch.equal(targets.argmax(1), labels)
     else:
         assert not torch.equal(out_images, images)
-    assert projector.merged, "the relabeler uses the merged inference path by default"
+    assert not projector.merged, "the relabeler must not change the caller's projector"
+    after = projector.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_labels_equal_projector_on_renormalised_images(projector, cifar_batch):
     images01, labels = cifar_batch
     images, _ = _normalised(cifar_batch)
-    relabeler = ll.OnlineRelabeler(projector, mix="none", input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD)
+    relabeler = ll.OnlineRelabeler(projector, mix="none", input_spec=IMAGENET)
     _, soft, _ = relabeler(images, labels)
     with torch.no_grad():
         expected = projector(projector.normalize(images01))
@@ -53,14 +57,18 @@ def test_labels_equal_projector_on_renormalised_images(projector, cifar_batch):
 
 def test_student_resolution_is_resized_for_the_projector(projector, cifar_batch):
     images01, labels = cifar_batch
-    big = torch.nn.functional.interpolate(projector.normalize(images01), size=64, mode="bilinear")
-    out, soft, _ = ll.OnlineRelabeler(projector, mix="cutmix", seed=0)(big, labels)
+    big = torch.nn.functional.interpolate(images01, size=64, mode="bilinear")
+    out, soft, _ = ll.OnlineRelabeler(projector, mix="none", input_spec=ll.InputSpec((0, 0, 0), (1, 1, 1)), seed=0)(
+        big, labels)
     assert out.shape[-1] == 64 and soft.shape == (40, 10)
+    with torch.no_grad():
+        expected = projector(projector.input_spec.prepare(big))
+    torch.testing.assert_close(soft, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_deterministic_under_seed_and_global_rng_untouched(projector, cifar_batch):
     images, labels = _normalised(cifar_batch)
-    kw = dict(mix="cutmix", crop_size=24, flip=True, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, seed=7)
+    kw = dict(augment=ll.AugmentConfig(crop_scale=(0.3, 1.0), flip=True), input_spec=IMAGENET, seed=7)
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
     a = ll.OnlineRelabeler(projector, **kw)(images, labels)
@@ -68,7 +76,7 @@ def test_deterministic_under_seed_and_global_rng_untouched(projector, cifar_batc
     b = ll.OnlineRelabeler(projector, **kw)(images, labels)
     for x, y in zip(a, b):
         assert torch.equal(x, y)
-    assert a[0].shape == (40, 3, 24, 24)
+    assert a[0].shape == (40, 3, 32, 32)
     r = ll.OnlineRelabeler(projector, **kw)
     first, second = r(images, labels), r(images, labels)
     assert not torch.equal(first[0], second[0]), "successive batches must get fresh augmentations"
@@ -81,11 +89,13 @@ def test_deterministic_under_seed_and_global_rng_untouched(projector, cifar_batc
 
 
 class _Teacher(nn.Module):
-    def __init__(self, seed):
+    def __init__(self, seed, spec=IMAGENET):
         super().__init__()
         torch.manual_seed(seed)
         self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                                  nn.Flatten(), nn.Linear(4, 10))
+        if spec is not None:
+            self.input_spec = spec
 
     def forward(self, x):
         return self.net(x)
@@ -97,20 +107,36 @@ def test_teacher_ensemble_labels_are_mean_logits(cifar_batch, vectorize):
     teachers = [_Teacher(s) for s in range(3)]
     ensemble = ll.TeacherEnsemble(teachers, vectorize=vectorize)
     assert ensemble.stacked and ensemble.vectorized == vectorize
-    relabeler = ll.OnlineRelabeler(ensemble, num_classes=10, mix="none")
+    relabeler = ll.OnlineRelabeler(ensemble, mix="none", input_spec=IMAGENET)
     _, soft, _ = relabeler(images, labels)
     with torch.no_grad():
         expected = torch.stack([t.eval()(images) for t in teachers]).mean(0)
     torch.testing.assert_close(soft, expected, rtol=1e-5, atol=1e-5)
-    _, from_list, _ = ll.OnlineRelabeler(teachers, num_classes=10, mix="none")(images, labels)
+    _, from_list, _ = ll.OnlineRelabeler(teachers, mix="none", input_spec=IMAGENET)(images, labels)
     torch.testing.assert_close(from_list, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_teachers_get_their_own_normalisation(cifar_batch):
+    """A teacher with other input statistics than the loader's gets its own (the latent bug of 0.1: a list of
+    teachers silently got the student's normalisation)."""
+    images01, labels = cifar_batch
+    cifar = ll.InputSpec.cifar10(None)
+    teacher = _Teacher(0, spec=cifar)
+    _, soft, _ = ll.OnlineRelabeler([teacher], mix="none", input_spec=IMAGENET)(IMAGENET.normalize(images01), labels)
+    with torch.no_grad():
+        expected = teacher.eval()(cifar.normalize(images01))
+        wrong = teacher(IMAGENET.normalize(images01))
+    torch.testing.assert_close(soft, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(soft, wrong, atol=1e-3)
+    with pytest.raises(ValueError, match="different inputs"):
+        ll.TeacherEnsemble([_Teacher(0, spec=cifar), _Teacher(1)])
 
 
 def test_works_in_a_training_step_with_amp(projector, cifar_batch):
     images, labels = _normalised(cifar_batch)
     student = _Teacher(0).train()
     opt = torch.optim.SGD(student.parameters(), lr=0.1)
-    relabeler = ll.OnlineRelabeler(projector, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, seed=0)
+    relabeler = ll.OnlineRelabeler(projector, input_spec=IMAGENET, seed=0)
     criterion = ll.SoftLabelLoss()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         x, soft, y = relabeler(images, labels)
@@ -122,13 +148,17 @@ def test_works_in_a_training_step_with_amp(projector, cifar_batch):
 
 def test_errors(projector, cifar_batch):
     images, labels = _normalised(cifar_batch)
-    with pytest.raises(ValueError, match="num_classes"):
-        ll.OnlineRelabeler(_Teacher(0))
+    with pytest.raises(ValueError, match="input normalisation"):
+        ll.OnlineRelabeler(_Teacher(0, spec=None), input_spec=IMAGENET)
+    with pytest.raises(TypeError, match="input_spec"):
+        ll.OnlineRelabeler(projector, input_spec=(IMAGENET_MEAN, IMAGENET_STD))
     with pytest.raises(ValueError, match="mix"):
-        ll.OnlineRelabeler(projector, mix="cutout")
-    with pytest.raises(ValueError, match="labeler_mean"):
-        ll.OnlineRelabeler(_Teacher(0), num_classes=10, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD)
-    relabeler = ll.OnlineRelabeler(projector, seed=0)
+        ll.OnlineRelabeler(projector, mix="cutout", input_spec=IMAGENET)
+    with pytest.raises(ValueError, match="either"):
+        ll.OnlineRelabeler(projector, mix="cutmix", augment=ll.AugmentConfig(), input_spec=IMAGENET)
+    with pytest.raises(TypeError, match="LabelSource"):
+        ll.OnlineRelabeler("projector.safetensors", input_spec=IMAGENET)
+    relabeler = ll.OnlineRelabeler(projector, seed=0, input_spec=IMAGENET)
     with pytest.raises(TypeError, match="float"):
         relabeler((images * 255).to(torch.uint8), labels)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
@@ -138,4 +168,4 @@ def test_errors(projector, cifar_batch):
     with pytest.raises(ValueError, match="NaN"):
         relabeler(torch.full_like(images, float("nan")), labels)
     with pytest.raises(ValueError, match="NaN"):
-        ll.OnlineRelabeler(_Teacher(0), num_classes=10, mix="none")(torch.full_like(images, float("nan")), labels)
+        ll.OnlineRelabeler(_Teacher(0), mix="none", input_spec=IMAGENET)(torch.full_like(images, float("nan")), labels)

@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import lightlabel as ll
-from lightlabel.adapter_io import decode_adapter
 from lightlabel.data import ImageFolderDataset, load_image_folder
+from lightlabel.io.adapter_format import decode_adapter
 
 
 @pytest.fixture(scope="module")
 def adapter_bytes(tiny_rn):
-    projector = ll.Projector(base=tiny_rn[0], pretrained=tiny_rn[1], class_names=["a", "b", "c"], head_rank=2,
-                             targets=("attnpool",))
+    projector = ll.Projector(base=tiny_rn[0], pretrained=tiny_rn[1], class_names=["a", "b", "c"],
+                             config=ll.AdapterConfig(head_rank=2, targets=("attnpool",)))
     randomize_adapter(projector)
     data = projector.to_bytes()
     return data, decode_adapter(data)
@@ -109,17 +109,18 @@ def _crash_torch_save(monkeypatch, module):
 
 
 def test_crash_inside_checkpoint_writers_keeps_previous_versions(tmp_path, monkeypatch, make_projector):
-    import lightlabel._loop as loop
     import lightlabel.models as models
+    import lightlabel.recipes.loop as loop
 
     teacher = models.build_model("cifar_resnet20", 10)
+    spec = ll.InputSpec.imagenet(32)
     path = models.save_teacher(teacher, tmp_path / "t.pt", arch="cifar_resnet20", classes=list("abcdefghij"),
-                               low_res=False, image_size=32)
+                               low_res=False, input_spec=spec)
     loop.save_state(tmp_path / "state.pt", {"epoch": 1})
     _crash_torch_save(monkeypatch, models)
     with pytest.raises(OSError, match="crash inside the writer"):
         models.save_teacher(teacher, path, arch="cifar_resnet20", classes=list("abcdefghij"), low_res=False,
-                            image_size=32)
+                            input_spec=spec)
     _crash_torch_save(monkeypatch, loop)
     with pytest.raises(OSError):
         loop.save_state(tmp_path / "state.pt", {"epoch": 2})
@@ -132,17 +133,25 @@ def test_crash_inside_checkpoint_writers_keeps_previous_versions(tmp_path, monke
     card_dir = tmp_path / "card"
     projector.save_pretrained(card_dir)
     before = (card_dir / "README.md").read_text()
-    import lightlabel.hub as hub
+    import lightlabel.core.projector as projector_module
 
-    monkeypatch.setattr(hub, "model_card", lambda *a, **k: (_ for _ in ()).throw(OSError("card crash")))
+    monkeypatch.setattr(projector_module, "model_card", lambda *a, **k: (_ for _ in ()).throw(OSError("card crash")))
     with pytest.raises(OSError):
         projector.save_pretrained(card_dir)
     assert (card_dir / "README.md").read_text() == before
 
 
-def test_relabeler_projector_and_distill_are_deterministic(make_projector, cifar_batch):
+def test_relabeler_projector_and_distill_are_deterministic(make_projector, cifar_batch, cifar_train, data_root):
     images, labels = cifar_batch
     projector = make_projector()
     randomize_adapter(projector)
-    outs = [ll.OnlineRelabeler(projector, seed=3)(projector.normalize(images), labels) for _ in range(2)]
+    spec = ll.InputSpec.imagenet()
+    outs = [ll.OnlineRelabeler(projector, seed=3, input_spec=spec)(spec.normalize(images), labels) for _ in range(2)]
     assert all(torch.equal(a, b) for a, b in zip(*outs))
+    other = ll.OnlineRelabeler(projector, seed=4, input_spec=spec)(spec.normalize(images), labels)
+    assert not torch.equal(outs[0][0], other[0]), "another seed must give other views"
+    teacher = ll.load_teacher(data_root.parent / "models" / "cifar10-resnet20-12fca82f.th", input_spec=spec)
+    kw = dict(ipc=1, patches_per_image=4, candidates_per_class=4, crops_per_image=2, image_size=32, progress=False)
+    runs = [ll.distill_images(str(cifar_train), teacher, seed=5, **kw) for _ in range(2)]
+    assert torch.equal(runs[0].images, runs[1].images) and runs[0].sources == runs[1].sources
+    assert not torch.equal(ll.distill_images(str(cifar_train), teacher, seed=6, **kw).images, runs[0].images)

@@ -23,10 +23,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["LORA_TARGETS", "LoRAWeight", "attach_lora", "find_lora_targets", "merge_lora", "unmerge_lora"]
+from ..configs import LORA_TARGETS
 
-#: Target kinds accepted by :func:`find_lora_targets`.
-LORA_TARGETS: tuple[str, ...] = ("attn", "attnpool", "conv", "linear")
+__all__ = ["LORA_TARGETS", "LoRAWeight", "attach_lora", "find_lora_targets", "merge_lora", "unmerge_lora"]
 
 
 class LoRAWeight(nn.Module):

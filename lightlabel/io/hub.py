@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData, constants, hf_hub_download
 from huggingface_hub.errors import (
@@ -25,14 +24,12 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ._io import atomic_write_text
-from .adapter_io import ADAPTER_FILENAME
-from .version import __version__
+from ..storage import soft_label_nbytes, teacher_nbytes
+from ..utils.files import atomic_write_text
+from ..version import __version__
+from .adapter_format import ADAPTER_FILENAME, AdapterInfo
 
-if TYPE_CHECKING:
-    from .projector import Projector
-
-__all__ = ["is_offline", "model_card", "push_to_hub", "repo_name", "resolve_adapter"]
+__all__ = ["is_offline", "model_card", "push_folder", "repo_name", "resolve_adapter", "write_model_card"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,55 +98,60 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
         raise FileNotFoundError(f"Hub repo {name!r} has no {filename}: not a lightlabel adapter repo") from e
 
 
-def repo_name(projector: Projector, dataset: str, org: str | None = None) -> str:
+def repo_name(info: AdapterInfo, dataset: str, org: str | None = None) -> str:
     """The naming convention ``<org>/lightlabel-<base>-<dataset>-r<image rank>``, e.g.
     ``lightlabel-rn50-quickgelu-imagenet1k-r8``."""
-    base = re.sub(r"[^a-z0-9]+", "-", projector.base_model.split(":")[-1].split("/")[-1].lower()).strip("-")
-    name = f"lightlabel-{base}-{re.sub(r'[^a-z0-9]+', '-', dataset.lower()).strip('-')}-r{projector.config.image_rank}"
+    base = re.sub(r"[^a-z0-9]+", "-", info.base_model.split(":")[-1].split("/")[-1].lower()).strip("-")
+    name = f"lightlabel-{base}-{re.sub(r'[^a-z0-9]+', '-', dataset.lower()).strip('-')}-r{info.config.image_rank}"
     return f"{org}/{name}" if org else name
 
 
-def _base_model_id(projector: Projector) -> str | None:
+def _base_model_id(info: AdapterInfo) -> str | None:
     import open_clip
 
-    if projector.base_model.startswith("hf-hub:"):
-        return projector.base_model.removeprefix("hf-hub:")
-    cfg = open_clip.get_pretrained_cfg(projector.base_model, projector.base_pretrained or "") if projector.base_pretrained else {}
+    if info.base_model.startswith("hf-hub:"):
+        return info.base_model.removeprefix("hf-hub:")
+    cfg = open_clip.get_pretrained_cfg(info.base_model, info.base_pretrained or "") if info.base_pretrained else {}
     hub = (cfg or {}).get("hf_hub", "")
     return hub.strip("/") or None
 
 
-def model_card(projector: Projector, *, ipc: int = 10, epochs: int = 300, license: str | None = None,
-               dataset: str | None = None, repo_id: str | None = None) -> ModelCard:
-    """A model card for the adapter: YAML front matter (library_name, tags, base_model, license) and a body with
+def model_card(info: AdapterInfo, *, adapter_nbytes: int, num_parameters: int, ipc: int = 10, epochs: int = 300,
+               license: str | None = None, dataset: str | None = None, repo_id: str | None = None) -> ModelCard:
+    """A model card for an adapter: YAML front matter (library_name, tags, base_model, license) and a body with
     the base, classes, ranks, adapter bytes, the equivalent stored-soft-label bytes, the fit-time fidelity and
     accuracy (when recorded) and a usage snippet.
 
     Args:
+        info: the adapter's header (:meth:`lightlabel.Projector.info`).
+        adapter_nbytes: bytes of the adapter file. num_parameters: adapter parameters.
         ipc, epochs: the setting for the stored-soft-label comparison (fp16 labels).
         license: SPDX id of the adapter's license (default: omitted).
         dataset: name of the dataset it was fitted on, for the card.
         repo_id: the repo, for the usage snippet (default: a local folder).
     """
-    report = projector.storage_report(ipc=ipc, epochs=epochs)
-    base_id = _base_model_id(projector)
+    num_classes = len(info.class_names)
+    stored = soft_label_nbytes(num_classes=num_classes, ipc=ipc, epochs=epochs)
+    teacher = teacher_nbytes("resnet18", num_classes)
+    base_id = _base_model_id(info)
     data = ModelCardData(library_name="lightlabel", tags=list(TAGS), license=license,
                          base_model=base_id, datasets=[dataset] if dataset else None)
-    c = projector.config
-    info: dict[str, Any] = projector.fit_info or {}
+    c = info.config
+    fit: dict[str, Any] = dict(info.fit_info or {})
     fit_rows = []
     for key, label in (("final_agreement", "top-1 agreement with the teachers (held-out)"),
                        ("final_kl", "KL(teacher || projector), nats (held-out)"),
                        ("final_top1", "projector top-1 (held-out)"), ("final_teacher_top1", "teacher top-1 (held-out)"),
                        ("student_top1", "student top-1 with projector labels")):
-        if key in info:
-            fit_rows.append(f"| {label} | {info[key]:.4f} |")
+        if key in fit:
+            fit_rows.append(f"| {label} | {fit[key]:.4f} |")
     for key in ("epochs", "num_teachers", "samples", "lr", "batch_size", "ce_weight"):
-        if key in info:
-            fit_rows.append(f"| fit {key} | {info[key]} |")
+        if key in fit:
+            fit_rows.append(f"| fit {key} | {fit[key]} |")
     fit_table = ("| figure | value |\n|---|---|\n" + "\n".join(fit_rows)) if fit_rows else "_No fit-time figures recorded._"
     where = repo_id or "path/to/this/folder"
-    names = ", ".join(projector.class_names[:8]) + (", ..." if projector.num_classes > 8 else "")
+    names = ", ".join(info.class_names[:8]) + (", ..." if num_classes > 8 else "")
+    size = info.image_size
     body = f"""
 # lightlabel adapter{f' for {dataset}' if dataset else ''}
 
@@ -159,15 +161,15 @@ on the fly. It replaces stored soft labels and the teacher network.
 
 | | |
 |---|---|
-| base model (open_clip) | `{projector.base_model}`, pretrained `{projector.base_pretrained}`{f' (`{base_id}`)' if base_id else ''} |
-| base fingerprint (sha256) | `{projector.base_fingerprint[:16]}...` |
-| classes | {projector.num_classes} ({names}) |
-| image LoRA | rank {c.image_rank}, alpha {c.image_alpha:g}, on {len(projector.lora_weights)} weights ({', '.join(c.targets)}) |
+| base model (open_clip) | `{info.base_model}`, pretrained `{info.base_pretrained}`{f' (`{base_id}`)' if base_id else ''} |
+| base fingerprint (sha256) | `{info.base_fingerprint[:16]}...` |
+| classes | {num_classes} ({names}) |
+| image LoRA | rank {c.image_rank}, alpha {c.image_alpha:g}, on {len(info.lora_weights)} weights ({', '.join(c.targets)}) |
 | head | rank {c.head_rank}, alpha {c.head_alpha:g}, mode `{c.head_mode}` |
-| adapter parameters | {projector.num_adapter_parameters():,} |
-| adapter size | {report.adapter_bytes:,} bytes (fp32) |
-| stored soft labels it replaces | {report.soft_label_bytes:,} bytes (fp16, IPC {ipc}, {epochs} epochs) |
-| teacher it replaces (ResNet-18) | {report.teacher_bytes:,} bytes |
+| adapter parameters | {num_parameters:,} |
+| adapter size | {adapter_nbytes:,} bytes ({info.storage_dtype}) |
+| stored soft labels it replaces | {stored:,} bytes (fp16, IPC {ipc}, {epochs} epochs) |
+| teacher it replaces (ResNet-18) | {teacher:,} bytes (fp32 state dict) |
 
 ## Fit-time figures
 
@@ -178,32 +180,31 @@ on the fly. It replaces stored soft labels and the teacher network.
 ```python
 import lightlabel as ll
 
-projector = ll.Projector.from_pretrained("{where}")
-relabeler = ll.OnlineRelabeler(projector, mix="cutmix", alpha=1.0)
+projector = ll.Projector.from_pretrained("{where}").merge()
+relabeler = ll.OnlineRelabeler(projector, input_spec=ll.InputSpec.imagenet(), mix="cutmix", alpha=1.0)
 criterion = ll.SoftLabelLoss(ce_weight=0.025)
-for images, targets in loader:
+for images, targets in loader:      # images normalised with ImageNet statistics
     images, soft_logits, mixed_targets = relabeler(images.cuda(), targets.cuda())
     loss = criterion(student(images), soft_logits, mixed_targets)
 ```
 
-Inputs to the projector are normalised with mean {tuple(round(v, 4) for v in projector.mean)} and std
-{tuple(round(v, 4) for v in projector.std)} at {projector.image_size[0]}x{projector.image_size[1]} pixels; the relabeler
-converts from your loader's normalisation when given `input_mean`/`input_std`. Written by lightlabel {__version__}.
+The projector's own input is mean {tuple(round(v, 4) for v in info.mean)}, std {tuple(round(v, 4) for v in info.std)}
+at {size[0]}x{size[1]} pixels; the relabeler converts from your loader's normalisation (`input_spec`). Written by
+lightlabel {__version__}.
 """
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
-def write_model_card(projector: Projector, directory: str | os.PathLike, **kwargs: Any) -> Path:
+def write_model_card(card: ModelCard, directory: str | os.PathLike) -> Path:
     """Write ``README.md`` (the model card) into ``directory`` atomically."""
     path = Path(directory) / "README.md"
-    atomic_write_text(path, str(model_card(projector, **kwargs)))
+    atomic_write_text(path, str(card))
     return path
 
 
-def push_to_hub(projector: Projector, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
-                commit_message: str | None = None, revision: str | None = None, dtype: str = "fp32",
-                **card_kwargs: Any) -> Any:
-    """Create the repo if needed and upload ``adapter.safetensors`` and ``README.md`` in one commit.
+def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None = None,
+                token: str | bool | None = None, commit_message: str, revision: str | None = None) -> Any:
+    """Create the repo if needed and upload ``folder`` (adapter, companions, model card) in one commit.
 
     Returns:
         huggingface_hub's ``CommitInfo``.
@@ -218,8 +219,5 @@ def push_to_hub(projector: Projector, repo_id: str, *, private: bool | None = No
         raise ValueError(f"`repo_id` must look like 'org/name', got {repo_id!r}")
     api = HfApi(token=token, library_name="lightlabel", library_version=__version__)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    with tempfile.TemporaryDirectory(prefix="lightlabel-push-") as tmp:
-        projector.save_pretrained(tmp, dtype=dtype, repo_id=repo_id, **card_kwargs)
-        return api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
-                                 commit_message=commit_message or f"Upload lightlabel adapter ({projector.num_classes} classes)")
-
+    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
+                             commit_message=commit_message)

@@ -22,14 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._io import atomic_write_bytes
+from ..utils.files import atomic_write_bytes
 
 __all__ = ["BaseModel", "cache_root", "fingerprint", "load_base", "text_check", "text_features"]
 
 logger = logging.getLogger(__name__)
 
 #: open_clip configs shipped with lightlabel (tiny test bases, the offline proxy base), registered on import.
-MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
 

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LOSS_KINDS", "SoftLabelLoss", "soft_label_loss"]
+from ..configs import LOSS_KINDS
 
-LOSS_KINDS: tuple[str, ...] = ("kl", "mse", "soft_ce")
+__all__ = ["SoftLabelLoss", "soft_label_loss"]
+
 
 
 def _check_options(kind: str, ce_weight: float, temperature: float) -> None:

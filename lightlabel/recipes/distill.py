@@ -37,15 +37,16 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from ._io import atomic_path
-from ._loop import epoch_seed, is_main_process, resolve_device, world
-from ._memory import peak_memory_bytes, reset_peak_memory
-from ._progress import progress_bar
-from .base import fingerprint
-from .data import as_dataset, dataset_classes, dataset_targets, decode_rgb, image_size_of
-from .models import IMAGENET_MEAN, IMAGENET_STD
-from .projector import Projector
-from .version import __version__
+from ..configs import DistillConfig, config_from
+from ..core.base import fingerprint
+from ..core.projector import Projector
+from ..data import as_dataset, dataset_classes, dataset_targets, decode_rgb, image_size_of
+from ..inputs import InputSpec, input_spec_of
+from ..utils.memory import peak_memory_bytes, reset_peak_memory
+from ..utils.progress import progress_bar
+from ..utils.seeding import derive_seed
+from ..version import __version__
+from .loop import Accumulator, is_main_process, resolve_device, run_epochs, world
 
 __all__ = ["DistilledSet", "distill_images", "refine_images", "stitch_patches"]
 
@@ -82,10 +83,7 @@ def _eq7_loss(p: torch.Tensor, projector: Projector, downsample: int) -> torch.T
     low = F.interpolate(p, size=(max(1, h // downsample), max(1, w // downsample)), mode="bilinear",
                         antialias=True, align_corners=False)
     p_hat = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-    both = torch.cat([p, p_hat])
-    if tuple(both.shape[-2:]) != projector.image_size:
-        both = F.interpolate(both, size=projector.image_size, mode="bilinear", antialias=True, align_corners=False)
-    a, b = projector.visual(projector.normalize(both)).float().chunk(2)
+    a, b = projector.visual(projector.input_spec.prepare(torch.cat([p, p_hat]))).float().chunk(2)
     return F.mse_loss(a, b)
 
 
@@ -301,15 +299,13 @@ def _describe(observer: nn.Module) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def _score(observer: nn.Module, patches: torch.Tensor, label: int, norm, batch_size: int, device: torch.device,
-           obs_size: tuple[int, int] | None) -> torch.Tensor:
+def _score(observer: nn.Module, patches: torch.Tensor, label: int, spec: InputSpec, batch_size: int,
+           device: torch.device) -> torch.Tensor:
     scores = []
     for start in range(0, patches.shape[0], batch_size):
         x = patches[start:start + batch_size].to(device, non_blocking=True)
-        if obs_size is not None and tuple(x.shape[-2:]) != obs_size:
-            x = F.interpolate(x, size=obs_size, mode="bilinear", antialias=True, align_corners=False)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = observer(norm(x)).float()
+            logits = observer(spec.prepare(x)).float()
         target = torch.full((x.shape[0],), label, device=device)
         scores.append(-F.cross_entropy(logits, target, reduction="none").cpu())
     return torch.cat(scores)
@@ -318,48 +314,26 @@ def _score(observer: nn.Module, patches: torch.Tensor, label: int, norm, batch_s
 def distill_images(
     train_set: Dataset | str | os.PathLike,
     observer: nn.Module,
+    config: DistillConfig | None = None,
     *,
-    ipc: int = 10,
-    patches_per_image: int = 4,
-    candidates_per_class: int = 300,
-    crops_per_image: int = 5,
-    crop_scale: tuple[float, float] = (0.08, 1.0),
     projector: Projector | None = None,
-    refine_steps: int = 300,
-    refine_lr: float = 0.01,
-    image_size: int | None = None,
-    observer_mean: Sequence[float] | None = None,
-    observer_std: Sequence[float] | None = None,
     class_names: Sequence[str] | None = None,
-    seed: int = 0,
-    batch_size: int = 256,
     device: torch.device | str | None = None,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    **overrides: Any,
 ) -> DistilledSet:
     """Build a distilled set: RDED patch selection and stitching, then optional Eq. 7 refinement.
 
     Args:
         train_set: the original training set (map-style dataset of ``(PIL or image tensor, int)``, or an
             ImageFolder path).
-        observer: any classifier ``nn.Module`` (a teacher, e.g. from :func:`lightlabel.load_teacher`, or a
-            :class:`~lightlabel.Projector`) mapping normalised ``(B, 3, h, w)`` to ``(B, C)`` logits.
-        ipc: distilled images per class.
-        patches_per_image: ``k * k`` patches per image (RDED: 4 for high resolution, 1 below 64 px).
-        candidates_per_class: images drawn uniformly at random per class (RDED ``|T'_c|``: 300).
-        crops_per_image: random-resized crops scored per candidate image.
-        crop_scale: area range of the random-resized crops.
+        observer: any classifier ``nn.Module`` carrying an ``input_spec`` (a teacher from
+            :func:`lightlabel.load_teacher`, or a :class:`~lightlabel.Projector`) mapping ``(B, 3, h, w)`` inputs
+            to ``(B, C)`` logits.
+        config: the settings (:class:`DistillConfig`); ``overrides`` replace its fields (e.g. ``ipc=1``).
         projector: if given, refine the stitched images on its image tower (Eq. 7).
-        refine_steps, refine_lr: Adam steps and learning rate of the refinement (paper: 300, 0.01).
-        image_size: side of a distilled image in pixels, the student's training resolution (default: a teacher
-            observer's ``image_size`` attribute, else the first training image's size). Patches are
-            ``image_size / k`` pixels; crops are scored at ``image_size`` (a projector observer sees them resized to
-            its own input size).
-        observer_mean, observer_std: the observer's input normalisation (default: its ``mean``/``std`` attributes
-            or ImageNet statistics).
         class_names: class names (default: ``train_set.classes``).
-        seed: every class uses a generator seeded by ``(seed, class)``: deterministic and order-independent.
-        batch_size: observer batch size for scoring (all crops of a class are scored in batches on the device).
         device: default CUDA when available.
         out_dir: if given, finished classes are saved there (``distill-state.pt``) and a re-run resumes with
             identical results; the complete set is also saved there.
@@ -371,19 +345,13 @@ def distill_images(
 
     Raises:
         ValueError: ``ipc * patches_per_image`` more than a class's images, images smaller than a patch, an
-            observer with another number of classes, ``patches_per_image`` not a perfect square, bad options.
+            observer with another number of classes or without an input spec, bad settings.
+        TypeError: an unknown setting name (the valid ones are listed).
 
     Source: RDED Sec. 4.2-4.3, Alg. 1, Eq. 8-9; HeLlO Sec. 3.4, Eq. 6-7, supplementary A.5.
     """
-    for name, value in (("ipc", ipc), ("candidates_per_class", candidates_per_class),
-                        ("crops_per_image", crops_per_image), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
-        raise ValueError(f"`refine_steps` must be an int >= 0, got {refine_steps!r}")
-    k = math.isqrt(patches_per_image) if isinstance(patches_per_image, int) and patches_per_image > 0 else 0
-    if k * k != patches_per_image or k == 0:
-        raise ValueError(f"`patches_per_image` must be a perfect square (1, 4, 9, ...), got {patches_per_image!r}")
+    cfg = config_from(DistillConfig, config, overrides)
+    ipc, patches_per_image, k = cfg.ipc, cfg.patches_per_image, cfg.grid
     if not isinstance(observer, nn.Module):
         raise TypeError(f"`observer` must be an nn.Module, got {type(observer).__name__}")
     dataset = as_dataset(train_set)
@@ -393,26 +361,22 @@ def distill_images(
     targets = torch.tensor(dataset_targets(dataset))
     device = resolve_device(device)
     is_projector = isinstance(observer, Projector)
-    mean = tuple(observer_mean or (observer.mean if is_projector else getattr(observer, "mean", IMAGENET_MEAN)))
-    std = tuple(observer_std or (observer.std if is_projector else getattr(observer, "std", IMAGENET_STD)))
-    obs_size = observer.image_size if is_projector else None
-    teacher_size = None if is_projector else getattr(observer, "image_size", None)
-    size = int(image_size or teacher_size or image_size_of(dataset))
+    spec = input_spec_of(observer, "observer")
+    size = int(cfg.image_size or (None if is_projector or spec.image_size is None else spec.image_size[0])
+               or image_size_of(dataset))
     if size % k:
         raise ValueError(f"`image_size` {size} is not divisible by the {k}x{k} grid of patches_per_image={patches_per_image}")
     patch = size // k
     observer = observer.eval().to(device)
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    norm = observer.normalize if is_projector else (lambda x: (x - m) / s)
     with torch.no_grad():
-        probe = observer(norm(torch.zeros(1, 3, *(obs_size or (size, size)), device=device)))
+        probe = observer(spec.prepare(torch.zeros(1, 3, size, size, device=device)))
     if probe.shape[-1] != len(classes):
         raise ValueError(f"the observer outputs {probe.shape[-1]} classes but the dataset has {len(classes)}")
-    settings = dict(ipc=ipc, patches_per_image=patches_per_image, candidates_per_class=candidates_per_class,
-                    crops_per_image=crops_per_image, crop_scale=list(crop_scale), image_size=size, patch_size=patch,
-                    refine=projector is not None, refine_steps=refine_steps if projector else 0,
-                    refine_lr=refine_lr, seed=seed, observer_mean=list(mean), observer_std=list(std))
+    settings = dict(ipc=ipc, patches_per_image=patches_per_image, candidates_per_class=cfg.candidates_per_class,
+                    crops_per_image=cfg.crops_per_image, crop_scale=list(cfg.crop_scale), image_size=size,
+                    patch_size=patch, refine=projector is not None, refine_steps=cfg.refine_steps if projector else 0,
+                    refine_lr=cfg.refine_lr, seed=cfg.seed, observer_input=spec.to_dict(),
+                    observer_fingerprint=fingerprint(observer), samples=len(dataset), classes=classes)
     needed = ipc * patches_per_image
     per_class_idx = [(targets == c).nonzero().flatten() for c in range(len(classes))]
     short = [(classes[c], len(i)) for c, i in enumerate(per_class_idx) if len(i) < needed]
@@ -420,67 +384,64 @@ def distill_images(
         raise ValueError(f"ipc * patches_per_image = {needed} patches per class need that many images, but "
                          f"{len(short)} classes have fewer: {short[:5]}")
 
-    state_path = Path(out_dir) / "distill-state.pt" if out_dir is not None else None
-    done: dict[int, dict[str, Any]] = {}
-    if state_path is not None and state_path.is_file():
-        saved = torch.load(state_path, weights_only=False)
-        if saved["settings"] != settings:
-            raise ValueError(f"{state_path} holds a distillation with other settings; use another `out_dir`")
-        done = saved["classes"]
     rank, world_size = world()
     mine = [c for c in range(len(classes)) if c % world_size == rank]
-    t0 = time.perf_counter()
-    refine_s = 0.0
     memory_kind = reset_peak_memory(device)
-    crop = v2.RandomResizedCrop(size, scale=tuple(crop_scale), antialias=True)
-    for c in progress_bar(mine, desc="distill classes", disable=not progress or not is_main_process()):
-        if c in done:
-            continue
+    crop = v2.RandomResizedCrop(size, scale=cfg.crop_scale, antialias=True)
+    results = Accumulator()
+
+    def one_class(i: int) -> dict[str, Any]:
+        c = mine[i]
+        t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(epoch_seed(seed, c))
+            torch.manual_seed(derive_seed(cfg.seed, "class", c))
             idx = per_class_idx[c]
-            chosen = idx[torch.randperm(len(idx))[:candidates_per_class]].tolist()
-            crops, owners = [], []
-            for j, i in enumerate(chosen):
-                image = _as_float(dataset[i][0])
+            chosen = idx[torch.randperm(len(idx))[:cfg.candidates_per_class]].tolist()
+            crops = []
+            for i_img in chosen:
+                image = _as_float(dataset[i_img][0])
                 if min(image.shape[-2:]) < patch:
-                    raise ValueError(f"image {i} of class {classes[c]!r} is {tuple(image.shape[-2:])} pixels, "
+                    raise ValueError(f"image {i_img} of class {classes[c]!r} is {tuple(image.shape[-2:])} pixels, "
                                      f"smaller than a {patch}x{patch} patch")
-                for _ in range(crops_per_image):
+                for _ in range(cfg.crops_per_image):
                     crops.append(v2.functional.resized_crop(image, **crop.make_params([image]), size=[size, size],
                                                             antialias=True))
-                    owners.append(j)
-            scores = _score(observer, torch.stack(crops), c, norm, batch_size, device, obs_size)
-            best = scores.view(len(chosen), crops_per_image).argmax(1)  # Eq. 6: each image's most realistic patch
-            best_scores = scores.view(len(chosen), crops_per_image).gather(1, best[:, None]).squeeze(1)
+            scores = _score(observer, torch.stack(crops), c, spec, cfg.batch_size, device)
+            per_image = scores.view(len(chosen), cfg.crops_per_image)
+            best = per_image.argmax(1)  # Eq. 6: each image's most realistic patch
+            best_scores = per_image.gather(1, best[:, None]).squeeze(1)
             top = best_scores.argsort(descending=True)[:needed]  # the class's top ipc * k^2 patches
             top = top[torch.randperm(len(top))]  # RDED Eq. 9: groups drawn at random
-            picked = torch.stack([crops[j * crops_per_image + int(best[j])] for j in top.tolist()])
+            picked = torch.stack([crops[j * cfg.crops_per_image + int(best[j])] for j in top.tolist()])
             if k > 1:
                 picked = F.interpolate(picked, size=(patch, patch), mode="bilinear", antialias=True,
                                        align_corners=False)
             stitched = stitch_patches(picked, patches_per_image)
+        select_s = time.perf_counter() - t0
         refine_curve = None
-        if projector is not None and refine_steps > 0:  # per class: results independent of the other classes
-            t1 = time.perf_counter()
-            stitched, refine_curve = refine_images(stitched, projector.to(device), steps=refine_steps, lr=refine_lr)
-            refine_s += time.perf_counter() - t1
+        if projector is not None and cfg.refine_steps > 0:  # per class: results independent of the other classes
+            stitched, refine_curve = refine_images(stitched, projector.to(device), steps=cfg.refine_steps,
+                                                   lr=cfg.refine_lr)
         ids = [_source_id(dataset, chosen[j]) for j in top.tolist()]
-        done[c] = {"images": (stitched.clamp(0, 1) * 255).round().to(torch.uint8),
-                   "sources": [ids[i:i + patches_per_image] for i in range(0, len(ids), patches_per_image)],
-                   "scores": best_scores[top].tolist(),
-                   "refine_loss": None if refine_curve is None else [refine_curve[0], refine_curve[-1]]}
-        if state_path is not None and is_main_process() and world_size == 1:
-            with atomic_path(state_path) as tmp:
-                torch.save({"settings": settings, "classes": done}, tmp)
-    select_s = time.perf_counter() - t0 - refine_s
+        results.items.append({"class": c, "images": (stitched.clamp(0, 1) * 255).round().to(torch.uint8),
+                              "sources": [ids[i:i + patches_per_image] for i in range(0, len(ids), patches_per_image)],
+                              "scores": best_scores[top].tolist(), "select_seconds": select_s,
+                              "refine_seconds": time.perf_counter() - t0 - select_s,
+                              "refine_loss": None if refine_curve is None else [refine_curve[0], refine_curve[-1]]})
+        return {"class": c}
 
+    state_path = Path(out_dir) / "distill-state.pt" if out_dir is not None and world_size == 1 else None
+    run_epochs(epochs=len(mine), step=one_class, state={"results": results}, path=state_path, settings=settings,
+               what="distill_images", seed=cfg.seed, device=device, progress=progress)
+    done = {r["class"]: r for r in results.items}
     if world_size > 1:
         import torch.distributed as dist
 
         gathered: list[dict] = [None] * world_size  # type: ignore[list-item]
         dist.all_gather_object(gathered, {c: done[c] for c in mine})
         done = {c: v for part in gathered for c, v in part.items()}
+    select_s = sum(r["select_seconds"] for r in done.values())
+    refine_s = sum(r["refine_seconds"] for r in done.values())
 
     images_u8 = torch.cat([done[c]["images"] for c in range(len(classes))])
     labels = torch.arange(len(classes)).repeat_interleave(ipc)
@@ -491,6 +452,7 @@ def distill_images(
                 "projector": None if projector is None else {"base": projector.base_model,
                                                              "fingerprint": projector.base_fingerprint},
                 "refine_loss": {classes[c]: done[c]["refine_loss"] for c in range(len(classes))} if projector else None,
+                "observer_input": spec.to_dict(),
                 "seconds_select_per_image": select_s / n, "seconds_refine_per_image": refine_s / n,
                 "peak_memory_bytes": int(peak), "peak_memory_kind": memory_kind,
                 "device": str(device)}

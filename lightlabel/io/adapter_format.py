@@ -28,17 +28,15 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from .errors import AdapterError
-from .head import HEAD_MODES
-from .lora import LORA_TARGETS
-from .version import __version__
+from ..configs import AdapterConfig
+from ..errors import AdapterError
+from ..version import __version__
 
 __all__ = [
     "ADAPTER_FILENAME",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "STORAGE_DTYPES",
-    "AdapterConfig",
     "AdapterInfo",
     "decode_adapter",
     "encode_adapter",
@@ -51,49 +49,6 @@ FORMAT_VERSION = 1
 ADAPTER_FILENAME = "adapter.safetensors"
 #: Storage dtypes of the LoRA factors. ``logit_scale`` and ``bias`` are always float32.
 STORAGE_DTYPES: tuple[str, ...] = ("fp32", "fp16", "int8")
-
-
-@dataclass(frozen=True)
-class AdapterConfig:
-    """LoRA ranks, alphas, targets and head mode of an adapter. Validates itself.
-
-    Args:
-        image_rank: LoRA rank on the image tower (paper: 8).
-        image_alpha: LoRA alpha on the image tower; ``None`` means ``image_rank`` (scaling 1).
-        head_rank: rank of the head update ``B_h A_h`` (paper: 64 for 100 classes, 128 for 1000).
-        head_alpha: alpha of the head update; ``None`` means ``head_rank``.
-        targets: LoRA target kinds, from ``("attn", "attnpool", "conv", "linear")`` (paper: ``("conv",)``).
-        head_mode: ``"renorm"`` or ``"additive"`` (see :mod:`lightlabel.head`).
-
-    Raises:
-        ValueError: a rank < 1, a non-positive alpha, an unknown target kind or head mode.
-    """
-
-    image_rank: int = 8
-    image_alpha: float | None = None
-    head_rank: int = 64
-    head_alpha: float | None = None
-    targets: tuple[str, ...] = ("conv",)
-    head_mode: str = "renorm"
-
-    def __post_init__(self) -> None:
-        for name in ("image_rank", "head_rank"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-        for name, rank in (("image_alpha", self.image_rank), ("head_alpha", self.head_rank)):
-            value = getattr(self, name)
-            value = float(rank) if value is None else value
-            if not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"`{name}` must be a positive number, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        targets = (self.targets,) if isinstance(self.targets, str) else tuple(self.targets)
-        bad = [t for t in targets if t not in LORA_TARGETS]
-        if bad or not targets:
-            raise ValueError(f"`targets` must be a non-empty subset of {list(LORA_TARGETS)}, got {list(targets)}")
-        object.__setattr__(self, "targets", tuple(sorted(set(targets))))
-        if self.head_mode not in HEAD_MODES:
-            raise ValueError(f"`head_mode` must be one of {list(HEAD_MODES)}, got {self.head_mode!r}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,20 +23,22 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from ._io import atomic_write_bytes
-from .adapter_io import (
+from ..configs import AdapterConfig
+from ..errors import AdapterError
+from ..inputs import InputSpec
+from ..io.adapter_format import (
     ADAPTER_FILENAME,
     STORAGE_DTYPES,
-    AdapterConfig,
     AdapterInfo,
     encode_adapter,
     read_adapter,
 )
+from ..io.hub import model_card, push_folder, resolve_adapter, write_model_card
+from ..storage import StorageReport, storage_report
+from ..utils.files import atomic_write_bytes
 from .base import BaseModel, load_base, text_check, text_features
-from .errors import AdapterError
 from .head import TextHead
 from .lora import LoRAWeight, attach_lora, find_lora_targets, merge_lora, unmerge_lora
-from .storage import StorageReport, storage_report
 from .templates import resolve_templates
 
 __all__ = ["Projector"]
@@ -68,33 +71,32 @@ class Projector(nn.Module):
         pretrained: open_clip pretrained tag (``"openai"``, ``"laion2b_s34b_b79k"``), a local checkpoint path, or
             ``None`` (random weights; tests only).
         class_names: class names in label-index order, length ``C``.
+        config: the adapter's ranks, alphas, LoRA targets and head mode (:class:`~lightlabel.AdapterConfig`;
+            default: the paper's image rank 8 on every conv, head rank 64, ``"renorm"``).
         templates: prompt templates: ``None``/``"helio"`` (the 7 of HeLlO supp. A.3), ``"openai"`` (80), or a
             list of format strings with one ``{}``. Ignored when ``text_embeddings`` is given.
         text_embeddings: optional precomputed class text embeddings ``[C, d]`` (any norm) instead of running the
             text tower.
-        image_rank, image_alpha: LoRA rank and alpha on the image tower (paper: 8; alpha defaults to the rank).
-        head_rank, head_alpha: rank and alpha of the head update (paper: 64 for ~100 classes, 128 for 1000).
-        targets: LoRA target kinds (``"conv"``: every Conv2d, the paper's choice; ``"linear"``, ``"attnpool"``,
-            ``"attn"``), see :func:`lightlabel.lora.find_lora_targets`.
-        head_mode: ``"renorm"`` or ``"additive"`` (see :mod:`lightlabel.head`).
         device: device for the text tower pass and the returned module (default CPU).
         cache_dir: open_clip's download cache for the base weights.
         progress: show a progress bar while encoding the class prompts.
 
     Shape:
-        - Input: ``(B, 3, H, W)`` float images normalised with :attr:`mean`/:attr:`std`, ``(H, W)`` =
+        - Input: ``(B, 3, H, W)`` float images normalised with :attr:`input_spec`, ``(H, W)`` =
           :attr:`image_size` (see :meth:`forward` for other sizes).
         - Output: ``(B, C)`` float32 logits.
 
     Raises:
-        ValueError: bad class names, templates, ranks, targets, embeddings shape, or unknown base/tag.
+        TypeError: ``config`` is not an :class:`~lightlabel.AdapterConfig`.
+        ValueError: bad class names, templates, embeddings shape, or unknown base/tag.
         RuntimeError: open_clip could not load the base weights.
 
     Source: HeLlO Sec. 3.2-3.3, Eq. 2-5, Alg. 1 lines 4-5.
 
     Example:
-        >>> projector = Projector(base="RN50-quickgelu", pretrained="openai", class_names=["cat", "dog"])  # doctest: +SKIP
-        >>> logits = projector(projector.normalize(images_in_0_1))  # doctest: +SKIP
+        >>> projector = Projector(base="RN50-quickgelu", pretrained="openai", class_names=["cat", "dog"],
+        ...                       config=AdapterConfig(image_rank=8, head_rank=64))  # doctest: +SKIP
+        >>> logits = projector(projector.input_spec.prepare(images_in_0_1))  # doctest: +SKIP
     """
 
     def __init__(
@@ -103,21 +105,17 @@ class Projector(nn.Module):
         base: str,
         pretrained: str | None,
         class_names: Sequence[str],
+        config: AdapterConfig | None = None,
         templates: str | Sequence[str] | None = None,
         text_embeddings: torch.Tensor | None = None,
-        image_rank: int = 8,
-        image_alpha: float | None = None,
-        head_rank: int = 64,
-        head_alpha: float | None = None,
-        targets: Sequence[str] = ("conv",),
-        head_mode: str = "renorm",
         device: torch.device | str | None = None,
         cache_dir: str | None = None,
         progress: bool = False,
     ) -> None:
         super().__init__()
-        config = AdapterConfig(image_rank=image_rank, image_alpha=image_alpha, head_rank=head_rank,
-                               head_alpha=head_alpha, targets=tuple(targets), head_mode=head_mode)
+        config = AdapterConfig() if config is None else config
+        if not isinstance(config, AdapterConfig):
+            raise TypeError(f"`config` must be an AdapterConfig, got {type(config).__name__}")
         names = _check_class_names(class_names)
         loaded = load_base(base, pretrained, cache_dir=cache_dir)
         device = torch.device(device) if device is not None else torch.device("cpu")
@@ -159,8 +157,6 @@ class Projector(nn.Module):
                              mode=config.head_mode)
         self._text_check = text_check(text)
         self._merged = False
-        self.register_buffer("_mean", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("_std", torch.tensor(self.std).view(1, 3, 1, 1), persistent=False)
 
     def _weight(self, name: str) -> torch.Tensor:
         module_path, _, param = name.rpartition(".")
@@ -182,6 +178,11 @@ class Projector(nn.Module):
         return self.head.bias.device
 
     @property
+    def input_spec(self) -> InputSpec:
+        """What the image tower expects: the base's mean, std and image size (:class:`~lightlabel.InputSpec`)."""
+        return InputSpec(self.mean, self.std, self.image_size)
+
+    @property
     def preprocess(self) -> v2.Compose:
         """torchvision v2 transform for PIL images or uint8 tensors: resize, center-crop, to float [0, 1], normalise."""
         return v2.Compose([
@@ -198,13 +199,11 @@ class Projector(nn.Module):
 
         Shape: ``(B, 3, H, W)`` -> ``(B, 3, H, W)``. Raises ``TypeError`` for integer tensors.
         """
-        if not images.is_floating_point():
-            raise TypeError(f"`images` must be float in [0, 1]; got dtype {images.dtype} (use images.float() / 255)")
-        return (images - self._mean.to(images)) / self._std.to(images)
+        return self.input_spec.normalize(images)
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`normalize`: back to [0, 1] pixel values (not clamped)."""
-        return images * self._std.to(images) + self._mean.to(images)
+        return self.input_spec.denormalize(images)
 
     def check_images(self, images: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
         """Validate a batch for the image tower and resize it when that is safe.
@@ -386,6 +385,11 @@ class Projector(nn.Module):
         """Size in bytes of the float32 adapter file (tensors + header); the storage this labeller costs."""
         return len(self.to_bytes("fp32"))
 
+    def extra_bytes(self) -> int:
+        """Bytes a student's training needs besides the images when this projector labels: :attr:`adapter_nbytes`
+        (the label-source contract of :class:`lightlabel.LabelSource`)."""
+        return self.adapter_nbytes
+
     def num_adapter_parameters(self) -> int:
         """Number of adapter parameters (LoRA factors, head factors, scale, bias)."""
         return sum(p.numel() for p in self.trainable_parameters())
@@ -405,7 +409,7 @@ class Projector(nn.Module):
 
         Args:
             path: a ``.safetensors`` file (the adapter only), or a folder: ``<folder>/adapter.safetensors`` plus the
-                model card ``<folder>/README.md`` (see :func:`lightlabel.hub.model_card`), plus
+                model card ``<folder>/README.md`` (see :func:`lightlabel.io.hub.model_card`), plus
                 ``<folder>/text_embeddings.safetensors`` when the head was built from precomputed text embeddings
                 (bases without a usable text tower, such as the offline proxy base).
             dtype: storage dtype of the LoRA factors: ``"fp32"`` (exact), ``"fp16"`` or ``"int8"``.
@@ -417,8 +421,6 @@ class Projector(nn.Module):
         Raises:
             ValueError: an unknown ``dtype`` (nothing is written).
         """
-        from .hub import write_model_card
-
         path = Path(path)
         data = self.to_bytes(dtype)
         if path.suffix == ".safetensors":
@@ -426,32 +428,32 @@ class Projector(nn.Module):
             return path
         file = path / ADAPTER_FILENAME
         atomic_write_bytes(file, data)
-        self._save_text_embeddings(path)
-        write_model_card(self, path, **card_kwargs)
+        if self.templates is None:  # from_pretrained(folder) then needs nothing else
+            atomic_write_bytes(path / TEXT_EMBEDDINGS_FILENAME, safetensors.torch.save(
+                {"text_embeddings": self.head.text_weight.detach().cpu().contiguous()}))
+        card = model_card(self.info(dtype), adapter_nbytes=len(data), num_parameters=self.num_adapter_parameters(),
+                          **card_kwargs)
+        write_model_card(card, path)
         logger.info("adapter and model card written to %s", path)
         return file
-
-    def _save_text_embeddings(self, folder: Path) -> None:
-        """Write ``folder/text_embeddings.safetensors`` (atomically) when the head came from precomputed
-        embeddings, so that :meth:`from_pretrained` on the folder needs nothing else."""
-        if self.templates is None:
-            atomic_write_bytes(folder / TEXT_EMBEDDINGS_FILENAME,
-                               safetensors.torch.save({"text_embeddings": self.head.text_weight.detach().cpu().contiguous()}))
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
                     commit_message: str | None = None, revision: str | None = None, dtype: str = "fp32",
                     **card_kwargs: Any) -> Any:
-        """Upload the adapter and its model card to the Hugging Face Hub (see :func:`lightlabel.hub.push_to_hub`).
+        """Upload the adapter, its companions and its model card to the Hugging Face Hub in one commit.
 
-        Repo naming convention: ``<org>/lightlabel-<base>-<dataset>-r<rank>`` (:func:`lightlabel.hub.repo_name`).
+        Repo naming convention: ``<org>/lightlabel-<base>-<dataset>-r<rank>`` (:func:`lightlabel.io.hub.repo_name`).
+
+        Returns:
+            huggingface_hub's ``CommitInfo``.
 
         Raises:
             RuntimeError: offline mode. ValueError: a malformed ``repo_id``.
         """
-        from .hub import push_to_hub
-
-        return push_to_hub(self, repo_id, private=private, token=token, commit_message=commit_message,
-                           revision=revision, dtype=dtype, **card_kwargs)
+        with tempfile.TemporaryDirectory(prefix="lightlabel-push-") as tmp:
+            self.save_pretrained(tmp, dtype=dtype, repo_id=repo_id, **card_kwargs)
+            return push_folder(tmp, repo_id, private=private, token=token, revision=revision,
+                               commit_message=commit_message or f"Upload lightlabel adapter ({self.num_classes} classes)")
 
     @classmethod
     def from_pretrained(
@@ -491,8 +493,6 @@ class Projector(nn.Module):
             AdapterError: a damaged file, another base (fingerprint), another class list or order, text
                 embeddings that do not reproduce the adapter's ``text_check``, or wrong tensor shapes.
         """
-        from .hub import resolve_adapter
-
         file = resolve_adapter(path_or_repo_id, revision=revision, cache_dir=cache_dir,
                                local_files_only=local_files_only, token=token)
         info, tensors = read_adapter(file)
@@ -516,13 +516,11 @@ class Projector(nn.Module):
         if info.templates is None and text_embeddings is None:
             raise AdapterError(f"{source}: this adapter's head was built from precomputed text embeddings; "
                                "pass the same `text_embeddings` [C, d] to from_pretrained")
-        c = info.config
         projector = cls(
             base=info.base_model, pretrained=pretrained if pretrained is not None else info.base_pretrained,
-            class_names=info.class_names, templates=info.templates,
-            text_embeddings=text_embeddings if info.templates is None else None,
-            image_rank=c.image_rank, image_alpha=c.image_alpha, head_rank=c.head_rank, head_alpha=c.head_alpha,
-            targets=c.targets, head_mode=c.head_mode, device="cpu", cache_dir=cache_dir, progress=progress,
+            class_names=info.class_names, config=info.config, templates=info.templates,
+            text_embeddings=text_embeddings if info.templates is None else None, device="cpu", cache_dir=cache_dir,
+            progress=progress,
         )
         if projector.base_fingerprint != info.base_fingerprint:
             raise AdapterError(

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["HEAD_MODES", "TextHead"]
+from ..configs import HEAD_MODES
 
-HEAD_MODES: tuple[str, ...] = ("additive", "renorm")
+__all__ = ["HEAD_MODES", "TextHead"]
 
 
 class TextHead(nn.Module):

@@ -1,0 +1,570 @@
+"""Every settings object of lightlabel, as dataclasses that validate themselves, in one light module.
+
+- :class:`AdapterConfig`: the adapter (ranks, alphas, LoRA targets, head mode); written into adapter headers and
+  read back into it.
+- :class:`AugmentConfig`: the views of a student run (RDED's by default).
+- :class:`EvalProtocol`: how a student is trained and scored (``rded`` and ``helio`` presets).
+- :class:`FitConfig`, :class:`TeacherConfig`, :class:`DistillConfig`: the recipes' settings.
+
+Each recipe takes its config whole, plus field overrides (:func:`config_from`), and never re-lists the fields; the
+command line builds its flags from these fields. This module imports no torch, so ``lightlabel --help`` and
+argument errors answer at once.
+
+The evaluation protocol's two presets, each following its source:
+
+- :meth:`EvalProtocol.rded`: RDED's validation code (``argument.py``, ``validation/main.py``, ``validation/utils.py``
+  of LINs-lab/RDED): AdamW (lr 1e-3 for ResNet-18, weight decay 0.01 on weights only, not on biases and norms),
+  ``LambdaLR(0.5 * (1 + cos(pi * epoch / epochs / 2)))`` stepped per epoch (ends at half the learning rate),
+  300 epochs, batch 10 / 50 / 100 at IPC 1 / 10 / 50 (doubled for 100 and 1000 classes, at most all the images),
+  views ShufflePatches(f) + RandomResizedCrop(1/f, 1) + flip + CutMix 1.0, loss KL at temperature 20 on the
+  teacher's labels, scored on the validation set every 10 epochs in the last 20 % and reported as the best.
+- :meth:`EvalProtocol.helio`: HeLlO supplementary Table 3: AdamW lr 1e-3, 300 epochs, batch 100, CutMix alpha 1,
+  loss MSE + 0.025 CE. The table names no schedule and no views; the schedule is cosine to zero per step
+  (DESIGN.md's reading) and the views are RDED's (HeLlO distils RDED-style images and follows RDED's evaluation).
+
+Count optimiser steps, not epochs, when comparing: at IPC 10 on 10 classes RDED takes 600 steps (batch 50) and
+HeLlO 300 (batch 100).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+from .inputs import InputSpec
+
+__all__ = [
+    "HEAD_MODES",
+    "LORA_TARGETS",
+    "LOSS_KINDS",
+    "MIX_MODES",
+    "SCHEDULES",
+    "AdapterConfig",
+    "AugmentConfig",
+    "DistillConfig",
+    "EvalProtocol",
+    "FitConfig",
+    "TeacherConfig",
+    "config_from",
+    "config_to_dict",
+    "rded_batch_size",
+]
+
+#: LoRA target kinds (see :func:`lightlabel.core.lora.find_lora_targets`).
+LORA_TARGETS: tuple[str, ...] = ("attn", "attnpool", "conv", "linear")
+#: Head modes (see :mod:`lightlabel.core.head`).
+HEAD_MODES: tuple[str, ...] = ("additive", "renorm")
+#: Soft-label losses (see :func:`lightlabel.soft_label_loss`).
+LOSS_KINDS: tuple[str, ...] = ("kl", "mse", "soft_ce")
+#: Batch mixing of the views.
+MIX_MODES: tuple[str, ...] = ("cutmix", "mixup", "none")
+
+C = TypeVar("C")
+
+
+def config_from(cls: type[C], config: C | None, overrides: Mapping[str, Any]) -> C:
+    """``config`` (or ``cls()``) with the ``overrides`` fields replaced, validated by the dataclass.
+
+    Raises:
+        TypeError: ``config`` of another type, or an unknown field name (the valid ones are listed).
+        ValueError: an invalid value (from the dataclass's own checks).
+    """
+    if config is not None and not isinstance(config, cls):
+        raise TypeError(f"`config` must be a {cls.__name__}, got {type(config).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise TypeError(f"unknown {cls.__name__} settings {unknown}; valid: {names}")
+    base = config if config is not None else cls()
+    return dataclasses.replace(base, **overrides) if overrides else base
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config's fields as JSON-ready values (tuples become lists, nested configs and input specs dicts)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if hasattr(value, "to_dict"):
+            value = value.to_dict()
+        elif dataclasses.is_dataclass(value):
+            value = config_to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """LoRA ranks, alphas, targets and head mode of an adapter. Validates itself.
+
+    Args:
+        image_rank: LoRA rank on the image tower (paper: 8).
+        image_alpha: LoRA alpha on the image tower; ``None`` means ``image_rank`` (scaling 1).
+        head_rank: rank of the head update ``B_h A_h`` (paper: 64 for 100 classes, 128 for 1000).
+        head_alpha: alpha of the head update; ``None`` means ``head_rank``.
+        targets: LoRA target kinds, from ``("attn", "attnpool", "conv", "linear")`` (paper: ``("conv",)``).
+        head_mode: ``"renorm"`` or ``"additive"`` (see :mod:`lightlabel.head`).
+
+    Raises:
+        ValueError: a rank < 1, a non-positive alpha, an unknown target kind or head mode.
+    """
+
+    image_rank: int = 8
+    image_alpha: float | None = None
+    head_rank: int = 64
+    head_alpha: float | None = None
+    targets: tuple[str, ...] = ("conv",)
+    head_mode: str = "renorm"
+
+    def __post_init__(self) -> None:
+        for name in ("image_rank", "head_rank"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        for name, rank in (("image_alpha", self.image_rank), ("head_alpha", self.head_rank)):
+            value = getattr(self, name)
+            value = float(rank) if value is None else value
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"`{name}` must be a positive number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        targets = (self.targets,) if isinstance(self.targets, str) else tuple(self.targets)
+        bad = [t for t in targets if t not in LORA_TARGETS]
+        if bad or not targets:
+            raise ValueError(f"`targets` must be a non-empty subset of {list(LORA_TARGETS)}, got {list(targets)}")
+        object.__setattr__(self, "targets", tuple(sorted(set(targets))))
+        if self.head_mode not in HEAD_MODES:
+            raise ValueError(f"`head_mode` must be one of {list(HEAD_MODES)}, got {self.head_mode!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields; :meth:`from_dict` gives back an equal config."""
+        return {"image_rank": self.image_rank, "image_alpha": self.image_alpha, "head_rank": self.head_rank,
+                "head_alpha": self.head_alpha, "targets": list(self.targets), "head_mode": self.head_mode}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AdapterConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: unknown keys (listed) or invalid values.
+        """
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown AdapterConfig fields {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
+        return cls(**{k: (tuple(v) if k == "targets" else v) for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The per-batch augmentation of a student run. Validates itself.
+
+    Args:
+        patches_per_side: ``f``, patches per side of the distilled images (1 for one-patch images, 2 for 2 x 2
+            mosaics). ShufflePatches permutes on this grid.
+        shuffle_patches: apply RDED's ShufflePatches(f) (no effect at ``f = 1``).
+        crop_scale: area range of the RandomResizedCrop back to the image size, or ``None`` for no crop.
+            RDED: ``(1/f, 1)`` for ``f > 1`` and no crop at ``f = 1`` (:meth:`rded`).
+        flip: random horizontal flip (p = 0.5).
+        mix: ``"cutmix"``, ``"mixup"`` or ``"none"``.
+        alpha: Beta(alpha, alpha) parameter of CutMix / MixUp (RDED, HeLlO: 1.0).
+
+    Raises:
+        ValueError: a bad value (named, with what was given).
+
+    Source: RDED validation arguments (``--factor``, ``RandomResizedCrop(scale=(1/factor, 1))``, ``--mix-type
+    cutmix``, ``--cutmix 1.0``); HeLlO supplementary Table 3 (CutMix, alpha 1.0).
+    """
+
+    patches_per_side: int = 1
+    shuffle_patches: bool = True
+    crop_scale: tuple[float, float] | None = None
+    flip: bool = True
+    mix: str = "cutmix"
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        f = self.patches_per_side
+        if isinstance(f, bool) or not isinstance(f, int) or f < 1:
+            raise ValueError(f"`patches_per_side` must be an int >= 1, got {f!r}")
+        if self.crop_scale is not None:
+            scale = tuple(self.crop_scale)
+            if len(scale) != 2 or not all(isinstance(v, (int, float)) for v in scale) or not 0 < scale[0] <= scale[1] <= 1:
+                raise ValueError(f"`crop_scale` must be (lo, hi) with 0 < lo <= hi <= 1, or None, got {self.crop_scale!r}")
+            object.__setattr__(self, "crop_scale", (float(scale[0]), float(scale[1])))
+        if self.mix not in MIX_MODES:
+            raise ValueError(f"`mix` must be one of {list(MIX_MODES)}, got {self.mix!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha > 0:
+            raise ValueError(f"`alpha` must be a number > 0, got {self.alpha!r}")
+        object.__setattr__(self, "alpha", float(self.alpha))
+
+    @classmethod
+    def rded(cls, patches_per_side: int = 1) -> AugmentConfig:
+        """RDED's views: ShufflePatches(f), RandomResizedCrop(scale=(1/f, 1)) (none at f = 1), flip, CutMix 1.0."""
+        crop = None if patches_per_side == 1 else (1.0 / patches_per_side, 1.0)
+        return cls(patches_per_side=patches_per_side, crop_scale=crop)
+
+    @classmethod
+    def imagenet_crop(cls) -> AugmentConfig:
+        """RandomResizedCrop(0.08, 1) + flip + CutMix of every image: what lightlabel 0.1 did. Kept for the triage
+        of issue 19; on one-patch and mosaic images it makes views the teacher mislabels (docs/results.md)."""
+        return cls(shuffle_patches=False, crop_scale=(0.08, 1.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["crop_scale"] = None if self.crop_scale is None else list(self.crop_scale)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
+        data = dict(data)
+        if data.get("crop_scale") is not None:
+            data["crop_scale"] = tuple(data["crop_scale"])
+        return cls(**data)
+
+
+#: ``"cosine"``: ``0.5 * (1 + cos(pi * step / steps))`` per optimiser step, to zero. ``"rded"``:
+#: ``0.5 * (1 + cos(pi * epoch / epochs / 2))`` per epoch, from 1 to 0.5 (RDED ``validation/main.py``).
+SCHEDULES: tuple[str, ...] = ("cosine", "rded")
+
+
+def rded_batch_size(ipc: int, num_classes: int) -> int:
+    """RDED's student batch size (``argument.py``): 10 / 50 / 100 at IPC 1 / 10 / 50, doubled for 100 or 1000
+    classes, at most ``ipc * num_classes``.
+
+    Raises:
+        ValueError: another IPC (RDED's code defines none; pass ``batch_size=`` to :meth:`EvalProtocol.rded`).
+    """
+    table = {1: 10, 10: 50, 50: 100}
+    if ipc not in table:
+        raise ValueError(f"RDED defines student batch sizes for IPC {sorted(table)} only, got ipc={ipc}; "
+                         "pass `batch_size=` explicitly")
+    batch = table[ipc] * (2 if num_classes in (100, 1000) else 1)
+    return min(batch, ipc * num_classes)
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """The student's architecture, optimiser, schedule, length, views, loss and what is reported.
+
+    Args:
+        name: a label for reports (``"rded"``, ``"helio"``, ``"custom"``).
+        student: a model name for :func:`lightlabel.models.build_model` (low-resolution stem at 64 px or less).
+        epochs: passes over the distilled images.
+        batch_size: global batch.
+        lr: AdamW learning rate. weight_decay: AdamW weight decay.
+        decay_norm_and_bias: apply weight decay to biases and normalisation weights too (RDED: no).
+        schedule: one of :data:`SCHEDULES`.
+        augment: the views (:class:`~lightlabel.AugmentConfig`).
+        soft_loss: loss on soft labels, from ``("mse", "kl", "soft_ce")`` (see :func:`lightlabel.soft_label_loss`).
+        ce_weight: weight of the CE term on the mixed targets next to ``soft_loss``.
+        temperature: for ``"kl"``/``"soft_ce"``. lightlabel's KL is multiplied by ``T^2`` and RDED's is not; with
+            AdamW a constant factor on the loss changes nothing but the effect of its ``eps`` (1e-8).
+        eval_every, eval_from: the best-of-last evaluation: every ``eval_every`` epochs once more than
+            ``eval_from * epochs`` epochs are done, plus the last epoch (RDED: 10 and 0.8). The final-epoch top-1
+            is always reported too.
+        student_input: the student's input normalisation (RDED: ImageNet statistics).
+        source: where the values come from.
+
+    Raises:
+        ValueError: a bad value (named, with what was given).
+    """
+
+    name: str = "custom"
+    student: str = "resnet18"
+    epochs: int = 300
+    batch_size: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    decay_norm_and_bias: bool = False
+    schedule: str = "cosine"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    soft_loss: str = "mse"
+    ce_weight: float = 0.025
+    temperature: float = 1.0
+    eval_every: int = 10
+    eval_from: float = 0.8
+    student_input: InputSpec = field(default_factory=InputSpec.imagenet)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        for name, lo_open in (("lr", True), ("weight_decay", False), ("ce_weight", False), ("temperature", True)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (lo_open and value == 0):
+                raise ValueError(f"`{name}` must be a number {'> 0' if lo_open else '>= 0'}, got {value!r}")
+        if not 0 <= self.eval_from < 1:
+            raise ValueError(f"`eval_from` must be in [0, 1), got {self.eval_from!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.soft_loss not in LOSS_KINDS:
+            raise ValueError(f"`soft_loss` must be one of {list(LOSS_KINDS)}, got {self.soft_loss!r}")
+        if not isinstance(self.augment, AugmentConfig):
+            raise TypeError(f"`augment` must be an AugmentConfig, got {type(self.augment).__name__}")
+        if not isinstance(self.student_input, InputSpec):
+            raise TypeError(f"`student_input` must be an InputSpec, got {type(self.student_input).__name__}")
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def rded(cls, *, ipc: int, num_classes: int, patches_per_side: int = 1, **overrides: Any) -> EvalProtocol:
+        """RDED's validation protocol for a distilled set of ``ipc`` images per class of ``num_classes`` classes
+        whose images hold ``patches_per_side ** 2`` patches (``--factor``). ``overrides`` replace any field.
+
+        Raises:
+            ValueError: an IPC RDED defines no batch size for (without ``batch_size=``), or a bad override.
+        """
+        batch = overrides.pop("batch_size", None) or rded_batch_size(ipc, num_classes)
+        return cls(name="rded", epochs=300, batch_size=batch, lr=1e-3, weight_decay=0.01, decay_norm_and_bias=False,
+                   schedule="rded", augment=AugmentConfig.rded(patches_per_side), soft_loss="kl", ce_weight=0.0,
+                   temperature=20.0, eval_every=10, eval_from=0.8, student_input=InputSpec.imagenet(),
+                   source="RDED (Sun et al., CVPR 2024) validation code: argument.py and validation/main.py",
+                   ).replace(**overrides)
+
+    @classmethod
+    def helio(cls, *, patches_per_side: int = 1, **overrides: Any) -> EvalProtocol:
+        """HeLlO's evaluation protocol (supplementary Table 3) on RDED's views for ``patches_per_side``.
+        ``overrides`` replace any field."""
+        return cls(name="helio", epochs=300, batch_size=100, lr=1e-3, weight_decay=0.01, decay_norm_and_bias=False,
+                   schedule="cosine", augment=AugmentConfig.rded(patches_per_side), soft_loss="mse", ce_weight=0.025,
+                   temperature=1.0, eval_every=10, eval_from=0.8, student_input=InputSpec.imagenet(),
+                   source="HeLlO supplementary Table 3 (AdamW 1e-3, 300 epochs, MSE + 0.025 CE, batch 100, CutMix 1.0); "
+                          "views from RDED's validation code",
+                   ).replace(**overrides)
+
+    PRESETS = ("rded", "helio")
+
+    @classmethod
+    def preset(cls, name: str, *, ipc: int, num_classes: int, patches_per_side: int = 1,
+               **overrides: Any) -> EvalProtocol:
+        """A preset by name (:attr:`PRESETS`).
+
+        Raises:
+            ValueError: an unknown name (the valid ones are listed).
+        """
+        if name == "rded":
+            return cls.rded(ipc=ipc, num_classes=num_classes, patches_per_side=patches_per_side, **overrides)
+        if name == "helio":
+            return cls.helio(patches_per_side=patches_per_side, **overrides)
+        raise ValueError(f"unknown protocol {name!r}; presets: {list(cls.PRESETS)}")
+
+    # ------------------------------------------------------------------ helpers
+    def replace(self, **changes: Any) -> EvalProtocol:
+        """A copy with some fields changed (``dataclasses.replace``), validated again.
+
+        Raises:
+            TypeError: an unknown field (the valid ones are listed).
+        """
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"unknown EvalProtocol fields {unknown}; valid: {[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def steps_per_epoch(self, num_images: int) -> int:
+        return math.ceil(num_images / self.batch_size)
+
+    def total_steps(self, num_images: int) -> int:
+        """Optimiser steps of a run on ``num_images`` distilled images."""
+        return self.epochs * self.steps_per_epoch(num_images)
+
+    def eval_epochs(self) -> list[int]:
+        """The epochs (1-based) after which the student is scored: the best-of-last evaluations, and the last."""
+        epochs = {e for e in range(1, self.epochs + 1) if e % self.eval_every == 0 and e > self.eval_from * self.epochs}
+        return sorted(epochs | {self.epochs})
+
+    def lr_factor(self, step: int, epoch: int, total_steps: int) -> float:
+        """The learning-rate multiplier at optimiser ``step`` (0-based) in ``epoch`` (0-based)."""
+        if self.schedule == "rded":
+            return 0.5 * (1 + math.cos(math.pi * epoch / self.epochs / 2))
+        return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["augment"] = self.augment.to_dict()
+        out["student_input"] = self.student_input.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalProtocol:
+        data = dict(data)
+        data["augment"] = AugmentConfig.from_dict(data["augment"])
+        data["student_input"] = InputSpec.from_dict(data["student_input"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of :func:`fit_adapter` (HeLlO supplementary Table 2 by default). Validates itself.
+
+    Args:
+        epochs: fitting epochs (paper: 20).
+        lr: AdamW learning rate, constant (paper: 5e-4).
+        weight_decay: AdamW weight decay of the LoRA/head factors (logit scale and bias get none). The paper does
+            not state it; 0.01 is AdamW's default.
+        batch_size: the global batch (paper: 256); under torch.distributed each of the ``W`` processes takes
+            ``batch_size / W`` of it, so a run on ``W`` processes matches one process with the same ``batch_size``.
+        ce_weight: weight of the cross-entropy term (paper: 0.1, Eq. 5 lambda).
+        image_size: resolution the teachers see (default: their recorded training size, else the first image's
+            size). The projector sees the same view resized to its own input size.
+        augment: use the teachers' training augmentation (:func:`lightlabel.data.train_transform`); otherwise a
+            resize + center crop.
+        val_fraction: fraction of the training set held out (deterministically) to measure label fidelity each
+            epoch; 0 disables it.
+        seed: seed of the adapter initialisation, data split, order and augmentation.
+        num_workers: DataLoader workers.
+
+    Raises:
+        ValueError: a bad value (named, with what was given).
+    """
+
+    epochs: int = 20
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    batch_size: int = 256
+    ce_weight: float = 0.1
+    image_size: int | None = None
+    augment: bool = True
+    val_fraction: float = 0.05
+    seed: int = 0
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name, low in (("epochs", 0), ("batch_size", 1), ("num_workers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}")
+        for name in ("lr", "weight_decay", "ce_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (name == "lr" and value == 0):
+                raise ValueError(f"`{name}` must be a number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
+        if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
+            raise ValueError(f"`val_fraction` must be in [0, 1), got {self.val_fraction!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FitConfig:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Settings of :func:`train_teachers`: the paper's recipe by default (HeLlO supp. Table 1). Validates itself.
+
+    Args:
+        arch: torchvision or timm model name, or ``cifar_resnet20``..``110`` (:func:`lightlabel.models.build_model`).
+        epochs: epochs to train (default 41: the last checkpoint of the paper's earliest teacher window "1-41").
+        save_epochs: epochs whose checkpoints are kept (default: 9 evenly spaced in ``[1, epochs]``, the paper's
+            model pool of 9).
+        image_size: training resolution in pixels (default: the first image's size).
+        low_res: 3x3 stem without max-pool (default: ``image_size <= 64``; ResNet-style archs only).
+        batch_size, lr, momentum, weight_decay, step_size, gamma: SGD with StepLR (paper: 256, 0.1, 0.9, 1e-4, 30,
+            0.1); ``batch_size`` is the global batch, split across processes under torch.distributed.
+        seed: seed of the initialisation, data order and augmentation.
+        num_workers: DataLoader workers.
+
+    Raises:
+        ValueError: a bad value (named, with what was given).
+    """
+
+    arch: str = "resnet18"
+    epochs: int = 41
+    save_epochs: tuple[int, ...] | None = None
+    image_size: int | None = None
+    low_res: bool | None = None
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    step_size: int = 30
+    gamma: float = 0.1
+    seed: int = 0
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "step_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        if self.save_epochs is not None:
+            saves = tuple(sorted({int(e) for e in self.save_epochs}))
+            if not saves or saves[0] < 1 or saves[-1] > self.epochs:
+                raise ValueError(f"`save_epochs` must be within [1, {self.epochs}], got {self.save_epochs}")
+            object.__setattr__(self, "save_epochs", saves)
+        if not self.lr > 0:
+            raise ValueError(f"`lr` must be > 0, got {self.lr!r}")
+
+    @property
+    def checkpoint_epochs(self) -> tuple[int, ...]:
+        """The epochs whose checkpoints are kept: ``save_epochs``, or 9 evenly spaced in ``[1, epochs]``."""
+        if self.save_epochs is not None:
+            return self.save_epochs
+        count = min(9, self.epochs)
+        return tuple(sorted({round(1 + i * (self.epochs - 1) / max(count - 1, 1)) for i in range(count)}))
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Settings of :func:`distill_images`. Validates itself.
+
+    Args:
+        ipc: distilled images per class.
+        patches_per_image: ``k * k`` patches per image (RDED: 4 for high resolution, 1 below 64 px).
+        candidates_per_class: images drawn uniformly at random per class (RDED ``|T'_c|``, ``--mipc``: 300).
+        crops_per_image: random-resized crops scored per candidate image (RDED ``--num-crop``: 5).
+        crop_scale: area range of those crops (RDED ``--min/max-scale-crops``: 0.08, 1).
+        refine_steps, refine_lr: Adam steps and learning rate of the Eq. 7 refinement (paper: 300, 0.01); used
+            only with a projector.
+        image_size: side of a distilled image in pixels, the student's training resolution (default: a teacher
+            observer's training size, else the first training image's size). Patches are ``image_size / k``
+            pixels; crops are scored at ``image_size`` (a projector observer sees them resized to its input).
+        seed: every class uses a generator seeded by ``(seed, class)``: deterministic and order-independent.
+        batch_size: observer batch size for scoring.
+
+    Raises:
+        ValueError: a bad value (named, with what was given).
+    """
+
+    ipc: int = 10
+    patches_per_image: int = 4
+    candidates_per_class: int = 300
+    crops_per_image: int = 5
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    refine_steps: int = 300
+    refine_lr: float = 0.01
+    image_size: int | None = None
+    seed: int = 0
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("ipc", "candidates_per_class", "crops_per_image", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        if isinstance(self.refine_steps, bool) or not isinstance(self.refine_steps, int) or self.refine_steps < 0:
+            raise ValueError(f"`refine_steps` must be an int >= 0, got {self.refine_steps!r}")
+        ppi = self.patches_per_image
+        k = math.isqrt(ppi) if isinstance(ppi, int) and not isinstance(ppi, bool) and ppi > 0 else 0
+        if k * k != ppi or k == 0:
+            raise ValueError(f"`patches_per_image` must be a perfect square (1, 4, 9, ...), got {ppi!r}")
+        scale = tuple(self.crop_scale)
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"`crop_scale` must be (lo, hi) with 0 < lo <= hi <= 1, got {self.crop_scale!r}")
+        object.__setattr__(self, "crop_scale", (float(scale[0]), float(scale[1])))
+        if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
+                                            or self.image_size < 1):
+            raise ValueError(f"`image_size` must be an int >= 1 or None, got {self.image_size!r}")
+        if not self.refine_lr > 0:
+            raise ValueError(f"`refine_lr` must be > 0, got {self.refine_lr!r}")
+
+    @property
+    def grid(self) -> int:
+        """``k``, patches per side."""
+        return math.isqrt(self.patches_per_image)
+
+

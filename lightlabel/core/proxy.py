@@ -1,0 +1,71 @@
+"""The offline proxy base: a small open_clip image tower standing in for CLIP where no CLIP weights exist.
+
+``lightlabel-proxy-rn`` (open_clip ModifiedResNet, width 16, embed dim 512, 64 px) was trained by
+``benchmarks/proxy_base.py`` on tiny-imagenet-150 (202 ImageNet classes) to match the real CLIP ViT-B/32 text
+embeddings of those classes. Its text tower is a random stand-in, so its head is always built from those real text
+embeddings, which ship inside the package (``assets/clip-vit-b32-imagenet1k-text.fp16.safetensors``, rows in the
+order of ``assets/imagenet1k_wnids.txt``; sources and checksums in ``assets/README.md``). That limits it to ImageNet
+classes named by WordNet id, or to names mapped onto them. It is a proxy, not CLIP. Nothing here reads a file
+outside the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import open_clip
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+
+__all__ = ["PROXY_BASE", "PROXY_CHECKPOINT", "imagenet_class_names", "imagenet_text_embeddings", "imagenet_wnids",
+           "proxy_available"]
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+#: open_clip model name of the proxy base (config shipped in lightlabel/model_configs).
+PROXY_BASE = "lightlabel-proxy-rn"
+#: Its weights (fp16 safetensors, loadable with ``open_clip.create_model(PROXY_BASE, pretrained=...)``).
+PROXY_CHECKPOINT = ASSETS / "proxy-base.safetensors"
+TEXT_FEATURES = ASSETS / "clip-vit-b32-imagenet1k-text.fp16.safetensors"
+WNIDS = ASSETS / "imagenet1k_wnids.txt"
+
+
+def proxy_available() -> bool:
+    return PROXY_CHECKPOINT.is_file()
+
+
+@lru_cache(maxsize=1)
+def imagenet_wnids() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k WordNet ids in class-index order (``open_clip.IMAGENET_CLASSNAMES`` order)."""
+    return tuple(WNIDS.read_text().split())
+
+
+def _rows(wnids: Sequence[str]) -> list[int]:
+    order = imagenet_wnids()
+    missing = [w for w in wnids if w not in order]
+    if missing:
+        raise ValueError(f"class folders must be ImageNet WordNet ids for the proxy base's text head; not found: "
+                         f"{list(missing)[:5]}")
+    return [order.index(w) for w in wnids]
+
+
+def imagenet_class_names(wnids: Sequence[str]) -> list[str]:
+    """Readable class names (``open_clip.IMAGENET_CLASSNAMES``) of ImageNet WordNet ids.
+
+    Raises:
+        ValueError: an unknown wnid (the first few are listed).
+    """
+    return [open_clip.IMAGENET_CLASSNAMES[i] for i in _rows(wnids)]
+
+
+def imagenet_text_embeddings(wnids: Sequence[str]) -> torch.Tensor:
+    """Real CLIP ViT-B/32 text embeddings of ImageNet classes given by WordNet id, L2-normalised: ``[C, 512]``
+    float32 (stored as fp16 in the package).
+
+    Raises:
+        ValueError: unknown wnids.
+    """
+    feats = safetensors.torch.load_file(str(TEXT_FEATURES))["text_features"]
+    return F.normalize(feats[_rows(wnids)].float(), dim=-1)

@@ -1,0 +1,187 @@
+"""What a model expects as input, as one typed value: :class:`InputSpec` (mean, std, image size).
+
+Every labeller, teacher, observer and student carries one (timm keeps ``pretrained_cfg`` on its models, open_clip
+``preprocess_cfg``; this is the same idea). Consumers read that one field through :func:`input_spec_of`; a model
+without one is an error that says how to give it, never a silent ImageNet default. Images travel between
+lightlabel's parts as float pixels in [0, 1]; each model turns them into its own input with
+:meth:`InputSpec.prepare`, so the normalisation is written once, here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is only needed once tensors are passed in; importing this module stays light
+    import torch
+    from torch import nn
+
+__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "InputSpec", "input_spec_of",
+           "with_input_spec"]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
+
+
+def _triple(value: Any, name: str) -> tuple[float, float, float]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
+        raise ValueError(f"`{name}` must be 3 numbers (one per RGB channel), got {value!r}")
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`{name}` must be 3 numbers (one per RGB channel), got {value!r}") from e
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"`{name}` must be finite, got {value!r}")
+    return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The input a model expects: per-channel normalisation of [0, 1] RGB pixels and, optionally, a fixed size.
+
+    Args:
+        mean: 3 floats, subtracted per channel from pixels in [0, 1].
+        std: 3 floats > 0, dividing per channel.
+        image_size: ``(H, W)`` pixels the model needs (an int means square), or ``None`` for any size
+            (fully convolutional models).
+
+    Raises:
+        ValueError: not 3 finite numbers, a std <= 0, or a non-positive size.
+
+    Example:
+        >>> spec = InputSpec.imagenet(32)
+        >>> import torch
+        >>> x = torch.rand(2, 3, 32, 32)
+        >>> torch.allclose(spec.denormalize(spec.normalize(x)), x, atol=1e-6)
+        True
+    """
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    image_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", _triple(self.mean, "mean"))
+        std = _triple(self.std, "std")
+        if min(std) <= 0:
+            raise ValueError(f"`std` must be > 0 in every channel, got {self.std!r}")
+        object.__setattr__(self, "std", std)
+        size = self.image_size
+        if size is not None:
+            if isinstance(size, int) and not isinstance(size, bool):
+                size = (size, size)
+            if (isinstance(size, (str, bytes)) or not isinstance(size, Sequence) or len(size) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+                raise ValueError(f"`image_size` must be a positive int, (H, W) ints or None, got {self.image_size!r}")
+            object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+
+    # ------------------------------------------------------------------ presets and (de)serialisation
+    @classmethod
+    def imagenet(cls, image_size: int | tuple[int, int] | None = None) -> InputSpec:
+        """ImageNet statistics (torchvision's, and the CIFAR-10 ResNets in ``shared/models``)."""
+        return cls(IMAGENET_MEAN, IMAGENET_STD, image_size)
+
+    @classmethod
+    def cifar10(cls, image_size: int | tuple[int, int] | None = 32) -> InputSpec:
+        """CIFAR-10 training-set statistics."""
+        return cls(CIFAR10_MEAN, CIFAR10_STD, image_size)
+
+    @classmethod
+    def parse(cls, text: str) -> InputSpec:
+        """From the command line: ``"imagenet"``, ``"cifar10"``, optionally ``"@<size>"``, or
+        ``"m1,m2,m3/s1,s2,s3[@size]"``.
+
+        Raises:
+            ValueError: anything else (the message lists the forms).
+        """
+        body, _, size_text = str(text).partition("@")
+        try:
+            size = int(size_text) if size_text else None
+            if body in ("imagenet", "cifar10"):
+                return getattr(cls, body)(size)
+            mean, std = body.split("/")
+            return cls(tuple(float(v) for v in mean.split(",")), tuple(float(v) for v in std.split(",")), size)
+        except ValueError as e:
+            raise ValueError(f"input spec {text!r}: expected 'imagenet', 'cifar10' or 'm1,m2,m3/s1,s2,s3', each "
+                             f"optionally followed by '@<size>' ({e})") from e
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std),
+                "image_size": None if self.image_size is None else list(self.image_size)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputSpec:
+        size = data.get("image_size")
+        return cls(tuple(data["mean"]), tuple(data["std"]), None if size is None else tuple(size))
+
+    # ------------------------------------------------------------------ tensors
+    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return like.new_tensor(self.mean).view(1, 3, 1, 1), like.new_tensor(self.std).view(1, 3, 1, 1)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """``(images - mean) / std`` for float pixels in [0, 1].
+
+        Shape: ``(B, 3, H, W)`` or ``(3, H, W)`` -> the same.
+
+        Raises:
+            TypeError: an integer tensor (raw 0-255 pixels: divide by 255 first).
+        """
+        if not images.is_floating_point():
+            raise TypeError(f"images must be float pixels in [0, 1], got dtype {images.dtype} (use images.float() / 255)")
+        m, s = self._stats(images)
+        return (images - (m if images.ndim == 4 else m[0])) / (s if images.ndim == 4 else s[0])
+
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalize`: back to pixel values (not clamped). Shape as :meth:`normalize`."""
+        m, s = self._stats(images)
+        return images * (s if images.ndim == 4 else s[0]) + (m if images.ndim == 4 else m[0])
+
+    def resize(self, images: torch.Tensor) -> torch.Tensor:
+        """Resize ``(B, 3, H, W)`` to :attr:`image_size` (bilinear, antialiased) when it is set and differs."""
+        if self.image_size is None or tuple(images.shape[-2:]) == self.image_size:
+            return images
+        import torch.nn.functional as F
+
+        return F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's input from ``(B, 3, H, W)`` float pixels in [0, 1]: :meth:`resize`, then :meth:`normalize`."""
+        return self.normalize(self.resize(images))
+
+    def __str__(self) -> str:
+        size = "any size" if self.image_size is None else f"{self.image_size[0]}x{self.image_size[1]}"
+        return (f"mean {tuple(round(v, 4) for v in self.mean)}, std {tuple(round(v, 4) for v in self.std)}, "
+                f"{size}")
+
+
+def with_input_spec(module: nn.Module, spec: InputSpec) -> nn.Module:
+    """Attach ``spec`` to ``module`` as ``module.input_spec`` and return the module (for plain torchvision or timm
+    teachers, whose normalisation lightlabel cannot know).
+
+    Raises:
+        TypeError: ``spec`` is not an :class:`InputSpec`.
+    """
+    if not isinstance(spec, InputSpec):
+        raise TypeError(f"`spec` must be an InputSpec, got {type(spec).__name__}")
+    module.input_spec = spec
+    return module
+
+
+def input_spec_of(module: Any, role: str = "teacher") -> InputSpec:
+    """The :class:`InputSpec` a model carries (``module.input_spec``).
+
+    Raises:
+        ValueError: the model carries none. The message says how to give one; nothing is guessed.
+    """
+    spec = getattr(module, "input_spec", None)
+    if isinstance(spec, InputSpec):
+        return spec
+    raise ValueError(
+        f"the {role} ({type(module).__name__}) carries no input normalisation: attach one with "
+        f"`lightlabel.with_input_spec({role}, lightlabel.InputSpec(mean=..., std=..., image_size=...))`, or load it "
+        f"with `lightlabel.load_teacher(path, input_spec=...)` (e.g. InputSpec.imagenet(32) for the CIFAR-10 ResNets)"
+    )

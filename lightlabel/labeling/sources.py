@@ -1,0 +1,230 @@
+"""Where a student's labels come from, as one small protocol: :class:`LabelSource`.
+
+A label source labels a batch of views, says how many bytes it costs besides the images, and carries the
+:class:`~lightlabel.InputSpec` of the model behind it. The projector, a teacher or an ensemble of teachers
+(:class:`ModelLabels`), stored soft labels (:class:`~lightlabel.StoredSoftLabels`) and hard labels
+(:class:`HardLabels`) implement it, and so can a user's own labeller: :func:`lightlabel.train_student`,
+:class:`lightlabel.OnlineRelabeler` and :func:`lightlabel.store_soft_labels` accept any object that does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from ..core.base import fingerprint
+from ..core.projector import Projector
+from ..inputs import InputSpec, input_spec_of
+from ..storage import module_nbytes
+from .teachers import TeacherEnsemble
+
+if TYPE_CHECKING:
+    from .augment import AugmentConfig
+
+__all__ = ["HardLabels", "LabelSource", "ModelLabels", "RunInfo", "as_label_source"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a student run will ask a label source for, given to its optional ``prepare(run)`` hook before the
+    first batch (stored labels use it to refuse runs they were not made for).
+
+    Attributes:
+        images_sha256: sha256 of the ``(N, 3, H, W)`` uint8 distilled images.
+        num_images: ``N``.
+        augment: the run's augmentation. batch_size: global batch. epochs: epochs. seed: the run's seed.
+        world_size: processes under torch.distributed (1 otherwise).
+    """
+
+    images_sha256: str
+    num_images: int
+    augment: AugmentConfig
+    batch_size: int
+    epochs: int
+    seed: int
+    world_size: int = 1
+
+
+@runtime_checkable
+class LabelSource(Protocol):
+    """The label-source contract.
+
+    Attributes:
+        kind: a short name for reports (``"projector"``, ``"teacher"``, ``"stored"``, ``"hard"``, ...).
+        num_classes: ``C``.
+        input_spec: the input of the model behind the labels, or ``None`` when the views are not looked at
+            (hard labels, stored labels).
+
+    Methods:
+        label(views, *, epoch, step): ``(B, 3, H, W)`` float views, pixels in [0, 1] -> ``(B, C)`` float32 logits,
+            or ``None`` for "train on the mixed hard targets". ``epoch`` and ``step`` locate the batch in the run
+            (stored labels read by them; online sources ignore them).
+        extra_bytes(): bytes the labels cost besides the images (adapter file, teacher weights, label files, 0).
+        describe(): a JSON-ready dict identifying the source (kind, fingerprint, settings), recorded with results
+            and resume states.
+
+    An optional ``prepare(run: RunInfo)`` method is called once before the first batch of a student run; raise
+    there if the source cannot label that run.
+    """
+
+    kind: str
+    num_classes: int
+    input_spec: InputSpec | None
+
+    def label(self, views: torch.Tensor, *, epoch: int | None = None, step: int | None = None) -> torch.Tensor | None:
+        ...
+
+    def extra_bytes(self) -> int:
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        ...
+
+
+class ModelLabels:
+    """Online labels from a model: a :class:`~lightlabel.Projector`, a teacher, or a :class:`TeacherEnsemble`.
+
+    Each batch of views is resized and normalised for the model with its :class:`~lightlabel.InputSpec`
+    (:meth:`InputSpec.prepare`), labelled under ``torch.inference_mode()`` (and bf16 autocast on CUDA), and returned
+    as float32 logits. The model is put in eval mode; nothing else about it is changed.
+
+    Args:
+        model: the labeller.
+        input_spec: its input, if it carries none (``model.input_spec``; a projector always carries one).
+        kind: the name in reports (default ``"projector"`` for a projector, else ``"teacher"``).
+        autocast: bf16 autocast on CUDA.
+
+    Raises:
+        ValueError: a model without an input spec and no ``input_spec`` (the message says how to give one), or
+            one whose spec disagrees with ``input_spec``.
+    """
+
+    def __init__(self, model: nn.Module, *, input_spec: InputSpec | None = None, kind: str | None = None,
+                 autocast: bool = True) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
+        own = getattr(model, "input_spec", None)
+        if input_spec is not None and own is not None and own != input_spec:
+            raise ValueError(f"`input_spec` ({input_spec}) contradicts the model's own ({own})")
+        self.model = model.eval()
+        self.is_projector = isinstance(model, Projector)
+        self.input_spec = input_spec or input_spec_of(model, "projector" if self.is_projector else "teacher")
+        self.kind = kind or ("projector" if self.is_projector else "teacher")
+        self.autocast = bool(autocast)
+        self.num_classes = model.num_classes if self.is_projector else self._probe_classes()
+
+    def _probe_classes(self) -> int:
+        classes = getattr(self.model, "classes", None)
+        if classes:
+            return len(classes)
+        device = self.device or torch.device("cpu")
+        size = self.input_spec.image_size or (32, 32)
+        with torch.inference_mode():
+            return int(self.model(torch.zeros(1, 3, *size, device=device)).shape[-1])
+
+    @property
+    def device(self) -> torch.device | None:
+        p = next(self.model.parameters(), None)
+        if p is None:
+            p = next(self.model.buffers(), None)
+        return None if p is None else p.device
+
+    def label(self, views: torch.Tensor, *, epoch: int | None = None, step: int | None = None) -> torch.Tensor:
+        """``(B, 3, H, W)`` float views in [0, 1] -> ``(B, C)`` float32 logits (a normal tensor, not an inference
+        tensor).
+
+        Raises:
+            TypeError: not a float tensor. ValueError: not ``(B, 3, H, W)``, or the model returned another shape.
+            RuntimeError: views and model on different devices.
+        """
+        if not isinstance(views, torch.Tensor) or not views.is_floating_point():
+            raise TypeError(f"`views` must be a float tensor, got {getattr(views, 'dtype', type(views).__name__)}")
+        if views.ndim != 4 or views.shape[1] != 3:
+            raise ValueError(f"`views` must have shape (B, 3, H, W), got {tuple(views.shape)}")
+        device = self.device
+        if device is not None and device != views.device:
+            raise RuntimeError(f"the labeller is on {device} but the views are on {views.device}; move one of them")
+        with torch.inference_mode():
+            x = self.input_spec.prepare(views)
+            on_cuda = x.device.type == "cuda"
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.autocast and on_cuda):
+                out = self.model(x, check=not on_cuda) if self.is_projector else self.model(x)
+            out = out.float()
+        if out.shape != (views.shape[0], self.num_classes):
+            raise ValueError(f"the labeller returned shape {tuple(out.shape)}, expected ({views.shape[0]}, "
+                             f"{self.num_classes})")
+        return out.clone()
+
+    def extra_bytes(self) -> int:
+        """The adapter file's bytes for a projector; the fp32 state dict's bytes for a teacher or ensemble."""
+        return self.model.extra_bytes() if self.is_projector else module_nbytes(self.model)
+
+    def describe(self) -> dict[str, Any]:
+        out = {"kind": self.kind, "type": type(self.model).__name__, "input_spec": self.input_spec.to_dict(),
+               "fingerprint": fingerprint(self.model)}
+        if isinstance(self.model, TeacherEnsemble):
+            out["num_teachers"] = self.model.num_teachers
+        return out
+
+    def __repr__(self) -> str:
+        return f"ModelLabels({self.kind}: {type(self.model).__name__}, {self.input_spec})"
+
+
+class HardLabels:
+    """No soft labels: the student trains on the mixed hard targets (cross-entropy). Costs 0 bytes.
+
+    Args:
+        num_classes: ``C``.
+    """
+
+    kind = "hard"
+    input_spec = None
+
+    def __init__(self, num_classes: int) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}")
+        self.num_classes = num_classes
+
+    def label(self, views: torch.Tensor, *, epoch: int | None = None, step: int | None = None) -> None:
+        return None
+
+    def extra_bytes(self) -> int:
+        return 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "hard"}
+
+    def __repr__(self) -> str:
+        return f"HardLabels(num_classes={self.num_classes})"
+
+
+def as_label_source(labels: Any, num_classes: int | None = None) -> LabelSource:
+    """A :class:`LabelSource` from what a user passes: a label source (returned as is), ``"hard"``, a projector or
+    teacher module, or a list of teachers (an ensemble sharing one input spec).
+
+    Raises:
+        TypeError: anything else (the accepted kinds are listed).
+        ValueError: ``"hard"`` without ``num_classes``, teachers without an input spec or with differing ones,
+            or a source with another number of classes than ``num_classes``.
+    """
+    if isinstance(labels, str) and labels == "hard":
+        if num_classes is None:
+            raise ValueError("hard labels need `num_classes`")
+        source: Any = HardLabels(num_classes)
+    elif isinstance(labels, nn.Module):
+        source = ModelLabels(labels)
+    elif isinstance(labels, Sequence) and not isinstance(labels, str) and labels and all(
+            isinstance(t, nn.Module) for t in labels):
+        source = ModelLabels(TeacherEnsemble(list(labels)), kind="teachers")
+    elif isinstance(labels, LabelSource):
+        source = labels
+    else:
+        raise TypeError(f"`labels` must be a LabelSource, 'hard', a Projector or teacher nn.Module, a list of teacher "
+                        f"modules, or StoredSoftLabels; got {type(labels).__name__}")
+    if num_classes is not None and source.num_classes != num_classes:
+        raise ValueError(f"the labels have {source.num_classes} classes but the images have {num_classes}")
+    return source

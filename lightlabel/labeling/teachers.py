@@ -1,0 +1,140 @@
+"""Teachers as labellers: the ensemble of weak teachers whose mean logits the adapter is fitted to.
+
+The ensemble label is the mean of the teachers' logits (HeLlO Eq. 1 and Eq. 5, ``Y' = mean_k f_k(X)``). When all
+teachers share one architecture, their weights are stacked once and run as one batched call with
+``torch.func.functional_call`` under ``torch.vmap``, instead of a Python loop over the teachers. An ensemble
+carries the one :class:`~lightlabel.InputSpec` its members share; members that disagree are an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state
+
+from ..inputs import InputSpec
+from ..models import load_teacher
+
+__all__ = ["TeacherEnsemble", "load_teachers"]
+
+
+def _signature(module: nn.Module) -> tuple:
+    return (type(module),) + tuple((k, tuple(v.shape), v.dtype) for k, v in module.state_dict().items())
+
+
+class TeacherEnsemble(nn.Module):
+    """Mean logits of several frozen teachers, in eval mode.
+
+    Teachers of one architecture (identical parameter names and shapes) are stored stacked, once
+    (``torch.func.stack_module_state``), and run either as one ``torch.vmap`` call or as a loop over slices of the
+    stacked weights. Others are kept as a ``ModuleList`` and looped.
+
+    Args:
+        teachers: one or more ``nn.Module`` mapping ``(B, 3, H, W)`` to ``(B, C)`` logits (same ``C``).
+        input_spec: the ensemble's input (:class:`~lightlabel.InputSpec`). Default: the one its members carry
+            (``teacher.input_spec``, e.g. from :func:`lightlabel.load_teacher`); members that carry none leave the
+            ensemble without one, and using it as a labeller then raises.
+        vectorize: ``"auto"`` (vmap on CUDA, loop on CPU, where measured vmap was slower; see
+            ``benchmarks/teacher_ensemble.py``), ``True`` (always vmap; requires one architecture) or ``False``.
+
+    Shape:
+        - Input: ``(B, 3, H, W)``.
+        - Output: ``(B, C)`` mean logits, the teachers' dtype.
+
+    Raises:
+        ValueError: no teachers, ``vectorize=True`` with differing architectures, or members (or ``input_spec``)
+            that disagree about the input (the specs are listed).
+
+    Source: HeLlO Eq. 1 and Eq. 5 (multi-weak-teacher soft labels).
+    """
+
+    def __init__(self, teachers: Sequence[nn.Module], *, input_spec: InputSpec | None = None,
+                 vectorize: bool | str = "auto") -> None:
+        super().__init__()
+        teachers = list(teachers)
+        if not teachers or not all(isinstance(t, nn.Module) for t in teachers):
+            raise ValueError(f"`teachers` must be a non-empty list of nn.Module, got {teachers!r}"[:200])
+        specs = {getattr(t, "input_spec", None) for t in teachers} | ({input_spec} if input_spec is not None else set())
+        specs.discard(None)
+        if len(specs) > 1:
+            raise ValueError(f"the teachers expect different inputs: {sorted(str(s) for s in specs)}; an ensemble "
+                             "labels one view, so its members must share one InputSpec")
+        if specs:
+            self.input_spec = specs.pop()
+        classes = [getattr(t, "classes", None) for t in teachers]
+        self.classes = classes[0] if classes[0] is not None and all(c == classes[0] for c in classes) else None
+        if vectorize not in (True, False, "auto"):
+            raise ValueError(f"`vectorize` must be True, False or 'auto', got {vectorize!r}")
+        for t in teachers:
+            t.eval().requires_grad_(False)
+        stackable = len({_signature(t) for t in teachers}) == 1
+        if vectorize is True and not stackable:
+            raise ValueError("`vectorize=True` needs teachers of one architecture with identical parameter shapes")
+        self.num_teachers = len(teachers)
+        self.vectorize = vectorize
+        self.stacked = stackable
+        if stackable:
+            params, buffers = stack_module_state(teachers)
+            self._names = (list(params), list(buffers))
+            for i, v in enumerate(params.values()):
+                self.register_buffer(f"_p{i}", v.detach())
+            for i, v in enumerate(buffers.values()):
+                self.register_buffer(f"_b{i}", v)
+            self._skeleton = [copy.deepcopy(teachers[0]).to("meta")]  # a list: not registered as a submodule
+        else:
+            self.teachers = nn.ModuleList(teachers)
+
+    @property
+    def vectorized(self) -> bool:
+        """Whether a CUDA forward runs as one vmap call (CPU forwards vmap only with ``vectorize=True``)."""
+        return self.stacked and self.vectorize is not False
+
+    def train(self, mode: bool = True) -> TeacherEnsemble:
+        """Teachers always stay in eval mode."""
+        super().train(False)
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.stacked:
+            return torch.stack([t(images) for t in self.teachers]).mean(0)
+        params = {n: getattr(self, f"_p{i}") for i, n in enumerate(self._names[0])}
+        buffers = {n: getattr(self, f"_b{i}") for i, n in enumerate(self._names[1])}
+        skeleton = self._skeleton[0]
+
+        def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+            return functional_call(skeleton, (p, b), (x,))
+
+        if self.vectorize is True or (self.vectorize == "auto" and images.is_cuda):
+            return torch.vmap(one, in_dims=(0, 0, None))(params, buffers, images).mean(0)
+        outs = [one({k: v[i] for k, v in params.items()}, {k: v[i] for k, v in buffers.items()}, images)
+                for i in range(self.num_teachers)]
+        return torch.stack(outs).mean(0)
+
+    def extra_repr(self) -> str:
+        return f"num_teachers={self.num_teachers}, stacked={self.stacked}, vectorize={self.vectorize!r}"
+
+
+def load_teachers(teachers: Sequence[nn.Module | str | os.PathLike], *, input_spec: InputSpec | None = None,
+                  device: torch.device | str = "cpu", vectorize: bool | str = "auto") -> TeacherEnsemble:
+    """An ensemble from checkpoint paths and/or modules (see :func:`lightlabel.load_teacher`).
+
+    Args:
+        teachers: paths and/or modules.
+        input_spec: for plain state dicts, which record no input (see :func:`lightlabel.load_teacher`).
+        device: where the ensemble goes.
+        vectorize: see :class:`TeacherEnsemble`.
+
+    Raises:
+        ValueError: an empty list, teachers with different numbers of classes or inputs, or a plain state dict
+            without ``input_spec``.
+    """
+    if isinstance(teachers, (str, os.PathLike, nn.Module)):
+        teachers = [teachers]
+    modules = [t if isinstance(t, nn.Module) else load_teacher(t, input_spec=input_spec) for t in teachers]
+    if not modules:
+        raise ValueError("`teachers` is empty")
+    return TeacherEnsemble(modules, input_spec=input_spec, vectorize=vectorize).to(device)

@@ -1,0 +1,262 @@
+"""Training a student on a distilled set with labels from any label source: the evaluation protocol.
+
+Every label source sees the same views for the same seed: the data order and the augmentation of epoch ``e`` come
+from ``(seed, e)`` alone (:func:`~lightlabel.labeling.augment.epoch_views`), so only the labels differ between rows
+of a comparison, and the labeller labels exactly the views the student trains on.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..configs import EvalProtocol
+from ..data import TransformedDataset, as_dataset, eval_transform
+from ..labeling.augment import Augmenter, epoch_views
+from ..labeling.losses import soft_label_loss
+from ..labeling.sources import LabelSource, ModelLabels, RunInfo, as_label_source
+from ..labeling.stored import images_digest
+from ..models import build_model
+from ..utils.memory import peak_memory_bytes, reset_peak_memory
+from .distill import DistilledSet
+from .loop import ddp, evaluate, per_rank_batch, resolve_device, run_epochs, world
+
+__all__ = ["StudentResult", "label_view_agreement", "train_student"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StudentResult:
+    """Outcome of :func:`train_student`.
+
+    Attributes:
+        top1: top-1 after the last epoch, in [0, 1] (``nan`` without a validation set).
+        best_top1: the best of the protocol's last evaluations (RDED's reported figure), in [0, 1] (``nan``).
+        labels: the label source's kind (``"projector"``, ``"teacher"``, ``"teachers"``, ``"stored"``, ``"hard"``).
+        seconds_per_iter: mean wall time of a training iteration (labelling included), seconds, over the epochs
+            after the first two (warm-up); CUDA is synchronised once per epoch, not per iteration.
+        peak_memory_bytes: bytes; peak CUDA memory allocated during training, or on CPU the peak resident set
+            size (RSS) of the process during training (Linux: the high-water mark is reset when training starts).
+        peak_memory_kind: what ``peak_memory_bytes`` measured: ``"cuda allocated"``, ``"RSS"``, or
+            ``"process lifetime RSS"`` where the CPU high-water mark could not be reset.
+        extra_storage_bytes: bytes the labels need besides the images (the source's ``extra_bytes()``).
+        epochs, iterations: the run's length (optimiser steps).
+        history: per-epoch ``{"epoch", "loss", "seconds"}`` plus ``"top1"`` at evaluated epochs.
+        protocol: the protocol, as a dict.
+    """
+
+    top1: float
+    best_top1: float
+    labels: str
+    seconds_per_iter: float
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    extra_storage_bytes: int
+    epochs: int
+    iterations: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+
+def _patches_per_side(distilled: DistilledSet) -> int:
+    ppi = int(distilled.manifest.get("patches_per_image", 1))
+    return max(1, math.isqrt(ppi))
+
+
+def default_protocol(distilled: DistilledSet) -> EvalProtocol:
+    """HeLlO's preset on RDED's views for the set's patch grid (its manifest's ``patches_per_image``)."""
+    return EvalProtocol.helio(patches_per_side=_patches_per_side(distilled))
+
+
+def _param_groups(model: nn.Module, protocol: EvalProtocol) -> list[dict[str, Any]]:
+    if protocol.decay_norm_and_bias:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if "weight" in name and p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train_student(
+    distilled: DistilledSet,
+    labels: LabelSource | nn.Module | list[nn.Module] | str,
+    protocol: EvalProtocol | None = None,
+    *,
+    val_set: Dataset | str | os.PathLike | None = None,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    student_model: nn.Module | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> StudentResult:
+    """Train a student on distilled images with labels from a projector, a teacher, stored labels, or hard labels.
+
+    Args:
+        distilled: the distilled set (uint8 images, labels, and a manifest saying its patch grid).
+        labels: any :class:`~lightlabel.LabelSource`: a :class:`~lightlabel.Projector` (online projector labels,
+            from a merged copy of it: the projector passed in is not changed),
+            a teacher module carrying an ``input_spec`` or a list of them (online teacher labels, RDED style),
+            :class:`~lightlabel.StoredSoftLabels` (SRe2L style), or ``"hard"`` (CutMix targets only).
+        protocol: the :class:`~lightlabel.EvalProtocol` (default: :meth:`EvalProtocol.helio` on RDED's views for
+            the set's patch grid).
+        val_set: validation data (dataset of ``(image, label)`` or an ImageFolder path), resized to the distilled
+            images' size; without it the top-1 figures are ``nan``.
+        seed: seed of the student initialisation, the data order and the views.
+        out_dir: if given, the training state is saved there after every epoch (``student-state.pt``, atomically)
+            and a call with the same settings resumes from it, computing what an uninterrupted run computes.
+        student_model: a student module instead of ``protocol.student`` (its weights are trained in place).
+        device: default CUDA when available.
+        progress: a progress bar over the epochs.
+        **overrides: fields of the protocol to replace (e.g. ``epochs=2``).
+
+    Returns:
+        A :class:`StudentResult`.
+
+    Raises:
+        TypeError: an unknown label source or protocol field. ValueError: labels with another number of classes,
+        stored labels made for another run, a batch the processes do not divide, or a resume state of another run.
+
+    Source: RDED validation code; HeLlO supplementary A.6 and Table 3; Alg. 1 lines 12-15.
+    """
+    protocol = (protocol or default_protocol(distilled)).replace(**overrides)
+    num_classes = len(distilled.classes)
+    source = as_label_source(labels, num_classes)
+    if isinstance(source, ModelLabels) and source.is_projector and not source.model.merged:
+        # label with a merged copy (the fast inference path); the caller's projector is left as it is
+        source = ModelLabels(copy.deepcopy(source.model).merge(), kind=source.kind, autocast=source.autocast)
+    device = resolve_device(device)
+    rank, world_size = world()
+    per_rank_batch(protocol.batch_size)  # validates that the processes divide the global batch
+    size = distilled.images.shape[-1]
+    prepare = getattr(source, "prepare", None)
+    if prepare is not None:
+        prepare(RunInfo(images_sha256=images_digest(distilled.images), num_images=len(distilled),
+                        augment=protocol.augment, batch_size=protocol.batch_size, epochs=protocol.epochs, seed=seed,
+                        world_size=world_size))
+    augmenter = Augmenter(protocol.augment, num_classes)
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = student_model if student_model is not None else build_model(protocol.student, num_classes, low_res=size <= 64,
+                                                                image_size=size)
+    model = model.to(device).train()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    net = ddp(model, device) if world_size > 1 else model
+    steps_per_epoch = protocol.steps_per_epoch(len(distilled))
+    total_steps = protocol.total_steps(len(distilled))
+    opt = torch.optim.AdamW(_param_groups(model, protocol), lr=protocol.lr, weight_decay=protocol.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: protocol.lr_factor(step, step // steps_per_epoch, total_steps))
+    images, targets_all = distilled.images.to(device), distilled.labels.to(device)
+    val = TransformedDataset(as_dataset(val_set), eval_transform(size)) if val_set is not None else None
+    evals = set(protocol.eval_epochs())
+    student_input = protocol.student_input
+
+    def step(epoch: int) -> dict[str, Any]:
+        total = torch.zeros((), device=device)
+        t0 = time.perf_counter()
+        for view in epoch_views(images, targets_all, augmenter, batch_size=protocol.batch_size, seed=seed,
+                                epoch=epoch, rank=rank, world_size=world_size):
+            soft = source.label(view.views, epoch=epoch, step=view.step)
+            x = student_input.normalize(view.views)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = net(x)
+            if soft is None:
+                loss = F.cross_entropy(out.float(), view.targets)
+            else:
+                loss = soft_label_loss(out, soft, view.targets, kind=protocol.soft_loss, ce_weight=protocol.ce_weight,
+                                       temperature=protocol.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # once per epoch, for the timing
+        record: dict[str, Any] = {"loss": float(total) / steps_per_epoch, "seconds": time.perf_counter() - t0}
+        if val is not None and epoch + 1 in evals:
+            record["top1"] = evaluate(model, val, input_spec=student_input, device=device)
+            logger.info("student (%s labels) epoch %d/%d: loss %.4f, top-1 %.4f", source.kind, epoch + 1,
+                        protocol.epochs, record["loss"], record["top1"])
+        return record
+
+    settings = {"protocol": protocol.to_dict(), "labels": source.describe(), "images": images_digest(distilled.images),
+                "seed": seed, "val": None if val is None else len(val), "world": world_size,
+                "student": protocol.student if student_model is None else type(student_model).__name__}
+    memory_kind = reset_peak_memory(device)
+    history = run_epochs(epochs=protocol.epochs, step=step, state={"model": model, "opt": opt, "sched": sched},
+                         path=None if out_dir is None else Path(out_dir) / "student-state.pt", settings=settings,
+                         what=f"student ({source.kind} labels)", seed=seed, device=device, progress=progress)
+    timed = history[min(2, len(history) - 1):]
+    scored = [h["top1"] for h in history if "top1" in h]
+    return StudentResult(
+        top1=scored[-1] if scored and "top1" in history[-1] else float("nan"),
+        best_top1=max(scored) if scored else float("nan"), labels=source.kind,
+        seconds_per_iter=sum(h["seconds"] for h in timed) / max(len(timed) * steps_per_epoch, 1),
+        peak_memory_bytes=int(peak_memory_bytes(device)), peak_memory_kind=memory_kind,
+        extra_storage_bytes=int(source.extra_bytes()), epochs=protocol.epochs, iterations=total_steps,
+        history=history, protocol=protocol.to_dict())
+
+
+@torch.no_grad()
+def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], distilled: DistilledSet,
+                         protocol: EvalProtocol | None = None, *, views: int = 1000, seed: int = 0,
+                         device: torch.device | str | None = None) -> dict[str, float]:
+    """How often a labeller names a class that is actually in the view: a diagnostic of labels and views.
+
+    The views are the first ``views`` views a student run with this ``protocol`` and ``seed`` trains on (the same
+    tensors, from :func:`~lightlabel.labeling.augment.epoch_views`).
+
+    Args:
+        labels: a labeller (any label source that looks at views: projector, teacher(s)).
+        distilled: the distilled set.
+        protocol: the views' protocol (default as in :func:`train_student`).
+        views: how many views to label (whole batches; at least this many).
+
+    Returns:
+        ``views`` (the count), ``source_class``: the fraction of views whose labeller argmax is one of the view's
+        source classes (a class with a non-zero mixed target), ``dominant_class``: the fraction whose argmax is the
+        class with the largest mixed target, and ``mean_p_max``: the mean of the labeller's max softmax probability.
+        Fractions in [0, 1].
+
+    Raises:
+        ValueError: a source that does not look at views (hard or stored labels).
+    """
+    protocol = protocol or default_protocol(distilled)
+    source = as_label_source(labels, len(distilled.classes))
+    if source.input_spec is None:
+        raise ValueError(f"{source.kind} labels look at no views; label-view agreement needs a labeller")
+    device = resolve_device(device)
+    augmenter = Augmenter(protocol.augment, len(distilled.classes))
+    images, targets = distilled.images.to(device), distilled.labels.to(device)
+    n = in_source = dominant = 0
+    p_max = 0.0
+    epoch = 0
+    while n < views:
+        for view in epoch_views(images, targets, augmenter, batch_size=protocol.batch_size, seed=seed, epoch=epoch):
+            p = source.label(view.views, epoch=epoch, step=view.step).softmax(-1)
+            top = p.argmax(-1)
+            in_source += int((view.targets.gather(1, top[:, None]).squeeze(1) > 0).sum())
+            dominant += int((top == view.targets.argmax(-1)).sum())
+            p_max += float(p.max(-1).values.sum())
+            n += len(top)
+            if n >= views:
+                break
+        epoch += 1
+    return {"views": n, "source_class": in_source / n, "dominant_class": dominant / n, "mean_p_max": p_max / n}

@@ -1,0 +1,21 @@
+"""Small helpers used by every layer: atomic file writes, seeds, progress bars and peak-memory measurement.
+
+Documented and importable (``lightlabel.utils.files.atomic_write_text``), so examples and benchmarks need no
+private imports. Nothing here imports another part of lightlabel.
+"""
+
+from .files import atomic_path, atomic_write_bytes, atomic_write_text
+from .memory import peak_memory_bytes, reset_peak_memory
+from .progress import progress_bar
+from .seeding import derive_seed, generator
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "derive_seed",
+    "generator",
+    "peak_memory_bytes",
+    "progress_bar",
+    "reset_peak_memory",
+]
