@@ -24,7 +24,7 @@ Setting (stated again in the report):
   8 epochs on CPU) gives the weak teachers (epochs 2-4) and the observer / full teacher (epoch 8); the adapter is
   fitted on 400 images per class for 2 epochs. Distilled images: 2 x 2 patches per image.
 - Base: the offline proxy base (lightlabel-proxy-rn), head from real CLIP ViT-B/32 text embeddings; CIFAR-10 classes
-  use the mean embedding of related ImageNet classes (CIFAR_AS_IMAGENET).
+  use the mean embedding of related ImageNet classes (lightlabel.core.proxy.CIFAR10_AS_IMAGENET).
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import open_clip
 import torch
 import torch.nn.functional as F
 from _common import CACHE, ROOT, data_root, dataset, write_section
@@ -53,7 +52,7 @@ from lightlabel.core.proxy import (
     PROXY_CHECKPOINT,
     imagenet_class_names,
     imagenet_text_embeddings,
-    imagenet_wnids,
+    proxy_head,
 )
 from lightlabel.labeling.stored import images_digest
 from lightlabel.utils.files import atomic_write_text
@@ -63,19 +62,6 @@ log = logging.getLogger("helio_table")
 RESULTS = ROOT / "benchmarks" / "results" / "helio"
 TRIAGE = ROOT / "benchmarks" / "results" / "triage"
 
-CIFAR_AS_IMAGENET = {
-    "airplane": ["airliner", "airship"],
-    "automobile": ["sports car", "convertible", "taxicab", "minivan", "station wagon", "race car", "jeep", "limousine"],
-    "bird": ["goldfinch", "house finch", "junco", "indigo bunting", "American robin", "jay", "magpie", "chickadee",
-             "bald eagle", "ostrich"],
-    "cat": ["tabby cat", "tiger cat", "Persian cat", "Siamese cat", "Egyptian Mau"],
-    "deer": ["hartebeest", "impala (antelope)", "gazelle"],
-    "dog": ["Golden Retriever", "Labrador Retriever", "German Shepherd Dog", "Beagle", "pug", "Border Collie"],
-    "frog": ["American bullfrog", "tree frog", "tailed frog"],
-    "horse": ["common sorrel horse"],
-    "ship": ["container ship", "ocean liner", "fireboat", "aircraft carrier", "pirate ship"],
-    "truck": ["semi-trailer truck", "fire truck", "pickup truck", "garbage truck", "tow truck", "moving van"],
-}
 
 ROWS = {
     "projector": "projector (HeLlO: proxy base + LoRA, fitted to the weak teachers)",
@@ -246,14 +232,8 @@ class Run:
 
 
 def cifar_text_embeddings(names: list[str]) -> torch.Tensor:
-    """Mean real CLIP text embedding of related ImageNet classes per CIFAR-10 class (a proxy prompt ensemble)."""
-    classes = list(open_clip.IMAGENET_CLASSNAMES)
-    order = imagenet_wnids()
-    rows = []
-    for name in names:
-        wnids = [order[classes.index(c)] for c in CIFAR_AS_IMAGENET[name]]
-        rows.append(imagenet_text_embeddings(wnids).mean(0))
-    return F.normalize(torch.stack(rows), dim=-1)
+    """Mean real CLIP text embedding of related ImageNet classes per CIFAR-10 class (CIFAR10_AS_IMAGENET)."""
+    return proxy_head(names)[1]
 
 
 # -------------------------------------------------------------------------------------------------- report

@@ -1,4 +1,4 @@
-"""The ``lightlabel`` command line: fit, distill, train, info, storage, push, demo.
+"""The ``lightlabel`` command line: fit, distill, train, info, storage, push, demo, doctor.
 
 User errors (bad arguments, missing or damaged files, a base model that cannot be loaded) end with one line on
 stderr and exit code 2 (``LIGHTLABEL_DEBUG=1`` shows the traceback). Every command takes ``--device``, ``--seed``
@@ -189,6 +189,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", default=None, help="an adapter whose size to compare")
     _common(p)
 
+    p = sub.add_parser("doctor", formatter_class=fmt, help="versions, device, bases, data and caches, for bug reports",
+                       description="Print what lightlabel sees on this machine: versions, the device, which bases are "
+                                   "shipped or cached, the data sources found, and the cache folders with their sizes.",
+                       epilog="example:\n  lightlabel doctor        # paste its output into a bug report")
+    _common(p)
+
     p = sub.add_parser("push", formatter_class=fmt, help="upload an adapter and its model card to the Hub",
                        epilog="example:\n  lightlabel push adapter.safetensors me/lightlabel-rn50-quickgelu-imagenet1k-r8")
     p.add_argument("adapter")
@@ -199,14 +205,21 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("demo", formatter_class=fmt, help="the whole pipeline on real images, offline (< 15 min on CPU)",
-                       description="Weak teachers -> fit_adapter -> distill_images (IPC 10) -> students with projector, "
-                                   "teacher and hard labels, at reduced sizes on CPU.",
+                       description="Real weak and strong teachers -> fit_adapter -> distill_images (IPC 10) -> students "
+                                   "with projector, online-teacher and hard labels under the HeLlO protocol, sized for "
+                                   "a CPU (--full: the paper's sizes).",
                        epilog="examples:\n  lightlabel demo\n  lightlabel demo --data path/to/imagenet-subset --work-dir demo/")
-    p.add_argument("--data", default=None, help="ImageFolder root with train/ and val/ (default: Imagenette)")
-    p.add_argument("--data-root", default=None, help="the shared data folder (default: found automatically)")
-    p.add_argument("--work-dir", default=None, help="where intermediate results go (default: ./lightlabel-demo)")
+    p.add_argument("--data", default=None,
+                   help="ImageFolder root with train/ and val/ (or test/), or a .tar.gz of one (default: CIFAR-10 from "
+                        "LIGHTLABEL_DATA or shared/data beside the checkout, else downloaded)")
+    p.add_argument("--work-dir", default=None, help="where every stage's state goes (default: ./lightlabel-demo); "
+                                                    "a re-run resumes from it")
     p.add_argument("--base", default=None, help="open_clip base (default: RN50-quickgelu/openai if cached, else the proxy)")
     p.add_argument("--pretrained", default=None)
+    p.add_argument("--teacher", default=None, help="the strong teacher's checkpoint (default: the CIFAR-10 ResNet-56)")
+    p.add_argument("--weak-teachers", nargs="+", default=None, help="weak-teacher checkpoints (default: the packaged "
+                                                                     "ones for CIFAR-10)")
+    p.add_argument("--no-download", action="store_true", help="never download data or teachers")
     p.add_argument("--full", action="store_true", help="paper-size epochs instead of the CPU-sized defaults")
     _common(p)
     return parser
@@ -400,15 +413,64 @@ def cmd_push(args) -> None:
     _echo(f"pushed to https://huggingface.co/{args.repo_id} ({result})")
 
 
+def _folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def cmd_doctor(args) -> None:
+    import importlib.metadata as md
+    import platform
+
+    import torch
+
+    from .core.base import cache_root
+    from .core.proxy import PROXY_BASE, PROXY_CHECKPOINT
+    from .data import default_data_root
+    from .demo import RESNET56, WEAK_TEACHERS, _cached_rn50
+    from .io.hub import is_offline
+
+    def version(dist: str) -> str:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "not installed"
+
+    rows = [("lightlabel", f"{__version__} ({Path(__file__).resolve().parent})"),
+            ("python", f"{platform.python_version()} ({sys.executable})"), ("platform", platform.platform())]
+    rows += [(d, version(d)) for d in ("torch", "torchvision", "open_clip_torch", "timm", "safetensors",
+                                      "huggingface_hub", "einops", "tqdm", "pillow")]
+    cuda = torch.cuda.is_available()
+    rows.append(("device", f"cuda: {torch.cuda.get_device_name()} ({torch.cuda.device_count()} GPU)" if cuda
+                 else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads); no CUDA device"))
+    rows.append(("bases", f"{PROXY_BASE}: shipped ({PROXY_CHECKPOINT.stat().st_size:,} bytes)"
+                 if PROXY_CHECKPOINT.is_file() else f"{PROXY_BASE}: MISSING from the package"))
+    rows.append(("", f"RN50-quickgelu / openai: {'cached' if _cached_rn50() else 'not cached (downloads on first use)'}"))
+    rows.append(("demo teachers", f"{len(list(WEAK_TEACHERS.glob('*.pt')))} weak teachers shipped"))
+    shared = default_data_root()
+    rows.append(("data", f"LIGHTLABEL_DATA={os.environ.get('LIGHTLABEL_DATA', '(unset)')}; shared data: "
+                 f"{shared if shared else 'not found beside this folder or the package'}"))
+    if shared is not None:
+        rows.append(("", f"strong CIFAR-10 teacher: {shared.parent / 'models' / RESNET56} "
+                     f"({'found' if (shared.parent / 'models' / RESNET56).is_file() else 'missing'})"))
+    from huggingface_hub import constants
+
+    for name, path in (("lightlabel cache", cache_root()), ("Hugging Face cache", Path(constants.HF_HUB_CACHE))):
+        rows.append((name, f"{path} ({_folder_bytes(path):,} bytes)"))
+    rows.append(("Hub", "offline (HF_HUB_OFFLINE)" if is_offline() else "online mode (no request made here)"))
+    width = max(len(k) for k, _ in rows)
+    _echo("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
-    run_demo(data=args.data, data_root=args.data_root, work_dir=args.work_dir, base=args.base,
-             pretrained=args.pretrained, full=args.full, seed=args.seed, device=args.device, progress=not args.quiet)
+    run_demo(data=args.data, work_dir=args.work_dir, base=args.base, pretrained=args.pretrained, teacher=args.teacher,
+             weak_teachers=args.weak_teachers, full=args.full, seed=args.seed, device=args.device,
+             progress=not args.quiet, download=not args.no_download)
 
 
 COMMANDS = {"fit": cmd_fit, "distill": cmd_distill, "train": cmd_train, "info": cmd_info, "storage": cmd_storage,
-            "push": cmd_push, "demo": cmd_demo}
+            "push": cmd_push, "demo": cmd_demo, "doctor": cmd_doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

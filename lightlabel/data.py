@@ -7,6 +7,8 @@ last, so a half-extracted folder is never mistaken for a complete one).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -56,6 +58,10 @@ logger = logging.getLogger(__name__)
 _MARKER = ".lightlabel-extracted"
 
 
+def _fingerprint(parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def default_data_root() -> Path | None:
     """The folder of real data shipped beside a checkout (``shared/data``), or ``None``.
 
@@ -101,11 +107,12 @@ def extract_image_folder(
     """
     archive, dest = Path(archive), Path(dest)
     marker = dest / _MARKER
-    key = f"{archive.name} split={split} per_class={per_class} classes={classes}"
-    if marker.is_file() and marker.read_text() == key:
-        return dest
     if not archive.is_file():
         raise FileNotFoundError(f"archive not found: {archive}")
+    stat = archive.stat()  # the marker carries the archive's identity: another archive is extracted afresh
+    key = f"{archive.resolve()} bytes={stat.st_size} mtime_ns={stat.st_mtime_ns} split={split} per_class={per_class} classes={classes}"
+    if marker.is_file() and marker.read_text() == key:
+        return dest
     if dest.exists():
         shutil.rmtree(dest)
     counts: dict[str, int] = {}
@@ -207,7 +214,8 @@ def load_image_folder(
         on_error: ``"skip"`` unreadable or undecodable files (their count and names are logged as a warning) or
             ``"raise"`` on the first one.
         allow_empty: keep classes whose folder holds no image (otherwise an error).
-        cache: optional ``.pt`` file: loaded if it exists, written (atomically) after decoding otherwise.
+        cache: optional ``.pt`` file: loaded if it exists and was made from the same files (names and sizes) and
+            settings, written (atomically) after decoding otherwise.
         progress: show a progress bar.
 
     Returns:
@@ -220,9 +228,6 @@ def load_image_folder(
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"`on_error` must be 'skip' or 'raise', got {on_error!r}")
-    if cache is not None and Path(cache).is_file():
-        blob = torch.load(cache, weights_only=True)
-        return TensorImageDataset(blob["images"], blob["labels"], blob["classes"], ids=blob["ids"])
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
@@ -231,6 +236,12 @@ def load_image_folder(
         raise FileNotFoundError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
     files = [(c, i, f) for i, c in enumerate(classes) for f in sorted((root / c).iterdir())
              if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+    key = _fingerprint([size, on_error] + [(f"{c}/{f.name}", f.stat().st_size) for c, _, f in files])
+    if cache is not None and Path(cache).is_file():
+        blob = torch.load(cache, weights_only=True)
+        if blob.get("fingerprint") == key:
+            return TensorImageDataset(blob["images"], blob["labels"], blob["classes"], ids=blob["ids"])
+        logger.info("decoded-image cache %s was made from other files or settings: decoding %s again", cache, root)
     empty = [c for c in classes if not any(fc == c for fc, _, _ in files)]
     if empty and not allow_empty:
         raise ValueError(f"{root}: class folders without images: {empty[:10]} (pass allow_empty=True to keep them)")
@@ -258,7 +269,8 @@ def load_image_folder(
     dataset.skipped = failed
     if cache is not None:
         with atomic_path(cache) as tmp:
-            torch.save({"images": dataset.images, "labels": dataset.labels, "classes": classes, "ids": ids}, tmp)
+            torch.save({"images": dataset.images, "labels": dataset.labels, "classes": classes, "ids": ids,
+                        "fingerprint": key}, tmp)
     return dataset
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -120,6 +121,7 @@ def test_push_to_hub_sends_exactly_the_adapter_and_card(fitted, tmp_path, monkey
         return "commit-info"
 
     monkeypatch.setattr(hub, "is_offline", lambda: False)
+    monkeypatch.setattr("lightlabel.core.projector.is_portable", lambda name, pretrained: True)  # a tiny local base
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     result = fitted.push_to_hub("org/lightlabel-tiny-cifar10-r8", private=True, commit_message="first adapter",
@@ -135,12 +137,40 @@ def test_push_to_hub_sends_exactly_the_adapter_and_card(fitted, tmp_path, monkey
     assert sent["headers"] == ("lightlabel", ll.__version__)
 
 
-def test_push_offline_and_bad_repo_ids(fitted, monkeypatch):
+def test_push_offline_bad_repo_ids_and_local_bases(fitted, monkeypatch):
+    with pytest.raises(ValueError, match="recorded as the local file"):
+        fitted.push_to_hub("org/repo")  # the tiny base is a local checkpoint: nobody else could load the adapter
+    monkeypatch.setattr("lightlabel.core.projector.is_portable", lambda name, pretrained: True)
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
         fitted.push_to_hub("org/repo")
     monkeypatch.setattr(hub, "is_offline", lambda: False)
     with pytest.raises(ValueError, match="org/name"):
         fitted.push_to_hub("no-slash")
+
+
+def test_packaged_proxy_base_is_recorded_portably_and_old_local_paths_resolve(tmp_path):
+    from lightlabel.core.proxy import PROXY_BASE, PROXY_CHECKPOINT, proxy_head
+
+    names, text = proxy_head(["n01440764", "n01443537"])
+    projector = ll.Projector(base=PROXY_BASE, pretrained=str(PROXY_CHECKPOINT), class_names=names,
+                             text_embeddings=text, config=ll.AdapterConfig(head_rank=2))
+    assert projector.base_pretrained == "lightlabel:packaged"
+    folder = tmp_path / "a"
+    projector.save_pretrained(folder)
+    info = ll.read_adapter(folder)[0]
+    assert info.base_pretrained == "lightlabel:packaged" and str(PROXY_CHECKPOINT) not in (folder / "README.md").read_text()
+    assert ll.Projector.from_pretrained(folder).base_fingerprint == projector.base_fingerprint
+    # a header written with a machine's local path (lightlabel 0.1) resolves to the packaged weights by fingerprint
+    from lightlabel.io.adapter_format import decode_adapter, encode_adapter
+
+    old_info, tensors = decode_adapter((folder / "adapter.safetensors").read_bytes())
+    moved = dataclasses.replace(old_info, base_pretrained="/somewhere/else/proxy-base.safetensors")
+    (folder / "adapter.safetensors").write_bytes(encode_adapter(tensors, moved))
+    assert ll.Projector.from_pretrained(folder).base_pretrained == "lightlabel:packaged"
+    other = dataclasses.replace(moved, base_fingerprint="0" * 64)
+    (folder / "adapter.safetensors").write_bytes(encode_adapter(tensors, other))
+    with pytest.raises(ll.AdapterError, match="does not exist here; pass its weights"):
+        ll.Projector.from_pretrained(folder)
 
 
 def test_repo_naming_convention(fitted):

@@ -24,7 +24,8 @@ from torch import nn
 
 from ..utils.files import atomic_write_bytes
 
-__all__ = ["BaseModel", "cache_root", "fingerprint", "load_base", "text_check", "text_features"]
+__all__ = ["PACKAGED", "BaseModel", "cache_root", "fingerprint", "is_portable", "load_base", "packaged_checkpoint",
+           "text_check", "text_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ class BaseModel:
     Attributes:
         model: the full open_clip model (float32, CPU), image and text towers.
         name: the open_clip model name or schema identifier.
-        pretrained: the pretrained tag or checkpoint path, or ``None``.
+        pretrained: the pretrained tag or checkpoint path, or ``None``; :data:`PACKAGED` for weights that ship in the
+            package (never the package's local path).
         fingerprint: sha256 (hex) of the model's state dict, see :func:`fingerprint`.
         image_size: ``(H, W)`` the image tower expects, in pixels.
         mean, std: per-channel normalisation for RGB pixels in [0, 1].
@@ -82,6 +84,26 @@ def fingerprint(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+#: The ``pretrained`` tag of bases whose weights ship inside lightlabel (the offline proxy base). Adapter headers
+#: record it instead of the package's local path, so an adapter names its base the same on every machine.
+PACKAGED = "lightlabel:packaged"
+
+
+def packaged_checkpoint(name: str) -> Path | None:
+    """The weights file shipped in the package for base ``name``, or ``None``."""
+    from .proxy import PROXY_BASE, PROXY_CHECKPOINT
+
+    return PROXY_CHECKPOINT if name == PROXY_BASE and PROXY_CHECKPOINT.is_file() else None
+
+
+def is_portable(name: str, pretrained: str | None) -> bool:
+    """Whether ``(name, pretrained)`` names a base the same way on every machine: an open_clip tag, an ``hf-hub:``
+    identifier, the packaged tag :data:`PACKAGED`, or ``None`` (random weights, tests). A local path is not."""
+    if pretrained is None or pretrained == PACKAGED or name.startswith("hf-hub:"):
+        return True
+    return pretrained in open_clip.list_pretrained_tags_by_model(name) if not name.startswith("local-dir:") else False
+
+
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
@@ -92,7 +114,8 @@ def load_base(name: str, pretrained: str | None = None, *, cache_dir: str | None
     Args:
         name: open_clip model name (see ``open_clip.list_models()``), or an ``hf-hub:``/``local-dir:`` identifier.
         pretrained: open_clip pretrained tag (see ``open_clip.list_pretrained_tags_by_model(name)``), a path to
-            a local checkpoint, or ``None`` for random weights (tests only; logs a warning).
+            a local checkpoint, :data:`PACKAGED` for weights shipped in lightlabel (the offline proxy base), or
+            ``None`` for random weights (tests only; logs a warning).
         cache_dir: open_clip's download cache.
 
     Raises:
@@ -100,6 +123,15 @@ def load_base(name: str, pretrained: str | None = None, *, cache_dir: str | None
         RuntimeError: open_clip could not load the weights (e.g. offline with nothing cached).
     """
     has_schema = name.startswith(("hf-hub:", "local-dir:"))
+    recorded = pretrained
+    packaged = packaged_checkpoint(name)
+    if pretrained == PACKAGED:
+        if packaged is None:
+            raise ValueError(f"`pretrained` {PACKAGED!r}: lightlabel ships no weights for base {name!r}")
+        pretrained = str(packaged)
+    elif packaged is not None and pretrained is not None and os.path.isfile(pretrained) and \
+            Path(pretrained).resolve() == packaged.resolve():
+        recorded = PACKAGED  # the package's own copy: record it portably, not as this machine's path
     if not has_schema and open_clip.get_model_config(name.replace("/", "-")) is None:
         raise ValueError(f"`base` {name!r} is not an open_clip model config. Available: {open_clip.list_models()}")
     if pretrained is not None and not has_schema:
@@ -124,7 +156,7 @@ def load_base(name: str, pretrained: str | None = None, *, cache_dir: str | None
     return BaseModel(
         model=model,
         name=name,
-        pretrained=pretrained,
+        pretrained=recorded,
         fingerprint=fingerprint(model),
         image_size=_pair(cfg.get("size", visual.image_size)),
         mean=tuple(float(v) for v in cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)),

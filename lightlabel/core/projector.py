@@ -36,7 +36,7 @@ from ..io.adapter_format import (
 from ..io.hub import model_card, push_folder, resolve_adapter, write_model_card
 from ..storage import StorageReport, storage_report
 from ..utils.files import atomic_write_bytes
-from .base import BaseModel, load_base, text_check, text_features
+from .base import PACKAGED, BaseModel, is_portable, load_base, packaged_checkpoint, text_check, text_features
 from .head import TextHead
 from .lora import LoRAWeight, attach_lora, find_lora_targets, merge_lora, unmerge_lora
 from .templates import resolve_templates
@@ -448,8 +448,13 @@ class Projector(nn.Module):
             huggingface_hub's ``CommitInfo``.
 
         Raises:
-            RuntimeError: offline mode. ValueError: a malformed ``repo_id``.
+            RuntimeError: offline mode. ValueError: a malformed ``repo_id``, or a base recorded as a local file path
+            (a Hub adapter must name its base portably: an open_clip tag, an ``hf-hub:`` id or the packaged proxy).
         """
+        if not is_portable(self.base_model, self.base_pretrained):
+            raise ValueError(f"the base is recorded as the local file {self.base_pretrained!r}, which nobody else has; "
+                             f"build the projector from an open_clip tag (e.g. pretrained='openai'), an 'hf-hub:' "
+                             f"base or the packaged proxy before pushing")
         with tempfile.TemporaryDirectory(prefix="lightlabel-push-") as tmp:
             self.save_pretrained(tmp, dtype=dtype, repo_id=repo_id, **card_kwargs)
             return push_folder(tmp, repo_id, private=private, token=token, revision=revision,
@@ -516,8 +521,10 @@ class Projector(nn.Module):
         if info.templates is None and text_embeddings is None:
             raise AdapterError(f"{source}: this adapter's head was built from precomputed text embeddings; "
                                "pass the same `text_embeddings` [C, d] to from_pretrained")
+        if pretrained is None:
+            pretrained = _resolve_recorded_base(info, source)
         projector = cls(
-            base=info.base_model, pretrained=pretrained if pretrained is not None else info.base_pretrained,
+            base=info.base_model, pretrained=pretrained,
             class_names=info.class_names, config=info.config, templates=info.templates,
             text_embeddings=text_embeddings if info.templates is None else None, device="cpu", cache_dir=cache_dir,
             progress=progress,
@@ -577,6 +584,23 @@ class Projector(nn.Module):
         return (f"base={self.base_model!r}, pretrained={self.base_pretrained!r}, classes={self.num_classes}, "
                 f"lora_weights={len(self.lora_weights)}, image_rank={self.config.image_rank}, "
                 f"head_rank={self.config.head_rank}, merged={self._merged}")
+
+
+def _resolve_recorded_base(info: AdapterInfo, source: str) -> str | None:
+    """The ``pretrained`` to load for a header. A recorded local path that does not exist here (an adapter written
+    by lightlabel 0.1, or on another machine) is resolved by fingerprint to the packaged weights when they match;
+    otherwise the error names the base to supply."""
+    recorded = info.base_pretrained
+    if recorded is None or is_portable(info.base_model, recorded) or os.path.isfile(recorded):
+        return recorded
+    packaged = packaged_checkpoint(info.base_model)
+    if packaged is not None and load_base(info.base_model, str(packaged)).fingerprint == info.base_fingerprint:
+        logger.info("%s: base recorded as %s, resolved by fingerprint to the packaged weights", source, recorded)
+        return PACKAGED
+    raise AdapterError(
+        f"{source}: the adapter's base {info.base_model!r} was recorded as the local file {recorded!r}, which does not "
+        f"exist here; pass its weights with `Projector.from_pretrained(..., pretrained=PATH)` (the base fingerprint "
+        f"{info.base_fingerprint[:16]}... is checked)")
 
 
 def _class_mismatch(source: str, expected: tuple[str, ...], found: tuple[str, ...]) -> str:
