@@ -16,7 +16,8 @@ Public API (everything a user imports; the submodules below are documented for t
     distill_images       RDED patch selection + stitching + Eq. 7 refinement -> DistilledSet; DistillConfig
     train_student        a student on a distilled set under an EvalProtocol (rded / helio presets)
     label_view_agreement how often a labeller names a class that is in the view
-    store_soft_labels    the SRe2L-style baseline: every view labelled once and stored (StoredSoftLabels)
+    store_soft_labels    the SRe2L-style baseline: every view labelled once and stored (StoredSoftLabels), or
+                         compressed as LPLD / LPQLD do (LabelCompression: top-k, int8, label pruning)
     AdapterError         every damaged/mismatched adapter file raises this (a ValueError)
     read_adapter         read and verify an adapter file's header and tensors
     storage_report       stored soft labels vs teacher vs adapter, in bytes
@@ -42,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "DistillConfig": "configs",
     "EvalProtocol": "configs",
     "FitConfig": "configs",
+    "LabelCompression": "configs",
     "TeacherConfig": "configs",
     "Projector": "core.projector",
     "HELIO_TEMPLATES": "core.templates",
@@ -89,6 +91,7 @@ __all__ = [
     "FitConfig",
     "HardLabels",
     "InputSpec",
+    "LabelCompression",
     "LabelSource",
     "OnlineRelabeler",
     "Projector",
@@ -132,7 +135,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static tools see the names as ordinary imports
-    from .configs import AdapterConfig, AugmentConfig, DistillConfig, EvalProtocol, FitConfig, TeacherConfig
+    from .configs import (
+        AdapterConfig,
+        AugmentConfig,
+        DistillConfig,
+        EvalProtocol,
+        FitConfig,
+        LabelCompression,
+        TeacherConfig,
+    )
     from .core.projector import Projector
     from .core.templates import HELIO_TEMPLATES, OPENAI_IMAGENET_TEMPLATES
     from .errors import AdapterError

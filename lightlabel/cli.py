@@ -186,7 +186,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--label-bytes", type=int, default=2, help="bytes per stored logit (2 = fp16)")
     p.add_argument("--teacher", default="resnet18", help="torchvision teacher architecture")
-    p.add_argument("--adapter", default=None, help="an adapter whose size to compare")
+    p.add_argument("--adapter", default=None, help="an adapter whose size to compare (default: HeLlO's RN50 adapter "
+                                                   "layout, LoRA r8 on every conv + head r128, for --classes)")
+    add_config_flags(p, configs.LabelCompression, title="a compressed stored-label row (LPLD / LPQLD), e.g. --topk 100 "
+                                                         "--values int8 --keep-epochs 0.1")
     _common(p)
 
     p = sub.add_parser("doctor", formatter_class=fmt, help="versions, device, bases, data and caches, for bug reports",
@@ -387,21 +390,29 @@ def cmd_info(args) -> None:
 
 
 def cmd_storage(args) -> None:
+    from .core.projector import adapter_layout_nbytes
     from .io.adapter_format import read_adapter
     from .io.hub import resolve_adapter
     from .storage import storage_report
 
-    adapter_bytes = None
+    compression = config_overrides(args, configs.LabelCompression)
+    compressed = {}
+    if compression:
+        c = configs.LabelCompression(**compression)
+        name = (f"top-{c.topk} {c.values}" if c.topk else f"all logits {c.values}") + (
+            f", labels of {c.kept_epochs(args.epochs)} of {args.epochs} epochs" if c.keep_epochs < 1 else "")
+        compressed[name] = c
     if args.adapter:
         path = resolve_adapter(args.adapter)
         info, _ = read_adapter(path)
         if len(info.class_names) != args.classes:
             log.warning("the adapter has %d classes, not --classes %d", len(info.class_names), args.classes)
-        adapter_bytes = path.stat().st_size
+        adapter_bytes, note = path.stat().st_size, f"file {path.name}"
+    else:
+        adapter_bytes = adapter_layout_nbytes("RN50-quickgelu", args.classes)
+        note = "HeLlO's RN50 layout: LoRA r8 on every conv + head r128, fp32 tensors"
     _echo(storage_report(num_classes=args.classes, ipc=args.ipc, epochs=args.epochs, label_bytes=args.label_bytes,
-                         teacher=args.teacher, adapter_nbytes=adapter_bytes))
-    if adapter_bytes is None:
-        _echo("(HeLlO's RN50 adapter for 1000 classes: 3.3 MB; pass --adapter FILE to compare your own)")
+                         teacher=args.teacher, adapter_nbytes=adapter_bytes, adapter_note=note, compressed=compressed))
 
 
 def cmd_push(args) -> None:

@@ -5,6 +5,7 @@
 - :class:`AugmentConfig`: the views of a student run (RDED's by default).
 - :class:`EvalProtocol`: how a student is trained and scored (``rded`` and ``helio`` presets).
 - :class:`FitConfig`, :class:`TeacherConfig`, :class:`DistillConfig`: the recipes' settings.
+- :class:`LabelCompression`: how stored soft labels are compressed (top-k, int8, label pruning).
 
 Each recipe takes its config whole, plus field overrides (:func:`config_from`), and never re-lists the fields; the
 command line builds its flags from these fields. This module imports no torch, so ``lightlabel --help`` and
@@ -38,15 +39,18 @@ from .inputs import InputSpec
 
 __all__ = [
     "HEAD_MODES",
+    "LABEL_VALUES",
     "LORA_TARGETS",
     "LOSS_KINDS",
     "MIX_MODES",
     "SCHEDULES",
+    "TOPK_FILLS",
     "AdapterConfig",
     "AugmentConfig",
     "DistillConfig",
     "EvalProtocol",
     "FitConfig",
+    "LabelCompression",
     "TeacherConfig",
     "config_from",
     "config_to_dict",
@@ -568,3 +572,71 @@ class DistillConfig:
         return math.isqrt(self.patches_per_image)
 
 
+
+
+#: How the logits outside a view's top-k are filled back in: ``"min"`` (the view's smallest stored logit) or ``"mass"``
+#: (the probability mass the top-k leave, spread evenly over the other classes: RDED's ``keep_top_k``).
+TOPK_FILLS: tuple[str, ...] = ("min", "mass")
+#: Storage of the stored logit values.
+LABEL_VALUES: tuple[str, ...] = ("fp16", "int8")
+
+
+@dataclass(frozen=True)
+class LabelCompression:
+    """How stored soft labels are compressed (the LPLD / LPQLD baselines). Validates itself.
+
+    Args:
+        topk: keep the ``k`` largest logits of each view (their class indices as uint16); ``None`` keeps all ``C``
+            (SRe2L/FKD storage).
+        values: ``"fp16"``, or ``"int8"`` with one fp32 scale per view (symmetric: ``v ~= q * scale``).
+        fill: how the other logits are reconstructed: ``"min"``, the view's smallest stored value; ``"mass"``, the
+            probability the top-k leave spread evenly over the other classes (RDED ``keep_top_k``; one fp32
+            logsumexp is stored per view).
+        keep_epochs: fraction of the epochs whose labels are stored (label pruning, LPLD): the kept epochs are drawn
+            at random from ``(seed, "prune")``; every other epoch trains on the views and labels of a kept epoch
+            drawn from ``(seed, epoch, "reuse")`` (knowledge reuse, LPQLD).
+
+    Raises:
+        ValueError: a bad value (named, with what was given).
+
+    Source: He et al., "Are Large-scale Soft Labels Necessary for Large-scale Dataset Distillation?" (NeurIPS
+    2024, LPLD: random label pruning); Xiao & He, "Soft Label Pruning and Quantization for Large-Scale Dataset
+    Distillation" (TPAMI 2026, LPQLD: top-k, quantised labels, knowledge reuse); RDED ``validation/utils.py``
+    (``keep_top_k``).
+    """
+
+    topk: int | None = None
+    values: str = "fp16"
+    fill: str = "min"
+    keep_epochs: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.topk is not None and (isinstance(self.topk, bool) or not isinstance(self.topk, int) or
+                                      not 1 <= self.topk <= 65535):
+            raise ValueError(f"`topk` must be an int in [1, 65535] or None, got {self.topk!r}")
+        if self.values not in LABEL_VALUES:
+            raise ValueError(f"`values` must be one of {list(LABEL_VALUES)}, got {self.values!r}")
+        if self.fill not in TOPK_FILLS:
+            raise ValueError(f"`fill` must be one of {list(TOPK_FILLS)}, got {self.fill!r}")
+        if isinstance(self.keep_epochs, bool) or not isinstance(self.keep_epochs, (int, float)) or \
+                not 0 < self.keep_epochs <= 1:
+            raise ValueError(f"`keep_epochs` must be in (0, 1], got {self.keep_epochs!r}")
+
+    def kept_epochs(self, epochs: int) -> int:
+        """How many epochs' labels are stored: ``max(1, round(keep_epochs * epochs))``."""
+        return max(1, round(self.keep_epochs * epochs))
+
+    def bytes_per_view(self, num_classes: int) -> int:
+        """Label bytes of one view: ``k * (2 + value bytes)`` for top-k (uint16 index + value), ``C * value bytes``
+        for full storage, plus 4 for an int8 scale and 4 for a ``"mass"`` logsumexp."""
+        value = 2 if self.values == "fp16" else 1
+        k = num_classes if self.topk is None else min(self.topk, num_classes)
+        per_view = k * value + (2 * k if self.topk is not None else 0)
+        return per_view + (4 if self.values == "int8" else 0) + (4 if self.topk is not None and self.fill == "mass" else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabelCompression:
+        return cls(**data)

@@ -6,7 +6,7 @@ so a training script can catch one type and know that no labels were produced fr
 
 from __future__ import annotations
 
-__all__ = ["AdapterError"]
+__all__ = ["AdapterError", "StoredLabelsError"]
 
 
 class AdapterError(ValueError):
@@ -15,4 +15,11 @@ class AdapterError(ValueError):
     Raised by :meth:`lightlabel.Projector.from_pretrained` and :func:`lightlabel.load_adapter`. The message
     names the file, what was expected and what was found. A subclass of :class:`ValueError`, so code that
     already catches ``ValueError`` keeps working.
+    """
+
+
+class StoredLabelsError(ValueError):
+    """A stored-soft-labels folder is damaged, edited, truncated or of another format version.
+
+    Raised by :class:`lightlabel.StoredSoftLabels`; the message names the file. A subclass of :class:`ValueError`.
     """

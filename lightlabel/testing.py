@@ -37,7 +37,7 @@ def save_tiny_base(out_dir: str | os.PathLike, name: str = "lightlabel-tiny-rn",
         raise ValueError(f"`name` must be one of {list(TINY_BASES)}, got {name!r}")
     path = Path(out_dir) / f"{name}-seed{seed}.pt"
     if not path.is_file():
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _base.quiet_random_init():
             torch.manual_seed(seed)
             model = open_clip.create_model(name)
         with atomic_path(path) as tmp:

@@ -92,7 +92,7 @@ def test_configs_round_trip_through_dicts():
 
 @pytest.mark.parametrize("command,cls,prefix", [("fit", ll.FitConfig, ""), ("fit", ll.AdapterConfig, ""),
                                                 ("fit", ll.TeacherConfig, "teacher-"), ("distill", ll.DistillConfig, ""),
-                                                ("train", ll.EvalProtocol, "")])
+                                                ("train", ll.EvalProtocol, ""), ("storage", ll.LabelCompression, "")])
 def test_every_scalar_config_field_has_a_cli_flag(command, cls, prefix):
     sub = next(a for a in _parser()._actions if a.dest == "command").choices[command]
     flags = {opt for action in sub._actions for opt in action.option_strings}

@@ -5,7 +5,7 @@ Nothing here trains, augments or reads datasets; those live in :mod:`lightlabel.
 """
 
 from .base import BaseModel, cache_root, fingerprint, load_base
-from .projector import Projector
+from .projector import Projector, adapter_layout_nbytes
 from .templates import HELIO_TEMPLATES, OPENAI_IMAGENET_TEMPLATES
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "OPENAI_IMAGENET_TEMPLATES",
     "BaseModel",
     "Projector",
+    "adapter_layout_nbytes",
     "cache_root",
     "fingerprint",
     "load_base",

@@ -8,11 +8,12 @@ name, the tag and a fingerprint of the weights, and loading checks the fingerpri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from torch import nn
 from ..utils.files import atomic_write_bytes
 
 __all__ = ["PACKAGED", "BaseModel", "cache_root", "fingerprint", "is_portable", "load_base", "packaged_checkpoint",
-           "text_check", "text_features"]
+           "quiet_random_init", "text_check", "text_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,24 @@ def fingerprint(module: nn.Module) -> str:
 #: The ``pretrained`` tag of bases whose weights ship inside lightlabel (the offline proxy base). Adapter headers
 #: record it instead of the package's local path, so an adapter names its base the same on every machine.
 PACKAGED = "lightlabel:packaged"
+
+
+class _NoRandomInitNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Model initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_random_init() -> Iterator[None]:
+    """Silence open_clip's "No pretrained weights loaded ... Model initialized randomly" where a random build is
+    intended (tiny test bases, layouts on the meta device); every other log record passes."""
+    noise = _NoRandomInitNotice()
+    root = logging.getLogger()
+    root.addFilter(noise)
+    try:
+        yield
+    finally:
+        root.removeFilter(noise)
 
 
 def packaged_checkpoint(name: str) -> Path | None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import open_clip
 import safetensors.torch
 import torch
 import torch.nn.functional as F
@@ -36,12 +37,21 @@ from ..io.adapter_format import (
 from ..io.hub import model_card, push_folder, resolve_adapter, write_model_card
 from ..storage import StorageReport, storage_report
 from ..utils.files import atomic_write_bytes
-from .base import PACKAGED, BaseModel, is_portable, load_base, packaged_checkpoint, text_check, text_features
+from .base import (
+    PACKAGED,
+    BaseModel,
+    is_portable,
+    load_base,
+    packaged_checkpoint,
+    quiet_random_init,
+    text_check,
+    text_features,
+)
 from .head import TextHead
 from .lora import LoRAWeight, attach_lora, find_lora_targets, merge_lora, unmerge_lora
 from .templates import resolve_templates
 
-__all__ = ["Projector"]
+__all__ = ["Projector", "adapter_layout_nbytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -401,7 +411,7 @@ class Projector(nn.Module):
         See :func:`lightlabel.storage_report`; ``num_classes`` is this projector's.
         """
         return storage_report(num_classes=self.num_classes, ipc=ipc, epochs=epochs, label_bytes=label_bytes,
-                              teacher=teacher, adapter_nbytes=len(self.to_bytes(dtype)))
+                              teacher=teacher, adapter_nbytes=len(self.to_bytes(dtype)), adapter_note=f"this adapter, {dtype}")
 
     def save_pretrained(self, path: str | os.PathLike, *, dtype: str = "fp32", **card_kwargs: Any) -> Path:
         """Write the adapter (and, for a folder, a model card) atomically: temp file + rename, so a crash leaves
@@ -584,6 +594,34 @@ class Projector(nn.Module):
         return (f"base={self.base_model!r}, pretrained={self.base_pretrained!r}, classes={self.num_classes}, "
                 f"lora_weights={len(self.lora_weights)}, image_rank={self.config.image_rank}, "
                 f"head_rank={self.config.head_rank}, merged={self._merged}")
+
+
+def adapter_layout_nbytes(base: str = "RN50-quickgelu", num_classes: int = 1000,
+                          config: AdapterConfig | None = None, dtype_bytes: int = 4) -> int:
+    """Tensor bytes of an adapter's layout on an open_clip base, without building or downloading it (the base is
+    built on the meta device): LoRA factors on every targeted weight, the head's factors, its scale and bias.
+
+    Args:
+        base: open_clip model name. num_classes: ``C``.
+        config: the adapter (default: HeLlO's ImageNet-1k adapter, image rank 8 on every conv, head rank 128).
+        dtype_bytes: bytes per factor element (4 fp32, 2 fp16); the scale and bias are always fp32.
+
+    Raises:
+        ValueError: an unknown base name.
+    """
+    config = config or AdapterConfig(image_rank=8, head_rank=128)
+    if open_clip.get_model_config(base) is None:
+        raise ValueError(f"`base` {base!r} is not an open_clip model config. Available: {open_clip.list_models()}")
+    with torch.device("meta"), quiet_random_init():
+        model = open_clip.create_model(base, pretrained=None, device="meta")
+    factors = 0
+    for name in find_lora_targets(model.visual, config.targets):
+        path, _, attr = name.rpartition(".")
+        weight = getattr(model.visual.get_submodule(path) if path else model.visual, attr)
+        factors += config.image_rank * (weight.shape[0] + weight[0].numel())
+    dim = model.visual.output_dim
+    factors += config.head_rank * (dim + num_classes)
+    return factors * dtype_bytes + 4 * (1 + num_classes)
 
 
 def _resolve_recorded_base(info: AdapterInfo, source: str) -> str | None:

@@ -167,12 +167,15 @@ def train_student(
     evals = set(protocol.eval_epochs())
     student_input = protocol.student_input
 
+    view_epoch = getattr(source, "view_epoch", lambda e: e)  # pruned stored labels replay a kept epoch's views
+
     def step(epoch: int) -> dict[str, Any]:
         total = torch.zeros((), device=device)
         t0 = time.perf_counter()
+        planned = view_epoch(epoch)
         for view in epoch_views(images, targets_all, augmenter, batch_size=protocol.batch_size, seed=seed,
-                                epoch=epoch, rank=rank, world_size=world_size):
-            soft = source.label(view.views, epoch=epoch, step=view.step)
+                                epoch=planned, rank=rank, world_size=world_size):
+            soft = source.label(view.views, epoch=planned, step=view.step)
             x = student_input.normalize(view.views)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
