@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-from pathlib import Path
 
 import torch
 from _common import ROOT

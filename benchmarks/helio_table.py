@@ -72,9 +72,18 @@ ROWS = {
     "clip": "base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')",
     "no_text_init": "LoRA without text initialisation (HeLlO Table 3 ablation)",
     "teacher_kl": "online full teacher, RDED's loss (KL, T = 20)",
+    "stored_top3": "stored labels, top-3 logits fp16 (LPQLD-style)",
+    "stored_top3_int8": "stored labels, top-3 logits int8 (LPQLD-style)",
+    "stored_top1": "stored labels, top-1 logit fp16",
 }
+#: compressed stored-label rows (issue 18): the form of each
+COMPRESSION = {"stored": ll.LabelCompression(), "stored_top3": ll.LabelCompression(topk=3),
+               "stored_top3_int8": ll.LabelCompression(topk=3, values="int8"),
+               "stored_top1": ll.LabelCompression(topk=1)}
 #: rows run at IPC 50 (1 seed), and the row that only runs on seed 0 (a loss check)
 IPC50_ROWS = ("projector", "teacher", "hard")
+#: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
+CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1")
 SEED0_ROWS = ("teacher_kl",)
 
 SETUP = {
@@ -192,12 +201,14 @@ class Run:
             return "hard"
         protocol = self.protocol(row)
         teacher = self.full_teacher()
-        path = self.dir / f"stored-{digest(protocol.to_dict(), fingerprint(teacher), images_digest(distilled.images), seed)}"
+        compression = COMPRESSION[row]
+        path = self.dir / (f"stored-{digest(protocol.to_dict(), fingerprint(teacher), images_digest(distilled.images), seed)}"
+                           + ("" if row == "stored" else f"-{digest(compression.to_dict())}"))
         if (path / "stored-labels.json").is_file():
             return ll.StoredSoftLabels(path)
         return ll.store_soft_labels(distilled.images, distilled.labels, teacher, path, augment=protocol.augment,
                                     epochs=protocol.epochs, batch_size=protocol.batch_size, seed=seed,
-                                    progress=not self.args.quiet)
+                                    compression=compression, progress=not self.args.quiet)
 
     # ---------------------------------------------------------------- cells
     def cell(self, row: str, ipc: int, seed: int) -> dict:
@@ -208,7 +219,7 @@ class Run:
         labels = self.labels(row, ipc, seed, distilled)
         protocol = self.protocol(row)
         agreement = None
-        if row not in ("hard", "stored"):
+        if row != "hard" and not row.startswith("stored"):
             agreement = ll.label_view_agreement(labels, distilled, protocol, views=1000, seed=0)
         t0 = time.time()
         r = ll.train_student(distilled, labels, protocol, val_set=self.val_f, seed=seed,
@@ -347,6 +358,8 @@ def main() -> None:
             for seed in args.seeds:
                 for row in args.rows:
                     if (ipc == 50 and (row not in IPC50_ROWS or seed != 0)) or (row in SEED0_ROWS and seed != 0):
+                        continue
+                    if row in CIFAR10_IPC10_ROWS and (args.dataset, ipc) != ("cifar10", 10):
                         continue
                     run.cell(row, ipc, seed)
     report()
