@@ -14,7 +14,8 @@ Public API (everything a user imports; the submodules below are documented for t
     train_teachers       train one teacher and keep early checkpoints ("weak teachers"); TeacherConfig
     load_teacher(s)      teacher checkpoints (ours, or plain state dicts with an InputSpec)
     distill_images       RDED patch selection + stitching + Eq. 7 refinement -> DistilledSet; DistillConfig
-    train_student        a student on a distilled set under an EvalProtocol (rded / helio presets)
+    factorize_images     HaBa bases + shared hallucinators (distribution matching) -> FactorizedSet; FactorizeConfig
+    train_student        a student on a distilled or factorised set under an EvalProtocol (rded / helio presets)
     label_view_agreement how often a labeller names a class that is in the view
     store_soft_labels    the SRe2L-style baseline: every view labelled once and stored (StoredSoftLabels), or
                          compressed as LPLD / LPQLD do (LabelCompression: top-k, int8, label pruning)
@@ -43,6 +44,9 @@ _EXPORTS: dict[str, str] = {
     "DistillConfig": "configs",
     "EvalProtocol": "configs",
     "FitConfig": "configs",
+    "FactorizeConfig": "configs",
+    "FactorizedSet": "recipes.factorize",
+    "factorize_images": "recipes.factorize",
     "LabelCompression": "configs",
     "TeacherConfig": "configs",
     "Projector": "core.projector",
@@ -88,6 +92,8 @@ __all__ = [
     "DistillConfig",
     "DistilledSet",
     "EvalProtocol",
+    "FactorizeConfig",
+    "FactorizedSet",
     "FitConfig",
     "HardLabels",
     "InputSpec",
@@ -103,6 +109,7 @@ __all__ = [
     "TeacherEnsemble",
     "__version__",
     "distill_images",
+    "factorize_images",
     "fit_adapter",
     "label_view_agreement",
     "load_teacher",
@@ -140,6 +147,7 @@ if TYPE_CHECKING:  # static tools see the names as ordinary imports
         AugmentConfig,
         DistillConfig,
         EvalProtocol,
+        FactorizeConfig,
         FitConfig,
         LabelCompression,
         TeacherConfig,
@@ -156,6 +164,7 @@ if TYPE_CHECKING:  # static tools see the names as ordinary imports
     from .labeling.teachers import TeacherEnsemble, load_teachers
     from .models import load_teacher
     from .recipes.distill import DistilledSet, distill_images
+    from .recipes.factorize import FactorizedSet, factorize_images
     from .recipes.fit import fit_adapter
     from .recipes.student import StudentResult, label_view_agreement, train_student
     from .recipes.teachers import train_teachers

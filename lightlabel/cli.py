@@ -1,4 +1,4 @@
-"""The ``lightlabel`` command line: fit, distill, train, info, storage, push, demo, doctor.
+"""The ``lightlabel`` command line: fit, distill, factorize, train, info, storage, push, demo, doctor.
 
 User errors (bad arguments, missing or damaged files, a base model that cannot be loaded) end with one line on
 stderr and exit code 2 (``LIGHTLABEL_DEBUG=1`` shows the traceback). Every command takes ``--device``, ``--seed``
@@ -153,6 +153,20 @@ def _parser() -> argparse.ArgumentParser:
     add_config_flags(p, configs.DistillConfig, skip=("seed",))
     _common(p)
 
+    p = sub.add_parser("factorize", formatter_class=fmt, help="learn factorised distilled images (HaBa bases + "
+                                                              "hallucinators)",
+                       description="Learn a few bases per class and shared hallucinators from DATA (HaBa with "
+                                   "distribution matching); every (basis, hallucinator) pair is a training image.",
+                       epilog="example:\n  lightlabel factorize cifar10/train --observer resnet56.th --observer-input "
+                              "imagenet@32 --bases-per-class 5 --out factorized.safetensors")
+    p.add_argument("data", help="training ImageFolder")
+    p.add_argument("--observer", required=True, help="teacher checkpoint that selects the initial bases (RDED)")
+    p.add_argument("--observer-input", type=_input_spec, default=None, help=INPUT_HELP)
+    p.add_argument("--out", required=True, help="the factorised set's .safetensors file")
+    p.add_argument("--work-dir", default=None, help="state for resuming (default: <out>.work)")
+    add_config_flags(p, configs.FactorizeConfig, skip=("seed",))
+    _common(p)
+
     p = sub.add_parser("train", formatter_class=fmt, help="train a student on a distilled set, report top-1",
                        description="Train a student on DISTILLED with online projector or teacher labels, stored "
                                    "labels, or hard labels, under an evaluation protocol (RDED's or HeLlO's preset).",
@@ -160,7 +174,8 @@ def _parser() -> argparse.ArgumentParser:
                               "  lightlabel train distilled/ --labels resnet56.th --teacher-input imagenet@32 "
                               "--protocol rded --val cifar10/test\n"
                               "  lightlabel train distilled/ --labels hard --epochs 50 --val cifar10/test")
-    p.add_argument("distilled", help="a distilled set folder (from `lightlabel distill`)")
+    p.add_argument("distilled", help="a distilled set folder (from `lightlabel distill`) or a factorised set file (from "
+                                     "`lightlabel factorize`)")
     p.add_argument("--labels", required=True, help="adapter file/folder/Hub id, teacher .pt/.th, stored-labels folder, "
                                                    "or 'hard'")
     p.add_argument("--teacher-input", type=_input_spec, default=None, help=INPUT_HELP)
@@ -172,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     add_config_flags(p, configs.EvalProtocol, skip=("name", "source"))
     _common(p)
 
-    p = sub.add_parser("info", formatter_class=fmt, help="describe an adapter (file, folder or Hub id)",
+    p = sub.add_parser("info", formatter_class=fmt, help="describe an adapter (file, folder or Hub id) or a factorised set",
                        epilog="example:\n  lightlabel info org/lightlabel-rn50-quickgelu-imagenet1k-r8")
     p.add_argument("adapter")
     p.add_argument("--json", action="store_true")
@@ -334,17 +349,42 @@ def cmd_distill(args) -> None:
           f"ms per image")
 
 
+def cmd_factorize(args) -> None:
+    from .data import ImageFolderDataset
+    from .models import load_teacher
+    from .recipes.factorize import factorize_images
+
+    config = configs.FactorizeConfig(**config_overrides(args, configs.FactorizeConfig), seed=args.seed)
+    observer = load_teacher(args.observer, input_spec=args.observer_input)
+    out = Path(args.out)
+    work = Path(args.work_dir) if args.work_dir else out.with_name(out.name + ".work")
+    result = factorize_images(ImageFolderDataset(args.data), observer, config, out_dir=work, device=args.device,
+                              progress=not args.quiet)
+    if not _main_process():
+        return
+    result.save(out)
+    _echo(f"{result}: {result.storage_nbytes:,} bytes ({len(result.bases)} uint8 bases, {result.num_hallucinators} "
+          f"fp16 hallucinators of {result.hallucinators.num_parameters():,} parameters) written to {out}")
+
+
+def _training_set(path: str):
+    from .recipes.distill import DistilledSet
+    from .recipes.factorize import FactorizedSet
+
+    return FactorizedSet.load(path) if Path(path).is_file() else DistilledSet.load(path)
+
+
 def cmd_train(args) -> None:
     import math
 
-    from .recipes.distill import DistilledSet
     from .recipes.student import train_student
 
-    distilled = DistilledSet.load(args.distilled)
+    distilled = _training_set(args.distilled)
     labels = load_labels(args.labels, teacher_input=args.teacher_input)
     overrides = config_overrides(args, configs.EvalProtocol)
     f = max(1, math.isqrt(int(distilled.manifest.get("patches_per_image", 1))))
-    protocol = configs.EvalProtocol.preset(args.protocol, ipc=distilled.ipc, num_classes=len(distilled.classes),
+    ipc = distilled.num_epoch_images // len(distilled.classes)
+    protocol = configs.EvalProtocol.preset(args.protocol, ipc=ipc, num_classes=len(distilled.classes),
                                            patches_per_side=f, **overrides)
     result = train_student(distilled, labels, protocol, val_set=args.val, seed=args.seed, out_dir=args.out_dir,
                            device=args.device, progress=not args.quiet)
@@ -360,6 +400,8 @@ def cmd_info(args) -> None:
     from .io.adapter_format import read_adapter
     from .io.hub import resolve_adapter
 
+    if Path(args.adapter).is_file() and _is_factorized(Path(args.adapter)):
+        return _info_factorized(args)
     path = resolve_adapter(args.adapter)
     info, tensors = read_adapter(path)
     c = info.config
@@ -385,6 +427,39 @@ def cmd_info(args) -> None:
             ("head", f"rank {c.head_rank}, alpha {c.head_alpha:g}, {c.head_mode}, {record['text_head']}"),
             ("parameters", f"{record['parameters']:,}")]
     rows += [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in record["fit_info"].items()]
+    width = max(len(k) for k, _ in rows)
+    _echo("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+def _is_factorized(path: Path) -> bool:
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return False
+        header = f.read(min(struct.unpack("<Q", head)[0], 1 << 20))
+    return b'"lightlabel-factorized"' in header
+
+
+def _info_factorized(args) -> None:
+    from .recipes.factorize import FactorizedSet
+
+    fs = FactorizedSet.load(args.adapter)
+    record = {"file": args.adapter, "bytes": Path(args.adapter).stat().st_size, "format": "lightlabel-factorized",
+              "classes": len(fs.classes), "class_names": fs.classes, "bases": len(fs.bases),
+              "hallucinators": fs.num_hallucinators, "images": len(fs), "image_size": fs.image_size,
+              "hallucinator_parameters": fs.hallucinators.num_parameters(),
+              "config": fs.manifest.get("config"), "sha256": fs.manifest.get("sha256")}
+    if args.json:
+        _echo(json.dumps(record, indent=1))
+        return
+    rows = [("file", record["file"]), ("size", f"{record['bytes']:,} bytes (bases uint8, hallucinators fp16)"),
+            ("format", "lightlabel factorised set (HaBa bases + hallucinators)"),
+            ("classes", f"{len(fs.classes)}: {', '.join(fs.classes[:6])}{', ...' if len(fs.classes) > 6 else ''}"),
+            ("bases", f"{len(fs.bases)} of {fs.image_size}x{fs.image_size} px"),
+            ("hallucinators", f"{fs.num_hallucinators}, {record['hallucinator_parameters']:,} parameters each"),
+            ("images", f"{len(fs)} (every basis through every hallucinator)"), ("sha256", str(record["sha256"]))]
     width = max(len(k) for k, _ in rows)
     _echo("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
 
@@ -480,7 +555,7 @@ def cmd_demo(args) -> None:
              progress=not args.quiet, download=not args.no_download)
 
 
-COMMANDS = {"fit": cmd_fit, "distill": cmd_distill, "train": cmd_train, "info": cmd_info, "storage": cmd_storage,
+COMMANDS = {"fit": cmd_fit, "distill": cmd_distill, "factorize": cmd_factorize, "train": cmd_train, "info": cmd_info, "storage": cmd_storage,
             "push": cmd_push, "demo": cmd_demo, "doctor": cmd_doctor}
 
 
@@ -506,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     from .errors import AdapterError
 
-    distributed = args.command in ("fit", "train", "distill") and _init_distributed(args.device)
+    distributed = args.command in ("fit", "train", "distill", "factorize") and _init_distributed(args.device)
     try:
         COMMANDS[args.command](args)
     except (UserError, AdapterError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,

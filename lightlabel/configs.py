@@ -6,6 +6,7 @@
 - :class:`EvalProtocol`: how a student is trained and scored (``rded`` and ``helio`` presets).
 - :class:`FitConfig`, :class:`TeacherConfig`, :class:`DistillConfig`: the recipes' settings.
 - :class:`LabelCompression`: how stored soft labels are compressed (top-k, int8, label pruning).
+- :class:`FactorizeConfig`: factorised distilled images (HaBa bases and hallucinators).
 
 Each recipe takes its config whole, plus field overrides (:func:`config_from`), and never re-lists the fields; the
 command line builds its flags from these fields. This module imports no torch, so ``lightlabel --help`` and
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 from .inputs import InputSpec
 
 __all__ = [
+    "FACTORIZE_OBJECTIVES",
     "HEAD_MODES",
     "LABEL_VALUES",
     "LORA_TARGETS",
@@ -49,6 +51,7 @@ __all__ = [
     "AugmentConfig",
     "DistillConfig",
     "EvalProtocol",
+    "FactorizeConfig",
     "FitConfig",
     "LabelCompression",
     "TeacherConfig",
@@ -639,4 +642,86 @@ class LabelCompression:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabelCompression:
+        return cls(**data)
+
+
+#: Dataset-distillation objectives of :func:`lightlabel.factorize_images` (HaBa's MTT is not built: see its docs).
+FACTORIZE_OBJECTIVES: tuple[str, ...] = ("dm",)
+
+
+@dataclass(frozen=True)
+class FactorizeConfig:
+    """Settings of :func:`lightlabel.factorize_images` (HaBa, Liu et al. NeurIPS 2022, with distribution matching).
+    Validates itself.
+
+    Args:
+        bases_per_class: bases per class (initialised from RDED-selected images).
+        hallucinators: hallucinator networks shared by all classes (HaBa: 5).
+        hidden_channels: ``c''``, feature channels of a hallucinator (HaBa: 3).
+        objective: the dataset-distillation term ``L_DD``: ``"dm"``, distribution matching (mean embeddings of real
+            and hallucinated images under a randomly initialised ConvNet, redrawn every iteration).
+        iterations: optimisation steps.
+        hallucinators_per_iteration: hallucinators drawn per step (HaBa: 2); at least 2 for ``L_cos``.
+        real_per_class: real images per class per step for DM.
+        lr: Adam learning rate of the bases and hallucinators. adversary_lr: of the feature extractor (HaBa: 1e-3).
+        adversarial: train the adversary and add ``lambda_cos * L_cos`` (Eq. 3-6).
+        lambda_con, lambda_task, lambda_cos, lambda_dd: HaBa's loss weights (0.1, 1, 0.1, 1).
+        temperature: ``tau`` of the contrastive loss (Eq. 3).
+        net_width, net_depth: the ConvNet of DM and of the adversary (width 128, depth 3, instance norm, average
+            pooling: the dataset-distillation standard).
+        candidates_per_class, crops_per_image: RDED selection of the initial bases.
+        seed: all randomness (initial bases, networks, real batches, hallucinator draws).
+
+    Raises:
+        ValueError: a bad value (named, with what was given).
+    """
+
+    bases_per_class: int = 5
+    hallucinators: int = 5
+    hidden_channels: int = 3
+    objective: str = "dm"
+    iterations: int = 2000
+    hallucinators_per_iteration: int = 2
+    real_per_class: int = 64
+    lr: float = 0.01
+    adversary_lr: float = 1e-3
+    adversarial: bool = True
+    lambda_con: float = 0.1
+    lambda_task: float = 1.0
+    lambda_cos: float = 0.1
+    lambda_dd: float = 1.0
+    temperature: float = 0.1
+    net_width: int = 128
+    net_depth: int = 3
+    candidates_per_class: int = 300
+    crops_per_image: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("bases_per_class", "hallucinators", "hidden_channels", "iterations", "real_per_class",
+                     "net_width", "net_depth", "candidates_per_class", "crops_per_image"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        if self.objective not in FACTORIZE_OBJECTIVES:
+            raise ValueError(f"`objective` must be one of {list(FACTORIZE_OBJECTIVES)} (trajectory matching, HaBa's "
+                             f"own L_DD, is not built), got {self.objective!r}")
+        k = self.hallucinators_per_iteration
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.hallucinators:
+            raise ValueError(f"`hallucinators_per_iteration` must be in [1, {self.hallucinators}], got {k!r}")
+        if self.adversarial and k < 2:
+            raise ValueError("`hallucinators_per_iteration` must be >= 2 with `adversarial` (L_cos compares two "
+                             "hallucinated views of one basis)")
+        for name in ("lr", "adversary_lr", "temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)!r}")
+        for name in ("lambda_con", "lambda_task", "lambda_cos", "lambda_dd"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FactorizeConfig:
         return cls(**data)

@@ -230,7 +230,8 @@ def epoch_views(images: torch.Tensor, labels: torch.Tensor, augmenter: Augmenter
     ranks takes every ``world_size``-th image of each global batch and augments its share with its own stream.
 
     Args:
-        images: ``(N, 3, H, W)`` uint8 distilled images (on the device the views should be on).
+        images: ``(N, 3, H, W)`` uint8 distilled images, or float pixels in [0, 1] (hallucinated images), on the
+            device the views should be on.
         labels: ``(N,)`` int64 class indices (same device).
         augmenter: the augmentation.
         batch_size: global batch size.
@@ -244,7 +245,7 @@ def epoch_views(images: torch.Tensor, labels: torch.Tensor, augmenter: Augmenter
     for step, batch in enumerate(epoch_order(n, batch_size, seed, epoch)):
         index = batch[rank::world_size]
         on_device = index.to(images.device, non_blocking=True)
-        x = images[on_device].float().div_(255)
+        x = images[on_device].float().div_(255) if images.dtype == torch.uint8 else images[on_device].float()
         params = augmenter.sample(len(index), h, w, gen)
         views, targets = augmenter.apply(x, labels[on_device], params)
         yield View(step, index, views, targets, params)

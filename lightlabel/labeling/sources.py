@@ -38,6 +38,7 @@ class RunInfo:
         num_images: ``N``.
         augment: the run's augmentation. batch_size: global batch. epochs: epochs. seed: the run's seed.
         world_size: processes under torch.distributed (1 otherwise).
+        hallucinated: the images are made anew every epoch (a factorised set), so no view repeats.
     """
 
     images_sha256: str
@@ -47,6 +48,7 @@ class RunInfo:
     epochs: int
     seed: int
     world_size: int = 1
+    hallucinated: bool = False
 
 
 @runtime_checkable

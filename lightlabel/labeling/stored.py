@@ -258,6 +258,10 @@ class StoredSoftLabels:
         Raises:
             ValueError: naming every setting that differs; or a distributed run (stored views are per global batch).
         """
+        if run.hallucinated:
+            raise ValueError("stored soft labels cannot label a factorised set: every epoch hallucinates new images, so "
+                             "they would need one stored label per hallucinated view, the very storage factorising "
+                             "and online labels remove; use a projector or a teacher")
         if run.world_size > 1:
             raise ValueError("stored soft labels hold one label per view of the whole recorded batch; they cannot be "
                              "split across processes (run them in one process, or use online labels under torchrun)")

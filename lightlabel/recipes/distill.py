@@ -184,6 +184,29 @@ class DistilledSet(Dataset):
         """Images per class."""
         return self.manifest.get("ipc", len(self) // max(len(self.classes), 1))
 
+    # the student's view of a training set (shared with FactorizedSet)
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def num_epoch_images(self) -> int:
+        """Images per student epoch: all of them."""
+        return len(self)
+
+    @property
+    def hallucinated(self) -> bool:
+        return False
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the uint8 images (ties stored labels and resume states to them)."""
+        return hashlib.sha256(self.images.contiguous().numpy().tobytes()).hexdigest()
+
+    def epoch_images(self, seed: int, epoch: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """The images of every epoch: ``(N, 3, S, S)`` uint8 (the same each epoch)."""
+        return self.images if device is None else self.images.to(device)
+
     @property
     def storage_nbytes(self) -> int:
         """Bytes of the images as lossless PNG files (what :meth:`save` writes, manifest excluded)."""

@@ -26,10 +26,10 @@ from ..data import TransformedDataset, as_dataset, eval_transform
 from ..labeling.augment import Augmenter, epoch_views
 from ..labeling.losses import soft_label_loss
 from ..labeling.sources import LabelSource, ModelLabels, RunInfo, as_label_source
-from ..labeling.stored import images_digest
 from ..models import build_model
 from ..utils.memory import peak_memory_bytes, reset_peak_memory
 from .distill import DistilledSet
+from .factorize import FactorizedSet
 from .loop import ddp, evaluate, per_rank_batch, resolve_device, run_epochs, world
 
 __all__ = ["StudentResult", "label_view_agreement", "train_student"]
@@ -91,7 +91,7 @@ def _param_groups(model: nn.Module, protocol: EvalProtocol) -> list[dict[str, An
 
 
 def train_student(
-    distilled: DistilledSet,
+    distilled: DistilledSet | FactorizedSet,
     labels: LabelSource | nn.Module | list[nn.Module] | str,
     protocol: EvalProtocol | None = None,
     *,
@@ -106,7 +106,9 @@ def train_student(
     """Train a student on distilled images with labels from a projector, a teacher, stored labels, or hard labels.
 
     Args:
-        distilled: the distilled set (uint8 images, labels, and a manifest saying its patch grid).
+        distilled: the distilled set (uint8 images, labels, and a manifest saying its patch grid), or a
+            :class:`~lightlabel.FactorizedSet` (each epoch, every basis through a hallucinator drawn from
+            ``(seed, epoch)``; every hallucinated, augmented view gets its own online label).
         labels: any :class:`~lightlabel.LabelSource`: a :class:`~lightlabel.Projector` (online projector labels,
             from a merged copy of it: the projector passed in is not changed),
             a teacher module carrying an ``input_spec`` or a list of them (online teacher labels, RDED style),
@@ -141,12 +143,13 @@ def train_student(
     device = resolve_device(device)
     rank, world_size = world()
     per_rank_batch(protocol.batch_size)  # validates that the processes divide the global batch
-    size = distilled.images.shape[-1]
+    size = distilled.image_size
+    num_images = distilled.num_epoch_images
     prepare = getattr(source, "prepare", None)
     if prepare is not None:
-        prepare(RunInfo(images_sha256=images_digest(distilled.images), num_images=len(distilled),
-                        augment=protocol.augment, batch_size=protocol.batch_size, epochs=protocol.epochs, seed=seed,
-                        world_size=world_size))
+        prepare(RunInfo(images_sha256=distilled.fingerprint, num_images=num_images, augment=protocol.augment,
+                        batch_size=protocol.batch_size, epochs=protocol.epochs, seed=seed, world_size=world_size,
+                        hallucinated=distilled.hallucinated))
     augmenter = Augmenter(protocol.augment, num_classes)
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -157,12 +160,12 @@ def train_student(
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     net = ddp(model, device) if world_size > 1 else model
-    steps_per_epoch = protocol.steps_per_epoch(len(distilled))
-    total_steps = protocol.total_steps(len(distilled))
+    steps_per_epoch = protocol.steps_per_epoch(num_images)
+    total_steps = protocol.total_steps(num_images)
     opt = torch.optim.AdamW(_param_groups(model, protocol), lr=protocol.lr, weight_decay=protocol.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: protocol.lr_factor(step, step // steps_per_epoch, total_steps))
-    images, targets_all = distilled.images.to(device), distilled.labels.to(device)
+    targets_all = distilled.labels.to(device)
     val = TransformedDataset(as_dataset(val_set), eval_transform(size)) if val_set is not None else None
     evals = set(protocol.eval_epochs())
     student_input = protocol.student_input
@@ -173,6 +176,7 @@ def train_student(
         total = torch.zeros((), device=device)
         t0 = time.perf_counter()
         planned = view_epoch(epoch)
+        images = distilled.epoch_images(seed, planned, device)
         for view in epoch_views(images, targets_all, augmenter, batch_size=protocol.batch_size, seed=seed,
                                 epoch=planned, rank=rank, world_size=world_size):
             soft = source.label(view.views, epoch=planned, step=view.step)
@@ -199,7 +203,7 @@ def train_student(
                         protocol.epochs, record["loss"], record["top1"])
         return record
 
-    settings = {"protocol": protocol.to_dict(), "labels": source.describe(), "images": images_digest(distilled.images),
+    settings = {"protocol": protocol.to_dict(), "labels": source.describe(), "images": distilled.fingerprint,
                 "seed": seed, "val": None if val is None else len(val), "world": world_size,
                 "student": protocol.student if student_model is None else type(student_model).__name__}
     memory_kind = reset_peak_memory(device)
@@ -247,11 +251,12 @@ def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], dist
         raise ValueError(f"{source.kind} labels look at no views; label-view agreement needs a labeller")
     device = resolve_device(device)
     augmenter = Augmenter(protocol.augment, len(distilled.classes))
-    images, targets = distilled.images.to(device), distilled.labels.to(device)
+    targets = distilled.labels.to(device)
     n = in_source = dominant = 0
     p_max = 0.0
     epoch = 0
     while n < views:
+        images = distilled.epoch_images(seed, epoch, device)
         for view in epoch_views(images, targets, augmenter, batch_size=protocol.batch_size, seed=seed, epoch=epoch):
             p = source.label(view.views, epoch=epoch, step=view.step).softmax(-1)
             top = p.argmax(-1)

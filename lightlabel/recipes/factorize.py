@@ -1,0 +1,469 @@
+"""Factorised distilled images (HaBa, Liu et al., NeurIPS 2022), labelled online: lighter images as well as labels.
+
+A factorised set is a few **bases** per class and a few small **hallucinator** networks shared by all classes; every
+(basis, hallucinator) pair is a training image (HaBa Eq. 1), so the images multiply while the storage adds up. A
+hallucinator is an encoder, a per-position affine ``sigma * f + mu`` and a decoder (Eq. 2): an unpadded 3x3
+convolution with ReLU to ``c''`` channels, the affine at every position, and a 3x3 transposed convolution back to
+the image, so the spatial sizes follow the image size.
+
+:func:`factorize_images` learns bases and hallucinators with ``lambda_DD * L_DD + lambda_cos * L_cos`` (Eq. 6), where
+``L_DD`` is **distribution matching** (DM: the mean embeddings of real and hallucinated images of each class under a
+randomly initialised ConvNet, redrawn every step) in place of HaBa's trajectory matching, which costs hundreds of
+CPU-hours in expert trajectories here; and ``L_cos`` (Eq. 5) is the cosine between two hallucinated views of one
+basis in the features of an adversary that itself minimises ``lambda_con * InfoNCE + lambda_task * CE`` (Eq. 3-4).
+The bases start from RDED-selected images (:func:`distill_images`).
+
+HaBa's own student trains on the basis's hard label for every hallucinated view; here every hallucinated, augmented
+view gets its own online soft label (:func:`train_student` accepts a :class:`FactorizedSet`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..configs import DistillConfig, FactorizeConfig, config_from
+from ..core.base import fingerprint
+from ..data import as_dataset, dataset_classes, dataset_targets
+from ..errors import StoredLabelsError
+from ..inputs import InputSpec, input_spec_of
+from ..utils.files import atomic_write_bytes
+from ..utils.seeding import generator
+from ..version import __version__
+from .distill import DistilledSet, distill_images
+from .loop import Accumulator, resolve_device, run_epochs
+
+__all__ = ["FactorizedSet", "FactorizedSetError", "HallucinatorBank", "conv_net", "dm_loss", "epoch_hallucinators",
+           "factorize_images"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "lightlabel-factorized"
+FORMAT_VERSION = 1
+
+
+class FactorizedSetError(StoredLabelsError):
+    """A factorised-set file is damaged, truncated, edited or of another format version (a :class:`ValueError`)."""
+
+
+class HallucinatorBank(nn.Module):
+    """``H`` hallucinators with stacked parameters, applied per sample in one batched call (HaBa Eq. 2).
+
+    ``x_tilde = dec(sigma * enc(x) + mu)``: ``enc`` an unpadded 3x3 convolution + ReLU to ``hidden`` channels,
+    ``sigma`` and ``mu`` one value per channel and position, ``dec`` a 3x3 transposed convolution back to 3 channels.
+
+    Args:
+        count: ``H``. image_size: the images' side in pixels (``>= 3``). hidden: ``c''``. channels: image channels.
+
+    Shape:
+        - images: ``(B, C, S, S)``; index: ``(B,)`` int64 hallucinator of each image.
+        - returns: ``(B, C, S, S)`` (not clamped).
+    """
+
+    def __init__(self, *, count: int, image_size: int, hidden: int = 3, channels: int = 3) -> None:
+        super().__init__()
+        if image_size < 3:
+            raise ValueError(f"`image_size` must be >= 3 for a 3x3 unpadded encoder, got {image_size}")
+        inner = image_size - 2
+        enc, dec = nn.Conv2d(channels, hidden, 3), nn.ConvTranspose2d(hidden, channels, 3)
+        self.enc_weight = nn.Parameter(torch.stack([nn.Conv2d(channels, hidden, 3).weight.detach() for _ in range(count)]))
+        self.enc_bias = nn.Parameter(torch.zeros(count, hidden))
+        self.sigma = nn.Parameter(torch.ones(count, hidden, inner, inner))
+        self.mu = nn.Parameter(torch.zeros(count, hidden, inner, inner))
+        self.dec_weight = nn.Parameter(torch.stack([nn.ConvTranspose2d(hidden, channels, 3).weight.detach()
+                                                    for _ in range(count)]))
+        self.dec_bias = nn.Parameter(torch.zeros(count, channels))
+        del enc, dec
+        self.count, self.image_size, self.hidden, self.channels = count, image_size, hidden, channels
+
+    def forward(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = images.shape
+        if (h, w) != (self.image_size, self.image_size) or c != self.channels:
+            raise ValueError(f"images must be (B, {self.channels}, {self.image_size}, {self.image_size}), got "
+                             f"{tuple(images.shape)}")
+        index = index.to(images.device)
+        f = F.conv2d(images.reshape(1, b * c, h, w), self.enc_weight[index].reshape(b * self.hidden, c, 3, 3),
+                     self.enc_bias[index].reshape(-1), groups=b)
+        f = F.relu(f).reshape(b, self.hidden, h - 2, w - 2)
+        f = self.sigma[index] * f + self.mu[index]
+        out = F.conv_transpose2d(f.reshape(1, b * self.hidden, h - 2, w - 2),
+                                 self.dec_weight[index].reshape(b * self.hidden, c, 3, 3),
+                                 self.dec_bias[index].reshape(-1), groups=b)
+        return out.reshape(b, c, h, w)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters()) // self.count
+
+
+def epoch_hallucinators(num_bases: int, hallucinators: int, seed: int, epoch: int) -> torch.Tensor:
+    """HaBa's student sampler: each basis once per epoch, through a hallucinator drawn from ``(seed, epoch)``
+    alone, so every rank and every label source sees the same assignment. Returns ``(num_bases,)`` int64."""
+    return torch.randint(hallucinators, (num_bases,), generator=generator(seed, epoch, "hallucinate"))
+
+
+class FactorizedSet(Dataset):
+    """Bases and shared hallucinators: a map-style dataset of ``len(bases) * H`` images.
+
+    Item ``i`` is basis ``i // H`` through hallucinator ``i % H``, clamped to [0, 1]: ``(image (3, S, S) float32,
+    label)``; nothing is random. Stored as one safetensors file (:meth:`save`): bases as uint8, hallucinators as
+    fp16, with a versioned header (classes, settings, provenance) and a sha256 of the tensors; :attr:`storage_nbytes`
+    is that file's size.
+
+    Args:
+        bases: ``(N, 3, S, S)`` uint8. labels: ``(N,)`` int64. classes: names in index order.
+        hallucinators: a :class:`HallucinatorBank` (its weights are rounded to fp16, as stored).
+        manifest: settings and provenance.
+
+    Raises:
+        ValueError: mismatched shapes or a bank for another image size.
+    """
+
+    def __init__(self, bases: torch.Tensor, labels: torch.Tensor, classes: list[str], hallucinators: HallucinatorBank,
+                 manifest: dict[str, Any] | None = None) -> None:
+        if bases.dtype != torch.uint8 or bases.ndim != 4 or bases.shape[1] != 3:
+            raise ValueError(f"`bases` must be uint8 (N, 3, S, S), got {bases.dtype} {tuple(bases.shape)}")
+        if labels.shape != (bases.shape[0],):
+            raise ValueError(f"`labels` must be ({bases.shape[0]},), got {tuple(labels.shape)}")
+        if hallucinators.image_size != bases.shape[-1]:
+            raise ValueError(f"hallucinators for {hallucinators.image_size} px, bases of {bases.shape[-1]} px")
+        self.bases, self.labels, self.classes = bases, labels.long(), list(classes)
+        self.hallucinators = hallucinators.eval().requires_grad_(False)
+        with torch.no_grad():
+            for p in self.hallucinators.parameters():
+                p.copy_(p.half().float())  # exactly what the file holds
+        self.manifest = dict(manifest or {})
+
+    # -------------------------------------------------------------------------- dataset
+    @property
+    def num_hallucinators(self) -> int:
+        return self.hallucinators.count
+
+    def __len__(self) -> int:
+        return self.bases.shape[0] * self.num_hallucinators
+
+    @torch.no_grad()
+    def generate(self, basis: torch.Tensor, hallucinator: torch.Tensor, device: torch.device | str | None = None
+                 ) -> torch.Tensor:
+        """Images of ``(basis[i], hallucinator[i])`` pairs in one batched call: ``(B, 3, S, S)`` float32 in [0, 1]."""
+        device = torch.device(device) if device is not None else self.bases.device
+        bank = self.hallucinators.to(device)
+        x = self.bases[basis.to(self.bases.device)].to(device).float() / 255
+        return bank(x, hallucinator.to(device)).clamp_(0, 1)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        b, h = divmod(int(index), self.num_hallucinators)
+        return self.generate(torch.tensor([b]), torch.tensor([h]))[0], int(self.labels[b])
+
+    # -------------------------------------------------------------------------- the student's view of it
+    @property
+    def image_size(self) -> int:
+        return int(self.bases.shape[-1])
+
+    @property
+    def num_epoch_images(self) -> int:
+        """Images per student epoch: each basis once (HaBa's sampler)."""
+        return int(self.bases.shape[0])
+
+    @property
+    def hallucinated(self) -> bool:
+        return True
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    def epoch_images(self, seed: int, epoch: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """The epoch's images: every basis through the hallucinator :func:`epoch_hallucinators` draws for it."""
+        index = epoch_hallucinators(self.num_epoch_images, self.num_hallucinators, seed, epoch)
+        return self.generate(torch.arange(self.num_epoch_images), index, device)
+
+    def bases_only(self) -> DistilledSet:
+        """The bases alone, as a :class:`DistilledSet` (the control: no hallucinators)."""
+        return DistilledSet(self.bases.clone(), self.labels.clone(), self.classes,
+                            [[f"basis{i}"] for i in range(len(self.bases))],
+                            {"ipc": self.manifest.get("bases_per_class"), "patches_per_image": 1,
+                             "factorized_from": self.manifest.get("sha256")})
+
+    # -------------------------------------------------------------------------- file
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        out = {"bases": self.bases.contiguous(), "labels": self.labels.to(torch.int32).contiguous()}
+        for name, p in self.hallucinators.named_parameters():
+            out[f"hallucinators.{name}"] = p.detach().half().contiguous()
+        return out
+
+    def to_bytes(self) -> bytes:
+        tensors = self._tensors()
+        body = hashlib.sha256()
+        for key in sorted(tensors):
+            t = tensors[key]
+            body.update(json.dumps([key, str(t.dtype), list(t.shape)]).encode())
+            body.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+        meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "lightlabel_version": __version__,
+                "classes": json.dumps(self.classes), "hidden_channels": str(self.hallucinators.hidden),
+                "hallucinators": str(self.num_hallucinators),
+                "manifest": json.dumps({k: v for k, v in self.manifest.items() if k != "sha256"}, sort_keys=True,
+                                       default=str),
+                "sha256_tensors": body.hexdigest()}
+        return _canonical(safetensors.torch.save(tensors, metadata=meta))
+
+    @property
+    def storage_nbytes(self) -> int:
+        """Bytes of the file :meth:`save` writes (bases uint8, hallucinators fp16, header)."""
+        return len(self.to_bytes())
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the set to one ``.safetensors`` file, atomically (temp file + rename). Returns the path."""
+        path = Path(path)
+        atomic_write_bytes(path, self.to_bytes())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FactorizedSet:
+        """Read and verify a file written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no file. FactorizedSetError: not such a file, truncated, a checksum mismatch (flipped
+            bits or an edited header), or a newer format version.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"factorised set not found: {path}")
+        data = path.read_bytes()
+        if len(data) < 8 or struct.unpack("<Q", data[:8])[0] > len(data) - 8:
+            raise FactorizedSetError(f"{path}: truncated or not a safetensors file")
+        try:
+            meta = json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]]).get("__metadata__") or {}
+            tensors = safetensors.torch.load(data)
+        except Exception as e:
+            raise FactorizedSetError(f"{path}: not a readable safetensors file ({e})") from e
+        if meta.get("format") != FORMAT_NAME:
+            raise FactorizedSetError(f"{path}: not a lightlabel factorised set (format {meta.get('format')!r})")
+        if int(meta.get("format_version", -1)) != FORMAT_VERSION:
+            raise FactorizedSetError(f"{path}: format version {meta.get('format_version')!r}; this lightlabel reads "
+                                     f"{FORMAT_VERSION}")
+        try:
+            classes, manifest = json.loads(meta["classes"]), json.loads(meta["manifest"])
+            count, hidden = int(meta["hallucinators"]), int(meta["hidden_channels"])
+            bank = HallucinatorBank(count=count, image_size=int(tensors["bases"].shape[-1]), hidden=hidden)
+            bank.load_state_dict({k.removeprefix("hallucinators."): v.float() for k, v in tensors.items()
+                                  if k.startswith("hallucinators.")})
+            out = cls(tensors["bases"], tensors["labels"].long(), classes, bank, manifest)
+        except (KeyError, ValueError, RuntimeError, json.JSONDecodeError) as e:
+            raise FactorizedSetError(f"{path}: malformed factorised set ({e})") from e
+        if out.to_bytes() != data:
+            raise FactorizedSetError(f"{path}: tensors or header do not match their checksum: the file is damaged or "
+                                     "edited")
+        out.manifest["sha256"] = hashlib.sha256(data).hexdigest()
+        return out
+
+    def __repr__(self) -> str:
+        return (f"FactorizedSet(bases={len(self.bases)}, hallucinators={self.num_hallucinators}, images={len(self)}, "
+                f"classes={len(self.classes)}, size={self.image_size})")
+
+
+def _canonical(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted: safetensors writes the metadata in hash order,
+    which differs between processes, and a set's file must be the same bytes for the same content (its sha256 is
+    its identity). The sorted header has the same length; the padding safetensors adds is kept."""
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(canonical) > n:  # cannot happen for a header safetensors wrote; keep its bytes rather than break offsets
+        return data
+    return data[:8] + canonical + b" " * (n - len(canonical)) + data[8 + n:]
+
+
+def conv_net(num_classes: int, *, width: int = 128, depth: int = 3, image_size: int = 32) -> nn.Module:
+    """The dataset-distillation ConvNet (DC/DM/MTT): ``depth`` x [3x3 conv, instance norm, ReLU, 2x2 average pool],
+    then a linear classifier. ``features(x)`` gives the embedding before it."""
+
+    class ConvNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layers, cin, size = [], 3, image_size
+            for _ in range(depth):
+                layers += [nn.Conv2d(cin, width, 3, padding=1), nn.GroupNorm(width, width, affine=True), nn.ReLU(),
+                           nn.AvgPool2d(2)]
+                cin, size = width, size // 2
+            self.body = nn.Sequential(*layers)
+            self.classifier = nn.Linear(width * size * size, num_classes)
+
+        def features(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x).flatten(1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.classifier(self.features(x))
+
+    return ConvNet()
+
+
+def dm_loss(net: nn.Module, real: list[torch.Tensor], synthetic: list[torch.Tensor]) -> torch.Tensor:
+    """Distribution matching (Zhao & Bilen, WACV 2023): ``sum_c ||mean F(real_c) - mean F(syn_c)||^2`` over classes,
+    ``F`` the network's embedding. Inputs are per class, already normalised."""
+    loss = torch.zeros(())
+    for r, s in zip(real, synthetic):
+        with torch.no_grad():
+            target = net.features(r).mean(0)
+        loss = loss + ((target - net.features(s).mean(0)) ** 2).sum()
+    return loss
+
+
+def _contrastive(za: torch.Tensor, zb: torch.Tensor, tau: float) -> torch.Tensor:
+    """InfoNCE between two views of the same bases (HaBa Eq. 3): row i of ``za`` matches row i of ``zb``."""
+    logits = F.normalize(za, dim=1) @ F.normalize(zb, dim=1).t() / tau
+    target = torch.arange(za.shape[0], device=za.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def factorize_images(
+    train_set: Dataset | str | os.PathLike,
+    observer: nn.Module,
+    config: FactorizeConfig | None = None,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> FactorizedSet:
+    """Learn a factorised distilled set: bases per class and shared hallucinators (HaBa), with DM as ``L_DD``.
+
+    Args:
+        train_set: the real training set (``(image, label)`` pairs or an ImageFolder path), images of one size.
+        observer: a teacher carrying an ``input_spec``; it selects the initial bases (RDED, :func:`distill_images`).
+        config: the settings (:class:`~lightlabel.FactorizeConfig`); ``overrides`` replace its fields.
+        out_dir: if given, the state is saved there every 50 iterations (``factorize-state.pt``) and a re-run resumes
+            exactly; the finished set is written to ``out_dir/factorized.safetensors``.
+        device: default CUDA when available.
+        progress: a progress bar; the losses of every iteration are logged and kept in the manifest (``history``).
+
+    Returns:
+        The :class:`FactorizedSet`.
+
+    Raises:
+        ValueError: bad settings, an observer without an input spec, fewer than 2 classes.
+
+    Source: HaBa (Liu et al., NeurIPS 2022) Sec. 3, Eq. 1-6; DM (Zhao & Bilen, WACV 2023) in place of Eq. 7.
+    """
+    cfg = config_from(FactorizeConfig, config, overrides)
+    device = resolve_device(device)
+    dataset = as_dataset(train_set)
+    classes = dataset_classes(dataset)
+    if classes is None or len(classes) < 2:
+        raise ValueError(f"`train_set` needs a `classes` attribute with at least 2 classes, got {classes}")
+    input_spec_of(observer, "observer")
+    targets = torch.tensor(dataset_targets(dataset))
+    init = distill_images(dataset, observer, DistillConfig(
+        ipc=cfg.bases_per_class, patches_per_image=1, candidates_per_class=cfg.candidates_per_class,
+        crops_per_image=cfg.crops_per_image, refine_steps=0, seed=cfg.seed), device=device, progress=False)
+    size = init.images.shape[-1]
+    spec = InputSpec.imagenet()  # the DM and adversary networks see ImageNet-normalised images
+    bases = nn.Parameter(init.images.float().div(255).to(device))
+    labels = init.labels.to(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        bank = HallucinatorBank(count=cfg.hallucinators, image_size=size, hidden=cfg.hidden_channels).to(device)
+        adversary = conv_net(len(classes), width=cfg.net_width, depth=cfg.net_depth, image_size=size).to(device)
+    opt = torch.optim.Adam([bases, *bank.parameters()], lr=cfg.lr)
+    opt_adv = torch.optim.Adam(adversary.parameters(), lr=cfg.adversary_lr)
+    per_class = [(targets == c).nonzero().flatten() for c in range(len(classes))]
+    history = Accumulator()
+    chunk = 50
+
+    def real_batch(c: int, gen: torch.Generator) -> torch.Tensor:
+        idx = per_class[c][torch.randint(len(per_class[c]), (cfg.real_per_class,), generator=gen)]
+        return torch.stack([_as_float(dataset[int(i)][0], size) for i in idx]).to(device)
+
+    def one_iteration(it: int) -> dict[str, float]:
+        gen = generator(cfg.seed, it, "factorize")
+        chosen = torch.randperm(cfg.hallucinators, generator=gen)[:cfg.hallucinators_per_iteration]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(torch.randint(2**62, (), generator=gen)))
+            net = conv_net(len(classes), width=cfg.net_width, depth=cfg.net_depth, image_size=size).to(device)
+        net.requires_grad_(False)
+        n = bases.shape[0]
+        views = [bank(bases.clamp(0, 1), torch.full((n,), int(h), device=device)).clamp(0, 1) for h in chosen]
+        real = [spec.normalize(real_batch(c, gen)) for c in range(len(classes))]
+        syn = [spec.normalize(torch.cat([v[labels == c] for v in views])) for c in range(len(classes))]
+        loss_dd = dm_loss(net, real, syn)
+        record = {"dm": float(loss_dd.detach())}
+        loss = cfg.lambda_dd * loss_dd
+        if cfg.adversarial:
+            za, zb = (adversary.features(spec.normalize(v)) for v in views[:2])
+            loss_cos = F.cosine_similarity(za, zb, dim=1).mean()  # Eq. 5: the set pushes the two views apart
+            loss = loss + cfg.lambda_cos * loss_cos
+            record["cos"] = float(loss_cos.detach())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            bases.clamp_(0, 1)
+        if cfg.adversarial:  # Eq. 4: the adversary pulls the two views together and classifies them
+            detached = [spec.normalize(v.detach()) for v in views[:2]]
+            za, zb = (adversary.features(v) for v in detached)
+            loss_adv = cfg.lambda_con * _contrastive(za, zb, cfg.temperature) + cfg.lambda_task * 0.5 * sum(
+                F.cross_entropy(adversary.classifier(z), labels) for z in (za, zb))
+            opt_adv.zero_grad(set_to_none=True)
+            loss_adv.backward()
+            opt_adv.step()
+            record["adversary"] = float(loss_adv.detach())
+        return record
+
+    def step(unit: int) -> dict[str, Any]:
+        start = unit * chunk
+        records = [one_iteration(it) for it in range(start, min(start + chunk, cfg.iterations))]
+        history.items.extend(records)
+        mean = {k: sum(r[k] for r in records) / len(records) for k in records[0]}
+        logger.info("factorize iterations %d-%d/%d: %s", start + 1, start + len(records), cfg.iterations,
+                    ", ".join(f"{k} {v:.4g}" for k, v in mean.items()))
+        return mean
+
+    class _Params:
+        def state_dict(self) -> dict[str, Any]:
+            return {"bases": bases.detach().cpu().clone(), "bank": {k: v.cpu() for k, v in bank.state_dict().items()},
+                    "adversary": adversary.state_dict(), "opt": opt.state_dict(), "opt_adv": opt_adv.state_dict()}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            with torch.no_grad():
+                bases.copy_(state["bases"])
+            bank.load_state_dict(state["bank"])
+            adversary.load_state_dict(state["adversary"])
+            opt.load_state_dict(state["opt"])
+            opt_adv.load_state_dict(state["opt_adv"])
+
+    settings = {"config": cfg.to_dict(), "observer": fingerprint(observer), "classes": classes,
+                "samples": len(dataset), "init": hashlib.sha256(init.images.numpy().tobytes()).hexdigest()}
+    units = math.ceil(cfg.iterations / chunk)
+    run_epochs(epochs=units, step=step, state={"params": _Params(), "history": history},
+               path=None if out_dir is None else Path(out_dir) / "factorize-state.pt", settings=settings,
+               what="factorize_images", seed=cfg.seed, device=device, progress=progress)
+    manifest = {"bases_per_class": cfg.bases_per_class, "config": cfg.to_dict(), "observer": fingerprint(observer),
+                "init": "RDED selection (distill_images)", "objective": "dm", "history": history.items[-10:],
+                "iterations_done": len(history.items)}
+    result = FactorizedSet((bases.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu(), labels.cpu(), classes,
+                           bank.cpu(), manifest)
+    if out_dir is not None:
+        result.save(Path(out_dir) / "factorized.safetensors")
+    return result
+
+
+def _as_float(image: Any, size: int) -> torch.Tensor:
+    from torchvision.transforms import v2
+
+    x = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
+    if tuple(x.shape[-2:]) != (size, size):
+        x = v2.functional.resize(x, [size, size], antialias=True)
+    return x

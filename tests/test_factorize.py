@@ -1,0 +1,174 @@
+"""Factorised distilled images (HaBa) labelled online: hallucinators, the set's file, the sampler, the builder's
+losses and resume, and students on it."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lightlabel as ll
+from lightlabel.data import load_image_folder
+from lightlabel.recipes.factorize import (
+    FactorizedSetError,
+    HallucinatorBank,
+    conv_net,
+    dm_loss,
+    epoch_hallucinators,
+)
+
+IMAGENET32 = ll.InputSpec.imagenet(32)
+TINY = dict(bases_per_class=1, hallucinators=3, iterations=100, real_per_class=4, net_width=8, net_depth=2,
+            candidates_per_class=4, crops_per_image=2)
+
+
+@pytest.fixture(scope="module")
+def cifar_ds(cifar_train):
+    return load_image_folder(cifar_train, progress=False)
+
+
+@pytest.fixture(scope="module")
+def resnet20(data_root):
+    return ll.load_teacher(data_root.parent / "models" / "cifar10-resnet20-12fca82f.th", input_spec=IMAGENET32)
+
+
+@pytest.fixture(scope="module")
+def built(cifar_ds, resnet20, tmp_path_factory):
+    out = tmp_path_factory.mktemp("factorized")
+    return ll.factorize_images(cifar_ds, resnet20, out_dir=out, progress=False, device="cpu", **TINY), out
+
+
+def test_hallucinator_is_haba_sized_and_batched_equals_per_item():
+    torch.manual_seed(0)
+    bank = HallucinatorBank(count=4, image_size=32)
+    assert bank.num_parameters() == 2 * (3 * 3 * 3 * 3 + 3) + 2 * 3 * 30 * 30  # enc, dec, per-position sigma and mu
+    x, index = torch.rand(6, 3, 32, 32), torch.tensor([0, 3, 1, 1, 2, 0])
+    with torch.no_grad():
+        batched = bank(x, index)
+        single = torch.cat([bank(x[i:i + 1], index[i:i + 1]) for i in range(6)])
+        first = F.conv2d(x[:1], bank.enc_weight[0], bank.enc_bias[0]).relu()
+        manual = F.conv_transpose2d(bank.sigma[0] * first + bank.mu[0], bank.dec_weight[0], bank.dec_bias[0])
+    torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batched[:1], manual, rtol=1e-5, atol=1e-5)
+    assert HallucinatorBank(count=1, image_size=64).sigma.shape == (1, 3, 62, 62), "sizes follow the image size"
+
+
+def test_the_set_items_files_and_errors(built, tmp_path):
+    fs, out = built
+    assert len(fs) == 10 * 3 and fs.num_epoch_images == 10 and fs.bases.dtype == torch.uint8
+    x, y = fs[7]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y == int(fs.labels[7 // 3])
+    b, h = torch.arange(len(fs)) // 3, torch.arange(len(fs)) % 3
+    batched = fs.generate(b, h)
+    assert 0 <= batched.min() and batched.max() <= 1
+    torch.testing.assert_close(torch.stack([fs[i][0] for i in range(len(fs))]), batched, rtol=1e-5, atol=1e-6)
+    path = fs.save(tmp_path / "set.safetensors")
+    assert fs.storage_nbytes == path.stat().st_size == (out / "factorized.safetensors").stat().st_size
+    loaded = ll.FactorizedSet.load(path)
+    assert loaded.to_bytes() == path.read_bytes() and torch.equal(loaded.bases, fs.bases)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.hallucinators.parameters(), fs.hallucinators.parameters()))
+    assert torch.equal(loaded.generate(b, h), batched)
+    data = path.read_bytes()
+    flipped = bytearray(data)
+    flipped[-5] ^= 0x10
+    (tmp_path / "flipped.safetensors").write_bytes(bytes(flipped))
+    (tmp_path / "short.safetensors").write_bytes(data[:len(data) // 2])
+    (tmp_path / "version.safetensors").write_bytes(data.replace(b'"format_version":"1"', b'"format_version":"9"'))
+    for name, match in (("flipped", "checksum"), ("short", "truncated|readable"), ("version", "format version")):
+        with pytest.raises(FactorizedSetError, match=match):
+            ll.FactorizedSet.load(tmp_path / f"{name}.safetensors")
+    assert issubclass(FactorizedSetError, ValueError)
+    control = fs.bases_only()
+    assert isinstance(control, ll.DistilledSet) and torch.equal(control.images, fs.bases) and len(control) == 10
+
+
+def test_the_sampler_covers_each_basis_once_per_epoch_and_agrees_everywhere():
+    a = epoch_hallucinators(50, 5, seed=3, epoch=7)
+    assert a.shape == (50,) and a.min() >= 0 and a.max() < 5
+    assert torch.equal(a, epoch_hallucinators(50, 5, seed=3, epoch=7)), "no rank or label source enters the draw"
+    assert not torch.equal(a, epoch_hallucinators(50, 5, seed=3, epoch=8))
+
+
+def test_same_seed_same_file_and_resume_equals_uninterrupted(built, cifar_ds, resnet20, tmp_path, monkeypatch):
+    fs, _ = built
+    again = ll.factorize_images(cifar_ds, resnet20, progress=False, device="cpu", **TINY)
+    assert hashlib.sha256(again.to_bytes()).hexdigest() == hashlib.sha256(fs.to_bytes()).hexdigest()
+    import lightlabel.recipes.loop as loop
+
+    real_save = loop.save_state
+
+    def crash(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt("simulated interruption")
+
+    monkeypatch.setattr(loop, "save_state", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ll.factorize_images(cifar_ds, resnet20, out_dir=tmp_path, progress=False, device="cpu", **TINY)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "factorize-state.pt", weights_only=False)["epoch"] == 1
+    resumed = ll.factorize_images(cifar_ds, resnet20, out_dir=tmp_path, progress=False, device="cpu", **TINY)
+    assert resumed.to_bytes() == fs.to_bytes()
+
+
+def test_dm_and_cos_losses_fall_on_a_tiny_subset(built):
+    fs, _ = built
+    history = fs.manifest["history"]
+    assert fs.manifest["iterations_done"] == 100 and {"dm", "cos", "adversary"} <= set(history[-1])
+    torch.manual_seed(0)
+    net = conv_net(2, width=8, depth=2).requires_grad_(False)
+    real = [torch.randn(8, 3, 32, 32) + 1, torch.randn(8, 3, 32, 32) - 1]
+    syn = [torch.randn(4, 3, 32, 32).requires_grad_(True) for _ in range(2)]
+    opt = torch.optim.Adam(syn, lr=0.05)
+    losses = []
+    for _ in range(30):
+        loss = dm_loss(net, real, syn)
+        losses.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[-1] < 0.5 * losses[0], losses[::10]
+    bank, base = HallucinatorBank(count=2, image_size=32), torch.rand(6, 3, 32, 32)
+    adversary = conv_net(2, width=8, depth=2).requires_grad_(False)
+    opt = torch.optim.Adam(bank.parameters(), lr=0.01)
+    cos = []
+    for _ in range(30):
+        za, zb = (adversary.features(bank(base, torch.full((6,), h))) for h in (0, 1))
+        loss = F.cosine_similarity(za, zb, dim=1).mean()
+        cos.append(float(loss.detach()))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert cos[-1] < cos[0] - 0.05, cos[::10]
+
+
+def test_students_on_a_factorized_set(built, resnet20, tmp_path):
+    fs, _ = built
+    protocol = ll.EvalProtocol.helio(epochs=2, batch_size=5, student="cifar_resnet20")
+    result = ll.train_student(fs, resnet20, protocol, device="cpu", progress=False)
+    assert result.iterations == 2 * 2 and result.labels == "teacher"
+    hard = ll.train_student(fs, "hard", protocol, device="cpu", progress=False)
+    assert hard.extra_storage_bytes == 0
+    control = ll.train_student(fs.bases_only(), "hard", protocol, device="cpu", progress=False)
+    assert control.iterations == 4
+    stored = ll.store_soft_labels(fs.bases, fs.labels, resnet20, tmp_path, augment=protocol.augment, epochs=2,
+                                  batch_size=5, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="one stored label per hallucinated view"):
+        ll.train_student(fs, stored, protocol, device="cpu", progress=False)
+
+
+def test_cli_factorize_train_and_info(tmp_path, cifar_train, data_root, capsys):
+    from lightlabel.cli import main
+
+    out = tmp_path / "set.safetensors"
+    assert main(["factorize", str(cifar_train), "--observer", str(data_root.parent / "models" / "cifar10-resnet20-12fca82f.th"),
+                 "--observer-input", "imagenet@32", "--out", str(out), "--bases-per-class", "1", "--hallucinators", "2",
+                 "--iterations", "2", "--real-per-class", "2", "--net-width", "8", "--candidates-per-class", "3",
+                 "--crops-per-image", "1", "--quiet"]) == 0
+    assert "written to" in capsys.readouterr().out and out.is_file()
+    assert main(["info", str(out)]) == 0
+    assert "lightlabel factorised set" in capsys.readouterr().out
+    assert main(["train", str(out), "--labels", "hard", "--student", "cifar_resnet20", "--epochs", "1", "--batch-size",
+                 "5", "--quiet"]) == 0
+    assert "hard labels" in capsys.readouterr().out
