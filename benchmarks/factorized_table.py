@@ -1,0 +1,138 @@
+"""Factorised images labelled online (issue 17): top-1 against total bytes on CIFAR-10, under the HeLlO protocol.
+
+    python benchmarks/factorized_table.py --seeds 0            # run (and resume) every cell
+    python benchmarks/factorized_table.py --report             # docs/results.md from the committed cells
+
+Rows (total bytes = image file bytes + label bytes: the adapter file or the stored labels on disk):
+- RDED images at IPC 5 and 10 with stored fp16 labels, and with projector labels;
+- HaBa (factorize_images: DM + the adversarial cosine term) with 2 and 5 bases per class x 5 hallucinators, with
+  projector labels;
+- controls at 5 bases per class: hard labels, the bases alone with projector labels, and no adversary.
+
+The projector, the teacher, the stored labels and the RDED sets are the HeLlO table's (``benchmarks/helio_table.py``,
+same fingerprinted caches). Every finished cell is one JSON file under ``benchmarks/results/factorized/``.
+The claim holds if factorised images + projector labels reach RDED IPC 10 + projector labels' top-1 with fewer
+total bytes, by more than the seed spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+
+import torch
+from _common import CACHE, ROOT, write_section
+from _plot import line_chart
+from helio_table import Run, commit, digest
+
+import lightlabel as ll
+from lightlabel.core.base import fingerprint
+from lightlabel.utils.files import atomic_write_text
+
+log = logging.getLogger("factorized_table")
+RESULTS = ROOT / "benchmarks" / "results" / "factorized"
+
+CELLS = {
+    "rded5_stored": ("RDED IPC 5 + stored fp16 labels", dict(ipc=5), "stored"),
+    "rded10_stored": ("RDED IPC 10 + stored fp16 labels", dict(ipc=10), "stored"),
+    "rded5_projector": ("RDED IPC 5 + projector labels", dict(ipc=5), "projector"),
+    "rded10_projector": ("RDED IPC 10 + projector labels", dict(ipc=10), "projector"),
+    "haba2_projector": ("HaBa 2 bases/class x 5 hallucinators + projector", dict(bases=2), "projector"),
+    "haba5_projector": ("HaBa 5 bases/class x 5 hallucinators + projector", dict(bases=5), "projector"),
+    "haba5_hard": ("HaBa 5 x 5 + hard labels (HaBa's own student)", dict(bases=5), "hard"),
+    "haba5_bases_only": ("the 5 bases/class alone + projector (control)", dict(bases=5, bases_only=True), "projector"),
+    "haba5_no_adversary": ("HaBa 5 x 5 without the adversary + projector", dict(bases=5, adversarial=False), "projector"),
+}
+
+
+def factorized(run: Run, bases: int, adversarial: bool, iterations: int) -> ll.FactorizedSet:
+    config = ll.FactorizeConfig(bases_per_class=bases, hallucinators=5, iterations=iterations, adversarial=adversarial)
+    teacher = run.full_teacher()
+    out = CACHE / "factorized" / f"set-{digest(config.to_dict(), fingerprint(teacher), run.data_key)}"
+    if (out / "factorized.safetensors").is_file():
+        return ll.FactorizedSet.load(out / "factorized.safetensors")
+    return ll.factorize_images(run.train, teacher, config, out_dir=out, progress=not run.args.quiet)
+
+
+def cell(run: Run, name: str, seed: int, iterations: int) -> dict:
+    path = RESULTS / f"{name}-seed{seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    title, spec, labels_kind = CELLS[name]
+    t0 = time.time()
+    if "ipc" in spec:
+        data = run.distilled(spec["ipc"])
+        image_bytes = data.storage_nbytes
+    else:
+        fs = factorized(run, spec["bases"], spec.get("adversarial", True), iterations)
+        data = fs.bases_only() if spec.get("bases_only") else fs
+        image_bytes = data.storage_nbytes
+    protocol = run.protocol("projector")
+    if labels_kind == "stored":
+        labels = run.labels("stored", spec["ipc"], seed, data)
+    elif labels_kind == "projector":
+        labels = run.fit()
+    else:
+        labels = "hard"
+    r = ll.train_student(data, labels, protocol, val_set=run.val_f, seed=seed, progress=not run.args.quiet)
+    record = {"cell": name, "title": title, "seed": seed, "top1": r.top1, "best_top1": r.best_top1,
+              "image_bytes": image_bytes, "label_bytes": r.extra_storage_bytes,
+              "total_bytes": image_bytes + r.extra_storage_bytes, "steps": r.iterations,
+              "seconds_per_iter": r.seconds_per_iter, "wall_seconds": time.time() - t0, "iterations": iterations,
+              "protocol": r.protocol, "commit": commit(), "torch_threads": torch.get_num_threads(),
+              "command": f"python benchmarks/factorized_table.py --seeds {seed} --cells {name}"}
+    atomic_write_text(path, json.dumps(record, indent=1))
+    log.info("cell %s: top-1 %.4f, %d bytes (%.0f s)", name, r.top1, record["total_bytes"], time.time() - t0)
+    return record
+
+
+def report() -> None:
+    cells = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    if not cells:
+        return
+    lines = ["| data + labels | top-1 % (last epoch) | total bytes | image bytes | label bytes | seeds |",
+             "|---|---|---|---|---|---|"]
+    points = {}
+    for name, (title, _, _) in CELLS.items():
+        cs = [c for c in cells if c["cell"] == name]
+        if not cs:
+            lines.append(f"| {title} | not run yet | | | | 0 |")
+            continue
+        top = [100 * c["top1"] for c in cs]
+        spread = f" ± {statistics.stdev(top):.1f}" if len(top) > 1 else ""
+        total = int(statistics.mean(c["total_bytes"] for c in cs))
+        lines.append(f"| {title} | {statistics.mean(top):.1f}{spread} | {total:,} | {cs[0]['image_bytes']:,} | "
+                     f"{cs[0]['label_bytes']:,} | {len(cs)} |")
+        points[title] = ([total], [statistics.mean(top)])
+    if points:
+        line_chart(ROOT / "docs" / "factorized-cifar10.png", points, title="CIFAR-10: student top-1 vs total bytes "
+                   "(images + labels)", xlabel="total bytes (log)", ylabel="top-1 %", logx=True)
+    write_section("factorized-table", "## Factorised images labelled online (CIFAR-10)\n\n" + __doc__.split(
+        "Rows (")[1].split("Every finished")[0].join(["Rows (", ""]) + "\n" + "\n".join(lines)
+        + "\n\n![top-1 vs total bytes](factorized-cifar10.png)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    if not args.report:
+        run = Run("cifar10", args)
+        for seed in args.seeds:
+            for name in args.cells:
+                cell(run, name, seed, args.iterations)
+    report()
+
+
+if __name__ == "__main__":
+    main()
