@@ -117,6 +117,18 @@ def test_default_data_is_cifar10_from_the_shared_data(tmp_path, data_root):
     assert source.train.images.shape[1:] == (3, 32, 32) and source.train.images.dtype == torch.uint8
 
 
+def test_packaged_weak_teachers_are_early_checkpoints_of_one_trajectory():
+    paths = demo._weak_teachers()
+    assert [p.name for p in paths] == [f"cifar10-resnet20-epoch00{e}.pt" for e in (1, 2, 3)]
+    for p in paths:
+        blob = torch.load(p, weights_only=True)
+        assert blob["arch"] == "cifar_resnet20" and blob["classes"] == demo.CIFAR10_CLASSES
+        assert blob["state_dict"]["conv1.weight"].dtype == torch.float16 and blob["made_by"].startswith("python ")
+        assert ll.load_teacher(p).input_spec == demo.TEACHER_INPUT
+    accuracy = [torch.load(p, weights_only=True)["test_top1"] for p in paths]
+    assert accuracy == sorted(accuracy) and accuracy[0] > 0.2, "weak but real: better than chance, rising"
+
+
 def test_settings_presets():
     cpu, full = demo.DemoSettings.cpu(), demo.DemoSettings.full()
     assert cpu.protocol.total_steps(100) == full.protocol.total_steps(100) == 300, "the anchors' step count at IPC 10"
