@@ -234,7 +234,8 @@ def _parser() -> argparse.ArgumentParser:
                                                     "a re-run resumes from it")
     p.add_argument("--base", default=None, help="open_clip base (default: RN50-quickgelu/openai if cached, else the proxy)")
     p.add_argument("--pretrained", default=None)
-    p.add_argument("--teacher", default=None, help="the strong teacher's checkpoint (default: the CIFAR-10 ResNet-56)")
+    p.add_argument("--teacher", default=None, help="the strong teacher's checkpoint (default: the real CIFAR-10 ResNet-20; "
+                                                             "--full: ResNet-56)")
     p.add_argument("--weak-teachers", nargs="+", default=None, help="weak-teacher checkpoints (default: the packaged "
                                                                      "ones for CIFAR-10)")
     p.add_argument("--no-download", action="store_true", help="never download data or teachers")
@@ -512,7 +513,7 @@ def cmd_doctor(args) -> None:
     from .core.base import cache_root
     from .core.proxy import PROXY_BASE, PROXY_CHECKPOINT
     from .data import default_data_root
-    from .demo import RESNET56, WEAK_TEACHERS, _cached_rn50
+    from .demo import STRONG_TEACHERS, WEAK_TEACHERS, _cached_rn50
     from .io.hub import is_offline
 
     def version(dist: str) -> str:
@@ -535,9 +536,10 @@ def cmd_doctor(args) -> None:
     shared = default_data_root()
     rows.append(("data", f"LIGHTLABEL_DATA={os.environ.get('LIGHTLABEL_DATA', '(unset)')}; shared data: "
                  f"{shared if shared else 'not found beside this folder or the package'}"))
-    if shared is not None:
-        rows.append(("", f"strong CIFAR-10 teacher: {shared.parent / 'models' / RESNET56} "
-                     f"({'found' if (shared.parent / 'models' / RESNET56).is_file() else 'missing'})"))
+    for name, (file, _) in STRONG_TEACHERS.items():
+        where = [p for p in ((shared.parent / "models" / file) if shared else None, cache_root() / "models" / file)
+                 if p is not None and p.is_file()]
+        rows.append(("", f"strong CIFAR-10 teacher {name}: {where[0] if where else 'not found (downloads on demand)'}"))
     from huggingface_hub import constants
 
     for name, path in (("lightlabel cache", cache_root()), ("Hugging Face cache", Path(constants.HF_HUB_CACHE))):

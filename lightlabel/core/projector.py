@@ -444,7 +444,7 @@ class Projector(nn.Module):
         card = model_card(self.info(dtype), adapter_nbytes=len(data), num_parameters=self.num_adapter_parameters(),
                           **card_kwargs)
         write_model_card(card, path)
-        logger.info("adapter and model card written to %s", path)
+        logger.debug("adapter and model card written to %s", path)
         return file
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
