@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -99,7 +100,9 @@ def extract_image_folder(
         classes: only these class folder names.
 
     Returns:
-        ``dest`` (already complete folders are returned without re-extracting).
+        ``dest`` (already complete folders are returned without re-extracting). The images are extracted into a
+        private sibling folder that replaces ``dest`` only when complete: an interrupted or failed extraction leaves
+        an existing ``dest`` as it was, and concurrent extractions of one archive do not disturb each other.
 
     Raises:
         FileNotFoundError: no archive.
@@ -113,29 +116,47 @@ def extract_image_folder(
     key = f"{archive.resolve()} bytes={stat.st_size} mtime_ns={stat.st_mtime_ns} split={split} per_class={per_class} classes={classes}"
     if marker.is_file() and marker.read_text() == key:
         return dest
-    if dest.exists():
-        shutil.rmtree(dest)
+    # Extract into a private sibling folder and swap it in at the end, so that an interrupted extraction never
+    # leaves a half-filled ``dest`` and two processes extracting the same archive never delete each other's files.
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=dest.parent))
     counts: dict[str, int] = {}
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            parts = Path(member.name).parts
-            if not member.isfile() or len(parts) < 2 or (split is not None and split not in parts[:-2]):
-                continue
-            cls, name = parts[-2], parts[-1]
-            if name.startswith(".") or (classes is not None and cls not in classes):
-                continue
-            if per_class is not None and counts.get(cls, 0) >= per_class:
-                continue
-            src = tar.extractfile(member)
-            if src is None:
-                continue
-            (dest / cls).mkdir(parents=True, exist_ok=True)
-            with open(dest / cls / name, "wb") as out:
-                shutil.copyfileobj(src, out)
-            counts[cls] = counts.get(cls, 0) + 1
-    if not counts:
-        raise ValueError(f"no images in {archive} matched split={split!r}, classes={classes!r}")
-    atomic_write_text(marker, key)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                parts = Path(member.name).parts
+                if not member.isfile() or len(parts) < 2 or (split is not None and split not in parts[:-2]):
+                    continue
+                cls, name = parts[-2], parts[-1]
+                if name.startswith(".") or (classes is not None and cls not in classes):
+                    continue
+                if per_class is not None and counts.get(cls, 0) >= per_class:
+                    continue
+                src = tar.extractfile(member)
+                if src is None:
+                    continue
+                (work / cls).mkdir(parents=True, exist_ok=True)
+                with open(work / cls / name, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                counts[cls] = counts.get(cls, 0) + 1
+        if not counts:
+            raise ValueError(f"archive: no images in {archive} matched split={split!r}, classes={classes!r}")
+        atomic_write_text(work / _MARKER, key)
+        if marker.is_file() and marker.read_text() == key:  # another process finished the same extraction first
+            shutil.rmtree(work, ignore_errors=True)
+            return dest
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.replace(dest, old / "data")
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(work, dest)
+        except OSError:  # another process swapped in its copy between our check and our rename
+            if not (marker.is_file() and marker.read_text() == key):
+                raise
+            return dest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     logger.info("extracted %d images of %d classes from %s to %s", sum(counts.values()), len(counts), archive, dest)
     return dest
 

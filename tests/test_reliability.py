@@ -155,3 +155,45 @@ def test_relabeler_projector_and_distill_are_deterministic(make_projector, cifar
     runs = [ll.distill_images(str(cifar_train), teacher, seed=5, **kw) for _ in range(2)]
     assert torch.equal(runs[0].images, runs[1].images) and runs[0].sources == runs[1].sources
     assert not torch.equal(ll.distill_images(str(cifar_train), teacher, seed=6, **kw).images, runs[0].images)
+
+
+def _image_tar(path, classes, n=2, split="train"):
+    import tarfile
+    with tarfile.open(path, "w:gz") as tar:
+        for cls in classes:
+            for i in range(n):
+                buf = io.BytesIO()
+                Image.new("RGB", (4, 4), (i * 40, 0, 0)).save(buf, format="PNG")
+                info = tarfile.TarInfo(f"data/{split}/{cls}/{i}.png")
+                info.size = len(buf.getvalue())
+                tar.addfile(info, io.BytesIO(buf.getvalue()))
+
+
+def test_extraction_is_swapped_in_whole_and_a_failed_one_leaves_the_old_folder(tmp_path):
+    from lightlabel.data import extract_image_folder
+    a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    _image_tar(a, ["cat", "dog"])
+    _image_tar(b, ["ant"], n=3)
+    dest = tmp_path / "out"
+    extract_image_folder(a, dest, split="train")
+    assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == ["cat", "dog"]
+    with pytest.raises(ValueError, match="archive"):
+        extract_image_folder(b, dest, split="val")  # nothing matches: the old extraction must survive
+    assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == ["cat", "dog"]
+    extract_image_folder(b, dest, split="train")  # another archive replaces the folder as a whole
+    assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == ["ant"]
+    assert len(list((dest / "ant").iterdir())) == 3
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no work folders left behind
+
+
+def test_concurrent_extractions_of_one_archive_both_succeed(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lightlabel.data import extract_image_folder
+    archive = tmp_path / "a.tar.gz"
+    _image_tar(archive, [f"c{i}" for i in range(5)], n=20)
+    dest = tmp_path / "out"
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: extract_image_folder(archive, dest, split="train"), range(4)))
+    assert results == [dest] * 4
+    assert sum(1 for _ in dest.rglob("*.png")) == 100
