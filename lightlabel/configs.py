@@ -590,14 +590,21 @@ class LabelCompression:
 
     Args:
         topk: keep the ``k`` largest logits of each view (their class indices as uint16); ``None`` keeps all ``C``
-            (SRe2L/FKD storage).
-        values: ``"fp16"``, or ``"int8"`` with one fp32 scale per view (symmetric: ``v ~= q * scale``).
-        fill: how the other logits are reconstructed: ``"min"``, the view's smallest stored value; ``"mass"``, the
-            probability the top-k leave spread evenly over the other classes (RDED ``keep_top_k``; one fp32
-            logsumexp is stored per view).
-        keep_epochs: fraction of the epochs whose labels are stored (label pruning, LPLD): the kept epochs are drawn
-            at random from ``(seed, "prune")``; every other epoch trains on the views and labels of a kept epoch
-            drawn from ``(seed, epoch, "reuse")`` (knowledge reuse, LPQLD).
+            (SRe2L/FKD storage). LPQLD's "label quantization" is this: top-k logits in fp16 with 2-byte indices,
+            ``4 k`` bytes per view (its code saves ``torch.topk`` values as fp16 and indices as int16).
+        values: ``"fp16"`` (as LPQLD), or ``"int8"`` with one fp32 scale per view (symmetric: ``v ~= q * scale``).
+            int8 is lightlabel's own further step; LPQLD stores no int8 values.
+        fill: how the other logits are reconstructed: ``"min"``, the view's smallest stored value (LPQLD's "MRS"
+            variant fills with the view's minimum logit); ``"mass"``, the probability the top-k leave spread evenly
+            over the other classes (RDED ``keep_top_k``; one fp32 logsumexp is stored per view). LPQLD's default
+            ("MR-k") gives the other classes probability 0 and renormalises the top-k; that needs a
+            probability-space loss (KL) and has no finite logits for the MSE term of the HeLlO protocol, so it is
+            not offered.
+        keep_epochs: fraction of the epochs whose labels are stored (label pruning, LPLD):
+            ``max(1, round(keep_epochs * epochs))`` epochs, drawn at random from ``(seed, "prune")``; every other
+            epoch replays the views and labels of a kept epoch drawn from ``(seed, epoch, "reuse")``, as LPLD
+            replays whole stored batches (crops, flips, CutMix boxes and labels). LPQLD's "dynamic knowledge reuse"
+            adds a temperature schedule on the replayed logits, which the loss (not this storage) would carry.
 
     Raises:
         ValueError: a bad value (named, with what was given).
