@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 import torch
@@ -197,3 +198,22 @@ def test_concurrent_extractions_of_one_archive_both_succeed(tmp_path):
         results = list(pool.map(lambda _: extract_image_folder(archive, dest, split="train"), range(4)))
     assert results == [dest] * 4
     assert sum(1 for _ in dest.rglob("*.png")) == 100
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from lightlabel.utils.files import atomic_write_text
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    target = tmp_path / "state.pt"
+    orphan = tmp_path / f".state.pt.{dead_pid}.abc123.tmp"  # what a SIGKILLed writer leaves
+    live = tmp_path / f".state.pt.{os.getppid()}.def456.tmp"  # a running writer's file (our parent is alive)
+    other = tmp_path / f".other.pt.{dead_pid}.abc123.tmp"  # another file's temporaries are not ours to remove
+    for f in (orphan, live, other):
+        f.write_bytes(b"partial")
+    atomic_write_text(target, "done")
+    assert target.read_text() == "done"
+    assert not orphan.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, live.name, other.name])
