@@ -277,6 +277,8 @@ def triage_section() -> str:
             agree.append(f"| {title} | {100 * a['dominant_class']:.0f} % | {100 * a['either_source_class']:.0f} % | "
                          f"{a['mean_p_max']:.2f} |")
     commits = sorted({c["commit"][:7] for c in cells})
+    sets = sorted({c["distilled_images_sha256"][:12] for c in cells})
+    threads = sorted({c.get("threads", 2) for c in cells})
     return ("### Protocol triage (CIFAR-10, IPC 10)\n\n"
             "Top-1 % on the 10,000 CIFAR-10 test images, mean ± std over seeds, of a ResNet-18 "
             "student trained on one RDED IPC-10 set (300 candidates per class, 5 crops, ResNet-56 observer) with "
@@ -286,7 +288,11 @@ def triage_section() -> str:
             "is the dominant class of the CutMix view, or either of its two source classes, and its mean max "
             "probability.\n\n| views | dominant class | either source class | mean p_max |\n|---|---|---|---|\n"
             + "\n".join(agree) + f"\n\nCommand: `python benchmarks/protocol_triage.py --out benchmarks/results/triage` "
-            f"(ran against commit {', '.join(commits)}, main before the protocol fix, from a separate worktree).")
+            f"(cells ran against commits {', '.join(commits)} from a separate worktree, with {' or '.join(map(str, threads))} "
+            f"torch thread(s); " + (f"every cell trained on the distilled set whose images hash to {sets[0]} (sha256 "
+            "prefix), so the cells compare labels and views on the same images" if len(sets) == 1 else
+            f"the cells trained on distilled sets whose images hash to {', '.join(sets)} (sha256 prefixes)")
+            + "; a cell records its commit).")
 
 
 def report() -> None:
@@ -332,7 +338,11 @@ def report() -> None:
                         f"{fit.get('final_teacher_top1', float('nan')):.3f}.\n\n") if fit else ""
             sections.append(f"### {ds}, IPC {ipc} ({', '.join(map(str, steps))} student steps)\n\n{fit_line}"
                             + "\n".join(lines) + f"\n\n![{ds} IPC {ipc}: top-1 vs bytes]({chart})\n\n"
-                            f"{len([c for c in mine if c['ipc'] == ipc])} cells, {hours:.1f} CPU-hours of students. "
+                            f"{len([c for c in mine if c['ipc'] == ipc])} cells, {hours:.1f} hours of student wall time "
+                            "(a resumed cell counts its last process only; cells ran with "
+                            f"{' or '.join(map(str, sorted({c['torch_threads'] for c in mine})))} torch thread(s), two "
+                            "jobs sharing the 2 cores, so s / iteration is a contended figure; compare rows with each "
+                            "other, not with an idle machine). "
                             f"Each cell: `python benchmarks/helio_table.py --dataset {ds} --ipc {ipc} --seeds S "
                             f"--rows ROW`; the files are in `benchmarks/results/helio/{ds}/ipc{ipc}/`.")
     setting = __doc__.split("Setting (stated again in the report):")[1].strip()
