@@ -289,6 +289,9 @@ def test_label_view_agreement_counts_the_views_the_student_sees():
     assert out["source_class"] == pytest.approx(float((targets[:, 0] > 0).float().mean()))
     assert out["dominant_class"] == pytest.approx(float((targets.argmax(1) == 0).float().mean()))
     assert out["mean_p_max"] == pytest.approx(float(torch.tensor([2.0, 0.0]).softmax(0).max()))
+    q = torch.tensor([2.0, 0.0]).softmax(0)
+    assert out["mean_logit_std"] == pytest.approx(float(torch.tensor([2.0, 0.0]).std()))  # sqrt(2)
+    assert out["mean_entropy"] == pytest.approx(float(-(q * q.log()).sum()))
     with pytest.raises(ValueError, match="look at no views"):
         ll.label_view_agreement("hard", distilled, protocol)
 

@@ -240,7 +240,9 @@ def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], dist
         ``views`` (the count), ``source_class``: the fraction of views whose labeller argmax is one of the view's
         source classes (a class with a non-zero mixed target), ``dominant_class``: the fraction whose argmax is the
         class with the largest mixed target, and ``mean_p_max``: the mean of the labeller's max softmax probability.
-        Fractions in [0, 1].
+        Fractions in [0, 1]. Also the labels' scale, which sets the size of the MSE term of HeLlO's student loss
+        (Algorithm 1, line 14: MSE + beta CE, beta = 0.025 in the supplementary's Table 3): ``mean_logit_std``, the standard deviation of a
+        view's logits over the classes, averaged over views, and ``mean_entropy``, the softmax entropy in nats.
 
     Raises:
         ValueError: a source that does not look at views (hard or stored labels).
@@ -253,12 +255,15 @@ def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], dist
     augmenter = Augmenter(protocol.augment, len(distilled.classes))
     targets = distilled.labels.to(device)
     n = in_source = dominant = 0
-    p_max = 0.0
+    p_max = logit_std = entropy = 0.0
     epoch = 0
     while n < views:
         images = distilled.epoch_images(seed, epoch, device)
         for view in epoch_views(images, targets, augmenter, batch_size=protocol.batch_size, seed=seed, epoch=epoch):
-            p = source.label(view.views, epoch=epoch, step=view.step).softmax(-1)
+            logits = source.label(view.views, epoch=epoch, step=view.step).float()
+            p = logits.softmax(-1)
+            logit_std += float(logits.std(-1).sum())
+            entropy += float(-(p * logits.log_softmax(-1)).sum(-1).sum())
             top = p.argmax(-1)
             in_source += int((view.targets.gather(1, top[:, None]).squeeze(1) > 0).sum())
             dominant += int((top == view.targets.argmax(-1)).sum())
@@ -267,4 +272,5 @@ def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], dist
             if n >= views:
                 break
         epoch += 1
-    return {"views": n, "source_class": in_source / n, "dominant_class": dominant / n, "mean_p_max": p_max / n}
+    return {"views": n, "source_class": in_source / n, "dominant_class": dominant / n, "mean_p_max": p_max / n,
+            "mean_logit_std": logit_std / n, "mean_entropy": entropy / n}
