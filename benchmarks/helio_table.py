@@ -72,6 +72,7 @@ ROWS = {
     "clip": "base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')",
     "no_text_init": "LoRA without text initialisation (HeLlO Table 3 ablation)",
     "teacher_kl": "online full teacher, RDED's loss (KL, T = 20)",
+    "teacher_div3": "online full teacher, logits / 3 (the projector's logit spread; a check of the labels' scale)",
     "stored_top3": "stored labels, top-3 logits fp16 (LPQLD-style)",
     "stored_top3_int8": "stored labels, top-3 logits int8 (LPQLD-style)",
     "stored_top1": "stored labels, top-1 logit fp16",
@@ -84,7 +85,7 @@ COMPRESSION = {"stored": ll.LabelCompression(), "stored_top3": ll.LabelCompressi
 IPC50_ROWS = ("projector", "teacher", "hard")
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
 CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1")
-SEED0_ROWS = ("teacher_kl",)
+SEED0_ROWS = ("teacher_kl", "teacher_div3")
 
 SETUP = {
     "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), teacher_batch=64,
@@ -103,6 +104,17 @@ def commit() -> str:
 def digest(*parts) -> str:
     """A short fingerprint of JSON-able parts (settings, hashes of inputs)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class Scale(torch.nn.Module):
+    """Multiplies a labeller's logits by a constant."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
 
 
 class Run:
@@ -195,6 +207,9 @@ class Run:
             return self.clip_as_is()
         if row in ("teacher", "teacher_kl"):
             return self.full_teacher()
+        if row == "teacher_div3":  # same teacher, logits at the projector's spread (benchmarks/label_scale.py: 6.4 vs 2.1)
+            teacher = self.full_teacher()
+            return ll.with_input_spec(torch.nn.Sequential(teacher, Scale(1 / 3)), teacher.input_spec)
         if row == "weak_teachers":
             return [ll.load_teacher(p) for p in self.weak_teachers()]
         if row == "hard":
