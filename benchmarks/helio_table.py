@@ -355,9 +355,10 @@ def report() -> None:
                             + "\n".join(lines) + f"\n\n![{ds} IPC {ipc}: top-1 vs bytes]({chart})\n\n"
                             f"{len([c for c in mine if c['ipc'] == ipc])} cells, {hours:.1f} hours of student wall time "
                             "(a resumed cell counts its last process only; cells ran with "
-                            f"{' or '.join(map(str, sorted({c['torch_threads'] for c in mine})))} torch thread(s), two "
-                            "jobs sharing the 2 cores, so s / iteration is a contended figure; compare rows with each "
-                            "other, not with an idle machine). "
+                            f"{' or '.join(map(str, sorted({c['torch_threads'] for c in mine})))} torch thread(s) while two or "
+                            "three jobs shared the 2 cores, a load that changed during the runs: s / iteration here is "
+                            "not a speed comparison between rows; the speed of each label source is measured alone in "
+                            "'Student iteration time by label source'). "
                             f"Each cell: `python benchmarks/helio_table.py --dataset {ds} --ipc {ipc} --seeds S "
                             f"--rows ROW`; the files are in `benchmarks/results/helio/{ds}/ipc{ipc}/`.")
     setting = __doc__.split("Setting (stated again in the report):")[1].strip()
