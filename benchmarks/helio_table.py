@@ -75,12 +75,12 @@ ROWS = {
     "teacher_div3": "online full teacher, logits / 3 (the projector's logit spread; a check of the labels' scale)",
     "stored_top3": "stored labels, top-3 logits fp16 (LPQLD-style)",
     "stored_top3_int8": "stored labels, top-3 logits int8 (LPQLD-style)",
-    "stored_top1": "stored labels, top-1 logit fp16",
+    "stored_top1": "stored labels, top-1 logit fp16, the rest of the mass spread (RDED keep_top_k)",
 }
 #: compressed stored-label rows (issue 18): the form of each
 COMPRESSION = {"stored": ll.LabelCompression(), "stored_top3": ll.LabelCompression(topk=3),
                "stored_top3_int8": ll.LabelCompression(topk=3, values="int8"),
-               "stored_top1": ll.LabelCompression(topk=1)}
+               "stored_top1": ll.LabelCompression(topk=1, fill="mass")}
 #: rows run at IPC 50 (1 seed), and the row that only runs on seed 0 (a loss check)
 IPC50_ROWS = ("projector", "teacher", "hard")
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)

@@ -596,7 +596,8 @@ class LabelCompression:
             int8 is lightlabel's own further step; LPQLD stores no int8 values.
         fill: how the other logits are reconstructed: ``"min"``, the view's smallest stored value (LPQLD's "MRS"
             variant fills with the view's minimum logit); ``"mass"``, the probability the top-k leave spread evenly
-            over the other classes (RDED ``keep_top_k``; one fp32 logsumexp is stored per view). LPQLD's default
+            over the other classes (RDED ``keep_top_k``; one fp32 logsumexp is stored per view). ``"min"`` needs
+            ``topk >= 2``: with one stored value it would make every logit equal. LPQLD's default
             ("MR-k") gives the other classes probability 0 and renormalises the top-k; that needs a
             probability-space loss (KL) and has no finite logits for the MSE term of the HeLlO protocol, so it is
             not offered.
@@ -628,6 +629,10 @@ class LabelCompression:
             raise ValueError(f"`values` must be one of {list(LABEL_VALUES)}, got {self.values!r}")
         if self.fill not in TOPK_FILLS:
             raise ValueError(f"`fill` must be one of {list(TOPK_FILLS)}, got {self.fill!r}")
+        if self.topk == 1 and self.fill == "min":
+            raise ValueError("`fill`='min' with `topk`=1 fills every logit with the one stored value, so the labels "
+                             "would carry no class at all; use fill='mass' (the rest of the probability spread over "
+                             "the other classes) for top-1 storage")
         if isinstance(self.keep_epochs, bool) or not isinstance(self.keep_epochs, (int, float)) or \
                 not 0 < self.keep_epochs <= 1:
             raise ValueError(f"`keep_epochs` must be in (0, 1], got {self.keep_epochs!r}")

@@ -58,7 +58,7 @@ def test_int8_values_are_within_half_a_step():
         assert ((kept - ref).abs() <= data["scale"][:, None] / 2 + 1e-6).all()
 
 
-@pytest.mark.parametrize("compression", [ll.LabelCompression(), ll.LabelCompression(topk=1),
+@pytest.mark.parametrize("compression", [ll.LabelCompression(), ll.LabelCompression(topk=1, fill="mass"),
                                          ll.LabelCompression(topk=3, values="int8"),
                                          ll.LabelCompression(topk=3, fill="mass", keep_epochs=0.5)])
 def test_label_bytes_on_disk_equal_the_formula(tmp_path, compression):
@@ -89,7 +89,7 @@ def test_damaged_files_raise_the_librarys_error(tmp_path):
     distilled = _toy_set()
     protocol = ll.EvalProtocol.helio(**{**TOY, "epochs": 2})
     stored = ll.store_soft_labels(distilled.images, distilled.labels, _Recorder(), tmp_path, augment=protocol.augment,
-                                  epochs=2, batch_size=4, compression=ll.LabelCompression(topk=1), device="cpu",
+                                  epochs=2, batch_size=4, compression=ll.LabelCompression(topk=2), device="cpu",
                                   progress=False)
     path = tmp_path / "epoch-0001.safetensors"
     data = bytearray(path.read_bytes())
@@ -160,3 +160,14 @@ def test_every_byte_count_has_one_definition(tmp_path, make_projector, capsys):
         "stored_soft_label_bytes_imagenet1k": stored, "teacher_bytes_imagenet1k_resnet18": teacher},
         ll.EvalProtocol.helio(), out.append)
     assert f"{stored:,} bytes at ImageNet-1k" in "\n".join(out) and f"{teacher:,} bytes" in "\n".join(out)
+
+
+def test_top1_storage_needs_the_mass_fill_and_keeps_the_class():
+    with pytest.raises(ValueError, match="fill.*topk.*no class"):
+        ll.LabelCompression(topk=1)  # fill="min" would make every logit the one stored value: uniform labels
+    logits = torch.tensor([[3.0, 1.0, -2.0, 0.5], [-1.0, 4.0, 2.0, 0.0]])
+    c = ll.LabelCompression(topk=1, fill="mass")
+    out = decompress_logits(compress_logits(logits, c), 4, c.fill)
+    assert torch.equal(out.argmax(1), logits.argmax(1))
+    p, q = out.softmax(1), logits.softmax(1)
+    assert torch.allclose(p.max(1).values, q.max(1).values, atol=1e-3), "the top class keeps its probability"
