@@ -358,7 +358,8 @@ def run_demo(*, data: str | None = None, work_dir: str | None = None, base: str 
 
     t0 = time.time()
     refine = projector if cfg.distill.refine_steps > 0 else None  # HeLlO Eq. 7 on the projector's image tower
-    distill_dir = work / f"distill-{_key(asdict(cfg.distill), source.fingerprint, fingerprint(strong), seed, None if refine is None else fingerprint(refine))}"
+    refine_key = None if refine is None else fingerprint(refine)
+    distill_dir = work / f"distill-{_key(asdict(cfg.distill), source.fingerprint, fingerprint(strong), seed, refine_key)}"
     distilled = distill_images(train, strong, replace(cfg.distill, image_size=size, seed=seed), projector=refine,
                                device=device, out_dir=distill_dir, progress=progress)
     timings["distill"] = time.time() - t0

@@ -241,8 +241,9 @@ def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], dist
         source classes (a class with a non-zero mixed target), ``dominant_class``: the fraction whose argmax is the
         class with the largest mixed target, and ``mean_p_max``: the mean of the labeller's max softmax probability.
         Fractions in [0, 1]. Also the labels' scale, which sets the size of the MSE term of HeLlO's student loss
-        (Algorithm 1, line 14: MSE + beta CE, beta = 0.025 in the supplementary's Table 3): ``mean_logit_std``, the standard deviation of a
-        view's logits over the classes, averaged over views, and ``mean_entropy``, the softmax entropy in nats.
+        (Algorithm 1, line 14: MSE + beta CE, beta = 0.025 in the supplementary's Table 3): ``mean_logit_std``,
+        the standard deviation of a view's logits over the classes, averaged over views, and ``mean_entropy``, the
+        softmax entropy in nats.
 
     Raises:
         ValueError: a source that does not look at views (hard or stored labels).
@@ -261,9 +262,10 @@ def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], dist
         images = distilled.epoch_images(seed, epoch, device)
         for view in epoch_views(images, targets, augmenter, batch_size=protocol.batch_size, seed=seed, epoch=epoch):
             logits = source.label(view.views, epoch=epoch, step=view.step).float()
-            p = logits.softmax(-1)
+            log_p = logits.log_softmax(-1)
+            p = log_p.exp()
             logit_std += float(logits.std(-1).sum())
-            entropy += float(-(p * logits.log_softmax(-1)).sum(-1).sum())
+            entropy += float(-(p * log_p).sum())
             top = p.argmax(-1)
             in_source += int((view.targets.gather(1, top[:, None]).squeeze(1) > 0).sum())
             dominant += int((top == view.targets.argmax(-1)).sum())

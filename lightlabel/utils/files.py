@@ -52,7 +52,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):  # another user's process, or no way to ask: assume it is alive
+    except OSError:  # another user's process (PermissionError), or no way to ask: assume it is alive
         return True
     return True
 
