@@ -236,9 +236,12 @@ class Run:
         agreement = None
         if row != "hard" and not row.startswith("stored"):
             agreement = ll.label_view_agreement(labels, distilled, protocol, views=1000, seed=0)
+        # the state folder's name carries the settings, so a changed row (e.g. its compression) starts afresh
+        state_key = digest(protocol.to_dict(), COMPRESSION[row].to_dict() if row in COMPRESSION else None,
+                           images_digest(distilled.images))
         t0 = time.time()
         r = ll.train_student(distilled, labels, protocol, val_set=self.val_f, seed=seed,
-                             out_dir=CACHE / "helio" / "student-states" / f"{self.name}-ipc{ipc}-{row}-seed{seed}",
+                             out_dir=CACHE / "helio" / "student-states" / f"{self.name}-ipc{ipc}-{row}-seed{seed}-{state_key}",
                              progress=not self.args.quiet)
         record = {"dataset": self.name, "ipc": ipc, "row": row, "seed": seed, "top1": r.top1, "best_top1": r.best_top1,
                   "evaluated_epochs": [h["epoch"] for h in r.history if "top1" in h],
