@@ -182,7 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=configs.EvalProtocol.PRESETS, default="helio",
                    help="evaluation protocol preset (default: helio); the flags below override its fields")
     p.add_argument("--val", default=None, help="validation ImageFolder")
-    p.add_argument("--out-dir", default=None, help="save the training state here after every epoch and resume from it")
+    p.add_argument("--out-dir", default=None, help="save the training state here and resume from it")
+    p.add_argument("--save-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds between saves of the training state in --out-dir (default 60; 0: every epoch)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_config_flags(p, configs.EvalProtocol, skip=("name", "source"))
     _common(p)
@@ -388,7 +390,7 @@ def cmd_train(args) -> None:
     protocol = configs.EvalProtocol.preset(args.protocol, ipc=ipc, num_classes=len(distilled.classes),
                                            patches_per_side=f, **overrides)
     result = train_student(distilled, labels, protocol, val_set=args.val, seed=args.seed, out_dir=args.out_dir,
-                           device=args.device, progress=not args.quiet)
+                           device=args.device, progress=not args.quiet, save_interval_s=args.save_interval)
     if args.json:
         _echo(json.dumps(dataclasses.asdict(result), indent=1))
     else:

@@ -251,7 +251,7 @@ def test_student_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "save_state", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         ll.train_student(distilled, "hard", protocol, student_model=student(), device="cpu", progress=False,
-                         out_dir=tmp_path / "resumed")
+                         out_dir=tmp_path / "resumed", save_interval_s=0)
     monkeypatch.undo()
     assert torch.load(tmp_path / "resumed" / "student-state.pt", weights_only=False)["epoch"] == 1
     resumed = student()
@@ -263,6 +263,63 @@ def test_student_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="differing: .*protocol.lr"):
         ll.train_student(distilled, "hard", protocol.replace(lr=0.01), student_model=student(), device="cpu",
                          progress=False, out_dir=tmp_path / "resumed")
+
+
+def test_student_state_is_saved_at_the_interval_and_a_resume_reruns_the_unsaved_epochs(tmp_path, monkeypatch):
+    import lightlabel.recipes.loop as loop
+
+    distilled = _toy_set()
+    protocol = ll.EvalProtocol.helio(epochs=5, batch_size=4, lr=0.05)
+    torch.manual_seed(0)
+    init = _Tiny().state_dict()
+
+    def student():
+        m = _Tiny()
+        m.load_state_dict(init)
+        return m
+
+    full = student()
+    ll.train_student(distilled, "hard", protocol, student_model=full, device="cpu", progress=False)
+    saved, real_save = [], loop.save_state
+    monkeypatch.setattr(loop, "save_state", lambda path, state: (saved.append(state["epoch"]), real_save(path, state)))
+
+    def clock(crash_at_read=None):
+        reads = iter(range(100))
+
+        def now():  # each read is 10 s after the one before
+            n = next(reads)
+            if n == crash_at_read:
+                raise KeyboardInterrupt("simulated interruption")
+            return 10.0 * n
+        return now
+
+    ll.train_student(distilled, "hard", protocol, student_model=student(), device="cpu", progress=False,
+                     out_dir=tmp_path / "every", save_interval_s=0)
+    assert saved == [1, 2, 3, 4, 5], "0 saves after every epoch"
+    saved.clear()
+    # reads: 0 at the start, 10 and 20 after epochs 1-2 (not due), 30 after epoch 3 (due; the save reads 40),
+    # 50 after epoch 4 (10 s since the save); the last epoch is always saved
+    monkeypatch.setattr(loop, "_clock", clock())
+    ll.train_student(distilled, "hard", protocol, student_model=student(), device="cpu", progress=False,
+                     out_dir=tmp_path / "sparse", save_interval_s=25)
+    assert saved == [3, 5]
+    saved.clear()
+    monkeypatch.setattr(loop, "_clock", clock(crash_at_read=5))  # stopped after epoch 4, which is not saved
+    with pytest.raises(KeyboardInterrupt):
+        ll.train_student(distilled, "hard", protocol, student_model=student(), device="cpu", progress=False,
+                         out_dir=tmp_path / "stopped", save_interval_s=25)
+    assert saved == [3] and torch.load(tmp_path / "stopped" / "student-state.pt", weights_only=False)["epoch"] == 3
+    monkeypatch.undo()
+    resumed = student()
+    result = ll.train_student(distilled, "hard", protocol, student_model=resumed, device="cpu", progress=False,
+                              out_dir=tmp_path / "stopped")
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]
+    for k, v in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k
+    for bad in (-1.0, float("nan"), float("inf"), "60"):
+        with pytest.raises(ValueError, match="save_interval_s must be a finite number of seconds >= 0"):
+            ll.train_student(distilled, "hard", protocol, student_model=student(), device="cpu", progress=False,
+                             save_interval_s=bad)
 
 
 def test_label_view_agreement_counts_the_views_the_student_sees():

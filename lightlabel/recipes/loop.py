@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,10 +30,11 @@ from ..utils.files import atomic_path
 from ..utils.progress import progress_bar
 from ..utils.seeding import derive_seed
 
-__all__ = ["ddp", "epoch_rng", "evaluate", "is_main_process", "load_state", "make_loader", "per_rank_batch",
-           "resolve_device", "run_epochs", "save_state", "settings_digest", "world"]
+__all__ = ["check_save_interval", "ddp", "epoch_rng", "evaluate", "is_main_process", "load_state", "make_loader",
+           "per_rank_batch", "resolve_device", "run_epochs", "save_state", "settings_digest", "world"]
 
 logger = logging.getLogger(__name__)
+_clock = time.monotonic  # the clock of save_interval_s (a module attribute, so tests can replace it)
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
@@ -157,6 +159,13 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
 
 
+def check_save_interval(save_interval_s: float) -> None:
+    """Raises ValueError unless ``save_interval_s`` is a finite number of seconds >= 0."""
+    if isinstance(save_interval_s, bool) or not isinstance(save_interval_s, (int, float)) \
+            or not math.isfinite(save_interval_s) or save_interval_s < 0:
+        raise ValueError(f"save_interval_s must be a finite number of seconds >= 0, got {save_interval_s!r}")
+
+
 def run_epochs(
     *,
     epochs: int,
@@ -169,6 +178,7 @@ def run_epochs(
     device: torch.device,
     progress: bool = False,
     after_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    save_interval_s: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Run epochs ``[start, epochs)`` of a recipe, resuming from ``path`` where an earlier call stopped.
 
@@ -186,13 +196,19 @@ def run_epochs(
         progress: a progress bar over the epochs.
         after_epoch: ``after_epoch(epoch, history)`` after each epoch, before its state is saved (e.g. to write a
             checkpoint): a crash in between re-runs the epoch, which rewrites the same output.
+        save_interval_s: the state is saved after an epoch only when at least this many seconds (wall clock) have
+            passed since the last save, and always after the last epoch; 0 saves after every epoch. Epochs run
+            since the last save are re-run on resume, with the same result, since every epoch's randomness
+            depends on ``(seed, epoch)`` alone. Use it where epochs are short and the state is large (a student
+            on a GPU: a step of milliseconds against a 134 MB save for ResNet-18 + AdamW).
 
     Returns:
         The history: one record per epoch (``epoch`` numbered from 1 and ``seconds`` added).
 
     Raises:
-        ValueError: ``path`` holds a state of other settings.
+        ValueError: ``path`` holds a state of other settings, or ``save_interval_s`` is negative or not finite.
     """
+    check_save_interval(save_interval_s)
     history: list[dict[str, Any]] = []
     start = 0
     saved = load_state(Path(path), settings, what) if path is not None else None
@@ -205,6 +221,7 @@ def run_epochs(
         start, history = saved["epoch"], list(saved["history"])
         if start < epochs:
             logger.info("%s: resuming %s after epoch %d of %d", what, path, start, epochs)
+    last_save = _clock()
     for epoch in progress_bar(range(start, epochs), desc=what, disable=not progress or not is_main_process(),
                               initial=start, total=epochs):
         t0 = time.perf_counter()
@@ -214,7 +231,9 @@ def run_epochs(
         history.append(record)
         if after_epoch is not None:  # before the state: a crash in between re-runs the epoch and rewrites its output
             after_epoch(epoch, history)
-        if path is not None:
+        due = epoch + 1 == epochs or _clock() - last_save >= save_interval_s
+        if path is not None and due:
+            last_save = _clock()
             save_state(Path(path), {"state": {name: obj.state_dict() for name, obj in state.items()},
                                     "epoch": epoch + 1, "history": history, "settings": dict(settings),
                                     "settings_digest": settings_digest(settings)})
