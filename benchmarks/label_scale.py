@@ -1,6 +1,7 @@
 """The labels' scale under HeLlO's loss: a candidate reason why projector labels taught better than the real
 ResNet-56's on CIFAR-10. The grid's ``teacher_div3`` row (the teacher's logits at the projector's spread) tests it,
-and refuted it (docs/results.md).
+and refuted it; the ``weak_teachers`` row found the cause, the stage of the teachers the projector imitates
+(docs/results.md).
 
 HeLlO's student loss is MSE on the labeller's logits + 0.025 CE (Algorithm 1, line 14; supplementary Table 3). The
 MSE term grows with the spread of the labeller's logits, so a confident teacher (large, near one-hot logits) turns
