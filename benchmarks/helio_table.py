@@ -68,6 +68,7 @@ ROWS = {
     "teacher": "online full teacher (RDED)",
     "weak_teachers": "online weak-teacher ensemble (what the projector imitates)",
     "stored": "stored fp16 soft labels (SRe2L/FKD)",
+    "stored_weak": "stored fp16 soft labels of the weak-teacher ensemble (the projector's labeller, stored)",
     "hard": "hard labels only",
     "clip": "base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')",
     "no_text_init": "LoRA without text initialisation (HeLlO Table 3 ablation)",
@@ -78,14 +79,14 @@ ROWS = {
     "stored_top1": "stored labels, top-1 logit fp16, the rest of the mass spread (RDED keep_top_k)",
 }
 #: compressed stored-label rows (issue 18): the form of each
-COMPRESSION = {"stored": ll.LabelCompression(), "stored_top3": ll.LabelCompression(topk=3),
+COMPRESSION = {"stored": ll.LabelCompression(), "stored_weak": ll.LabelCompression(), "stored_top3": ll.LabelCompression(topk=3),
                "stored_top3_int8": ll.LabelCompression(topk=3, values="int8"),
                "stored_top1": ll.LabelCompression(topk=1, fill="mass")}
 #: rows run at IPC 50 (1 seed), and the row that only runs on seed 0 (a loss check)
 IPC50_ROWS = ("projector", "teacher", "hard")
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
-CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1")
-SEED0_ROWS = ("teacher_kl", "teacher_div3")
+CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak")
+SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak")
 
 SETUP = {
     "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), teacher_batch=64,
@@ -215,9 +216,14 @@ class Run:
         if row == "hard":
             return "hard"
         protocol = self.protocol(row)
-        teacher = self.full_teacher()
+        if row == "stored_weak":  # the projector's own labeller, stored: storage form vs projector, same labeller
+            teacher = [ll.load_teacher(p) for p in self.weak_teachers()]
+            key = [fingerprint(t) for t in teacher]
+        else:
+            teacher = self.full_teacher()
+            key = fingerprint(teacher)
         compression = COMPRESSION[row]
-        path = self.dir / (f"stored-{digest(protocol.to_dict(), fingerprint(teacher), images_digest(distilled.images), seed)}"
+        path = self.dir / (f"stored-{digest(protocol.to_dict(), key, images_digest(distilled.images), seed)}"
                            + ("" if row == "stored" else f"-{digest(compression.to_dict())}"))
         if (path / "stored-labels.json").is_file():
             return ll.StoredSoftLabels(path)
