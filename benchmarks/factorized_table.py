@@ -26,7 +26,6 @@ import time
 import torch
 from _common import CACHE, ROOT, write_section
 from _plot import line_chart
-from helio_table import RESULTS as HELIO_RESULTS
 from helio_table import Run, commit, digest
 
 import lightlabel as ll
@@ -62,18 +61,15 @@ def factorized(run: Run, bases: int, adversarial: bool, iterations: int) -> ll.F
 SAME_AS_HELIO = {"rded10_projector": "projector", "rded10_stored": "stored"}
 
 
-def from_helio(name: str, seed: int) -> dict | None:
-    """The HeLlO table's cell for the same experiment, as this table's record; None if it is not run."""
-    src = HELIO_RESULTS / "cifar10" / "ipc10" / f"{SAME_AS_HELIO[name]}-seed{seed}.json"
-    if not src.is_file():
-        return None
-    h = json.loads(src.read_text())
-    return {"cell": name, "title": CELLS[name][0], "seed": seed, "top1": h["top1"], "best_top1": h["best_top1"],
+def from_helio(name: str, h: dict) -> dict:
+    """The HeLlO table's cell record ``h`` for the same experiment, as this table's record."""
+    return {"cell": name, "title": CELLS[name][0], "seed": h["seed"], "top1": h["top1"], "best_top1": h["best_top1"],
             "image_bytes": h["distilled_bytes"], "label_bytes": h["extra_storage_bytes"],
             "total_bytes": h["distilled_bytes"] + h["extra_storage_bytes"], "steps": h["steps"],
             "seconds_per_iter": h["seconds_per_iter"], "wall_seconds": h["wall_seconds"], "iterations": None,
             "protocol": h["protocol"], "commit": h["commit"], "torch_threads": h["torch_threads"],
-            "command": h["command"], "same_as": str(src.relative_to(ROOT))}
+            "command": h["command"],
+            "same_as": f"benchmarks/results/helio/cifar10/ipc10/{SAME_AS_HELIO[name]}-seed{h['seed']}.json"}
 
 
 def cell(run: Run, name: str, seed: int, iterations: int) -> dict:
@@ -81,8 +77,7 @@ def cell(run: Run, name: str, seed: int, iterations: int) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     if name in SAME_AS_HELIO:  # run (or reuse) the HeLlO table's cell, so one experiment has one record
-        run.cell(SAME_AS_HELIO[name], 10, seed)
-        record = from_helio(name, seed)
+        record = from_helio(name, run.cell(SAME_AS_HELIO[name], 10, seed))
         atomic_write_text(path, json.dumps(record, indent=1))
         log.info("cell %s: the HeLlO table's cell %s", name, record["same_as"])
         return record

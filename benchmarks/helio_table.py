@@ -78,10 +78,11 @@ ROWS = {
     "stored_top3_int8": "stored labels, top-3 logits int8 (LPQLD-style)",
     "stored_top1": "stored labels, top-1 logit fp16, the rest of the mass spread (RDED keep_top_k)",
 }
-#: compressed stored-label rows (issue 18): the form of each
-COMPRESSION = {"stored": ll.LabelCompression(), "stored_weak": ll.LabelCompression(), "stored_top3": ll.LabelCompression(topk=3),
-               "stored_top3_int8": ll.LabelCompression(topk=3, values="int8"),
-               "stored_top1": ll.LabelCompression(topk=1, fill="mass")}
+#: stored-label rows: the online row whose labels they store, and the form (issue 18's compressed forms)
+STORED = {"stored": ("teacher", ll.LabelCompression()), "stored_weak": ("weak_teachers", ll.LabelCompression()),
+          "stored_top3": ("teacher", ll.LabelCompression(topk=3)),
+          "stored_top3_int8": ("teacher", ll.LabelCompression(topk=3, values="int8")),
+          "stored_top1": ("teacher", ll.LabelCompression(topk=1, fill="mass"))}
 #: rows run at IPC 50 (1 seed), and the row that only runs on seed 0 (a loss check)
 IPC50_ROWS = ("projector", "teacher", "hard")
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
@@ -216,18 +217,14 @@ class Run:
         if row == "hard":
             return "hard"
         protocol = self.protocol(row)
-        if row == "stored_weak":  # the projector's own labeller, stored: storage form vs projector, same labeller
-            teacher = [ll.load_teacher(p) for p in self.weak_teachers()]
-            key = [fingerprint(t) for t in teacher]
-        else:
-            teacher = self.full_teacher()
-            key = fingerprint(teacher)
-        compression = COMPRESSION[row]
+        source_row, compression = STORED[row]
+        labeller = self.labels(source_row, ipc, seed, distilled)
+        key = [fingerprint(t) for t in labeller] if isinstance(labeller, list) else fingerprint(labeller)
         path = self.dir / (f"stored-{digest(protocol.to_dict(), key, images_digest(distilled.images), seed)}"
                            + ("" if row == "stored" else f"-{digest(compression.to_dict())}"))
         if (path / "stored-labels.json").is_file():
             return ll.StoredSoftLabels(path)
-        return ll.store_soft_labels(distilled.images, distilled.labels, teacher, path, augment=protocol.augment,
+        return ll.store_soft_labels(distilled.images, distilled.labels, labeller, path, augment=protocol.augment,
                                     epochs=protocol.epochs, batch_size=protocol.batch_size, seed=seed,
                                     compression=compression, progress=not self.args.quiet)
 
@@ -242,9 +239,9 @@ class Run:
         agreement = None
         if row != "hard" and not row.startswith("stored"):
             agreement = ll.label_view_agreement(labels, distilled, protocol, views=1000, seed=0)
+        images_sha = images_digest(distilled.images)
         # the state folder's name carries the settings, so a changed row (e.g. its compression) starts afresh
-        state_key = digest(protocol.to_dict(), COMPRESSION[row].to_dict() if row in COMPRESSION else None,
-                           images_digest(distilled.images))
+        state_key = digest(protocol.to_dict(), STORED[row][1].to_dict() if row in STORED else None, images_sha)
         t0 = time.time()
         r = ll.train_student(distilled, labels, protocol, val_set=self.val_f, seed=seed,
                              out_dir=CACHE / "helio" / "student-states" / f"{self.name}-ipc{ipc}-{row}-seed{seed}-{state_key}",
@@ -255,7 +252,7 @@ class Run:
                   "extra_storage_bytes": r.extra_storage_bytes, "peak_memory_bytes": r.peak_memory_bytes,
                   "peak_memory_kind": r.peak_memory_kind, "label_view_agreement": agreement,
                   "wall_seconds": time.time() - t0, "distilled_bytes": distilled.storage_nbytes,
-                  "distilled_sha256": images_digest(distilled.images), "protocol": r.protocol,
+                  "distilled_sha256": images_sha, "protocol": r.protocol,
                   "commit": commit(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
                   "torch_threads": torch.get_num_threads(),
                   "command": f"python benchmarks/helio_table.py --dataset {self.name} --ipc {ipc} --seeds {seed} --rows {row}"}

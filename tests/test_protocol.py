@@ -226,9 +226,8 @@ def test_stored_labels_path_equals_online_teacher(tmp_path):
         ll.train_student(other, stored, protocol, student_model=_Tiny(), device="cpu", progress=False)
 
 
-def test_student_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    distilled = _toy_set()
-    protocol = ll.EvalProtocol.helio(epochs=3, batch_size=4, lr=0.05)
+def _same_init_students():
+    """A factory of `_Tiny` students that all start from one initialisation (seed 0)."""
     torch.manual_seed(0)
     init = _Tiny().state_dict()
 
@@ -236,7 +235,13 @@ def test_student_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
         m = _Tiny()
         m.load_state_dict(init)
         return m
+    return student
 
+
+def test_student_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    distilled = _toy_set()
+    protocol = ll.EvalProtocol.helio(epochs=3, batch_size=4, lr=0.05)
+    student = _same_init_students()
     full = student()
     ll.train_student(distilled, "hard", protocol, student_model=full, device="cpu", progress=False,
                      out_dir=tmp_path / "full")
@@ -270,14 +275,7 @@ def test_student_state_is_saved_at_the_interval_and_a_resume_reruns_the_unsaved_
 
     distilled = _toy_set()
     protocol = ll.EvalProtocol.helio(epochs=5, batch_size=4, lr=0.05)
-    torch.manual_seed(0)
-    init = _Tiny().state_dict()
-
-    def student():
-        m = _Tiny()
-        m.load_state_dict(init)
-        return m
-
+    student = _same_init_students()
     full = student()
     ll.train_student(distilled, "hard", protocol, student_model=full, device="cpu", progress=False)
     saved, real_save = [], loop.save_state

@@ -231,12 +231,11 @@ def run_epochs(
         history.append(record)
         if after_epoch is not None:  # before the state: a crash in between re-runs the epoch and rewrites its output
             after_epoch(epoch, history)
-        due = epoch + 1 == epochs or _clock() - last_save >= save_interval_s
-        if path is not None and due:
-            last_save = _clock()
+        if path is not None and (epoch + 1 == epochs or _clock() - last_save >= save_interval_s):
             save_state(Path(path), {"state": {name: obj.state_dict() for name, obj in state.items()},
                                     "epoch": epoch + 1, "history": history, "settings": dict(settings),
                                     "settings_digest": settings_digest(settings)})
+            last_save = _clock()  # the interval runs from the end of a save
     return history
 
 
