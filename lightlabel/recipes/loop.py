@@ -200,7 +200,7 @@ def run_epochs(
             passed since the last save, and always after the last epoch; 0 saves after every epoch. Epochs run
             since the last save are re-run on resume, with the same result, since every epoch's randomness
             depends on ``(seed, epoch)`` alone. Use it where epochs are short and the state is large (a student
-            on a GPU: a step of milliseconds against a 134 MB save for ResNet-18 + AdamW).
+            at small IPC: one step per epoch, against a 134 MB ResNet-18 + AdamW state).
 
     Returns:
         The history: one record per epoch (``epoch`` numbered from 1 and ``seconds`` added).

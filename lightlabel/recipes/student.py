@@ -123,8 +123,8 @@ def train_student(
             epoch and after any epoch that ends ``save_interval_s`` or more after the last save, and a call with the
             same settings resumes from it, computing what an uninterrupted run computes.
         save_interval_s: seconds (wall clock) between saves of the state; 0 saves after every epoch. A student's
-            epoch at small IPC is one or a few steps, milliseconds on a GPU, while the ResNet-18 + AdamW state is
-            134 MB: saving it every epoch would cost more than the training.
+            epoch at small IPC is one or a few steps, while the ResNet-18 + AdamW state is 134 MB: on a fast GPU,
+            saving it every epoch could take longer than the training.
         student_model: a student module instead of ``protocol.student`` (its weights are trained in place).
         device: default CUDA when available.
         progress: a progress bar over the epochs.
