@@ -72,6 +72,7 @@ ROWS = {
     "hard": "hard labels only",
     "clip": "base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')",
     "no_text_init": "LoRA without text initialisation (HeLlO Table 3 ablation)",
+    "projector_fit10": "projector fitted 10 epochs instead of 3 (a check of the imitation gap to the weak teachers)",
     "teacher_kl": "online full teacher, RDED's loss (KL, T = 20)",
     "teacher_div3": "online full teacher, logits / 3 (the projector's logit spread; a check of the labels' scale)",
     "stored_top3": "stored labels, top-3 logits fp16 (LPQLD-style)",
@@ -86,8 +87,10 @@ STORED = {"stored": ("teacher", ll.LabelCompression()), "stored_weak": ("weak_te
 #: rows run at IPC 50 (1 seed), and the row that only runs on seed 0 (a loss check)
 IPC50_ROWS = ("projector", "teacher", "hard")
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
-CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak")
-SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak")
+CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak", "projector_fit10")
+SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak", "projector_fit10")
+#: fit epochs of the longer-fit row (the projector row uses SETUP's fit_epochs)
+LONG_FIT_EPOCHS = 10
 
 SETUP = {
     "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), teacher_batch=64,
@@ -160,7 +163,7 @@ class Run:
             return ll.load_teacher(data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th", input_spec=self.input)
         return ll.load_teacher(self.trajectory()[-1])
 
-    def fit(self, text_init: bool = True, head_mode: str = "renorm") -> ll.Projector:
+    def fit(self, text_init: bool = True, head_mode: str = "renorm", epochs: int | None = None) -> ll.Projector:
         c = self.cfg
         text = self.text if text_init else F.normalize(
             torch.randn(self.text.shape, generator=torch.Generator().manual_seed(0)), dim=-1)
@@ -170,7 +173,7 @@ class Run:
                     [j for j, t in enumerate(train.targets) if t == cls][: c["fit_per_class"]]]
             train = train.subset(keep)
         config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode)
-        fit = ll.FitConfig(epochs=c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"])
+        fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"])
         teachers = self.weak_teachers()
         key = digest(config.to_dict(), fit.to_dict(), [hashlib.sha256(p.read_bytes()).hexdigest() for p in teachers],
                      hashlib.sha256(text.numpy().tobytes()).hexdigest(), self.data_key, len(train))
@@ -205,6 +208,8 @@ class Run:
     def labels(self, row: str, ipc: int, seed: int, distilled: ll.DistilledSet):
         if row in ("projector", "no_text_init"):
             return self.fit(text_init=row == "projector")
+        if row == "projector_fit10":
+            return self.fit(epochs=LONG_FIT_EPOCHS)
         if row == "clip":
             return self.clip_as_is()
         if row in ("teacher", "teacher_kl"):
@@ -258,6 +263,9 @@ class Run:
                   "command": f"python benchmarks/helio_table.py --dataset {self.name} --ipc {ipc} --seeds {seed} --rows {row}"}
         if isinstance(labels, ll.Projector) and labels.fit_info:
             record["fit"] = {k: v for k, v in labels.fit_info.items() if k not in ("history", "config")}
+            history = labels.fit_info["history"]  # epoch 0: before fitting
+            record["fit"]["agreement_by_epoch"] = [h["agreement"] for h in history if "agreement" in h]
+            record["fit"]["fit_seconds"] = round(sum(h.get("seconds", 0.0) for h in history), 1)
         atomic_write_text(path, json.dumps(record, indent=1))
         log.info("cell %s: top-1 %.4f (%.0f s)", path.relative_to(ROOT), r.top1, time.time() - t0)
         return record
