@@ -360,11 +360,19 @@ def report() -> None:
                            "(hard labels plotted at 1 byte)", xlabel="extra bytes (log)", ylabel="top-1 %", logx=True)
             steps = sorted({c["steps"] for c in mine if c["ipc"] == ipc})
             hours = sum(c["wall_seconds"] for c in mine if c["ipc"] == ipc) / 3600
-            fit = next((c["fit"] for c in mine if c["row"] == "projector" and "fit" in c), None)
-            fit_line = (f"Adapter fit: {fit['epochs']} epochs on {fit['samples']:,} images, {fit['num_teachers']} weak "
-                        f"teachers; held-out top-1 agreement with them {fit.get('final_agreement', float('nan')):.3f}, "
-                        f"projector top-1 {fit.get('final_top1', float('nan')):.3f}, weak-teacher ensemble top-1 "
-                        f"{fit.get('final_teacher_top1', float('nan')):.3f}.\n\n") if fit else ""
+            fit_line = ""
+            for fit_row in ("projector", "projector_fit10"):
+                fit = next((c["fit"] for c in mine if c["ipc"] == ipc and c["row"] == fit_row and "fit" in c), None)
+                if fit:
+                    curve = fit.get("agreement_by_epoch")
+                    fit_line += (
+                        f"Adapter fit (`{fit_row}`): {fit['epochs']} epochs on {fit['samples']:,} images, "
+                        f"{fit['num_teachers']} weak teachers; held-out top-1 agreement with them "
+                        f"{fit.get('final_agreement', float('nan')):.3f}"
+                        + (f" (by epoch, from 0 = before fitting: {', '.join(f'{a:.3f}' for a in curve)})" if curve else "")
+                        + f", projector top-1 {fit.get('final_top1', float('nan')):.3f}, weak-teacher ensemble top-1 "
+                        f"{fit.get('final_teacher_top1', float('nan')):.3f}"
+                        + (f", {fit['fit_seconds'] / 60:.0f} min of fitting" if fit.get("fit_seconds") else "") + ".\n\n")
             sections.append(f"### {ds}, IPC {ipc} ({', '.join(map(str, steps))} student steps)\n\n{fit_line}"
                             + "\n".join(lines) + f"\n\n![{ds} IPC {ipc}: top-1 vs bytes]({chart})\n\n"
                             f"{len([c for c in mine if c['ipc'] == ipc])} cells, {hours:.1f} hours of student wall time "
