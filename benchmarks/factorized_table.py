@@ -26,7 +26,7 @@ import time
 import torch
 from _common import CACHE, ROOT, write_section
 from _plot import line_chart
-from helio_table import Run, commit, digest
+from helio_table import Run, cell_path, commit, digest
 
 import lightlabel as ll
 from lightlabel.core.base import fingerprint
@@ -69,7 +69,7 @@ def from_helio(name: str, h: dict) -> dict:
             "seconds_per_iter": h["seconds_per_iter"], "wall_seconds": h["wall_seconds"], "iterations": None,
             "protocol": h["protocol"], "commit": h["commit"], "torch_threads": h["torch_threads"],
             "command": h["command"],
-            "same_as": f"benchmarks/results/helio/cifar10/ipc10/{SAME_AS_HELIO[name]}-seed{h['seed']}.json"}
+            "same_as": str(cell_path("cifar10", 10, SAME_AS_HELIO[name], h["seed"]).relative_to(ROOT))}
 
 
 def cell(run: Run, name: str, seed: int, iterations: int) -> dict:

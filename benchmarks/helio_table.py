@@ -89,8 +89,8 @@ IPC50_ROWS = ("projector", "teacher", "hard")
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
 CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak", "projector_fit10")
 SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak")
-#: fit epochs of the longer-fit row (the projector row uses SETUP's fit_epochs)
-LONG_FIT_EPOCHS = 10
+#: rows labelled by a fitted adapter: the arguments of ``Run.fit`` that make each (unset: SETUP's settings)
+FITTED = {"projector": {}, "no_text_init": dict(text_init=False), "projector_fit10": dict(epochs=10)}
 
 SETUP = {
     "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), teacher_batch=64,
@@ -206,10 +206,8 @@ class Run:
         return protocol
 
     def labels(self, row: str, ipc: int, seed: int, distilled: ll.DistilledSet):
-        if row in ("projector", "no_text_init"):
-            return self.fit(text_init=row == "projector")
-        if row == "projector_fit10":
-            return self.fit(epochs=LONG_FIT_EPOCHS)
+        if row in FITTED:
+            return self.fit(**FITTED[row])
         if row == "clip":
             return self.clip_as_is()
         if row in ("teacher", "teacher_kl"):
@@ -235,7 +233,7 @@ class Run:
 
     # ---------------------------------------------------------------- cells
     def cell(self, row: str, ipc: int, seed: int) -> dict:
-        path = RESULTS / self.name / f"ipc{ipc}" / f"{row}-seed{seed}.json"
+        path = cell_path(self.name, ipc, row, seed)
         if path.is_file():
             return json.loads(path.read_text())
         distilled = self.distilled(ipc)
@@ -269,6 +267,11 @@ class Run:
         atomic_write_text(path, json.dumps(record, indent=1))
         log.info("cell %s: top-1 %.4f (%.0f s)", path.relative_to(ROOT), r.top1, time.time() - t0)
         return record
+
+
+def cell_path(dataset: str, ipc: int, row: str, seed: int) -> Path:
+    """The committed JSON file of one cell."""
+    return RESULTS / dataset / f"ipc{ipc}" / f"{row}-seed{seed}.json"
 
 
 def cifar_text_embeddings(names: list[str]) -> torch.Tensor:
@@ -361,7 +364,7 @@ def report() -> None:
             steps = sorted({c["steps"] for c in mine if c["ipc"] == ipc})
             hours = sum(c["wall_seconds"] for c in mine if c["ipc"] == ipc) / 3600
             fit_line = ""
-            for fit_row in ("projector", "projector_fit10"):
+            for fit_row in FITTED:
                 fit = next((c["fit"] for c in mine if c["ipc"] == ipc and c["row"] == fit_row and "fit" in c), None)
                 if fit:
                     curve = fit.get("agreement_by_epoch")
