@@ -57,6 +57,8 @@ def factorized(run: Run, bases: int, adversarial: bool, iterations: int) -> ll.F
     return ll.factorize_images(run.train, teacher, config, out_dir=out, progress=not run.args.quiet)
 
 
+CLASSES, PIXELS = 10, 3 * 32 * 32  # CIFAR-10: classes, uint8 values per image
+
 # The projector of every row here: the HeLlO table's 10-epoch fit (its 3-epoch ``projector`` row underfits the weak
 # teachers it imitates by 3.5 points of student top-1; HeLlO fits for 20 epochs, supplementary Table 2)
 PROJECTOR = "projector_fit10"
@@ -113,23 +115,38 @@ def cell(run: Run, name: str, seed: int, iterations: int) -> dict:
     return record
 
 
+def raw_image_bytes(name: str, record: dict) -> int:
+    """The images' bytes with every image as raw uint8 pixels, the encoding the factorised file uses for its bases.
+
+    RDED's image bytes are lossless PNG files, which compress CIFAR-10 crops to about 70 %; a factorised file stores
+    its bases raw (uint8) and its hallucinators in fp16. This column compares the two at the same pixel encoding.
+    """
+    spec = CELLS[name][1]
+    if "ipc" in spec:
+        return spec["ipc"] * CLASSES * PIXELS
+    if spec.get("bases_only"):
+        return spec["bases"] * CLASSES * PIXELS
+    return record["image_bytes"]  # the factorised file: raw uint8 bases + fp16 hallucinators + its header
+
+
 def report() -> None:
     cells = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     if not cells:
         return
-    lines = ["| data + labels | top-1 % (last epoch) | total bytes | image bytes | label bytes | seeds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| data + labels | top-1 % (last epoch) | total bytes | image bytes | label bytes | total bytes, raw pixels "
+             "| seeds |", "|---|---|---|---|---|---|---|"]
     points = {}
     for name, (title, _, _) in CELLS.items():
         cs = [c for c in cells if c["cell"] == name]
         if not cs:
-            lines.append(f"| {title} | not run yet | | | | 0 |")
+            lines.append(f"| {title} | not run yet | | | | | 0 |")
             continue
         top = [100 * c["top1"] for c in cs]
         spread = f" ± {statistics.stdev(top):.1f}" if len(top) > 1 else ""
         total = int(statistics.mean(c["total_bytes"] for c in cs))
+        raw = raw_image_bytes(name, cs[0]) + cs[0]["label_bytes"]
         lines.append(f"| {title} | {statistics.mean(top):.1f}{spread} | {total:,} | {cs[0]['image_bytes']:,} | "
-                     f"{cs[0]['label_bytes']:,} | {len(cs)} |")
+                     f"{cs[0]['label_bytes']:,} | {raw:,} | {len(cs)} |")
         points[title] = ([total], [statistics.mean(top)])
     if points:
         line_chart(ROOT / "docs" / "factorized-cifar10.png", points, title="CIFAR-10: student top-1 vs total bytes "
@@ -138,8 +155,14 @@ def report() -> None:
     reused = sorted({c["same_as"] for c in cells if "same_as" in c})
     note = (f" RDED IPC 10 is the HeLlO table's own cell ({', '.join(f'`{r}`' for r in reused)}): the same set, "
             "protocol, labels and seed." if reused else "")
+    builds = sorted({c["iterations"] for c in cells if c.get("iterations")})
+    if builds:
+        note += f" The factorised sets were built for {' / '.join(map(str, builds))} iterations of DM (+ the adversary)."
+    raw_note = ("\n\nImage bytes are the files: RDED's are lossless PNGs (about 70 % of the raw pixels at 32 px), the "
+                "factorised file stores its bases as raw uint8 and its hallucinators in fp16. The raw-pixels column "
+                "counts every image (and basis) as raw uint8, so both are compared at the same pixel encoding.")
     write_section("factorized-table", "## Factorised images labelled online (CIFAR-10)\n\nRows (" + rows + note
-                  + "\n\n" + "\n".join(lines) + "\n\nEach cell: `python benchmarks/factorized_table.py --seeds S "
+                  + "\n\n" + "\n".join(lines) + raw_note + "\n\nEach cell: `python benchmarks/factorized_table.py --seeds S "
                   "--cells CELL`; the files are in `benchmarks/results/factorized/`.\n\n"
                   "![top-1 vs total bytes](factorized-cifar10.png)")
 
