@@ -64,7 +64,7 @@ TRIAGE = ROOT / "benchmarks" / "results" / "triage"
 
 
 ROWS = {
-    "projector": "projector (HeLlO: proxy base + LoRA, fitted to the weak teachers)",
+    "projector": "projector (HeLlO: proxy base + LoRA, fitted 3 epochs to the weak teachers)",
     "teacher": "online full teacher (RDED)",
     "weak_teachers": "online weak-teacher ensemble (what the projector imitates)",
     "stored": "stored fp16 soft labels (SRe2L/FKD)",
@@ -72,7 +72,7 @@ ROWS = {
     "hard": "hard labels only",
     "clip": "base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')",
     "no_text_init": "LoRA without text initialisation (HeLlO Table 3 ablation)",
-    "projector_fit10": "projector fitted 10 epochs instead of 3 (a check of the imitation gap to the weak teachers)",
+    "projector_fit10": "projector fitted 10 epochs instead of 3 (HeLlO fits 20; the 3-epoch row is a CPU shortcut)",
     "teacher_kl": "online full teacher, RDED's loss (KL, T = 20)",
     "teacher_div3": "online full teacher, logits / 3 (the projector's logit spread; a check of the labels' scale)",
     "stored_top3": "stored labels, top-3 logits fp16 (LPQLD-style)",
