@@ -675,7 +675,12 @@ class FactorizeConfig:
         iterations: optimisation steps.
         hallucinators_per_iteration: hallucinators drawn per step (HaBa: 2); at least 2 for ``L_cos``.
         real_per_class: real images per class per step for DM.
-        lr: Adam learning rate of the bases and hallucinators. adversary_lr: of the feature extractor (HaBa: 1e-3).
+        lr: Adam learning rate of the hallucinators. adversary_lr: of the feature extractor (HaBa: 1e-3).
+        bases_lr: Adam learning rate of the bases (pixels in [0, 1]). DM's gradients change with the random network
+            drawn every iteration, so Adam, which normalises each step to about ``bases_lr`` whatever the gradient's
+            size, makes a pixel random-walk about ``bases_lr * sqrt(iterations)``: at 0.01 that erases the RDED
+            content of the bases in 1,000 iterations (the observer then names a basis's class 26 % of the time,
+            ``docs/results.md``, 'Factorised images').
         adversarial: train the adversary and add ``lambda_cos * L_cos`` (Eq. 3-6).
         lambda_con, lambda_task, lambda_cos, lambda_dd: HaBa's loss weights (0.1, 1, 0.1, 1).
         temperature: ``tau`` of the contrastive loss (Eq. 3).
@@ -696,6 +701,7 @@ class FactorizeConfig:
     hallucinators_per_iteration: int = 2
     real_per_class: int = 64
     lr: float = 0.01
+    bases_lr: float = 1e-3
     adversary_lr: float = 1e-3
     adversarial: bool = True
     lambda_con: float = 0.1
@@ -724,7 +730,7 @@ class FactorizeConfig:
         if self.adversarial and k < 2:
             raise ValueError("`hallucinators_per_iteration` must be >= 2 with `adversarial` (L_cos compares two "
                              "hallucinated views of one basis)")
-        for name in ("lr", "adversary_lr", "temperature"):
+        for name in ("lr", "bases_lr", "adversary_lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)!r}")
         for name in ("lambda_con", "lambda_task", "lambda_cos", "lambda_dd"):

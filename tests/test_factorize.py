@@ -143,6 +143,21 @@ def test_dm_and_cos_losses_fall_on_a_tiny_subset(built):
     assert cos[-1] < cos[0] - 0.05, cos[::10]
 
 
+def test_bases_lr_moves_the_bases_and_lr_the_hallucinators(cifar_ds, resnet20):
+    settings = dict(TINY, iterations=10)
+    init = ll.distill_images(cifar_ds, resnet20, ll.DistillConfig(
+        ipc=1, patches_per_image=1, candidates_per_class=4, crops_per_image=2, refine_steps=0, seed=0),
+        device="cpu", progress=False)
+    frozen_bases = ll.factorize_images(cifar_ds, resnet20, progress=False, device="cpu", **settings, bases_lr=1e-9)
+    assert torch.equal(frozen_bases.bases, init.images), "bases_lr ~ 0 keeps the RDED-selected bases"
+    frozen_bank = ll.factorize_images(cifar_ds, resnet20, progress=False, device="cpu", **settings, lr=1e-9)
+    assert not torch.equal(frozen_bank.bases, init.images), "the default bases_lr moves the bases"
+    for moved, still in zip(frozen_bases.hallucinators.parameters(), frozen_bank.hallucinators.parameters()):
+        assert (moved - still).abs().max() > 1e-4, "lr moves the hallucinators, bases_lr does not"
+    with pytest.raises(ValueError, match="`bases_lr`"):
+        ll.FactorizeConfig(bases_lr=0)
+
+
 def test_students_on_a_factorized_set(built, resnet20, tmp_path):
     fs, _ = built
     protocol = ll.EvalProtocol.helio(epochs=2, batch_size=5, student="cifar_resnet20")

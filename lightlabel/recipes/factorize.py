@@ -377,7 +377,7 @@ def factorize_images(
         torch.manual_seed(cfg.seed)
         bank = HallucinatorBank(count=cfg.hallucinators, image_size=size, hidden=cfg.hidden_channels).to(device)
         adversary = conv_net(len(classes), width=cfg.net_width, depth=cfg.net_depth, image_size=size).to(device)
-    opt = torch.optim.Adam([bases, *bank.parameters()], lr=cfg.lr)
+    opt = torch.optim.Adam([{"params": [bases], "lr": cfg.bases_lr}, {"params": list(bank.parameters())}], lr=cfg.lr)
     opt_adv = torch.optim.Adam(adversary.parameters(), lr=cfg.adversary_lr)
     per_class = [(targets == c).nonzero().flatten() for c in range(len(classes))]
     history = Accumulator()
