@@ -45,11 +45,14 @@ CELLS = {
     "haba5_hard": ("HaBa 5 x 5 + hard labels (HaBa's own student)", dict(bases=5), "hard"),
     "haba5_bases_only": ("the 5 bases/class alone + projector (control)", dict(bases=5, bases_only=True), "projector"),
     "haba5_no_adversary": ("HaBa 5 x 5 without the adversary + projector", dict(bases=5, adversarial=False), "projector"),
+    "haba5_projector_bases_lr01": ("HaBa 5 x 5 + projector, bases at Adam lr 0.01 (the first build)",
+                                   dict(bases=5, bases_lr=0.01), "projector"),
 }
 
 
-def factorized(run: Run, bases: int, adversarial: bool, iterations: int) -> ll.FactorizedSet:
-    config = ll.FactorizeConfig(bases_per_class=bases, hallucinators=5, iterations=iterations, adversarial=adversarial)
+def factorized(run: Run, bases: int, adversarial: bool, iterations: int, **settings) -> ll.FactorizedSet:
+    config = ll.FactorizeConfig(bases_per_class=bases, hallucinators=5, iterations=iterations, adversarial=adversarial,
+                                **settings)
     teacher = run.full_teacher()
     out = CACHE / "factorized" / f"set-{digest(config.to_dict(), fingerprint(teacher), run.data_key)}"
     if (out / "factorized.safetensors").is_file():
@@ -88,13 +91,16 @@ def cell(run: Run, name: str, seed: int, iterations: int) -> dict:
         return record
     title, spec, labels_kind = CELLS[name]
     t0 = time.time()
+    build = None
     if "ipc" in spec:
         data = run.distilled(spec["ipc"])
         image_bytes = data.storage_nbytes
     else:
-        fs = factorized(run, spec["bases"], spec.get("adversarial", True), iterations)
+        settings = {k: spec[k] for k in ("bases_lr",) if k in spec}
+        fs = factorized(run, spec["bases"], spec.get("adversarial", True), iterations, **settings)
         data = fs.bases_only() if spec.get("bases_only") else fs
         image_bytes = data.storage_nbytes
+        build = fs.manifest["config"]
     protocol = run.protocol("projector")
     if labels_kind == "stored":
         labels = run.labels("stored", spec["ipc"], seed, data)
@@ -102,14 +108,16 @@ def cell(run: Run, name: str, seed: int, iterations: int) -> dict:
         labels = run.fit(**FITTED[PROJECTOR])
     else:
         labels = "hard"
+    states = CACHE / "factorized" / "student-states" / f"{name}-seed{seed}-{digest(build, iterations)}"
     r = ll.train_student(data, labels, protocol, val_set=run.val_f, seed=seed, progress=not run.args.quiet,
-                         out_dir=CACHE / "factorized" / "student-states" / f"{name}-it{iterations}-seed{seed}")
+                         out_dir=states)
     record = {"cell": name, "title": title, "seed": seed, "top1": r.top1, "best_top1": r.best_top1,
               "image_bytes": image_bytes, "label_bytes": r.extra_storage_bytes,
               "total_bytes": image_bytes + r.extra_storage_bytes, "steps": r.iterations,
               "seconds_per_iter": r.seconds_per_iter, "wall_seconds": time.time() - t0, "iterations": iterations,
+              "build": build,
               "protocol": r.protocol, "commit": commit(), "torch_threads": torch.get_num_threads(),
-              "command": f"python benchmarks/factorized_table.py --seeds {seed} --cells {name}"}
+              "command": f"python benchmarks/factorized_table.py --seeds {seed} --cells {name} --iterations {iterations}"}
     atomic_write_text(path, json.dumps(record, indent=1))
     log.info("cell %s: top-1 %.4f, %d bytes (%.0f s)", name, r.top1, record["total_bytes"], time.time() - t0)
     return record
