@@ -1,0 +1,88 @@
+"""What the observer sees in a factorised set (issue 17): does a build keep its bases' class content?
+
+    python benchmarks/factorize_diagnostics.py --set PATH/factorized.safetensors      # measure a finished set
+    python benchmarks/factorize_diagnostics.py --iterations 200 --bases-lr 1e-3      # short builds, then measure
+
+For each set: the real CIFAR-10 ResNet-56's top-1 on the bases (against each basis's class), on the bases seen
+through each hallucinator, and the mean absolute change of the bases from their RDED initialisation (pixels in
+[0, 1]). RDED selects the bases as the observer's most confident crops, so they start at 100 %. Writes
+``benchmarks/results/factorized/diagnostics-*.json``; docs/results.md cites them by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from _common import ROOT, data_root, dataset
+from helio_table import commit
+
+import lightlabel as ll
+from lightlabel.utils.files import atomic_write_text
+
+OUT = ROOT / "benchmarks" / "results" / "factorized"
+
+
+def observer_top1(observer: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 of ``observer`` on uint8 or [0, 1] images (B, 3, H, W) against ``labels`` (B,)."""
+    x = images.float()
+    x = x / 255 if images.dtype == torch.uint8 else x
+    with torch.no_grad():
+        return float((observer(observer.input_spec.normalize(x)).argmax(-1) == labels).float().mean())
+
+
+def measure(observer: torch.nn.Module, fs: ll.FactorizedSet, init: torch.Tensor | None = None) -> dict:
+    bases = fs.bases_only()
+    n, h = len(bases), fs.num_hallucinators
+    labels = torch.tensor([bases[i][1] for i in range(n)])
+    views = [torch.stack([fs[i * h + j][0] for i in range(n)]) for j in range(h)]
+    out = {"bases_top1": observer_top1(observer, fs.bases, labels),
+           "views_top1": [observer_top1(observer, v, labels) for v in views], "config": fs.manifest.get("config")}
+    if init is not None:
+        out["mean_abs_change_from_init"] = float((fs.bases.float() - init.float()).abs().mean() / 255)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", type=Path, help="a finished factorized.safetensors to measure")
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--bases-lr", type=float, nargs="+", default=[1e-3])
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    observer = ll.load_teacher(data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th",
+                               input_spec=ll.InputSpec.imagenet(32)).eval()
+    command = "python benchmarks/factorize_diagnostics.py " + (
+        f"--set {args.set}" if args.set else f"--iterations {args.iterations} --bases-lr "
+        + " ".join(map(str, args.bases_lr)))
+    results: dict = {"command": command, "commit": commit(), "observer": "cifar10-resnet56"}
+    if args.set:
+        results["set"] = measure(observer, ll.FactorizedSet.load(args.set))
+        cfg = results["set"]["config"]  # sets built before bases_lr existed moved their bases at lr
+        name = f"diagnostics-set-it{cfg['iterations']}-bases_lr{cfg.get('bases_lr', cfg['lr'])}.json"
+    else:
+        train = dataset("cifar10", "train", progress=False)
+        # the RDED initialisation: a 1-iteration build whose learning rates are ~0 returns the bases as selected
+        still = ll.FactorizeConfig(iterations=1, adversarial=False, hallucinators_per_iteration=1, lr=1e-12,
+                                   bases_lr=1e-12)
+        init = ll.factorize_images(train, observer, still, progress=False)
+        results["init"] = measure(observer, init)
+        for lr in args.bases_lr:
+            t0 = time.time()
+            fs = ll.factorize_images(train, observer, ll.FactorizeConfig(iterations=args.iterations, bases_lr=lr),
+                                     progress=False)
+            results[f"bases_lr={lr}"] = dict(measure(observer, fs, init.bases), seconds=time.time() - t0,
+                                             dm_last10=sum(r["dm"] for r in fs.manifest["history"]) / 10)
+        name = f"diagnostics-build-it{args.iterations}.json"
+    atomic_write_text(OUT / name, json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
