@@ -6,7 +6,7 @@
 For each set: the real CIFAR-10 ResNet-56's top-1 on the bases (against each basis's class), on the bases seen
 through each hallucinator, and the mean absolute change of the bases from their RDED initialisation (pixels in
 [0, 1]). RDED selects the bases as the observer's most confident crops, so they start at 100 %. Writes
-``benchmarks/results/factorized/diagnostics-*.json``; docs/results.md cites them by hand.
+``benchmarks/results/factorized/diagnostics/*.json``; docs/results.md cites them by hand.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from helio_table import commit
 import lightlabel as ll
 from lightlabel.utils.files import atomic_write_text
 
-OUT = ROOT / "benchmarks" / "results" / "factorized"
+OUT = ROOT / "benchmarks" / "results" / "factorized" / "diagnostics"  # apart from the table's cells
 
 
 def observer_top1(observer: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -36,12 +37,10 @@ def observer_top1(observer: torch.nn.Module, images: torch.Tensor, labels: torch
 
 
 def measure(observer: torch.nn.Module, fs: ll.FactorizedSet, init: torch.Tensor | None = None) -> dict:
-    bases = fs.bases_only()
-    n, h = len(bases), fs.num_hallucinators
-    labels = torch.tensor([bases[i][1] for i in range(n)])
-    views = [torch.stack([fs[i * h + j][0] for i in range(n)]) for j in range(h)]
-    out = {"bases_top1": observer_top1(observer, fs.bases, labels),
-           "views_top1": [observer_top1(observer, v, labels) for v in views], "config": fs.manifest.get("config")}
+    n, h = len(fs.bases), fs.num_hallucinators
+    views = [torch.stack([fs[i * h + j][0] for i in range(n)]) for j in range(h)]  # item i * H + j: basis i, H_j
+    out = {"bases_top1": observer_top1(observer, fs.bases, fs.labels),
+           "views_top1": [observer_top1(observer, v, fs.labels) for v in views], "config": fs.manifest.get("config")}
     if init is not None:
         out["mean_abs_change_from_init"] = float((fs.bases.float() - init.float()).abs().mean() / 255)
     return out
@@ -65,7 +64,7 @@ def main() -> None:
     if args.set:
         results["set"] = measure(observer, ll.FactorizedSet.load(args.set))
         cfg = results["set"]["config"]  # sets built before bases_lr existed moved their bases at lr
-        name = f"diagnostics-set-it{cfg['iterations']}-bases_lr{cfg.get('bases_lr', cfg['lr'])}.json"
+        name = f"set-it{cfg['iterations']}-bases_lr{cfg.get('bases_lr', cfg['lr'])}.json"
     else:
         train = dataset("cifar10", "train", progress=False)
         # the RDED initialisation: a 1-iteration build whose learning rates are ~0 returns the bases as selected
@@ -78,8 +77,8 @@ def main() -> None:
             fs = ll.factorize_images(train, observer, ll.FactorizeConfig(iterations=args.iterations, bases_lr=lr),
                                      progress=False)
             results[f"bases_lr={lr}"] = dict(measure(observer, fs, init.bases), seconds=time.time() - t0,
-                                             dm_last10=sum(r["dm"] for r in fs.manifest["history"]) / 10)
-        name = f"diagnostics-build-it{args.iterations}.json"
+                                             dm_last10=statistics.mean(r["dm"] for r in fs.manifest["history"]))
+        name = f"build-it{args.iterations}.json"
     atomic_write_text(OUT / name, json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 

@@ -10,7 +10,8 @@ Rows (total bytes = image file bytes + label bytes: the adapter file or the stor
 - controls at 5 bases per class: hard labels, the bases alone with projector labels, and no adversary.
 
 The projector (the 10-epoch fit, row ``projector_fit10``), the teacher, the stored labels and the RDED sets are the
-HeLlO table's (``benchmarks/helio_table.py``, same fingerprinted caches). Every finished cell is one JSON file under ``benchmarks/results/factorized/``.
+HeLlO table's (``benchmarks/helio_table.py``, same fingerprinted caches). Every finished cell is one JSON file under
+``benchmarks/results/factorized/``.
 The claim holds if factorised images + projector labels reach RDED IPC 10 + projector labels' top-1 with fewer
 total bytes, by more than the seed spread.
 """
@@ -44,15 +45,16 @@ CELLS = {
     "haba5_projector": ("HaBa 5 bases/class x 5 hallucinators + projector", dict(bases=5), "projector"),
     "haba5_hard": ("HaBa 5 x 5 + hard labels (HaBa's own student)", dict(bases=5), "hard"),
     "haba5_bases_only": ("the 5 bases/class alone + projector (control)", dict(bases=5, bases_only=True), "projector"),
-    "haba5_no_adversary": ("HaBa 5 x 5 without the adversary + projector", dict(bases=5, adversarial=False), "projector"),
+    "haba5_no_adversary": ("HaBa 5 x 5 without the adversary + projector",
+                           dict(bases=5, build=dict(adversarial=False)), "projector"),
     "haba5_projector_bases_lr01": ("HaBa 5 x 5 + projector, bases at Adam lr 0.01 (the first build)",
-                                   dict(bases=5, bases_lr=0.01), "projector"),
+                                   dict(bases=5, build=dict(bases_lr=0.01)), "projector"),
 }
 
 
-def factorized(run: Run, bases: int, adversarial: bool, iterations: int, **settings) -> ll.FactorizedSet:
-    config = ll.FactorizeConfig(bases_per_class=bases, hallucinators=5, iterations=iterations, adversarial=adversarial,
-                                **settings)
+def factorized(run: Run, bases: int, iterations: int, **overrides) -> ll.FactorizedSet:
+    """The factorised set of ``bases`` per class x 5 hallucinators; ``overrides`` are other FactorizeConfig fields."""
+    config = ll.FactorizeConfig(bases_per_class=bases, hallucinators=5, iterations=iterations, **overrides)
     teacher = run.full_teacher()
     out = CACHE / "factorized" / f"set-{digest(config.to_dict(), fingerprint(teacher), run.data_key)}"
     if (out / "factorized.safetensors").is_file():
@@ -74,7 +76,7 @@ def from_helio(name: str, h: dict) -> dict:
     return {"cell": name, "title": CELLS[name][0], "seed": h["seed"], "top1": h["top1"], "best_top1": h["best_top1"],
             "image_bytes": h["distilled_bytes"], "label_bytes": h["extra_storage_bytes"],
             "total_bytes": h["distilled_bytes"] + h["extra_storage_bytes"], "steps": h["steps"],
-            "seconds_per_iter": h["seconds_per_iter"], "wall_seconds": h["wall_seconds"], "iterations": None,
+            "seconds_per_iter": h["seconds_per_iter"], "wall_seconds": h["wall_seconds"], "build": None,
             "protocol": h["protocol"], "commit": h["commit"], "torch_threads": h["torch_threads"],
             "command": h["command"],
             "same_as": str(cell_path("cifar10", 10, SAME_AS_HELIO[name], h["seed"]).relative_to(ROOT))}
@@ -96,8 +98,7 @@ def cell(run: Run, name: str, seed: int, iterations: int) -> dict:
         data = run.distilled(spec["ipc"])
         image_bytes = data.storage_nbytes
     else:
-        settings = {k: spec[k] for k in ("bases_lr",) if k in spec}
-        fs = factorized(run, spec["bases"], spec.get("adversarial", True), iterations, **settings)
+        fs = factorized(run, spec["bases"], iterations, **spec.get("build", {}))
         data = fs.bases_only() if spec.get("bases_only") else fs
         image_bytes = data.storage_nbytes
         build = fs.manifest["config"]
@@ -108,14 +109,13 @@ def cell(run: Run, name: str, seed: int, iterations: int) -> dict:
         labels = run.fit(**FITTED[PROJECTOR])
     else:
         labels = "hard"
-    states = CACHE / "factorized" / "student-states" / f"{name}-seed{seed}-{digest(build, iterations)}"
+    states = CACHE / "factorized" / "student-states" / f"{name}-seed{seed}-{digest(build)}"
     r = ll.train_student(data, labels, protocol, val_set=run.val_f, seed=seed, progress=not run.args.quiet,
                          out_dir=states)
     record = {"cell": name, "title": title, "seed": seed, "top1": r.top1, "best_top1": r.best_top1,
               "image_bytes": image_bytes, "label_bytes": r.extra_storage_bytes,
               "total_bytes": image_bytes + r.extra_storage_bytes, "steps": r.iterations,
-              "seconds_per_iter": r.seconds_per_iter, "wall_seconds": time.time() - t0, "iterations": iterations,
-              "build": build,
+              "seconds_per_iter": r.seconds_per_iter, "wall_seconds": time.time() - t0, "build": build,
               "protocol": r.protocol, "commit": commit(), "torch_threads": torch.get_num_threads(),
               "command": f"python benchmarks/factorized_table.py --seeds {seed} --cells {name} --iterations {iterations}"}
     atomic_write_text(path, json.dumps(record, indent=1))
@@ -163,7 +163,7 @@ def report() -> None:
     reused = sorted({c["same_as"] for c in cells if "same_as" in c})
     note = (f" RDED IPC 10 is the HeLlO table's own cell ({', '.join(f'`{r}`' for r in reused)}): the same set, "
             "protocol, labels and seed." if reused else "")
-    builds = sorted({c["iterations"] for c in cells if c.get("iterations")})
+    builds = sorted({c["build"]["iterations"] for c in cells if c.get("build")})
     if builds:
         note += f" The factorised sets were built for {' / '.join(map(str, builds))} iterations of DM (+ the adversary)."
     raw_note = ("\n\nImage bytes are the files: RDED's are lossless PNGs (about 70 % of the raw pixels at 32 px), the "
