@@ -171,7 +171,8 @@ def report() -> None:
                 "counts every image (and basis) as raw uint8, so both are compared at the same pixel encoding.")
     write_section("factorized-table", "## Factorised images labelled online (CIFAR-10)\n\nRows (" + rows + note
                   + "\n\n" + "\n".join(lines) + raw_note + "\n\nEach cell: `python benchmarks/factorized_table.py --seeds S "
-                  "--cells CELL`; the files are in `benchmarks/results/factorized/`.\n\n"
+                  "--cells CELL --iterations N` (N: its build's iterations; each file names its own command); the "
+                  "files are in `benchmarks/results/factorized/`.\n\n"
                   "![top-1 vs total bytes](factorized-cifar10.png)")
 
 def main() -> None:
