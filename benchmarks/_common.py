@@ -6,6 +6,7 @@ import hashlib
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,21 @@ def machine() -> str:
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
             f"{dev}, torch threads {torch.get_num_threads()}")
+
+
+def commit() -> str:
+    """The checkout's short commit: ``$LIGHTLABEL_COMMIT`` where set (a copy of the tree without ``.git``, as on a
+    GPU machine), else ``git rev-parse``; ``"unknown"`` when neither says."""
+    if os.environ.get("LIGHTLABEL_COMMIT"):
+        return os.environ["LIGHTLABEL_COMMIT"]
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    return out.stdout.strip() or "unknown"
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    """What a cell ran on: ``"cuda: <GPU name>"`` or ``"cpu"`` (the library's default device when ``device`` is None)."""
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "cpu"
 
 
 def command() -> str:

@@ -36,13 +36,12 @@ import logging
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import CACHE, ROOT, data_root, dataset, write_section
+from _common import CACHE, ROOT, commit, data_root, dataset, device_name, write_section
 from _plot import _fmt, line_chart
 
 import lightlabel as ll
@@ -85,7 +84,7 @@ STORED = {"stored": ("teacher", ll.LabelCompression()), "stored_weak": ("weak_te
           "stored_top3_int8": ("teacher", ll.LabelCompression(topk=3, values="int8")),
           "stored_top1": ("teacher", ll.LabelCompression(topk=1, fill="mass"))}
 #: rows run at IPC 50 (1 seed), and the row that only runs on seed 0 (a loss check)
-IPC50_ROWS = ("projector", "teacher", "hard")
+IPC50_ROWS = ("projector", "projector_fit10", "teacher", "hard")
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
 CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak")
 SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak")
@@ -99,11 +98,6 @@ SETUP = {
                     teacher_lr=0.1, fit_epochs=3, fit_lr=2e-3, head_rank=16, fit_per_class=1000),
 }
 EVAL_EVERY = 50  # evaluations at epochs 250 and 300 (see the module docstring)
-
-
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return out.stdout.strip() or "unknown"
 
 
 def digest(*parts) -> str:
@@ -257,7 +251,7 @@ class Run:
                   "wall_seconds": time.time() - t0, "distilled_bytes": distilled.storage_nbytes,
                   "distilled_sha256": images_sha, "protocol": r.protocol,
                   "commit": commit(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-                  "torch_threads": torch.get_num_threads(),
+                  "torch_threads": torch.get_num_threads(), "device": device_name(),
                   "command": f"python benchmarks/helio_table.py --dataset {self.name} --ipc {ipc} --seeds {seed} --rows {row}"}
         if isinstance(labels, ll.Projector) and labels.fit_info:
             record["fit"] = {k: v for k, v in labels.fit_info.items() if k not in ("history", "config")}
@@ -284,6 +278,35 @@ def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.1f} (1 seed)"
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} ({len(values)} seeds)"
+
+
+def _devices_line(cells: list[dict]) -> str:
+    """Where a table's cells ran, and why its s / iteration is no speed comparison between rows."""
+    cpu = [c for c in cells if not _on_gpu(c)]
+    gpus = sorted({c["device"].removeprefix("cuda: ") for c in cells if _on_gpu(c)})
+    parts = []
+    if cpu:
+        threads = " or ".join(map(str, sorted({c["torch_threads"] for c in cpu})))
+        parts.append(f"{len(cpu)} cells ran on the 2-core CPU with {threads} torch thread(s) while two or three jobs "
+                     "shared the cores, a load that changed during the runs")
+    if gpus:
+        parts.append(f"{len(cells) - len(cpu)} cells ran on one {' or '.join(gpus)} (online labels under bf16 "
+                     "autocast, the student in fp32), each alone on it")
+    return ("; ".join(parts) + ". s / iteration here is not a speed comparison between rows; the speed of each "
+            "label source is measured alone in 'Student iteration time by label source'.")
+
+
+def _on_gpu(cell: dict) -> bool:
+    return cell.get("device", "cpu").startswith("cuda")
+
+
+def _by_device(cells: list[dict], key: str, unit: float, fmt: str) -> str:
+    """Mean of ``key`` over a row's cells, one figure per device kind (CPU and GPU figures never averaged)."""
+    out = []
+    for name, group in (("CPU", [c for c in cells if not _on_gpu(c)]), ("GPU", [c for c in cells if _on_gpu(c)])):
+        if group:
+            out.append(fmt.format(statistics.mean(c[key] for c in group) / unit) + f" ({name})")
+    return ", ".join(out)
 
 
 def triage_section() -> str:
@@ -339,7 +362,7 @@ def report() -> None:
             continue
         for ipc in sorted({c["ipc"] for c in mine}):
             rows = {r: [c for c in mine if c["ipc"] == ipc and c["row"] == r] for r in ROWS}
-            lines = ["| labels | top-1 % (last epoch) | best of epochs 250, 300 | extra bytes | s / iteration (CPU) | "
+            lines = ["| labels | top-1 % (last epoch) | best of epochs 250, 300 | extra bytes | s / iteration | "
                      "peak memory (MiB) | label-view agreement: source / dominant / p_max |",
                      "|---|---|---|---|---|---|---|"]
             points: dict[str, tuple[list[float], list[float]]] = {}
@@ -353,8 +376,8 @@ def report() -> None:
                 agree = (f"{100 * a['source_class']:.0f} % / {100 * a['dominant_class']:.0f} % / {a['mean_p_max']:.2f}"
                          if a else "n/a")
                 lines.append(f"| {ROWS[row]} | {_mean_std(top)} | {_mean_std(best)} | {nbytes:,} | "
-                             f"{statistics.mean(c['seconds_per_iter'] for c in cs):.2f} | "
-                             f"{statistics.mean(c['peak_memory_bytes'] for c in cs) / 2**20:,.0f} | {agree} |")
+                             f"{_by_device(cs, 'seconds_per_iter', 1, '{:.2f}')} | "
+                             f"{_by_device(cs, 'peak_memory_bytes', 2**20, '{:,.0f}')} | {agree} |")
                 points[f"{row} ({_fmt(nbytes, 'bytes') if nbytes else '0 bytes'})"] = ([max(nbytes, 1)],
                                                                                       [statistics.mean(top)])
             chart = f"helio-{ds}-ipc{ipc}-bytes.png"
@@ -379,11 +402,7 @@ def report() -> None:
             sections.append(f"### {ds}, IPC {ipc} ({', '.join(map(str, steps))} student steps)\n\n{fit_line}"
                             + "\n".join(lines) + f"\n\n![{ds} IPC {ipc}: top-1 vs bytes]({chart})\n\n"
                             f"{len([c for c in mine if c['ipc'] == ipc])} cells, {hours:.1f} hours of student wall time "
-                            "(a resumed cell counts its last process only; cells ran with "
-                            f"{' or '.join(map(str, sorted({c['torch_threads'] for c in mine})))} torch thread(s) while two or "
-                            "three jobs shared the 2 cores, a load that changed during the runs: s / iteration here is "
-                            "not a speed comparison between rows; the speed of each label source is measured alone in "
-                            "'Student iteration time by label source'). "
+                            f"(a resumed cell counts its last process only). {_devices_line(mine)} "
                             f"Each cell: `python benchmarks/helio_table.py --dataset {ds} --ipc {ipc} --seeds S "
                             f"--rows ROW`; the files are in `benchmarks/results/helio/{ds}/ipc{ipc}/`.")
     setting = __doc__.split("Setting (stated again in the report):")[1].strip()

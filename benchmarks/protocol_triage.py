@@ -24,12 +24,11 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import torch
-from _common import CACHE, ROOT, data_root, dataset
+from _common import CACHE, commit, data_root, dataset, device_name
 
 import lightlabel as ll
 from lightlabel.labeling.stored import images_digest
@@ -38,10 +37,6 @@ from lightlabel.utils.files import atomic_write_text
 log = logging.getLogger("protocol_triage")
 
 VIEWS = {"rrc008": ll.AugmentConfig.imagenet_crop(), "rded_f1": ll.AugmentConfig.rded(1)}
-
-
-def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
 
 def distilled_set(train, teacher: torch.nn.Module, candidates: int) -> ll.DistilledSet:
@@ -99,7 +94,7 @@ def main() -> None:
                            "seconds_per_iter": r.seconds_per_iter, "wall_seconds": time.time() - t0,
                            "peak_memory_bytes": r.peak_memory_bytes, "threads": args.threads,
                            "distilled_images_sha256": images_digest(distilled.images), "commit": commit(),
-                           "machine": f"{os.cpu_count()} CPU cores"}
+                           "machine": f"{os.cpu_count()} CPU cores", "device": device_name()}
                     atomic_write_text(path, json.dumps(rec, indent=1))
                     log.info("cell %s: top-1 %.4f (%.0f s)", path.name, r.top1, time.time() - t0)
 

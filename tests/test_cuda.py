@@ -1,0 +1,169 @@
+"""GPU correctness: CUDA labelling against CPU, bf16 autocast against fp32, merge, and the recipes on CUDA.
+
+Skipped where no CUDA device is present (CI has none); run them on a GPU machine with ``pytest tests/test_cuda.py``.
+Comparisons against CPU run with TF32 off, so that a mismatch is a bug and not TF32's 10-bit mantissa; the bf16
+checks compare lightlabel's own autocast path (``ModelLabels``, used by every recipe) with fp32 on the same device.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import CIFAR10_CLASSES, randomize_adapter
+
+import lightlabel as ll
+from lightlabel.data import TensorImageDataset, load_image_folder
+from lightlabel.labeling.sources import ModelLabels
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CUDA = torch.device("cuda")
+IMAGENET32 = ll.InputSpec.imagenet(32)
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+@pytest.fixture(scope="module")
+def resnet56(data_root):
+    return ll.load_teacher(data_root.parent / "models" / "cifar10-resnet56-4bfd9763.th", input_spec=IMAGENET32)
+
+
+@pytest.fixture(scope="module")
+def resnet20_path(data_root):
+    return data_root.parent / "models" / "cifar10-resnet20-12fca82f.th"
+
+
+@pytest.fixture(scope="module")
+def cifar_ds(cifar_train):
+    return load_image_folder(cifar_train, progress=False)
+
+
+def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.argmax(1) == b.argmax(1)).float().mean().item()
+
+
+def test_real_teacher_labels_on_cuda_equal_cpu_and_bf16_keeps_the_argmax(resnet56, cifar_batch):
+    views = cifar_batch[0]
+    cpu = ModelLabels(copy.deepcopy(resnet56)).label(views)
+    gpu = ModelLabels(copy.deepcopy(resnet56).to(CUDA), autocast=False).label(views.to(CUDA))
+    bf16 = ModelLabels(copy.deepcopy(resnet56).to(CUDA)).label(views.to(CUDA))
+    assert gpu.device.type == "cuda" and gpu.dtype == bf16.dtype == torch.float32
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-4)
+    assert torch.isfinite(bf16).all()
+    assert _agreement(bf16.cpu(), cpu) >= 0.95, "bf16 autocast must keep the teacher's argmax on real images"
+    p, q = F.log_softmax(cpu, 1), F.log_softmax(bf16.cpu(), 1)
+    assert F.kl_div(q, p, log_target=True, reduction="batchmean") < 0.02
+
+
+@pytest.mark.parametrize("which", ["tiny_rn", "tiny_vit"])
+def test_projector_on_cuda_equals_cpu_and_merge_equals_unmerged(request, make_projector, which, cifar_batch):
+    projector = make_projector(request.getfixturevalue(which), targets=("conv", "linear", "attn")).eval()
+    randomize_adapter(projector)
+    x = projector.normalize(cifar_batch[0])
+    with torch.no_grad():
+        cpu = projector(x)
+        projector.to(CUDA)
+        assert projector.device.type == "cuda"
+        unmerged = projector(x.to(CUDA))
+        projector.merge()
+        merged = projector(x.to(CUDA))
+        projector.unmerge()
+        again = projector(x.to(CUDA))
+    torch.testing.assert_close(unmerged.cpu(), cpu, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(merged, unmerged, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(again, unmerged, rtol=1e-5, atol=1e-5)
+
+
+def test_projector_bf16_labels_are_close_to_fp32(make_projector, cifar_batch):
+    projector = make_projector().eval()
+    randomize_adapter(projector)
+    projector.to(CUDA).merge()
+    views = cifar_batch[0].to(CUDA)
+    fp32 = ModelLabels(projector, autocast=False).label(views)
+    bf16 = ModelLabels(projector).label(views)
+    assert bf16.dtype == torch.float32 and torch.isfinite(bf16).all()
+    assert (bf16 - fp32).abs().max() < 0.05 * fp32.abs().max()
+
+
+def test_online_relabeler_on_cuda_labels_the_views_it_returns(make_projector, cifar_batch):
+    projector = make_projector().eval()
+    randomize_adapter(projector)
+    projector.to(CUDA)
+    images01, labels = cifar_batch[0].to(CUDA), cifar_batch[1].to(CUDA)
+    images = IMAGENET32.normalize(images01)
+    relabeler = ll.OnlineRelabeler(projector, mix="cutmix", input_spec=IMAGENET32, seed=0)
+    out, soft, targets = relabeler(images, labels)
+    assert out.device.type == soft.device.type == targets.device.type == "cuda"
+    assert soft.dtype == targets.dtype == torch.float32 and soft.shape == (40, 10)
+    torch.testing.assert_close(targets.sum(1), torch.ones(40, device=CUDA))
+    merged = copy.deepcopy(projector).merge()
+    expected = ModelLabels(merged).label(IMAGENET32.denormalize(out))
+    torch.testing.assert_close(soft, expected, rtol=0.05, atol=0.05 * expected.abs().max().item())
+    assert not projector.merged, "the relabeler must not change the caller's projector"
+
+
+def test_train_student_on_cuda_with_each_label_source(make_projector, resnet56, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(20, 3, 32, 32, generator=g) * 255).round().to(torch.uint8)
+    labels = torch.arange(10).repeat(2)
+    distilled = ll.DistilledSet(images, labels, CIFAR10_CLASSES, [[str(i)] for i in range(20)],
+                                {"ipc": 2, "patches_per_image": 1})
+    protocol = ll.EvalProtocol.helio(patches_per_side=1, epochs=2, batch_size=10, eval_every=1)
+    val = TensorImageDataset(images, labels, CIFAR10_CLASSES).with_transform(lambda x: x.float() / 255)
+    projector = make_projector()
+    before = {k: v.clone() for k, v in projector.state_dict().items()}
+    stored = ll.store_soft_labels(images, labels, copy.deepcopy(resnet56).to(CUDA), tmp_path / "stored",
+                                  augment=protocol.augment, epochs=2, batch_size=10, seed=0, device=CUDA,
+                                  progress=False)
+    for source in (projector, resnet56, stored, "hard"):
+        result = ll.train_student(distilled, source, protocol, val_set=val, device=CUDA, progress=False)
+        assert result.iterations == 4 and 0.0 <= result.top1 <= 1.0
+        assert all(torch.isfinite(torch.tensor(h["loss"])) for h in result.history if "loss" in h)
+        assert result.peak_memory_kind.startswith("cuda") and result.peak_memory_bytes > 0
+    after = projector.state_dict()
+    assert not projector.merged and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_fit_adapter_on_cuda_changes_only_the_adapter_and_loads_on_cpu(cifar_ds, resnet20_path, tiny_rn, tmp_path):
+    reference = ll.Projector(base=tiny_rn[0], pretrained=tiny_rn[1], class_names=CIFAR10_CLASSES,
+                             config=ll.AdapterConfig(head_rank=4))
+    projector = ll.fit_adapter(cifar_ds, teachers=[resnet20_path], base=tiny_rn[0], pretrained=tiny_rn[1],
+                               out_dir=tmp_path / "fit", config=ll.AdapterConfig(head_rank=4),
+                               fit=ll.FitConfig(epochs=2, batch_size=20, lr=5e-3, val_fraction=0.2),
+                               teacher_input=IMAGENET32, device=CUDA, progress=False)
+    history = projector.fit_info["history"]
+    assert history[-1]["mse"] < history[0]["mse"], "fitting under bf16 autocast must lower the held-out MSE"
+    base_after = {k: v.cpu() for k, v in projector.visual.state_dict().items() if "lora" not in k}
+    for k, v in reference.visual.state_dict().items():
+        if "lora" not in k:
+            assert torch.equal(base_after[k], v), f"base tensor {k} changed during fitting on CUDA"
+    adapter = {k: v.cpu() for k, v in projector.adapter_state().items()}
+    assert any(not torch.equal(v, reference.adapter_state()[k]) for k, v in adapter.items())
+    on_cpu = ll.Projector.from_pretrained(tmp_path / "fit", pretrained=tiny_rn[1], device="cpu").eval()
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(projector.eval()(on_cpu.normalize(x).to(CUDA)).cpu(), on_cpu(on_cpu.normalize(x)),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_factorized_generation_on_cuda_equals_cpu_and_stays_in_range():
+    from lightlabel.recipes.factorize import HallucinatorBank
+
+    torch.manual_seed(0)
+    bank = HallucinatorBank(count=3, image_size=32)
+    x, index = torch.rand(6, 3, 32, 32), torch.tensor([0, 2, 1, 1, 2, 0])
+    with torch.no_grad():
+        cpu = bank(x, index)
+        bank.to(CUDA)
+        gpu = bank(x.to(CUDA), index.to(CUDA))
+        single = torch.cat([bank(x[i:i + 1].to(CUDA), index[i:i + 1].to(CUDA)) for i in range(6)])
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gpu, single, rtol=1e-5, atol=1e-5)
