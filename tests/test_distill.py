@@ -69,7 +69,7 @@ def test_top_patches_by_realism_score_are_kept():
                             ["bright", "other"], ids=ds.ids + ["o1", "o2"])
     out = ll.distill_images(ds, BrightnessObserver(), ipc=2, patches_per_image=1, candidates_per_class=6,
                             crops_per_image=2, image_size=8,
-                            progress=False)
+                            device="cpu", progress=False)
     chosen = sorted(src[0] for src, label in zip(out.sources, out.targets) if label == 0)
     assert chosen == ["img200", "img250"]
 
@@ -80,7 +80,7 @@ def test_each_image_keeps_its_best_crop():
     observer = BrightnessObserver()
     out = ll.distill_images(ds, observer, ipc=1, patches_per_image=1, candidates_per_class=1, crops_per_image=6,
                             crop_scale=(0.1, 0.5), image_size=16,
-                            progress=False)
+                            device="cpu", progress=False)
     crops = torch.cat(observer.seen[1:])[:6]  # class 0's six crops (the first call is the class-count probe)
     best = crops[crops.mean(dim=(1, 2, 3)).argmax()]
     assert torch.equal(out.images[0], (best * 255).round().to(torch.uint8))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,8 @@ def _torchrun(job, out, cifar_train, tiny_rn, data_root):
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), job,
            str(out), str(cifar_train), tiny_rn[1], str(data_root.parent / "models")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    # gloo on CPU processes (a GPU machine may have fewer GPUs than processes)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

@@ -49,12 +49,13 @@ def test_distill_dataset(tmp_path):
 
 
 def test_ddp_train_under_torchrun(tmp_path):
+    import os
     import subprocess
     import sys
 
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           str(EXAMPLES / "ddp_train.py"), "--demo", "--epochs", "1"], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path)
+                         timeout=300, cwd=tmp_path, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "epoch 1/1" in out.stdout and "top-1" in out.stdout
 

@@ -43,7 +43,7 @@ def _fit(ds, teachers, tiny_rn, out_dir=None, **kw):
            **{k: kw.pop(k) for k in list(kw) if k in ll.FitConfig.__dataclass_fields__}}
     return ll.fit_adapter(ds, teachers=teachers, base=tiny_rn[0], pretrained=tiny_rn[1], out_dir=out_dir,
                           config=ll.AdapterConfig(head_rank=4), fit=ll.FitConfig(**fit), teacher_input=IMAGENET32,
-                          progress=False, **kw)
+                          progress=False, **{"device": "cpu", **kw})
 
 
 def test_real_teachers_load_and_are_accurate(data_root, resnet20, resnet56, tmp_path):
@@ -147,7 +147,8 @@ def test_teachers_with_wrong_class_count_raise(cifar_ds, tiny_rn):
 
 
 def test_train_teachers_checkpoints_and_resume(cifar_ds, tmp_path, monkeypatch):
-    kw = dict(arch="cifar_resnet20", epochs=3, save_epochs=[1, 3], batch_size=30, lr=0.05, progress=False)
+    kw = dict(arch="cifar_resnet20", epochs=3, save_epochs=[1, 3], batch_size=30, lr=0.05, progress=False,
+              device="cpu")  # bit-exact resume is a CPU property (cuDNN kernels may be nondeterministic)
     paths = ll.train_teachers(cifar_ds, out_dir=tmp_path / "full", **kw)
     assert [p.name for p in paths] == ["teacher-epoch001.pt", "teacher-epoch003.pt"]
     teacher = ll.load_teacher(paths[-1])
@@ -214,7 +215,7 @@ def _run_killed_then_resumed(job, tmp_path, data_dir, base_ckpt, models_dir, sta
     """Start the worker, SIGKILL it once its state shows progress, then run it again to completion."""
     out = tmp_path / "killed"
     args = [sys.executable, str(WORKER), job, str(out), str(data_dir), str(base_ckpt), str(models_dir)]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""}  # bit-exact resume is checked on CPU
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while not (out / state_file).exists():

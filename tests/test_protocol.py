@@ -361,3 +361,14 @@ def test_student_errors():
         ll.train_student(distilled, [_Tiny(num_classes=3, spec=IMAGENET)])
     with pytest.raises(ValueError, match="carries no input normalisation"):
         ll.train_student(distilled, _Tiny())
+
+
+def test_model_labels_to_copies_and_never_moves_the_callers_model():
+    from lightlabel.labeling.sources import ModelLabels
+
+    teacher = _Tiny(spec=IMAGENET)
+    source = ModelLabels(teacher)
+    assert source.to("cpu") is source, "a labeller already on the device is used as it is"
+    moved = source.to("meta")
+    assert moved is not source and moved.device.type == "meta" and moved.kind == source.kind
+    assert next(teacher.parameters()).device.type == "cpu", "the caller's model must stay where it is"

@@ -9,6 +9,7 @@ A label source labels a batch of views, says how many bytes it costs besides the
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -160,6 +161,20 @@ class ModelLabels:
             raise ValueError(f"the labeller returned shape {tuple(out.shape)}, expected ({views.shape[0]}, "
                              f"{self.num_classes})")
         return out.clone()
+
+    def to(self, device: torch.device | str) -> ModelLabels:
+        """This labeller with its model on ``device``: ``self`` when the model is there already, else a new
+        ``ModelLabels`` over a copy of the model moved there. The caller's model is never moved or changed.
+
+        Recipes call it with their device, so a teacher or projector built on the CPU labels CUDA views.
+        """
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if self.device is None or self.device == device:
+            return self
+        return ModelLabels(copy.deepcopy(self.model).to(device), input_spec=self.input_spec, kind=self.kind,
+                           autocast=self.autocast)
 
     def extra_bytes(self) -> int:
         """The adapter file's bytes for a projector; the fp32 state dict's bytes for a teacher or ensemble."""

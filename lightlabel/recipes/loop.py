@@ -38,11 +38,22 @@ _clock = time.monotonic  # the clock of save_interval_s (a module attribute, so 
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` picks this rank's CUDA device when available, else CPU."""
+    """``device`` as a ``torch.device``; ``None`` picks this rank's CUDA device (``cuda:$LOCAL_RANK``) when CUDA is
+    available, else CPU.
+
+    Raises:
+        RuntimeError: ``None`` on a process whose ``LOCAL_RANK`` has no GPU of its own (more processes per node
+            than GPUs): the message says how to run on fewer processes or on the CPU.
+    """
     if device is not None:
         return torch.device(device)
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        rank, count = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+        if rank >= count:
+            raise RuntimeError(f"LOCAL_RANK={rank} but this node has {count} CUDA device(s): start at most {count} "
+                               "process(es) per node (torchrun --nproc_per_node), or pass device='cpu' (or hide the "
+                               "GPUs with CUDA_VISIBLE_DEVICES='') to train on CPU processes")
+        return torch.device("cuda", rank)
     return torch.device("cpu")
 
 
