@@ -100,7 +100,7 @@ def main() -> None:
     for c, r in by_classes.items():
         scale_rows.append(f"| classes | {c} | {r['projector']['seconds']:.3f} | {r['teacher']['seconds']:.3f} | "
                           f"{r['hard']['seconds']:.3f} |")
-    line_chart(ROOT / "docs" / "step-scaling.png",
+    line_chart(ROOT / "docs" / f"step-scaling-{device.type}.png",
                {k: (list(by_batch), [by_batch[b][k]["seconds"] for b in by_batch]) for k in ("projector", "teacher", "hard")},
                title=f"student step vs batch size ({CONFIGS[sc][0]}, {device.type})", xlabel="batch size",
                ylabel="seconds / iteration", logx=True, logy=True)
@@ -133,9 +133,10 @@ Random base weights and images: speed does not depend on the values. All sources
 
 {chr(10).join(verdicts)}
 
-#### Scaling ({CONFIGS[sc][0]} at {CONFIGS[sc][1]} px; ![step scaling](step-scaling.png))
+#### Scaling ({CONFIGS[sc][0]} at {CONFIGS[sc][1]} px; ![step scaling](step-scaling-{device.type}.png))
 
-Three iterations per point on a shared 2-core CPU: differences under ~20 % are timing noise. The
+{args.iters} iterations per point {"on one GPU, each iteration its own epoch (the per-epoch work is timed too)" if gpu
+else "on a shared 2-core CPU"}: differences under ~20 % are timing noise. The
 projector's head is one [B, d] x [d, C] matmul, so going from 10 to 1000 classes adds almost nothing.
 
 {chr(10).join(scale_rows)}
