@@ -63,7 +63,8 @@ TRIAGE = ROOT / "benchmarks" / "results" / "triage"
 
 
 ROWS = {
-    "projector": "projector (HeLlO: proxy base + LoRA, fitted 3 epochs to the weak teachers)",
+    "projector": "projector (HeLlO: proxy base + LoRA, the short fit to the weak teachers: 3 epochs on CIFAR-10, 2 on "
+                 "Imagenette)",
     "teacher": "online full teacher (RDED)",
     "weak_teachers": "online weak-teacher ensemble (what the projector imitates)",
     "stored": "stored fp16 soft labels (SRe2L/FKD)",
@@ -71,7 +72,7 @@ ROWS = {
     "hard": "hard labels only",
     "clip": "base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')",
     "no_text_init": "LoRA without text initialisation (HeLlO Table 3 ablation)",
-    "projector_fit10": "projector fitted 10 epochs instead of 3 (HeLlO fits 20; the 3-epoch row is a CPU shortcut)",
+    "projector_fit10": "projector fitted 10 epochs (HeLlO fits 20; the short fit is a CPU shortcut)",
     "teacher_kl": "online full teacher, RDED's loss (KL, T = 20)",
     "teacher_div3": "online full teacher, logits / 3 (the projector's logit spread; a check of the labels' scale)",
     "stored_top3": "stored labels, top-3 logits fp16 (LPQLD-style)",
@@ -402,7 +403,8 @@ def report() -> None:
             sections.append(f"### {ds}, IPC {ipc} ({', '.join(map(str, steps))} student steps)\n\n{fit_line}"
                             + "\n".join(lines) + f"\n\n![{ds} IPC {ipc}: top-1 vs bytes]({chart})\n\n"
                             f"{len([c for c in mine if c['ipc'] == ipc])} cells, {hours:.1f} hours of student wall time "
-                            f"(a resumed cell counts its last process only). {_devices_line(mine)} "
+                            f"(a resumed cell counts its last process only). "
+                            f"{_devices_line([c for c in mine if c['ipc'] == ipc])} "
                             f"Each cell: `python benchmarks/helio_table.py --dataset {ds} --ipc {ipc} --seeds S "
                             f"--rows ROW`; the files are in `benchmarks/results/helio/{ds}/ipc{ipc}/`.")
     setting = __doc__.split("Setting (stated again in the report):")[1].strip()
