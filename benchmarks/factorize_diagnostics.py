@@ -2,11 +2,14 @@
 
     python benchmarks/factorize_diagnostics.py --set PATH/factorized.safetensors      # measure a finished set
     python benchmarks/factorize_diagnostics.py --iterations 200 --bases-lr 1e-3      # short builds, then measure
+    python benchmarks/factorize_diagnostics.py --iterations 200 --hallucinator-init random   # the old initialisation
 
 For each set: the real CIFAR-10 ResNet-56's top-1 on the bases (against each basis's class), on the bases seen
 through each hallucinator, and the mean absolute change of the bases from their RDED initialisation (pixels in
 [0, 1]). RDED selects the bases as the observer's most confident crops, so they start at 100 %. Writes
-``benchmarks/results/factorized/diagnostics/*.json``; docs/results.md cites them by hand.
+``benchmarks/results/factorized/diagnostics/*.json`` (builds: ``build-it<N>-init_<hallucinator init>.json``;
+``build-it200.json`` is the random initialisation, measured before the option existed); docs/results.md cites them
+by hand.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def main() -> None:
     parser.add_argument("--set", type=Path, help="a finished factorized.safetensors to measure")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--bases-lr", type=float, nargs="+", default=[1e-3])
+    parser.add_argument("--hallucinator-init", choices=ll.configs.HALLUCINATOR_INITS, default="identity",
+                        help="FactorizeConfig.hallucinator_init of the builds (default: identity)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -59,7 +64,7 @@ def main() -> None:
                                input_spec=ll.InputSpec.imagenet(32)).eval()
     command = "python benchmarks/factorize_diagnostics.py " + (
         f"--set {args.set}" if args.set else f"--iterations {args.iterations} --bases-lr "
-        + " ".join(map(str, args.bases_lr)))
+        + " ".join(map(str, args.bases_lr)) + f" --hallucinator-init {args.hallucinator_init}")
     results: dict = {"command": command, "commit": commit(), "observer": "cifar10-resnet56"}
     if args.set:
         results["set"] = measure(observer, ll.FactorizedSet.load(args.set))
@@ -69,16 +74,17 @@ def main() -> None:
         train = dataset("cifar10", "train", progress=False)
         # the RDED initialisation: a 1-iteration build whose learning rates are ~0 returns the bases as selected
         still = ll.FactorizeConfig(iterations=1, adversarial=False, hallucinators_per_iteration=1, lr=1e-12,
-                                   bases_lr=1e-12)
+                                   bases_lr=1e-12, hallucinator_init=args.hallucinator_init)
         init = ll.factorize_images(train, observer, still, progress=False)
         results["init"] = measure(observer, init)
         for lr in args.bases_lr:
             t0 = time.time()
-            fs = ll.factorize_images(train, observer, ll.FactorizeConfig(iterations=args.iterations, bases_lr=lr),
+            fs = ll.factorize_images(train, observer, ll.FactorizeConfig(iterations=args.iterations, bases_lr=lr,
+                                                                         hallucinator_init=args.hallucinator_init),
                                      progress=False)
             results[f"bases_lr={lr}"] = dict(measure(observer, fs, init.bases), seconds=time.time() - t0,
                                              dm_last10=statistics.mean(r["dm"] for r in fs.manifest["history"]))
-        name = f"build-it{args.iterations}.json"
+        name = f"build-it{args.iterations}-init_{args.hallucinator_init}.json"
     atomic_write_text(OUT / name, json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 

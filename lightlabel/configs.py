@@ -40,6 +40,7 @@ from .inputs import InputSpec
 
 __all__ = [
     "FACTORIZE_OBJECTIVES",
+    "HALLUCINATOR_INITS",
     "HEAD_MODES",
     "LABEL_VALUES",
     "LORA_TARGETS",
@@ -660,6 +661,9 @@ class LabelCompression:
 #: Dataset-distillation objectives of :func:`lightlabel.factorize_images` (HaBa's MTT is not built: see its docs).
 FACTORIZE_OBJECTIVES: tuple[str, ...] = ("dm",)
 
+#: Initialisations of HaBa's hallucinators (:class:`lightlabel.recipes.factorize.HallucinatorBank`).
+HALLUCINATOR_INITS: tuple[str, ...] = ("identity", "random")
+
 
 @dataclass(frozen=True)
 class FactorizeConfig:
@@ -669,7 +673,14 @@ class FactorizeConfig:
     Args:
         bases_per_class: bases per class (initialised from RDED-selected images).
         hallucinators: hallucinator networks shared by all classes (HaBa: 5).
-        hidden_channels: ``c''``, feature channels of a hallucinator (HaBa: 3).
+        hidden_channels: ``c''``, feature channels of a hallucinator (HaBa: 3); at least 3 (the image's channels)
+            with ``hallucinator_init="identity"``.
+        hallucinator_init: how the hallucinators (HaBa Eq. 2) start. ``"identity"`` (default): each is the identity
+            map plus a little noise of its own (encoder and decoder kernels a per-channel centre delta plus
+            ``N(0, 0.005^2)``, ``sigma = 1``, ``mu = 0``, biases 0), so a fresh hallucinator's view of an RDED-selected
+            basis is that basis, which the observer recognises, and the hallucinators still differ. ``"random"``:
+            PyTorch's default convolution initialisation (as HaBa's code), whose views of the bases the CIFAR-10
+            ResNet-56 recognises 8-14 % of the time at iteration 0 (``benchmarks/factorize_diagnostics.py``).
         objective: the dataset-distillation term ``L_DD``: ``"dm"``, distribution matching (mean embeddings of real
             and hallucinated images under a randomly initialised ConvNet, redrawn every iteration).
         iterations: optimisation steps.
@@ -696,6 +707,7 @@ class FactorizeConfig:
     bases_per_class: int = 5
     hallucinators: int = 5
     hidden_channels: int = 3
+    hallucinator_init: str = "identity"
     objective: str = "dm"
     iterations: int = 2000
     hallucinators_per_iteration: int = 2
@@ -721,6 +733,12 @@ class FactorizeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        if self.hallucinator_init not in HALLUCINATOR_INITS:
+            raise ValueError(f"`hallucinator_init` must be one of {list(HALLUCINATOR_INITS)}, got "
+                             f"{self.hallucinator_init!r}")
+        if self.hallucinator_init == "identity" and self.hidden_channels < 3:
+            raise ValueError(f"`hidden_channels` must be >= 3 (the image's channels) with hallucinator_init='identity', "
+                             f"got {self.hidden_channels}; use hallucinator_init='random' for fewer")
         if self.objective not in FACTORIZE_OBJECTIVES:
             raise ValueError(f"`objective` must be one of {list(FACTORIZE_OBJECTIVES)} (trajectory matching, HaBa's "
                              f"own L_DD, is not built), got {self.objective!r}")

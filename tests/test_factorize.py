@@ -49,10 +49,89 @@ def test_hallucinator_is_haba_sized_and_batched_equals_per_item():
         batched = bank(x, index)
         single = torch.cat([bank(x[i:i + 1], index[i:i + 1]) for i in range(6)])
         first = F.conv2d(x[:1], bank.enc_weight[0], bank.enc_bias[0]).relu()
-        manual = F.conv_transpose2d(bank.sigma[0] * first + bank.mu[0], bank.dec_weight[0], bank.dec_bias[0])
+        padded = F.pad(bank.sigma[0] * first + bank.mu[0], (1, 1, 1, 1), mode="replicate")  # border="replicate"
+        manual = F.conv_transpose2d(padded, bank.dec_weight[0], bank.dec_bias[0], padding=1)
+        zero = HallucinatorBank(count=1, image_size=32, border="zero")
+        plain = F.conv_transpose2d(zero.sigma[0] * F.conv2d(x[:1], zero.enc_weight[0]).relu() + zero.mu[0],
+                                   zero.dec_weight[0])  # HaBa's code: no padding
     torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(batched[:1], manual, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(zero(x[:1], torch.zeros(1, dtype=torch.long)).detach(), plain.detach(), rtol=1e-5,
+                               atol=1e-5)
     assert HallucinatorBank(count=1, image_size=64).sigma.shape == (1, 3, 62, 62), "sizes follow the image size"
+
+
+def _smooth_images(n: int, size: int = 32) -> torch.Tensor:
+    """Natural-image-like inputs in [0, 1]: random 8x8 images upsampled bilinearly."""
+    return F.interpolate(torch.rand(n, 3, 8, 8), size=size, mode="bilinear", align_corners=False)
+
+
+def _ring(t: torch.Tensor) -> torch.Tensor:
+    """The outer one-pixel ring of (..., S, S)."""
+    return torch.cat([t[..., 0, :], t[..., -1, :], t[..., 1:-1, 0], t[..., 1:-1, -1]], dim=-1)
+
+
+def test_identity_hallucinators_map_an_image_to_nearly_itself_border_included():
+    torch.manual_seed(0)
+    bank = HallucinatorBank(count=5, image_size=32)  # init="identity", border="replicate": the defaults
+    assert bank.init == "identity" and bank.border == "replicate"
+    assert torch.equal(bank.sigma, torch.ones_like(bank.sigma)) and not bank.mu.any() and not bank.enc_bias.any()
+    assert not bank.dec_bias.any()
+    x = _smooth_images(10)
+    with torch.no_grad():
+        views = torch.stack([bank(x, torch.full((10,), h)) for h in range(5)])  # (H, B, 3, S, S)
+    diff = (views - x).abs()
+    assert diff[..., 1:-1, 1:-1].max() < 0.1 and diff[..., 1:-1, 1:-1].mean() < 0.03, "inside"
+    assert _ring(diff).max() < 0.1 and _ring(diff).mean() < 0.03, "the outer ring is not lost"
+    exact = HallucinatorBank(count=1, image_size=32, noise=0.0)  # without noise: x inside, the inner neighbour outside
+    rough = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        out = exact(rough, torch.zeros(4, dtype=torch.long))
+        black = HallucinatorBank(count=1, image_size=32, noise=0.0, border="zero")(rough, torch.zeros(4).long())
+    torch.testing.assert_close(out, F.pad(rough[..., 1:-1, 1:-1], (1, 1, 1, 1), mode="replicate"), rtol=0, atol=1e-6)
+    torch.testing.assert_close(black[..., 1:-1, 1:-1], rough[..., 1:-1, 1:-1], rtol=0, atol=1e-6)
+    assert not _ring(black).any(), "an unpadded decoder leaves the outer ring at its bias: why border='replicate'"
+
+
+def test_identity_hallucinators_differ_and_random_ones_are_far_from_the_image():
+    torch.manual_seed(0)
+    bank = HallucinatorBank(count=5, image_size=32)
+    x = _smooth_images(10)
+    with torch.no_grad():
+        views = torch.stack([bank(x, torch.full((10,), h)) for h in range(5)])
+        random_views = HallucinatorBank(count=1, image_size=32, init="random")(x, torch.zeros(10).long())
+    for a in range(5):
+        for b in range(a + 1, 5):
+            assert (views[a] - views[b]).abs().mean() > 1e-3, f"hallucinators {a} and {b} are the same map"
+            assert not torch.equal(bank.enc_weight[a], bank.enc_weight[b])
+    assert (random_views - x).abs().mean() > 5 * (views[0] - x).abs().mean()
+
+
+def test_hallucinator_init_is_validated_and_recorded(built):
+    fs, _ = built
+    assert fs.manifest["config"]["hallucinator_init"] == "identity" and fs.hallucinators.border == "replicate"
+    assert ll.FactorizeConfig(hallucinator_init="random").hallucinator_init == "random"
+    with pytest.raises(ValueError, match=r"`hallucinator_init` must be one of \['identity', 'random'\], got 'zeros'"):
+        ll.FactorizeConfig(hallucinator_init="zeros")
+    with pytest.raises(ValueError, match="`hidden_channels` must be >= 3"):
+        ll.FactorizeConfig(hidden_channels=2)
+    assert ll.FactorizeConfig(hidden_channels=2, hallucinator_init="random").hidden_channels == 2
+    with pytest.raises(ValueError, match=r"`init` must be one of \['identity', 'random'\]"):
+        HallucinatorBank(count=1, image_size=32, init="zeros")
+    with pytest.raises(ValueError, match=r"`border` must be one of \['replicate', 'zero'\]"):
+        HallucinatorBank(count=1, image_size=32, border="reflect")
+
+
+def test_sets_without_a_recorded_border_load_with_the_plain_decoder(built, tmp_path):
+    fs, _ = built
+    assert b'"hallucinator_border":"replicate"' in fs.to_bytes()
+    bank = HallucinatorBank(count=3, image_size=32, init="random", border="zero")  # a set written before the border
+    old = ll.FactorizedSet(fs.bases, fs.labels, fs.classes, bank, {"bases_per_class": 1})
+    assert b"hallucinator_border" not in old.to_bytes(), "files of the plain decoder keep their old bytes"
+    loaded = ll.FactorizedSet.load(old.save(tmp_path / "old.safetensors"))
+    assert loaded.hallucinators.border == "zero" and loaded.to_bytes() == old.to_bytes()
+    b, h = torch.arange(6) // 3, torch.arange(6) % 3
+    assert torch.equal(loaded.generate(b, h), old.generate(b, h))
 
 
 def test_the_set_items_files_and_errors(built, tmp_path):

@@ -4,7 +4,10 @@ A factorised set is a few **bases** per class and a few small **hallucinator** n
 (basis, hallucinator) pair is a training image (HaBa Eq. 1), so the images multiply while the storage adds up. A
 hallucinator is an encoder, a per-position affine ``sigma * f + mu`` and a decoder (Eq. 2): an unpadded 3x3
 convolution with ReLU to ``c''`` channels, the affine at every position, and a 3x3 transposed convolution back to
-the image, so the spatial sizes follow the image size.
+the image, so the spatial sizes follow the image size. The hallucinators start as the identity map plus a little
+noise of their own (``FactorizeConfig.hallucinator_init="identity"``), so every training image starts as its
+RDED-selected basis; the decoder replicate-pads its features so the image's outer pixel ring is not lost
+(:class:`HallucinatorBank`).
 
 :func:`factorize_images` learns bases and hallucinators with ``lambda_DD * L_DD + lambda_cos * L_cos`` (Eq. 6), where
 ``L_DD`` is **distribution matching** (DM: the mean embeddings of real and hallucinated images of each class under a
@@ -34,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..configs import DistillConfig, FactorizeConfig, config_from
+from ..configs import HALLUCINATOR_INITS, DistillConfig, FactorizeConfig, config_from
 from ..core.base import fingerprint
 from ..data import as_dataset, dataset_classes, dataset_targets
 from ..errors import StoredLabelsError
@@ -52,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "lightlabel-factorized"
 FORMAT_VERSION = 1
+#: How a hallucinator's decoder treats the image's outer ring (:class:`HallucinatorBank`); files record theirs under
+#: ``hallucinator_border`` unless ``"zero"``, which files without the key (written before it existed) use.
+HALLUCINATOR_BORDERS: tuple[str, ...] = ("replicate", "zero")
 
 
 class FactorizedSetError(StoredLabelsError):
@@ -61,32 +67,66 @@ class FactorizedSetError(StoredLabelsError):
 class HallucinatorBank(nn.Module):
     """``H`` hallucinators with stacked parameters, applied per sample in one batched call (HaBa Eq. 2).
 
-    ``x_tilde = dec(sigma * enc(x) + mu)``: ``enc`` an unpadded 3x3 convolution + ReLU to ``hidden`` channels,
-    ``sigma`` and ``mu`` one value per channel and position, ``dec`` a 3x3 transposed convolution back to 3 channels.
+    ``x_tilde = dec(sigma * enc(x) + mu)``: ``enc`` an unpadded 3x3 convolution + ReLU to ``hidden`` channels
+    (``(S-2) x (S-2)`` positions), ``sigma`` and ``mu`` one value per channel and position, ``dec`` a 3x3 transposed
+    convolution back to ``channels`` channels and ``S x S`` pixels.
+
+    The border: a plain transposed convolution of ``S-2`` positions reaches the image's outer one-pixel ring only
+    through its kernels' off-centre taps, so a map that is the identity inside (centre-delta kernels) makes that ring
+    ``dec_bias``: black. No initialisation can avoid it (inside, ``dec * enc`` must be a delta, hence both kernels
+    are centre deltas), so with ``border="replicate"`` (default) the decoder reads the features replicate-padded by
+    one and crops its output back to ``S x S`` (a transposed convolution with ``padding=1``): the ring is decoded like
+    its neighbours, and an identity hallucinator gives the ring its inner neighbour's value (``x[0] -> x[1]``), the
+    nearest to the identity that ``S-2`` positions allow. ``border="zero"`` is the plain transposed convolution
+    (HaBa's code, and what files that record no border, written before it existed, decode with).
 
     Args:
         count: ``H``. image_size: the images' side in pixels (``>= 3``). hidden: ``c''``. channels: image channels.
+        init: ``"identity"`` (default): every hallucinator starts as the identity map with a little noise of its own:
+            encoder and decoder kernels a centre delta per channel (hidden channel ``c`` <- image channel ``c`` and
+            back; extra hidden channels get no delta) plus ``N(0, noise^2)``, ``sigma = 1``, ``mu = 0``, biases 0,
+            so its view of a basis is nearly the basis (needs ``hidden >= channels``). ``"random"``: PyTorch's
+            default (Kaiming-uniform) kernels, ``sigma = 1``, ``mu = 0``, biases 0.
+        border: ``"replicate"`` or ``"zero"``, how the decoder treats the image's outer ring (above).
+        noise: the standard deviation of the identity's per-hallucinator kernel noise.
 
     Shape:
         - images: ``(B, C, S, S)``; index: ``(B,)`` int64 hallucinator of each image.
         - returns: ``(B, C, S, S)`` (not clamped).
+
+    Raises:
+        ValueError: ``image_size < 3``, an unknown ``init`` or ``border``, ``init="identity"`` with
+        ``hidden < channels``.
     """
 
-    def __init__(self, *, count: int, image_size: int, hidden: int = 3, channels: int = 3) -> None:
+    def __init__(self, *, count: int, image_size: int, hidden: int = 3, channels: int = 3, init: str = "identity",
+                 border: str = "replicate", noise: float = 0.005) -> None:
         super().__init__()
         if image_size < 3:
             raise ValueError(f"`image_size` must be >= 3 for a 3x3 unpadded encoder, got {image_size}")
+        if init not in HALLUCINATOR_INITS:
+            raise ValueError(f"`init` must be one of {list(HALLUCINATOR_INITS)}, got {init!r}")
+        if border not in HALLUCINATOR_BORDERS:
+            raise ValueError(f"`border` must be one of {list(HALLUCINATOR_BORDERS)}, got {border!r}")
+        if init == "identity" and hidden < channels:
+            raise ValueError(f"init='identity' needs `hidden` >= `channels` ({channels}), got hidden={hidden}")
         inner = image_size - 2
-        enc, dec = nn.Conv2d(channels, hidden, 3), nn.ConvTranspose2d(hidden, channels, 3)
-        self.enc_weight = nn.Parameter(torch.stack([nn.Conv2d(channels, hidden, 3).weight.detach() for _ in range(count)]))
+        if init == "random":
+            enc = torch.stack([nn.Conv2d(channels, hidden, 3).weight.detach() for _ in range(count)])
+            dec = torch.stack([nn.ConvTranspose2d(hidden, channels, 3).weight.detach() for _ in range(count)])
+        else:  # a centre delta per channel: enc (H, hidden, C, 3, 3), dec (H, hidden, C, 3, 3), both [h, c] = [c, c]
+            delta = torch.zeros(hidden, channels, 3, 3)
+            delta[torch.arange(channels), torch.arange(channels), 1, 1] = 1.0
+            enc = delta + noise * torch.randn(count, hidden, channels, 3, 3)
+            dec = delta + noise * torch.randn(count, hidden, channels, 3, 3)
+        self.enc_weight = nn.Parameter(enc)
         self.enc_bias = nn.Parameter(torch.zeros(count, hidden))
         self.sigma = nn.Parameter(torch.ones(count, hidden, inner, inner))
         self.mu = nn.Parameter(torch.zeros(count, hidden, inner, inner))
-        self.dec_weight = nn.Parameter(torch.stack([nn.ConvTranspose2d(hidden, channels, 3).weight.detach()
-                                                    for _ in range(count)]))
+        self.dec_weight = nn.Parameter(dec)
         self.dec_bias = nn.Parameter(torch.zeros(count, channels))
-        del enc, dec
         self.count, self.image_size, self.hidden, self.channels = count, image_size, hidden, channels
+        self.init, self.border = init, border
 
     def forward(self, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         b, c, h, w = images.shape
@@ -98,9 +138,12 @@ class HallucinatorBank(nn.Module):
                      self.enc_bias[index].reshape(-1), groups=b)
         f = F.relu(f).reshape(b, self.hidden, h - 2, w - 2)
         f = self.sigma[index] * f + self.mu[index]
-        out = F.conv_transpose2d(f.reshape(1, b * self.hidden, h - 2, w - 2),
+        pad = 1 if self.border == "replicate" else 0
+        if pad:  # (B, hidden, S, S): the outer ring decoded like its neighbours, cropped back by `padding`
+            f = F.pad(f, (1, 1, 1, 1), mode="replicate")
+        out = F.conv_transpose2d(f.reshape(1, b * self.hidden, h - 2 + 2 * pad, w - 2 + 2 * pad),
                                  self.dec_weight[index].reshape(b * self.hidden, c, 3, 3),
-                                 self.dec_bias[index].reshape(-1), groups=b)
+                                 self.dec_bias[index].reshape(-1), groups=b, padding=pad)
         return out.reshape(b, c, h, w)
 
     def num_parameters(self) -> int:
@@ -215,6 +258,8 @@ class FactorizedSet(Dataset):
         meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "lightlabel_version": __version__,
                 "classes": json.dumps(self.classes), "hidden_channels": str(self.hallucinators.hidden),
                 "hallucinators": str(self.num_hallucinators),
+                **({} if self.hallucinators.border == "zero" else
+                   {"hallucinator_border": self.hallucinators.border}),
                 "manifest": json.dumps({k: v for k, v in self.manifest.items() if k != "sha256"}, sort_keys=True,
                                        default=str),
                 "sha256_tensors": body.hexdigest()}
@@ -258,7 +303,11 @@ class FactorizedSet(Dataset):
         try:
             classes, manifest = json.loads(meta["classes"]), json.loads(meta["manifest"])
             count, hidden = int(meta["hallucinators"]), int(meta["hidden_channels"])
-            bank = HallucinatorBank(count=count, image_size=int(tensors["bases"].shape[-1]), hidden=hidden)
+            border = meta.get("hallucinator_border", "zero")
+            if border not in HALLUCINATOR_BORDERS:
+                raise ValueError(f"hallucinator_border {border!r} is none of {list(HALLUCINATOR_BORDERS)}")
+            bank = HallucinatorBank(count=count, image_size=int(tensors["bases"].shape[-1]), hidden=hidden,
+                                    init="random", border=border)  # its weights are the file's
             bank.load_state_dict({k.removeprefix("hallucinators."): v.float() for k, v in tensors.items()
                                   if k.startswith("hallucinators.")})
             out = cls(tensors["bases"], tensors["labels"].long(), classes, bank, manifest)
@@ -375,7 +424,8 @@ def factorize_images(
     labels = init.labels.to(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
-        bank = HallucinatorBank(count=cfg.hallucinators, image_size=size, hidden=cfg.hidden_channels).to(device)
+        bank = HallucinatorBank(count=cfg.hallucinators, image_size=size, hidden=cfg.hidden_channels,
+                                init=cfg.hallucinator_init).to(device)
         adversary = conv_net(len(classes), width=cfg.net_width, depth=cfg.net_depth, image_size=size).to(device)
     opt = torch.optim.Adam([{"params": [bases], "lr": cfg.bases_lr}, {"params": list(bank.parameters())}], lr=cfg.lr)
     opt_adv = torch.optim.Adam(adversary.parameters(), lr=cfg.adversary_lr)
