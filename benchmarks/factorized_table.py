@@ -47,8 +47,9 @@ CELLS = {
     "haba5_bases_only": ("the 5 bases/class alone + projector (control)", dict(bases=5, bases_only=True), "projector"),
     "haba5_no_adversary": ("HaBa 5 x 5 without the adversary + projector",
                            dict(bases=5, build=dict(adversarial=False)), "projector"),
-    "haba5_projector_bases_lr01": ("HaBa 5 x 5 + projector, bases at Adam lr 0.01 (the first build)",
-                                   dict(bases=5, build=dict(bases_lr=0.01)), "projector"),
+    "haba5_projector_bases_lr01": ("HaBa 5 x 5 + projector, random hallucinators and bases at Adam lr 0.01 (the first "
+                                   "build)", dict(bases=5, build=dict(bases_lr=0.01, hallucinator_init="random")),
+                                   "projector"),
 }
 
 
