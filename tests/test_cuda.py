@@ -167,3 +167,11 @@ def test_factorized_generation_on_cuda_equals_cpu_and_stays_in_range():
         single = torch.cat([bank(x[i:i + 1].to(CUDA), index[i:i + 1].to(CUDA)) for i in range(6)])
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(gpu, single, rtol=1e-5, atol=1e-5)
+
+
+def test_distill_images_on_cuda_leaves_the_callers_observer_on_the_cpu(cifar_ds, resnet56):
+    observer = copy.deepcopy(resnet56)
+    out = ll.distill_images(cifar_ds, observer, ipc=1, patches_per_image=1, candidates_per_class=4, crops_per_image=2,
+                            image_size=32, device=CUDA, progress=False)
+    assert out.images.dtype == torch.uint8 and out.images.shape == (10, 3, 32, 32)
+    assert next(observer.parameters()).device.type == "cpu", "the caller's observer must not move"

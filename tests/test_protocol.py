@@ -372,3 +372,14 @@ def test_model_labels_to_copies_and_never_moves_the_callers_model():
     moved = source.to("meta")
     assert moved is not source and moved.device.type == "meta" and moved.kind == source.kind
     assert next(teacher.parameters()).device.type == "cpu", "the caller's model must stay where it is"
+
+
+def test_on_device_copies_a_module_elsewhere_and_keeps_one_already_there():
+    from lightlabel.utils import on_device
+
+    module = nn.Linear(2, 2)
+    assert on_device(module, "cpu") is module
+    moved = on_device(module, "meta")
+    assert moved is not module and moved.weight.device.type == "meta" and module.weight.device.type == "cpu"
+    relu = nn.ReLU()
+    assert on_device(relu, "meta") is relu, "a module without tensors has nothing to move"

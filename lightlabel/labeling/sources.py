@@ -9,7 +9,6 @@ A label source labels a batch of views, says how many bytes it costs besides the
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -21,6 +20,7 @@ from ..core.base import fingerprint
 from ..core.projector import Projector
 from ..inputs import InputSpec, input_spec_of
 from ..storage import module_nbytes
+from ..utils.placement import on_device
 from .teachers import TeacherEnsemble
 
 if TYPE_CHECKING:
@@ -168,13 +168,10 @@ class ModelLabels:
 
         Recipes call it with their device, so a teacher or projector built on the CPU labels CUDA views.
         """
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if self.device is None or self.device == device:
+        model = on_device(self.model, device)
+        if model is self.model:
             return self
-        return ModelLabels(copy.deepcopy(self.model).to(device), input_spec=self.input_spec, kind=self.kind,
-                           autocast=self.autocast)
+        return ModelLabels(model, input_spec=self.input_spec, kind=self.kind, autocast=self.autocast)
 
     def extra_bytes(self) -> int:
         """The adapter file's bytes for a projector; the fp32 state dict's bytes for a teacher or ensemble."""

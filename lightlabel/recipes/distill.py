@@ -43,6 +43,7 @@ from ..core.projector import Projector
 from ..data import as_dataset, dataset_classes, dataset_targets, decode_rgb, image_size_of
 from ..inputs import InputSpec, input_spec_of
 from ..utils.memory import peak_memory_bytes, reset_peak_memory
+from ..utils.placement import on_device
 from ..utils.progress import progress_bar
 from ..utils.seeding import derive_seed
 from ..version import __version__
@@ -390,7 +391,8 @@ def distill_images(
     if size % k:
         raise ValueError(f"`image_size` {size} is not divisible by the {k}x{k} grid of patches_per_image={patches_per_image}")
     patch = size // k
-    observer = observer.eval().to(device)
+    refiner = on_device(projector, device) if projector is not None else None
+    observer = on_device(observer.eval(), device)  # a copy when it is elsewhere: the caller's model never moves
     with torch.no_grad():
         probe = observer(spec.prepare(torch.zeros(1, 3, size, size, device=device)))
     if probe.shape[-1] != len(classes):
@@ -443,7 +445,7 @@ def distill_images(
         select_s = time.perf_counter() - t0
         refine_curve = None
         if projector is not None and cfg.refine_steps > 0:  # per class: results independent of the other classes
-            stitched, refine_curve = refine_images(stitched, projector.to(device), steps=cfg.refine_steps,
+            stitched, refine_curve = refine_images(stitched, refiner, steps=cfg.refine_steps,
                                                    lr=cfg.refine_lr)
         ids = [_source_id(dataset, chosen[j]) for j in top.tolist()]
         results.items.append({"class": c, "images": (stitched.clamp(0, 1) * 255).round().to(torch.uint8),

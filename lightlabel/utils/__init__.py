@@ -1,4 +1,5 @@
-"""Small helpers used by every layer: atomic file writes, seeds, progress bars and peak-memory measurement.
+"""Small helpers used by every layer: atomic file writes, seeds, progress bars, peak-memory measurement and
+model placement.
 
 Documented and importable (``lightlabel.utils.files.atomic_write_text``), so examples and benchmarks need no
 private imports. Nothing here imports another part of lightlabel.
@@ -6,6 +7,7 @@ private imports. Nothing here imports another part of lightlabel.
 
 from .files import atomic_path, atomic_write_bytes, atomic_write_text
 from .memory import peak_memory_bytes, reset_peak_memory
+from .placement import module_device, on_device
 from .progress import progress_bar
 from .seeding import derive_seed, generator
 
@@ -15,6 +17,8 @@ __all__ = [
     "atomic_write_text",
     "derive_seed",
     "generator",
+    "module_device",
+    "on_device",
     "peak_memory_bytes",
     "progress_bar",
     "reset_peak_memory",
