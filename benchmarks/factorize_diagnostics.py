@@ -69,7 +69,8 @@ def main() -> None:
     if args.set:
         results["set"] = measure(observer, ll.FactorizedSet.load(args.set))
         cfg = results["set"]["config"]  # sets built before bases_lr existed moved their bases at lr
-        name = f"set-it{cfg['iterations']}-bases_lr{cfg.get('bases_lr', cfg['lr'])}.json"
+        init = f"-init_{cfg['hallucinator_init']}" if "hallucinator_init" in cfg else ""  # absent: built before it
+        name = f"set-it{cfg['iterations']}-bases_lr{cfg.get('bases_lr', cfg['lr'])}{init}.json"
     else:
         train = dataset("cifar10", "train", progress=False)
         # the RDED initialisation: a 1-iteration build whose learning rates are ~0 returns the bases as selected
