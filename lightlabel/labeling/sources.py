@@ -216,9 +216,11 @@ class HardLabels:
         return f"HardLabels(num_classes={self.num_classes})"
 
 
-def as_label_source(labels: Any, num_classes: int | None = None) -> LabelSource:
+def as_label_source(labels: Any, num_classes: int | None = None, *,
+                    device: torch.device | str | None = None) -> LabelSource:
     """A :class:`LabelSource` from what a user passes: a label source (returned as is), ``"hard"``, a projector or
-    teacher module, or a list of teachers (an ensemble sharing one input spec).
+    teacher module, or a list of teachers (an ensemble sharing one input spec). With ``device``, a model labeller
+    labels there (:meth:`ModelLabels.to`: a copy when the caller's model is elsewhere; it is never moved).
 
     Raises:
         TypeError: anything else (the accepted kinds are listed).
@@ -241,4 +243,6 @@ def as_label_source(labels: Any, num_classes: int | None = None) -> LabelSource:
                         f"modules, or StoredSoftLabels; got {type(labels).__name__}")
     if num_classes is not None and source.num_classes != num_classes:
         raise ValueError(f"the labels have {source.num_classes} classes but the images have {num_classes}")
+    if device is not None and isinstance(source, ModelLabels):
+        source = source.to(device)
     return source

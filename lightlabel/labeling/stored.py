@@ -26,7 +26,7 @@ from ..utils.files import atomic_path, atomic_write_text
 from ..utils.progress import progress_bar
 from ..utils.seeding import derive_seed, generator
 from .augment import Augmenter, epoch_order, epoch_views
-from .sources import LabelSource, ModelLabels, RunInfo, as_label_source
+from .sources import LabelSource, RunInfo, as_label_source
 
 __all__ = ["VIEW_PLAN_VERSION", "StoredSoftLabels", "compress_logits", "decompress_logits", "images_digest",
            "kept_epochs", "store_soft_labels"]
@@ -149,12 +149,10 @@ def store_soft_labels(
         raise ValueError(f"`images` must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     if labels.shape != (images.shape[0],):
         raise ValueError(f"`labels` must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
-    source = as_label_source(labeller)
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    source = as_label_source(labeller, device=device)
     if source.input_spec is None:
         raise ValueError(f"{source.kind} labels look at no views; there is nothing to store")
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if isinstance(source, ModelLabels):
-        source = source.to(device)  # a copy when the caller's model is elsewhere (it is never moved)
     out_dir = Path(out_dir)
     augmenter = Augmenter(augment, source.num_classes)
     compression = compression or LabelCompression()

@@ -149,8 +149,7 @@ def train_student(
         # label with a merged copy (the fast inference path); the caller's projector is left as it is
         source = ModelLabels(copy.deepcopy(source.model).to(device).merge(), kind=source.kind,
                              autocast=source.autocast)
-    if isinstance(source, ModelLabels):
-        source = source.to(device)  # a copy when the caller's model is elsewhere (it is never moved)
+    source = as_label_source(source, device=device)  # a copy when the caller's model is elsewhere (never moved)
     rank, world_size = world()
     per_rank_batch(protocol.batch_size)  # validates that the processes divide the global batch
     size = distilled.image_size
@@ -260,12 +259,10 @@ def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], dist
         ValueError: a source that does not look at views (hard or stored labels).
     """
     protocol = protocol or default_protocol(distilled)
-    source = as_label_source(labels, len(distilled.classes))
+    device = resolve_device(device)
+    source = as_label_source(labels, len(distilled.classes), device=device)
     if source.input_spec is None:
         raise ValueError(f"{source.kind} labels look at no views; label-view agreement needs a labeller")
-    device = resolve_device(device)
-    if isinstance(source, ModelLabels):
-        source = source.to(device)
     augmenter = Augmenter(protocol.augment, len(distilled.classes))
     targets = distilled.labels.to(device)
     n = in_source = dominant = 0
