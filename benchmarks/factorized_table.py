@@ -47,6 +47,10 @@ CELLS = {
     "haba5_bases_only": ("the 5 bases/class alone + projector (control)", dict(bases=5, bases_only=True), "projector"),
     "haba5_no_adversary": ("HaBa 5 x 5 without the adversary + projector",
                            dict(bases=5, build=dict(adversarial=False)), "projector"),
+    "haba5_untrained": ("HaBa 5 x 5 after 1 build iteration (identity hallucinators: views = bases) + projector "
+                        "(pipeline check)", dict(bases=5, build=dict(iterations=1)), "projector"),
+    "haba5_lr_same": ("HaBa 5 x 5 + projector, hallucinators at the bases' Adam lr 1e-3 (HaBa Sec. 3.4: same rates)",
+                      dict(bases=5, build=dict(lr=1e-3)), "projector"),
     "haba5_projector_bases_lr01": ("HaBa 5 x 5 + projector, random hallucinators and bases at Adam lr 0.01 (the first "
                                    "build)", dict(bases=5, build=dict(bases_lr=0.01, hallucinator_init="random")),
                                    "projector"),
@@ -55,7 +59,8 @@ CELLS = {
 
 def factorized(run: Run, bases: int, iterations: int, **overrides) -> ll.FactorizedSet:
     """The factorised set of ``bases`` per class x 5 hallucinators; ``overrides`` are other FactorizeConfig fields."""
-    config = ll.FactorizeConfig(bases_per_class=bases, hallucinators=5, iterations=iterations, **overrides)
+    overrides.setdefault("iterations", iterations)  # a cell may fix its own build length
+    config = ll.FactorizeConfig(bases_per_class=bases, hallucinators=5, **overrides)
     teacher = run.full_teacher()
     out = CACHE / "factorized" / f"set-{digest(config.to_dict(), fingerprint(teacher), run.data_key)}"
     if (out / "factorized.safetensors").is_file():
