@@ -59,8 +59,7 @@ CELLS = {
 
 def factorized(run: Run, bases: int, iterations: int, **overrides) -> ll.FactorizedSet:
     """The factorised set of ``bases`` per class x 5 hallucinators; ``overrides`` are other FactorizeConfig fields."""
-    overrides.setdefault("iterations", iterations)  # a cell may fix its own build length
-    config = ll.FactorizeConfig(bases_per_class=bases, hallucinators=5, **overrides)
+    config = ll.FactorizeConfig(bases_per_class=bases, hallucinators=5, iterations=iterations, **overrides)
     teacher = run.full_teacher()
     out = CACHE / "factorized" / f"set-{digest(config.to_dict(), fingerprint(teacher), run.data_key)}"
     if (out / "factorized.safetensors").is_file():
@@ -104,7 +103,8 @@ def cell(run: Run, name: str, seed: int, iterations: int) -> dict:
         data = run.distilled(spec["ipc"])
         image_bytes = data.storage_nbytes
     else:
-        fs = factorized(run, spec["bases"], iterations, **spec.get("build", {}))
+        overrides = dict(spec.get("build", {}))
+        fs = factorized(run, spec["bases"], overrides.pop("iterations", iterations), **overrides)  # a cell may fix its build length
         data = fs.bases_only() if spec.get("bases_only") else fs
         image_bytes = data.storage_nbytes
         build = fs.manifest["config"]
