@@ -7,7 +7,10 @@ Rows (total bytes = image file bytes + label bytes: the adapter file or the stor
 - RDED images at IPC 5 and 10 with stored fp16 labels, and with projector labels;
 - HaBa (factorize_images: DM + the adversarial cosine term) with 2 and 5 bases per class x 5 hallucinators, with
   projector labels;
-- controls at 5 bases per class: hard labels, the bases alone with projector labels, and no adversary.
+- controls at 5 bases per class: hard labels, the bases alone with projector labels, and no adversary;
+- two checks of the hallucinated views' drift at 5 bases per class: the set after one build iteration (identity
+  hallucinators, so every view is its basis: if it teaches like the bases alone, the pipeline is sound and the drift
+  is the build's), and hallucinators at the bases' Adam rate 1e-3 (HaBa Sec. 3.4 uses one rate for both).
 
 The projector (the 10-epoch fit, row ``projector_fit10``), the teacher, the stored labels and the RDED sets are the
 HeLlO table's (``benchmarks/helio_table.py``, same fingerprinted caches). Every finished cell is one JSON file under
