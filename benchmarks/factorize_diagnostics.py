@@ -8,8 +8,9 @@ For each set: the real CIFAR-10 ResNet-56's top-1 on the bases (against each bas
 through each hallucinator, and the mean absolute change of the bases from their RDED initialisation (pixels in
 [0, 1]). RDED selects the bases as the observer's most confident crops, so they start at 100 %. Writes
 ``benchmarks/results/factorized/diagnostics/*.json`` (builds: ``build-it<N>-init_<hallucinator init>.json``;
-``build-it200.json`` is the random initialisation, measured before the option existed); docs/results.md cites them
-by hand.
+``build-it200.json`` is the random initialisation, measured before the option existed; finished sets:
+``set-it<N>-bases_lr<lr>-init_<init>`` plus every other setting that differs from the defaults, e.g. ``-lr0.001``);
+docs/results.md cites them by hand.
 """
 
 from __future__ import annotations
@@ -49,6 +50,17 @@ def measure(observer: torch.nn.Module, fs: ll.FactorizedSet, init: torch.Tensor 
     return out
 
 
+def other_settings(cfg: dict) -> str:
+    """The file-name suffix for a set's settings that differ from FactorizeConfig's defaults, e.g. ``-lr0.001``.
+
+    Iterations, bases_lr and the hallucinator init are named apart; a set at the defaults gets no suffix, so the
+    files measured before this suffix existed keep their names.
+    """
+    defaults = ll.FactorizeConfig().to_dict()
+    named = {"iterations", "bases_lr", "hallucinator_init", "seed"}
+    return "".join(f"-{k}{v}" for k, v in sorted(cfg.items()) if k in defaults and k not in named and defaults[k] != v)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", type=Path, help="a finished factorized.safetensors to measure")
@@ -70,7 +82,7 @@ def main() -> None:
         results["set"] = measure(observer, ll.FactorizedSet.load(args.set))
         cfg = results["set"]["config"]  # sets built before bases_lr existed moved their bases at lr
         init = f"-init_{cfg['hallucinator_init']}" if "hallucinator_init" in cfg else ""  # absent: built before it
-        name = f"set-it{cfg['iterations']}-bases_lr{cfg.get('bases_lr', cfg['lr'])}{init}.json"
+        name = f"set-it{cfg['iterations']}-bases_lr{cfg.get('bases_lr', cfg['lr'])}{init}{other_settings(cfg)}.json"
     else:
         train = dataset("cifar10", "train", progress=False)
         # the RDED initialisation: a 1-iteration build whose learning rates are ~0 returns the bases as selected
