@@ -7,7 +7,7 @@
 For each set: the real CIFAR-10 ResNet-56's top-1 on the bases (against each basis's class), on the bases seen
 through each hallucinator, and the mean absolute change of the bases from their RDED initialisation (pixels in
 [0, 1]). RDED selects the bases as the observer's most confident crops, so they start at 100 %. Writes
-``benchmarks/results/factorized/diagnostics/*.json`` (builds: ``build-it<N>-init_<hallucinator init>.json``;
+``benchmarks/results/factorized/diagnostics/*.json`` (builds: ``build-it<N>-init_<hallucinator init>[-lambda_range<w>].json``;
 ``build-it200.json`` is the random initialisation, measured before the option existed; finished sets:
 ``set-it<N>-bases_lr<lr>-init_<init>`` plus every other setting that differs from the defaults, e.g. ``-lr0.001``);
 docs/results.md cites them by hand.
@@ -27,6 +27,7 @@ from _common import ROOT, data_root, dataset
 from helio_table import commit
 
 import lightlabel as ll
+from lightlabel.recipes.factorize import range_loss
 from lightlabel.utils.files import atomic_write_text
 
 OUT = ROOT / "benchmarks" / "results" / "factorized" / "diagnostics"  # apart from the table's cells
@@ -40,11 +41,21 @@ def observer_top1(observer: torch.nn.Module, images: torch.Tensor, labels: torch
         return float((observer(observer.input_spec.normalize(x)).argmax(-1) == labels).float().mean())
 
 
+def bank_output(fs: ll.FactorizedSet, j: int) -> torch.Tensor:
+    """Hallucinator ``j``'s unclamped output on every basis, (N, 3, H, W)."""
+    with torch.no_grad():
+        return fs.hallucinators(fs.bases.float() / 255, torch.full((len(fs.bases),), j))
+
+
 def measure(observer: torch.nn.Module, fs: ll.FactorizedSet, init: torch.Tensor | None = None) -> dict:
     n, h = len(fs.bases), fs.num_hallucinators
     views = [torch.stack([fs[i * h + j][0] for i in range(n)]) for j in range(h)]  # item i * H + j: basis i, H_j
     out = {"bases_top1": observer_top1(observer, fs.bases, fs.labels),
-           "views_top1": [observer_top1(observer, v, fs.labels) for v in views], "config": fs.manifest.get("config")}
+           "views_top1": [observer_top1(observer, v, fs.labels) for v in views],
+           # how far each hallucinator's output leaves [0, 1] before the clamp, and the share of clamped values
+           "views_range_excess": [float(range_loss(bank_output(fs, j))) for j in range(h)],
+           "views_clamped": [float(((v <= 0) | (v >= 1)).float().mean()) for v in views],
+           "config": fs.manifest.get("config")}
     if init is not None:
         out["mean_abs_change_from_init"] = float((fs.bases.float() - init.float()).abs().mean() / 255)
     return out
@@ -68,6 +79,7 @@ def main() -> None:
     parser.add_argument("--bases-lr", type=float, nargs="+", default=[1e-3])
     parser.add_argument("--hallucinator-init", choices=ll.configs.HALLUCINATOR_INITS, default="identity",
                         help="FactorizeConfig.hallucinator_init of the builds (default: identity)")
+    parser.add_argument("--lambda-range", type=float, default=0.0, help="FactorizeConfig.lambda_range of the builds")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -76,7 +88,8 @@ def main() -> None:
                                input_spec=ll.InputSpec.imagenet(32)).eval()
     command = "python benchmarks/factorize_diagnostics.py " + (
         f"--set {args.set}" if args.set else f"--iterations {args.iterations} --bases-lr "
-        + " ".join(map(str, args.bases_lr)) + f" --hallucinator-init {args.hallucinator_init}")
+        + " ".join(map(str, args.bases_lr)) + f" --hallucinator-init {args.hallucinator_init}"
+        + (f" --lambda-range {args.lambda_range}" if args.lambda_range else ""))
     results: dict = {"command": command, "commit": commit(), "observer": "cifar10-resnet56"}
     if args.set:
         results["set"] = measure(observer, ll.FactorizedSet.load(args.set))
@@ -92,12 +105,13 @@ def main() -> None:
         results["init"] = measure(observer, init)
         for lr in args.bases_lr:
             t0 = time.time()
-            fs = ll.factorize_images(train, observer, ll.FactorizeConfig(iterations=args.iterations, bases_lr=lr,
-                                                                         hallucinator_init=args.hallucinator_init),
-                                     progress=False)
+            fs = ll.factorize_images(train, observer, ll.FactorizeConfig(
+                iterations=args.iterations, bases_lr=lr, hallucinator_init=args.hallucinator_init,
+                lambda_range=args.lambda_range), progress=False)
             results[f"bases_lr={lr}"] = dict(measure(observer, fs, init.bases), seconds=time.time() - t0,
                                              dm_last10=statistics.mean(r["dm"] for r in fs.manifest["history"]))
-        name = f"build-it{args.iterations}-init_{args.hallucinator_init}.json"
+        name = (f"build-it{args.iterations}-init_{args.hallucinator_init}"
+                + (f"-lambda_range{args.lambda_range}" if args.lambda_range else "") + ".json")
     atomic_write_text(OUT / name, json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 

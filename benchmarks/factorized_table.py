@@ -64,7 +64,10 @@ def factorized(run: Run, bases: int, iterations: int, **overrides) -> ll.Factori
     """The factorised set of ``bases`` per class x 5 hallucinators; ``overrides`` are other FactorizeConfig fields."""
     config = ll.FactorizeConfig(bases_per_class=bases, hallucinators=5, iterations=iterations, **overrides)
     teacher = run.full_teacher()
-    out = CACHE / "factorized" / f"set-{digest(config.to_dict(), fingerprint(teacher), run.data_key)}"
+    settings = config.to_dict()
+    if not settings["lambda_range"]:  # off: the key of the sets built before the option existed, so they are reused
+        del settings["lambda_range"]
+    out = CACHE / "factorized" / f"set-{digest(settings, fingerprint(teacher), run.data_key)}"
     if (out / "factorized.safetensors").is_file():
         return ll.FactorizedSet.load(out / "factorized.safetensors")
     return ll.factorize_images(run.train, teacher, config, out_dir=out, progress=not run.args.quiet)

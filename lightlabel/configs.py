@@ -693,6 +693,11 @@ class FactorizeConfig:
             content of the bases in 1,000 iterations (the observer then names a basis's class 26 % of the time,
             ``docs/results.md``, 'Factorised images').
         adversarial: train the adversary and add ``lambda_cos * L_cos`` (Eq. 3-6).
+        lambda_range: weight of the range term ``mean((x - clamp(x, 0, 1))^2)`` on the hallucinators' outputs ``x``
+            before they are clamped to [0, 1] (our addition, not in HaBa). The student sees clamped views, so the
+            build clamps them too; but a clamped pixel passes no gradient, so once a hallucinator overshoots, neither
+            DM nor ``L_cos`` can pull that pixel back. The term is zero inside [0, 1] and pulls outside pixels back.
+            ``0`` turns it off (the builds measured before it existed).
         lambda_con, lambda_task, lambda_cos, lambda_dd: HaBa's loss weights (0.1, 1, 0.1, 1).
         temperature: ``tau`` of the contrastive loss (Eq. 3).
         net_width, net_depth: the ConvNet of DM and of the adversary (width 128, depth 3, instance norm, average
@@ -720,6 +725,7 @@ class FactorizeConfig:
     lambda_task: float = 1.0
     lambda_cos: float = 0.1
     lambda_dd: float = 1.0
+    lambda_range: float = 0.0
     temperature: float = 0.1
     net_width: int = 128
     net_depth: int = 3
@@ -751,7 +757,7 @@ class FactorizeConfig:
         for name in ("lr", "bases_lr", "adversary_lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)!r}")
-        for name in ("lambda_con", "lambda_task", "lambda_cos", "lambda_dd"):
+        for name in ("lambda_con", "lambda_task", "lambda_cos", "lambda_dd", "lambda_range"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)!r}")
 

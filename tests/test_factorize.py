@@ -17,6 +17,7 @@ from lightlabel.recipes.factorize import (
     conv_net,
     dm_loss,
     epoch_hallucinators,
+    range_loss,
 )
 
 IMAGENET32 = ll.InputSpec.imagenet(32)
@@ -235,6 +236,39 @@ def test_bases_lr_moves_the_bases_and_lr_the_hallucinators(cifar_ds, resnet20):
         assert (moved - still).abs().max() > 1e-4, "lr moves the hallucinators, bases_lr does not"
     with pytest.raises(ValueError, match="`bases_lr`"):
         ll.FactorizeConfig(bases_lr=0)
+
+
+def test_the_range_term_is_zero_inside_and_pulls_an_overshooting_hallucinator_back():
+    inside = torch.rand(2, 3, 8, 8).requires_grad_(True)
+    loss = range_loss(inside)
+    loss.backward()
+    assert loss.item() == 0.0 and inside.grad.abs().max() == 0
+    outside = torch.tensor([[-0.5, 0.5, 1.5]]).requires_grad_(True)
+    range_loss(outside).backward()
+    assert outside.grad[0, 0] < 0 < outside.grad[0, 2] and outside.grad[0, 1] == 0, "the gradient points inward"
+    torch.manual_seed(0)
+    bank, base = HallucinatorBank(count=1, image_size=16), torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        bank.dec_weight.mul_(3)  # a hallucinator that overshoots [0, 1], as the 1,000-iteration DM builds did
+    index = torch.zeros(4, dtype=torch.long)
+    excess = [range_loss(bank(base, index)).item()]
+    opt = torch.optim.Adam(bank.parameters(), lr=0.01)
+    for _ in range(50):
+        loss = range_loss(bank(base, index))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        excess.append(loss.item())
+    assert excess[0] > 0.05 and excess[-1] < 0.2 * excess[0], excess[::10]
+
+
+def test_lambda_range_is_validated_recorded_and_off_by_default(built, cifar_ds, resnet20):
+    assert "range" not in built[0].manifest["history"][-1], "lambda_range = 0 adds no term"
+    fs = ll.factorize_images(cifar_ds, resnet20, progress=False, device="cpu", **dict(TINY, iterations=3),
+                             lambda_range=10.0)
+    assert fs.manifest["config"]["lambda_range"] == 10.0 and "range" in fs.manifest["history"][-1]
+    with pytest.raises(ValueError, match="`lambda_range`"):
+        ll.FactorizeConfig(lambda_range=-1.0)
 
 
 def test_students_on_a_factorized_set(built, resnet20, tmp_path):

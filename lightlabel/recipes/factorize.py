@@ -49,7 +49,7 @@ from .distill import DistilledSet, distill_images
 from .loop import Accumulator, resolve_device, run_epochs
 
 __all__ = ["FactorizedSet", "FactorizedSetError", "HallucinatorBank", "conv_net", "dm_loss", "epoch_hallucinators",
-           "factorize_images"]
+           "factorize_images", "range_loss"]
 
 logger = logging.getLogger(__name__)
 
@@ -371,6 +371,15 @@ def dm_loss(net: nn.Module, real: list[torch.Tensor], synthetic: list[torch.Tens
     return loss
 
 
+def range_loss(images: torch.Tensor) -> torch.Tensor:
+    """``mean((x - clamp(x, 0, 1))^2)``: how far unclamped images ``(B, C, H, W)`` leave [0, 1]; 0 inside it.
+
+    The gradient of a pixel outside [0, 1] points back into it, the one signal that still reaches a pixel which
+    ``clamp`` has cut off from every other loss. Returns a float32 scalar.
+    """
+    return (images - images.clamp(0, 1)).pow(2).mean()
+
+
 def _contrastive(za: torch.Tensor, zb: torch.Tensor, tau: float) -> torch.Tensor:
     """InfoNCE between two views of the same bases (HaBa Eq. 3): row i of ``za`` matches row i of ``zb``."""
     logits = F.normalize(za, dim=1) @ F.normalize(zb, dim=1).t() / tau
@@ -445,7 +454,8 @@ def factorize_images(
             net = conv_net(len(classes), width=cfg.net_width, depth=cfg.net_depth, image_size=size).to(device)
         net.requires_grad_(False)
         n = bases.shape[0]
-        views = [bank(bases.clamp(0, 1), torch.full((n,), int(h), device=device)).clamp(0, 1) for h in chosen]
+        raw = [bank(bases.clamp(0, 1), torch.full((n,), int(h), device=device)) for h in chosen]
+        views = [x.clamp(0, 1) for x in raw]
         real = [spec.normalize(real_batch(c, gen)) for c in range(len(classes))]
         syn = [spec.normalize(torch.cat([v[labels == c] for v in views])) for c in range(len(classes))]
         loss_dd = dm_loss(net, real, syn)
@@ -456,6 +466,10 @@ def factorize_images(
             loss_cos = F.cosine_similarity(za, zb, dim=1).mean()  # Eq. 5: the set pushes the two views apart
             loss = loss + cfg.lambda_cos * loss_cos
             record["cos"] = float(loss_cos.detach())
+        if cfg.lambda_range > 0:  # clamped pixels pass no gradient: this term pulls them back into [0, 1]
+            loss_range = torch.stack([range_loss(x) for x in raw]).mean()
+            loss = loss + cfg.lambda_range * loss_range
+            record["range"] = float(loss_range.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
