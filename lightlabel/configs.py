@@ -698,8 +698,8 @@ class FactorizeConfig:
             build clamps them too; but a clamped pixel passes no gradient, so once a hallucinator overshoots, neither
             DM nor ``L_cos`` can pull that pixel back. The term is zero inside [0, 1] and pulls outside pixels back.
             ``0`` (default) turns it off. Measured on CIFAR-10 (200 iterations, ``benchmarks/factorize_diagnostics.py
-            --lambda-range 100``): it cuts the views' clamped share but not their drift (the ResNet-56 names 20-40 %
-            of the views with it, 24-42 % without), so it is no fix for the drift and stays off.
+            --lambda-range 100``): the views still drift; the ResNet-56 names 20-40 % of them with it (14-21 % of their
+            values clamped), 24-42 % without, so the clamp is not what erases their class content, and it stays off.
         lambda_con, lambda_task, lambda_cos, lambda_dd: HaBa's loss weights (0.1, 1, 0.1, 1).
         temperature: ``tau`` of the contrastive loss (Eq. 3).
         net_width, net_depth: the ConvNet of DM and of the adversary (width 128, depth 3, instance norm, average
