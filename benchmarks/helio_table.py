@@ -351,6 +351,22 @@ def triage_section() -> str:
             + "; a cell records its commit).")
 
 
+def _sets_line(cells: list[dict]) -> str:
+    """Which distilled set(s) the cells trained on: rows only compare labels alike when they share the images.
+
+    A set rebuilt from other caches (a teacher retrained on another machine, say) hashes differently; mixing such cells
+    in one table is then said in bold, with the rows on each set.
+    """
+    by_set: dict[str, list[str]] = {}
+    for c in cells:
+        by_set.setdefault(c["distilled_sha256"][:12], []).append(f"{c['row']} s{c['seed']}")
+    if len(by_set) == 1:
+        return f"Every cell trained on the distilled set whose images hash to {next(iter(by_set))} (sha256 prefix)."
+    return (f"**These cells trained on {len(by_set)} different distilled sets** (rebuilt from other caches), so rows "
+            "on different sets do not compare labels on the same images: "
+            + "; ".join(f"{sha}: {', '.join(sorted(rows))}" for sha, rows in sorted(by_set.items())) + ".")
+
+
 def report() -> None:
     cells = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*/ipc*/*.json"))]
     sections = []
@@ -405,6 +421,7 @@ def report() -> None:
                             f"{len([c for c in mine if c['ipc'] == ipc])} cells, {hours:.1f} hours of student wall time "
                             f"(a resumed cell counts its last process only). "
                             f"{_devices_line([c for c in mine if c['ipc'] == ipc])} "
+                            f"{_sets_line([c for c in mine if c['ipc'] == ipc])} "
                             f"Each cell: `python benchmarks/helio_table.py --dataset {ds} --ipc {ipc} --seeds S "
                             f"--rows ROW`; the files are in `benchmarks/results/helio/{ds}/ipc{ipc}/`.")
     setting = __doc__.split("Setting (stated again in the report):")[1].strip()
