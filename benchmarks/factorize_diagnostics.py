@@ -3,6 +3,7 @@
     python benchmarks/factorize_diagnostics.py --set PATH/factorized.safetensors      # measure a finished set
     python benchmarks/factorize_diagnostics.py --iterations 200 --bases-lr 1e-3      # short builds, then measure
     python benchmarks/factorize_diagnostics.py --iterations 200 --hallucinator-init random   # the old initialisation
+    python benchmarks/factorize_diagnostics.py --dm-compare SET [SET ...]   # DM's loss: real images vs sets
 
 For each set: the real CIFAR-10 ResNet-56's top-1 on the bases (against each basis's class), on the bases seen
 through each hallucinator, and the mean absolute change of the bases from their RDED initialisation (pixels in
@@ -27,7 +28,7 @@ from _common import ROOT, data_root, dataset
 from helio_table import commit
 
 import lightlabel as ll
-from lightlabel.recipes.factorize import range_loss
+from lightlabel.recipes.factorize import conv_net, dm_loss, range_loss
 from lightlabel.utils.files import atomic_write_text
 
 OUT = ROOT / "benchmarks" / "results" / "factorized" / "diagnostics"  # apart from the table's cells
@@ -61,6 +62,51 @@ def measure(observer: torch.nn.Module, fs: ll.FactorizedSet, init: torch.Tensor 
     return out
 
 
+def dm_compare(paths: list[Path], nets: int = 5, real_per_class: int = 64, seed: int = 0) -> dict:
+    """DM's loss (``dm_loss``, the build's ``L_DD``) against 64 real images per class, under ``nets`` random ConvNets
+    (the build's: width 128, depth 3), for: random real training images (as many per class as a build's step
+    sends: 2 views of each basis), each set's bases, and each set's views through hallucinators 0 and 1.
+
+    If real photographs score worse than a build's views, DM's optimum is not a set of class-like images, and the
+    views' drift is what DM asks for rather than a failure to optimise it.
+    """
+    train = dataset("cifar10", "train", progress=False)
+    targets = torch.as_tensor(train.targets)
+    per_class = [(targets == c).nonzero().flatten() for c in range(10)]
+    spec = ll.InputSpec.imagenet()
+    gen = torch.Generator().manual_seed(seed)
+
+    def images(idx: torch.Tensor) -> torch.Tensor:
+        return torch.stack([train[int(i)][0] for i in idx]).float().div(255)
+
+    def draw(c: int, k: int) -> torch.Tensor:
+        return images(per_class[c][torch.randint(len(per_class[c]), (k,), generator=gen)])
+
+    sets = {p: ll.FactorizedSet.load(p) for p in paths}
+    per_set = {p: len(fs.bases) // 10 for p, fs in sets.items()}
+    out: dict = {"real": [], **{str(p): {"bases": [], "views": []} for p in paths}}
+    for i in range(nets):
+        real = [spec.normalize(draw(c, real_per_class)) for c in range(10)]
+        torch.manual_seed(10_000 + i)
+        net = conv_net(10, width=128, depth=3, image_size=32).requires_grad_(False)
+        with torch.no_grad():
+            k = 2 * max(per_set.values())
+            out["real"].append(float(dm_loss(net, real, [spec.normalize(draw(c, k)) for c in range(10)])))
+            for p, fs in sets.items():
+                b = fs.bases.float() / 255
+                views = [fs.hallucinators(b, torch.full((len(b),), h)).clamp(0, 1) for h in (0, 1)]
+                out[str(p)]["bases"].append(float(dm_loss(net, real, [spec.normalize(b[fs.labels == c])
+                                                                       for c in range(10)])))
+                out[str(p)]["views"].append(float(dm_loss(net, real, [spec.normalize(torch.cat(
+                    [v[fs.labels == c] for v in views])) for c in range(10)])))
+    summary = {"real_images_per_class": 2 * max(per_set.values()), "real": statistics.mean(out["real"])}
+    for p, fs in sets.items():
+        summary[str(p)] = {"iterations": fs.manifest["config"]["iterations"], "config": fs.manifest["config"],
+                           "bases": statistics.mean(out[str(p)]["bases"]),
+                           "views": statistics.mean(out[str(p)]["views"])}
+    return {"nets": nets, "per_net": out, "mean": summary}
+
+
 def other_settings(cfg: dict) -> str:
     """The file-name suffix for a set's settings that differ from FactorizeConfig's defaults, e.g. ``-lr0.001``.
 
@@ -75,6 +121,8 @@ def other_settings(cfg: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", type=Path, help="a finished factorized.safetensors to measure")
+    parser.add_argument("--dm-compare", type=Path, nargs="+", metavar="SET",
+                        help="DM's loss of real images, and of these sets' bases and views (dm_compare)")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--bases-lr", type=float, nargs="+", default=[1e-3])
     parser.add_argument("--hallucinator-init", choices=ll.configs.HALLUCINATOR_INITS, default="identity",
@@ -86,6 +134,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     observer = ll.load_teacher(data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th",
                                input_spec=ll.InputSpec.imagenet(32)).eval()
+    if args.dm_compare:
+        results = {"command": "python benchmarks/factorize_diagnostics.py --dm-compare "
+                   + " ".join(map(str, args.dm_compare)), "commit": commit(), **dm_compare(args.dm_compare)}
+        atomic_write_text(OUT / "dm-compare.json", json.dumps(results, indent=1))
+        print(json.dumps(results["mean"], indent=1))
+        return
     command = "python benchmarks/factorize_diagnostics.py " + (
         f"--set {args.set}" if args.set else f"--iterations {args.iterations} --bases-lr "
         + " ".join(map(str, args.bases_lr)) + f" --hallucinator-init {args.hallucinator_init}"
