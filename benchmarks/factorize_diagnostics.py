@@ -4,6 +4,7 @@
     python benchmarks/factorize_diagnostics.py --iterations 200 --bases-lr 1e-3      # short builds, then measure
     python benchmarks/factorize_diagnostics.py --iterations 200 --hallucinator-init random   # the old initialisation
     python benchmarks/factorize_diagnostics.py --dm-compare SET [SET ...]   # DM's loss: real images vs sets
+    python benchmarks/factorize_diagnostics.py --render SET [SET ...]       # docs/factorized-views.png
 
 For each set: the real CIFAR-10 ResNet-56's top-1 on the bases (against each basis's class), on the bases seen
 through each hallucinator, and the mean absolute change of the bases from their RDED initialisation (pixels in
@@ -107,6 +108,23 @@ def dm_compare(paths: list[Path], nets: int = 5, real_per_class: int = 64, seed:
     return {"nets": nets, "per_net": out, "mean": summary}
 
 
+def render(paths: list[Path], out: Path, classes: int = 5) -> None:
+    """One block per set, side by side: for the first basis of ``classes`` classes (rows), the basis and its view
+    through every hallucinator (columns), upscaled 2x, written as a PNG to ``out``."""
+    from torchvision.utils import make_grid, save_image
+
+    blocks = []
+    for p in paths:
+        fs = ll.FactorizedSet.load(p)
+        h = fs.num_hallucinators
+        first = [int((fs.labels == c).nonzero()[0]) for c in range(classes)]
+        tiles = [t for i in first for t in [fs.bases[i].float() / 255] + [fs[i * h + j][0] for j in range(h)]]
+        grid = make_grid(torch.stack(tiles), nrow=h + 1, padding=1, pad_value=1.0)
+        blocks.append(torch.nn.functional.pad(grid, (0, 8, 0, 0), value=1.0))
+    image = torch.cat(blocks, dim=2)
+    save_image(torch.nn.functional.interpolate(image[None], scale_factor=2, mode="nearest")[0], out)
+
+
 def other_settings(cfg: dict) -> str:
     """The file-name suffix for a set's settings that differ from FactorizeConfig's defaults, e.g. ``-lr0.001``.
 
@@ -121,6 +139,8 @@ def other_settings(cfg: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", type=Path, help="a finished factorized.safetensors to measure")
+    parser.add_argument("--render", type=Path, nargs="+", metavar="SET",
+                        help="draw these sets' bases and views side by side into docs/factorized-views.png")
     parser.add_argument("--dm-compare", type=Path, nargs="+", metavar="SET",
                         help="DM's loss of real images, and of these sets' bases and views (dm_compare)")
     parser.add_argument("--iterations", type=int, default=200)
@@ -134,6 +154,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     observer = ll.load_teacher(data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th",
                                input_spec=ll.InputSpec.imagenet(32)).eval()
+    if args.render:
+        render(args.render, ROOT / "docs" / "factorized-views.png")
+        return
     if args.dm_compare:
         results = {"command": "python benchmarks/factorize_diagnostics.py --dm-compare "
                    + " ".join(map(str, args.dm_compare)), "commit": commit(), **dm_compare(args.dm_compare)}
