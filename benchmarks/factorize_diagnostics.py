@@ -125,6 +125,23 @@ def render(paths: list[Path], out: Path, classes: int = 5) -> None:
     save_image(torch.nn.functional.interpolate(image[None], scale_factor=2, mode="nearest")[0], out)
 
 
+def from_state(path: Path) -> ll.FactorizedSet:
+    """The set an unfinished build holds in its ``factorize-state.pt`` (saved every 50 iterations); the manifest
+    gets the config with ``iterations`` set to the iterations done and the build's per-50-iteration loss history."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = dict(saved["settings"]["config"])
+    params = saved["state"]["params"]
+    bank = ll.recipes.factorize.HallucinatorBank(count=cfg["hallucinators"], image_size=params["bases"].shape[-1],
+                                                 hidden=cfg["hidden_channels"], init=cfg["hallucinator_init"])
+    bank.load_state_dict(params["bank"])
+    classes = saved["settings"]["classes"]
+    labels = torch.arange(len(classes)).repeat_interleave(cfg["bases_per_class"])  # RDED's order: class by class
+    bases = (params["bases"].clamp(0, 1) * 255).round().to(torch.uint8)
+    done = len(saved["state"]["history"]["items"]) if isinstance(saved["state"]["history"], dict) else None
+    cfg["iterations_planned"], cfg["iterations"] = cfg["iterations"], done or 50 * saved["epoch"]
+    return ll.FactorizedSet(bases, labels, classes, bank, {"config": cfg, "history_per_50": saved["history"]})
+
+
 def other_settings(cfg: dict) -> str:
     """The file-name suffix for a set's settings that differ from FactorizeConfig's defaults, e.g. ``-lr0.001``.
 
@@ -139,6 +156,7 @@ def other_settings(cfg: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", type=Path, help="a finished factorized.safetensors to measure")
+    parser.add_argument("--state", type=Path, help="an unfinished build's factorize-state.pt to measure")
     parser.add_argument("--render", type=Path, nargs="+", metavar="SET",
                         help="draw these sets' bases and views side by side into docs/factorized-views.png")
     parser.add_argument("--dm-compare", type=Path, nargs="+", metavar="SET",
@@ -164,15 +182,19 @@ def main() -> None:
         print(json.dumps(results["mean"], indent=1))
         return
     command = "python benchmarks/factorize_diagnostics.py " + (
-        f"--set {args.set}" if args.set else f"--iterations {args.iterations} --bases-lr "
+        f"--set {args.set}" if args.set else f"--state {args.state}" if args.state else f"--iterations {args.iterations} --bases-lr "
         + " ".join(map(str, args.bases_lr)) + f" --hallucinator-init {args.hallucinator_init}"
         + (f" --lambda-range {args.lambda_range}" if args.lambda_range else ""))
     results: dict = {"command": command, "commit": commit(), "observer": "cifar10-resnet56"}
-    if args.set:
-        results["set"] = measure(observer, ll.FactorizedSet.load(args.set))
+    if args.set or args.state:
+        fs = ll.FactorizedSet.load(args.set) if args.set else from_state(args.state)
+        results["set"] = measure(observer, fs)
+        if args.state:
+            results["set"]["history_per_50"] = fs.manifest["history_per_50"]
         cfg = results["set"]["config"]  # sets built before bases_lr existed moved their bases at lr
         init = f"-init_{cfg['hallucinator_init']}" if "hallucinator_init" in cfg else ""  # absent: built before it
-        name = f"set-it{cfg['iterations']}-bases_lr{cfg.get('bases_lr', cfg['lr'])}{init}{other_settings(cfg)}.json"
+        name = (f"{'set' if args.set else 'state'}-it{cfg['iterations']}-bases_lr{cfg.get('bases_lr', cfg['lr'])}"
+                f"{init}{other_settings(cfg)}.json")
     else:
         train = dataset("cifar10", "train", progress=False)
         # the RDED initialisation: a 1-iteration build whose learning rates are ~0 returns the bases as selected
