@@ -49,6 +49,12 @@ def bank_output(fs: ll.FactorizedSet, j: int) -> torch.Tensor:
         return fs.hallucinators(fs.bases.float() / 255, torch.full((len(fs.bases),), j))
 
 
+def basis_correlation(bases: torch.Tensor, views: torch.Tensor) -> float:
+    """Mean over images of the Pearson correlation between a view and its basis, both (N, 3, H, W)."""
+    b, v = (x.flatten(1) - x.flatten(1).mean(1, keepdim=True) for x in (bases, views.float()))
+    return float(((b * v).sum(1) / (b.norm(dim=1) * v.norm(dim=1)).clamp_min(1e-12)).mean())
+
+
 def measure(observer: torch.nn.Module, fs: ll.FactorizedSet, init: torch.Tensor | None = None) -> dict:
     n, h = len(fs.bases), fs.num_hallucinators
     views = [torch.stack([fs[i * h + j][0] for i in range(n)]) for j in range(h)]  # item i * H + j: basis i, H_j
@@ -57,6 +63,8 @@ def measure(observer: torch.nn.Module, fs: ll.FactorizedSet, init: torch.Tensor 
            # how far each hallucinator's output leaves [0, 1] before the clamp, and the share of clamped values
            "views_range_excess": [float(range_loss(bank_output(fs, j))) for j in range(h)],
            "views_clamped": [float(((v <= 0) | (v >= 1)).float().mean()) for v in views],
+           # Pearson correlation of each view with its basis over pixels, mean over bases: 1 = the basis itself
+           "views_basis_corr": [basis_correlation(fs.bases.float() / 255, v) for v in views],
            "config": fs.manifest.get("config")}
     if init is not None:
         out["mean_abs_change_from_init"] = float((fs.bases.float() - init.float()).abs().mean() / 255)
