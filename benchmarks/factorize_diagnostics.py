@@ -156,7 +156,8 @@ def other_settings(cfg: dict) -> str:
     Iterations, bases_lr and the hallucinator init are named apart; a set at the defaults gets no suffix, so the
     files measured before this suffix existed keep their names.
     """
-    defaults = ll.FactorizeConfig().to_dict()
+    # lr: 0.01, the hallucinators' default when the first files were named (1e-3 since), so their names still hold
+    defaults = {**ll.FactorizeConfig().to_dict(), "lr": 0.01}
     named = {"iterations", "bases_lr", "hallucinator_init", "seed"}
     return "".join(f"-{k}{v}" for k, v in sorted(cfg.items()) if k in defaults and k not in named and defaults[k] != v)
 
@@ -174,6 +175,9 @@ def main() -> None:
     parser.add_argument("--hallucinator-init", choices=ll.configs.HALLUCINATOR_INITS, default="identity",
                         help="FactorizeConfig.hallucinator_init of the builds (default: identity)")
     parser.add_argument("--lambda-range", type=float, default=0.0, help="FactorizeConfig.lambda_range of the builds")
+    parser.add_argument("--lr", type=float, default=0.01,
+                        help="the hallucinators' rate of the builds (default 0.01, the rate of the builds measured "
+                             "before FactorizeConfig's default became 1e-3; other rates are named in the file)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -192,7 +196,7 @@ def main() -> None:
     command = "python benchmarks/factorize_diagnostics.py " + (
         f"--set {args.set}" if args.set else f"--state {args.state}" if args.state else f"--iterations {args.iterations} --bases-lr "
         + " ".join(map(str, args.bases_lr)) + f" --hallucinator-init {args.hallucinator_init}"
-        + (f" --lambda-range {args.lambda_range}" if args.lambda_range else ""))
+        + (f" --lambda-range {args.lambda_range}" if args.lambda_range else "") + f" --lr {args.lr}")
     results: dict = {"command": command, "commit": commit(), "observer": "cifar10-resnet56"}
     if args.set or args.state:
         fs = ll.FactorizedSet.load(args.set) if args.set else from_state(args.state)
@@ -214,11 +218,12 @@ def main() -> None:
             t0 = time.time()
             fs = ll.factorize_images(train, observer, ll.FactorizeConfig(
                 iterations=args.iterations, bases_lr=lr, hallucinator_init=args.hallucinator_init,
-                lambda_range=args.lambda_range), progress=False)
+                lambda_range=args.lambda_range, lr=args.lr), progress=False)
             results[f"bases_lr={lr}"] = dict(measure(observer, fs, init.bases), seconds=time.time() - t0,
                                              dm_last10=statistics.mean(r["dm"] for r in fs.manifest["history"]))
         name = (f"build-it{args.iterations}-init_{args.hallucinator_init}"
-                + (f"-lambda_range{args.lambda_range}" if args.lambda_range else "") + ".json")
+                + (f"-lambda_range{args.lambda_range}" if args.lambda_range else "")
+                + (f"-lr{args.lr}" if args.lr != 0.01 else "") + ".json")
     atomic_write_text(OUT / name, json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 
