@@ -56,12 +56,12 @@ def basis_correlation(bases: torch.Tensor, views: torch.Tensor) -> float:
 
 
 def measure(observer: torch.nn.Module, fs: ll.FactorizedSet, init: torch.Tensor | None = None) -> dict:
-    n, h = len(fs.bases), fs.num_hallucinators
-    views = [torch.stack([fs[i * h + j][0] for i in range(n)]) for j in range(h)]  # item i * H + j: basis i, H_j
+    raw = [bank_output(fs, j) for j in range(fs.num_hallucinators)]  # one batched call per hallucinator
+    views = [x.clamp(0, 1) for x in raw]  # what the set's items are (FactorizedSet.generate)
     out = {"bases_top1": observer_top1(observer, fs.bases, fs.labels),
            "views_top1": [observer_top1(observer, v, fs.labels) for v in views],
            # how far each hallucinator's output leaves [0, 1] before the clamp, and the share of clamped values
-           "views_range_excess": [float(range_loss(bank_output(fs, j))) for j in range(h)],
+           "views_range_excess": [float(range_loss(x)) for x in raw],
            "views_clamped": [float(((v <= 0) | (v >= 1)).float().mean()) for v in views],
            # Pearson correlation of each view with its basis over pixels, mean over bases: 1 = the basis itself
            "views_basis_corr": [basis_correlation(fs.bases.float() / 255, v) for v in views],
@@ -92,23 +92,24 @@ def dm_compare(paths: list[Path], nets: int = 5, real_per_class: int = 64, seed:
         return images(per_class[c][torch.randint(len(per_class[c]), (k,), generator=gen)])
 
     sets = {p: ll.FactorizedSet.load(p) for p in paths}
-    per_set = {p: len(fs.bases) // 10 for p, fs in sets.items()}
+    k = 2 * max(len(fs.bases) // 10 for fs in sets.values())  # real images per class: a step's 2 views per basis
+    # per set, per class (normalised): its bases, and its views through hallucinators 0 and 1
+    bases = {p: [spec.normalize(fs.bases[fs.labels == c].float() / 255) for c in range(10)] for p, fs in sets.items()}
+    views = {}
+    for p, fs in sets.items():
+        both = [bank_output(fs, h).clamp(0, 1) for h in (0, 1)]
+        views[p] = [spec.normalize(torch.cat([v[fs.labels == c] for v in both])) for c in range(10)]
     out: dict = {"real": [], **{str(p): {"bases": [], "views": []} for p in paths}}
     for i in range(nets):
         real = [spec.normalize(draw(c, real_per_class)) for c in range(10)]
         torch.manual_seed(10_000 + i)
         net = conv_net(10, width=128, depth=3, image_size=32).requires_grad_(False)
         with torch.no_grad():
-            k = 2 * max(per_set.values())
             out["real"].append(float(dm_loss(net, real, [spec.normalize(draw(c, k)) for c in range(10)])))
-            for p, fs in sets.items():
-                b = fs.bases.float() / 255
-                views = [fs.hallucinators(b, torch.full((len(b),), h)).clamp(0, 1) for h in (0, 1)]
-                out[str(p)]["bases"].append(float(dm_loss(net, real, [spec.normalize(b[fs.labels == c])
-                                                                       for c in range(10)])))
-                out[str(p)]["views"].append(float(dm_loss(net, real, [spec.normalize(torch.cat(
-                    [v[fs.labels == c] for v in views])) for c in range(10)])))
-    summary = {"real_images_per_class": 2 * max(per_set.values()), "real": statistics.mean(out["real"])}
+            for p in sets:
+                out[str(p)]["bases"].append(float(dm_loss(net, real, bases[p])))
+                out[str(p)]["views"].append(float(dm_loss(net, real, views[p])))
+    summary = {"real_images_per_class": k, "real": statistics.mean(out["real"])}
     for p, fs in sets.items():
         summary[str(p)] = {"iterations": fs.manifest["config"]["iterations"], "config": fs.manifest["config"],
                            "bases": statistics.mean(out[str(p)]["bases"]),
@@ -145,8 +146,7 @@ def from_state(path: Path) -> ll.FactorizedSet:
     classes = saved["settings"]["classes"]
     labels = torch.arange(len(classes)).repeat_interleave(cfg["bases_per_class"])  # RDED's order: class by class
     bases = (params["bases"].clamp(0, 1) * 255).round().to(torch.uint8)
-    done = len(saved["state"]["history"]["items"]) if isinstance(saved["state"]["history"], dict) else None
-    cfg["iterations_planned"], cfg["iterations"] = cfg["iterations"], done or 50 * saved["epoch"]
+    cfg["iterations_planned"], cfg["iterations"] = cfg["iterations"], len(saved["state"]["history"]["items"])
     return ll.FactorizedSet(bases, labels, classes, bank, {"config": cfg, "history_per_50": saved["history"]})
 
 
