@@ -26,7 +26,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--per-class", type=int, default=30)
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="lightlabel-build-"))
+    with tempfile.TemporaryDirectory(prefix="lightlabel-build-") as tmp:
+        return _build(args, Path(tmp))
+
+
+def _build(args: argparse.Namespace, work: Path) -> Path:
+    """Fit in the scratch folder ``work`` (removed by the caller) and save the adapter to ``args.out``."""
     data = default_data_root()
     train = load_image_folder(extract_image_folder(data / "cifar10" / "train.tar.gz", work / "train", split="train",
                                                    per_class=args.per_class), progress=False)

@@ -25,20 +25,21 @@ def main(argv: list[str] | None = None) -> ll.DistilledSet:
     parser.add_argument("--refine-steps", type=int, default=300)
     args = parser.parse_args(argv)
     data = default_data_root()
-    work = Path(tempfile.mkdtemp(prefix="lightlabel-distill-"))
-    train = load_image_folder(extract_image_folder(data / "cifar10" / "train.tar.gz", work / "train", split="train",
-                                                   per_class=args.candidates), progress=False)
-    observer = ll.load_teacher(data.parent / "models" / "cifar10-resnet56-4bfd9763.th",
-                               input_spec=ll.InputSpec.imagenet(32))  # a plain state dict: say what it expects
-    projector = ll.Projector.from_pretrained(args.adapter) if args.adapter else None
-    distilled = ll.distill_images(train, observer, ipc=args.ipc, patches_per_image=1,
-                                  candidates_per_class=args.candidates, projector=projector,
-                                  refine_steps=args.refine_steps, progress=False)
-    distilled.save(args.out)
-    report = ll.storage_report(num_classes=10, ipc=args.ipc, epochs=300)
-    print(f"{len(distilled)} images -> {args.out} ({distilled.storage_nbytes:,} bytes of PNG); stored fp16 soft labels "
-          f"for 300 epochs would add {report.soft_label_bytes:,} bytes")
-    return distilled
+    with tempfile.TemporaryDirectory(prefix="lightlabel-distill-") as tmp:  # removed on return
+        work = Path(tmp)
+        train = load_image_folder(extract_image_folder(data / "cifar10" / "train.tar.gz", work / "train", split="train",
+                                                       per_class=args.candidates), progress=False)
+        observer = ll.load_teacher(data.parent / "models" / "cifar10-resnet56-4bfd9763.th",
+                                   input_spec=ll.InputSpec.imagenet(32))  # a plain state dict: say what it expects
+        projector = ll.Projector.from_pretrained(args.adapter) if args.adapter else None
+        distilled = ll.distill_images(train, observer, ipc=args.ipc, patches_per_image=1,
+                                      candidates_per_class=args.candidates, projector=projector,
+                                      refine_steps=args.refine_steps, progress=False)
+        distilled.save(args.out)
+        report = ll.storage_report(num_classes=10, ipc=args.ipc, epochs=300)
+        print(f"{len(distilled)} images -> {args.out} ({distilled.storage_nbytes:,} bytes of PNG); stored fp16 soft labels "
+              f"for 300 epochs would add {report.soft_label_bytes:,} bytes")
+        return distilled
 
 
 if __name__ == "__main__":

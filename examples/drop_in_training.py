@@ -33,35 +33,36 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--per-class", type=int, default=10, help="CIFAR-10 images per class to train on")
     args = parser.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    work = Path(tempfile.mkdtemp(prefix="lightlabel-dropin-"))
-    data = args.data or default_data_root()
-    folder = extract_image_folder(data / "cifar10" / "train.tar.gz", work / "train", split="train",
-                                  per_class=args.per_class)
-    train_set = ImageFolder(str(folder), transform=v2.Compose([
-        v2.ToImage(), v2.RandomResizedCrop(32, scale=(0.5, 1.0)), v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET.mean, IMAGENET.std)]))
-    loader = torch.utils.data.DataLoader(train_set, batch_size=50, shuffle=True)
+    with tempfile.TemporaryDirectory(prefix="lightlabel-dropin-") as tmp:  # removed on return
+        work = Path(tmp)
+        data = args.data or default_data_root()
+        folder = extract_image_folder(data / "cifar10" / "train.tar.gz", work / "train", split="train",
+                                      per_class=args.per_class)
+        train_set = ImageFolder(str(folder), transform=v2.Compose([
+            v2.ToImage(), v2.RandomResizedCrop(32, scale=(0.5, 1.0)), v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET.mean, IMAGENET.std)]))
+        loader = torch.utils.data.DataLoader(train_set, batch_size=50, shuffle=True)
 
-    if args.adapter is not None:
-        projector = ll.Projector.from_pretrained(args.adapter, class_names=train_set.classes)
-    else:
-        base, ckpt = save_tiny_base(work / "base")
-        projector = ll.Projector(base=base, pretrained=str(ckpt), class_names=train_set.classes,
-                                 config=ll.AdapterConfig(head_rank=8))
-    relabeler = ll.OnlineRelabeler(projector.to(device).merge(), input_spec=IMAGENET, mix="cutmix", seed=0)  # lightlabel
-    criterion = ll.SoftLabelLoss(ce_weight=0.025)  # MSE on logits + 0.025 CE (HeLlO supp. Table 3)
+        if args.adapter is not None:
+            projector = ll.Projector.from_pretrained(args.adapter, class_names=train_set.classes)
+        else:
+            base, ckpt = save_tiny_base(work / "base")
+            projector = ll.Projector(base=base, pretrained=str(ckpt), class_names=train_set.classes,
+                                     config=ll.AdapterConfig(head_rank=8))
+        relabeler = ll.OnlineRelabeler(projector.to(device).merge(), input_spec=IMAGENET, mix="cutmix", seed=0)  # lightlabel
+        criterion = ll.SoftLabelLoss(ce_weight=0.025)  # MSE on logits + 0.025 CE (HeLlO supp. Table 3)
 
-    student = torchvision.models.resnet18(num_classes=len(train_set.classes)).to(device)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-3)
-    for epoch in range(args.epochs):
-        for images, targets in loader:
-            images, soft_logits, mixed_targets = relabeler(images.to(device), targets.to(device))  # lightlabel
-            loss = criterion(student(images), soft_logits, mixed_targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.4f}")
-    return float(loss.item())
+        student = torchvision.models.resnet18(num_classes=len(train_set.classes)).to(device)
+        optimizer = torch.optim.AdamW(student.parameters(), lr=1e-3)
+        for epoch in range(args.epochs):
+            for images, targets in loader:
+                images, soft_logits, mixed_targets = relabeler(images.to(device), targets.to(device))  # lightlabel
+                loss = criterion(student(images), soft_logits, mixed_targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            print(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.4f}")
+        return float(loss.item())
 
 
 if __name__ == "__main__":

@@ -6,10 +6,13 @@ cache (lightlabel's text heads, the Hub cache) points into a temporary folder.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _TMP = tempfile.mkdtemp(prefix="lightlabel-tests-")
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)  # the text-head and Hub caches live here
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = os.path.join(_TMP, "hf")
 os.environ["LIGHTLABEL_CACHE"] = os.path.join(_TMP, "cache")
