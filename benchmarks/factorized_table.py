@@ -7,10 +7,12 @@ Rows (total bytes = image file bytes + label bytes: the adapter file or the stor
 - RDED images at IPC 5 and 10 with stored fp16 labels, and with projector labels;
 - HaBa (factorize_images: DM + the adversarial cosine term) with 2 and 5 bases per class x 5 hallucinators, with
   projector labels;
-- controls at 5 bases per class: hard labels, the bases alone with projector labels, and no adversary;
+- controls at 5 bases per class: hard labels, the bases alone with projector labels, and no adversary (built at
+  the hallucinator rate 1e-3, so it pairs with the 1e-3 row below);
 - two checks of the hallucinated views' drift at 5 bases per class: the set after one build iteration (identity
   hallucinators, so every view is its basis: if it teaches like the bases alone, the pipeline is sound and the drift
-  is the build's), and hallucinators at the bases' Adam rate 1e-3 (HaBa Sec. 3.4 uses one rate for both).
+  is the build's), and hallucinators at the bases' Adam rate 1e-3 (HaBa Sec. 3.4 uses one rate for both), at 5 and
+  at 2 bases per class.
 
 The projector (the 10-epoch fit, row ``projector_fit10``), the teacher, the stored labels and the RDED sets are the
 HeLlO table's (``benchmarks/helio_table.py``, same fingerprinted caches). Every finished cell is one JSON file under
@@ -52,12 +54,15 @@ CELLS = {
     "haba5_hard": ("HaBa 5 x 5 (lr 0.01) + hard labels (HaBa's own student)", dict(bases=5, build=dict(lr=0.01)), "hard"),
     "haba5_bases_only": ("the 5 bases/class alone (of the lr 0.01 build) + projector (control)", dict(bases=5, bases_only=True, build=dict(lr=0.01)),
                          "projector"),
-    "haba5_no_adversary": ("HaBa 5 x 5 (lr 0.01) without the adversary + projector",
-                           dict(bases=5, build=dict(adversarial=False, lr=0.01)), "projector"),
+    # the no-adversary control is paired with the best build, haba5_lr_same (lr 1e-3, FactorizeConfig's default)
+    "haba5_no_adversary": ("HaBa 5 x 5 (lr 1e-3) without the adversary + projector (control for the lr 1e-3 row)",
+                           dict(bases=5, build=dict(adversarial=False, lr=1e-3)), "projector"),
     "haba5_untrained": ("HaBa 5 x 5 after 1 build iteration at lr 0.01 (identity hallucinators: views = bases) + projector "
                         "(pipeline check)", dict(bases=5, build=dict(iterations=1, lr=0.01)), "projector"),
     "haba5_lr_same": ("HaBa 5 x 5 + projector, hallucinators at the bases' Adam lr 1e-3 (HaBa Sec. 3.4: same rates)",
                       dict(bases=5, build=dict(lr=1e-3)), "projector"),
+    "haba2_lr_same": ("HaBa 2 bases/class x 5 hallucinators + projector, hallucinators at lr 1e-3 (the default)",
+                      dict(bases=2, build=dict(lr=1e-3)), "projector"),
     "haba5_projector_bases_lr01": ("HaBa 5 x 5 + projector, random hallucinators and bases at Adam lr 0.01 (the first "
                                    "build)", dict(bases=5, build=dict(lr=0.01, bases_lr=0.01, hallucinator_init="random")),
                                    "projector"),
