@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 300])
+    parser.add_argument("--views", nargs="+", default=list(VIEWS), choices=list(VIEWS),
+                        help="only these view kinds (two processes can split the cells between them)")
+    parser.add_argument("--labels", nargs="+", default=["teacher", "hard"], choices=["teacher", "hard"])
     parser.add_argument("--candidates", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -79,8 +82,9 @@ def main() -> None:
             atomic_write_text(path, json.dumps(rec, indent=1))
     for seed in args.seeds:
         for steps in args.steps:
-            for views, augment in VIEWS.items():
-                for labels in ("teacher", "hard"):
+            for views in args.views:
+                augment = VIEWS[views]
+                for labels in args.labels:
                     path = args.out / f"cifar10-ipc10-{views}-{steps}steps-{labels}-seed{seed}.json"
                     if path.is_file():
                         continue
