@@ -89,6 +89,79 @@ def line_chart(path: str | Path, series: dict[str, tuple[Sequence[float], Sequen
     return path
 
 
+# 12 distinguishable colours (Tableau's 10 plus two darker ones): a scatter numbers its points as well
+SCATTER_COLORS = COLORS + [(227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (31, 60, 120),
+                           (120, 20, 20)]
+
+
+def scatter_chart(path: str | Path, points: Sequence[tuple[str, float, float]], *, title: str, xlabel: str,
+                  ylabel: str, logx: bool = False, xunit: str = "", width: int = 900) -> Path:
+    """One numbered marker per ``(name, x, y)``; the legend (number, name, y) sits below the plot, not on it.
+
+    Markers that would share a spot keep their own numbers: a label that would overlap an earlier one moves down.
+    X ticks are powers of ten on a log axis (formatted with ``xunit``, e.g. ``"bytes"``); the y range is padded so
+    no marker sits on the frame. Written atomically as PNG; the height grows with the number of points.
+    """
+    row, left, right, top, plot_h = 16, 70, 40, 50, 380
+    legend_top = top + plot_h + 60
+    h = legend_top + row * len(points) + 20
+    img = Image.new("RGB", (width, h), "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    xs = [x for _, x, _ in points]
+    ys = [y for _, _, y in points]
+    pad = max((max(ys) - min(ys)) * 0.08, 0.5)
+    y0, y1 = min(ys) - pad, max(ys) + pad
+    tx = (lambda v: math.log10(v)) if logx else (lambda v: v)
+    if logx:
+        x0, x1 = 10 ** math.floor(math.log10(min(xs))), 10 ** math.ceil(math.log10(max(xs)))
+    else:
+        xpad = (max(xs) - min(xs)) * 0.05 or 1
+        x0, x1 = min(xs) - xpad, max(xs) + xpad
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        fx = (tx(x) - tx(x0)) / ((tx(x1) - tx(x0)) or 1)
+        fy = (y - y0) / ((y1 - y0) or 1)
+        return left + fx * (width - left - right), top + plot_h - fy * plot_h
+
+    for v in _ticks(y0, y1, False):
+        if y0 <= v <= y1:
+            _, y = px(x0, v)
+            d.line([left, y, width - right, y], fill=(225, 225, 225))
+            d.text((8, y - 6), f"{v:g}", fill="black", font=font)
+    for v in _ticks(x0, x1, logx):
+        if x0 <= v <= x1:
+            x, _ = px(v, y0)
+            d.line([x, top, x, top + plot_h], fill=(235, 235, 235))
+            label = _fmt(v, xunit)
+            d.text((x - 3 * len(label), top + plot_h + 8), label, fill="black", font=font)
+    d.rectangle([left, top, width - right, top + plot_h], outline="black")
+    d.text((width // 2 - 3 * len(title), 15), title, fill="black", font=font)
+    d.text((width // 2 - 3 * len(xlabel), top + plot_h + 30), xlabel, fill="black", font=font)
+    d.text((8, top - 30), ylabel, fill="black", font=font)
+    centres = [px(x, y) for _, x, y in points]
+    placed = [(cx - 5, cy - 5, cx + 5, cy + 5) for cx, cy in centres]  # labels avoid every marker and each other
+    for i, (name, x, y) in enumerate(points):
+        color = SCATTER_COLORS[i % len(SCATTER_COLORS)]
+        cx, cy = centres[i]
+        d.ellipse([cx - 5, cy - 5, cx + 5, cy + 5], fill=color, outline="black")
+        tag = str(i + 1)
+        lx, ly = cx + 8, cy - 6
+        for _ in range(20):  # at most 20 rows down; then it stays where it is
+            if not any(lx < b[2] and lx + 7 * len(tag) > b[0] and ly < b[3] and ly + 11 > b[1] for b in placed):
+                break
+            ly += 11
+        placed.append((lx, ly, lx + 7 * len(tag), ly + 11))
+        d.text((lx, ly), tag, fill=color if sum(color) < 500 else "black", font=font)
+        yl = legend_top + row * i
+        d.ellipse([left, yl + 2, left + 10, yl + 12], fill=color, outline="black")
+        d.text((left + 18, yl), f"{tag}. {name}: {y:.1f}", fill="black", font=font)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
 def bar_chart(path: str | Path, bars: Sequence[tuple[str, float, float, str]], *, title: str, xlabel: str,
               size: tuple[int, int] = (900, 0)) -> Path:
     """Horizontal bars ``(name, value, error, note)`` with +- error whiskers and a note after each; atomic PNG.

@@ -31,7 +31,7 @@ import time
 
 import torch
 from _common import CACHE, ROOT, write_section
-from _plot import line_chart
+from _plot import scatter_chart
 from helio_table import FITTED, Run, cell_path, commit, digest
 
 import lightlabel as ll
@@ -164,7 +164,7 @@ def report() -> None:
         return
     lines = ["| data + labels | top-1 % (last epoch) | total bytes | image bytes | label bytes | total bytes, raw pixels "
              "| seeds |", "|---|---|---|---|---|---|---|"]
-    points = {}
+    points = []
     for name, (title, _, _) in CELLS.items():
         cs = [c for c in cells if c["cell"] == name]
         if not cs:
@@ -176,10 +176,10 @@ def report() -> None:
         raw = raw_image_bytes(name, cs[0]) + cs[0]["label_bytes"]
         lines.append(f"| {title} | {statistics.mean(top):.1f}{spread} | {total:,} | {cs[0]['image_bytes']:,} | "
                      f"{cs[0]['label_bytes']:,} | {raw:,} | {len(cs)} |")
-        points[title] = ([total], [statistics.mean(top)])
+        points.append((f"{title} ({total:,} bytes)", total, statistics.mean(top)))
     if points:
-        line_chart(ROOT / "docs" / "factorized-cifar10.png", points, title="CIFAR-10: student top-1 vs total bytes "
-                   "(images + labels)", xlabel="total bytes (log)", ylabel="top-1 %", logx=True)
+        scatter_chart(ROOT / "docs" / "factorized-cifar10.png", points, title="CIFAR-10: student top-1 vs total "
+                      "bytes (images + labels)", xlabel="total bytes (log)", ylabel="top-1 %", logx=True, xunit="bytes")
     rows = __doc__.split("Rows (")[1].split("Every finished")[0].rstrip()
     reused = sorted({c["same_as"] for c in cells if "same_as" in c})
     note = (f" RDED IPC 10 is the HeLlO table's own cell ({', '.join(f'`{r}`' for r in reused)}): the same set, "

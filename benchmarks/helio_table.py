@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from _common import CACHE, ROOT, commit, data_root, dataset, device_name, write_section
-from _plot import _fmt, line_chart
+from _plot import _fmt, scatter_chart
 
 import lightlabel as ll
 from lightlabel.core.base import fingerprint
@@ -382,7 +382,7 @@ def report() -> None:
             lines = ["| labels | top-1 % (last epoch) | best of epochs 250, 300 | extra bytes | s / iteration | "
                      "peak memory (MiB) | label-view agreement: source / dominant / p_max |",
                      "|---|---|---|---|---|---|---|"]
-            points: dict[str, tuple[list[float], list[float]]] = {}
+            points: list[tuple[str, float, float]] = []
             for row, cs in rows.items():
                 if not cs:
                     continue
@@ -395,12 +395,13 @@ def report() -> None:
                 lines.append(f"| {ROWS[row]} | {_mean_std(top)} | {_mean_std(best)} | {nbytes:,} | "
                              f"{_by_device(cs, 'seconds_per_iter', 1, '{:.2f}')} | "
                              f"{_by_device(cs, 'peak_memory_bytes', 2**20, '{:,.0f}')} | {agree} |")
-                points[f"{row} ({_fmt(nbytes, 'bytes') if nbytes else '0 bytes'})"] = ([max(nbytes, 1)],
-                                                                                      [statistics.mean(top)])
+                points.append((f"{row} ({_fmt(nbytes, 'bytes') if nbytes else '0 bytes'})", max(nbytes, 1),
+                               statistics.mean(top)))
             chart = f"helio-{ds}-ipc{ipc}-bytes.png"
             if points:
-                line_chart(ROOT / "docs" / chart, points, title=f"{ds}, IPC {ipc}: student top-1 vs extra bytes "
-                           "(hard labels plotted at 1 byte)", xlabel="extra bytes (log)", ylabel="top-1 %", logx=True)
+                scatter_chart(ROOT / "docs" / chart, points, title=f"{ds}, IPC {ipc}: student top-1 vs extra bytes "
+                              "(hard labels plotted at 1 byte)", xlabel="extra bytes (log)", ylabel="top-1 %",
+                              logx=True, xunit="bytes")
             steps = sorted({c["steps"] for c in mine if c["ipc"] == ipc})
             hours = sum(c["wall_seconds"] for c in mine if c["ipc"] == ipc) / 3600
             fit_line = ""
