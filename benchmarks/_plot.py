@@ -141,7 +141,7 @@ def scatter_chart(path: str | Path, points: Sequence[tuple[str, float, float]], 
     d.text((8, top - 30), ylabel, fill="black", font=font)
     centres = [px(x, y) for _, x, y in points]
     placed = [(cx - 5, cy - 5, cx + 5, cy + 5) for cx, cy in centres]  # labels avoid every marker and each other
-    for i, (name, x, y) in enumerate(points):
+    for i, (name, _x, y) in enumerate(points):
         color = SCATTER_COLORS[i % len(SCATTER_COLORS)]
         cx, cy = centres[i]
         d.ellipse([cx - 5, cy - 5, cx + 5, cy + 5], fill=color, outline="black")
