@@ -201,8 +201,9 @@ def main() -> None:
     if args.set or args.state:
         fs = ll.FactorizedSet.load(args.set) if args.set else from_state(args.state)
         results["set"] = measure(observer, fs)
-        if args.state:
-            results["set"]["history_per_50"] = fs.manifest["history_per_50"]
+        state = Path(args.state or Path(args.set).with_name("factorize-state.pt"))  # a finished build keeps it
+        if state.is_file():  # the build's loss log per 50 iterations (DM, and L_cos with the adversary)
+            results["set"]["history_per_50"] = torch.load(state, map_location="cpu", weights_only=False)["history"]
         cfg = results["set"]["config"]  # sets built before bases_lr existed moved their bases at lr
         init = f"-init_{cfg['hallucinator_init']}" if "hallucinator_init" in cfg else ""  # absent: built before it
         name = (f"{'set' if args.set else 'state'}-it{cfg['iterations']}-bases_lr{cfg.get('bases_lr', cfg['lr'])}"
@@ -216,14 +217,12 @@ def main() -> None:
         results["init"] = measure(observer, init)
         for lr in args.bases_lr:
             t0 = time.time()
-            fs = ll.factorize_images(train, observer, ll.FactorizeConfig(
-                iterations=args.iterations, bases_lr=lr, hallucinator_init=args.hallucinator_init,
-                lambda_range=args.lambda_range, lr=args.lr), progress=False)
+            config = ll.FactorizeConfig(iterations=args.iterations, bases_lr=lr, hallucinator_init=args.hallucinator_init,
+                                        lambda_range=args.lambda_range, lr=args.lr)
+            fs = ll.factorize_images(train, observer, config, progress=False)
             results[f"bases_lr={lr}"] = dict(measure(observer, fs, init.bases), seconds=time.time() - t0,
                                              dm_last10=statistics.mean(r["dm"] for r in fs.manifest["history"]))
-        name = (f"build-it{args.iterations}-init_{args.hallucinator_init}"
-                + (f"-lambda_range{args.lambda_range}" if args.lambda_range else "")
-                + (f"-lr{args.lr}" if args.lr != 0.01 else "") + ".json")
+        name = f"build-it{args.iterations}-init_{args.hallucinator_init}{other_settings(config.to_dict())}.json"
     atomic_write_text(OUT / name, json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 
