@@ -73,6 +73,7 @@ ROWS = {
     "clip": "base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')",
     "no_text_init": "LoRA without text initialisation (HeLlO Table 3 ablation)",
     "projector_fit10": "projector fitted 10 epochs (HeLlO fits 20; the short fit is a CPU shortcut)",
+    "projector_full": "projector fitted as HeLlO does: 20 epochs on the whole train split (a GPU row)",
     "teacher_kl": "online full teacher, RDED's loss (KL, T = 20)",
     "teacher_div3": "online full teacher, logits / 3 (the projector's logit spread; a check of the labels' scale)",
     "stored_top3": "stored labels, top-3 logits fp16 (LPQLD-style)",
@@ -85,12 +86,13 @@ STORED = {"stored": ("teacher", ll.LabelCompression()), "stored_weak": ("weak_te
           "stored_top3_int8": ("teacher", ll.LabelCompression(topk=3, values="int8")),
           "stored_top1": ("teacher", ll.LabelCompression(topk=1, fill="mass"))}
 #: rows run at IPC 50 (1 seed), and the row that only runs on seed 0 (a loss check)
-IPC50_ROWS = ("projector", "projector_fit10", "teacher", "hard")
+IPC50_ROWS = ("projector", "projector_fit10", "projector_full", "teacher", "hard", "weak_teachers")
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
 CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak")
 SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak")
 #: rows labelled by a fitted adapter: the arguments of ``Run.fit`` that make each (unset: SETUP's settings)
-FITTED = {"projector": {}, "no_text_init": dict(text_init=False), "projector_fit10": dict(epochs=10)}
+FITTED = {"projector": {}, "no_text_init": dict(text_init=False), "projector_fit10": dict(epochs=10),
+          "projector_full": dict(epochs=20, per_class=0)}
 
 SETUP = {
     "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), teacher_batch=64,
@@ -158,14 +160,17 @@ class Run:
             return ll.load_teacher(data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th", input_spec=self.input)
         return ll.load_teacher(self.trajectory()[-1])
 
-    def fit(self, text_init: bool = True, head_mode: str = "renorm", epochs: int | None = None) -> ll.Projector:
+    def fit(self, text_init: bool = True, head_mode: str = "renorm", epochs: int | None = None,
+            per_class: int | None = None) -> ll.Projector:
+        """The adapter fitted to the weak teachers; ``per_class`` images per class (None: SETUP's; 0: all)."""
         c = self.cfg
         text = self.text if text_init else F.normalize(
             torch.randn(self.text.shape, generator=torch.Generator().manual_seed(0)), dim=-1)
         train = self.train
-        if c["fit_per_class"]:
+        per_class = c["fit_per_class"] if per_class is None else per_class
+        if per_class:
             keep = [i for cls in range(len(train.classes)) for i in
-                    [j for j, t in enumerate(train.targets) if t == cls][: c["fit_per_class"]]]
+                    [j for j, t in enumerate(train.targets) if t == cls][:per_class]]
             train = train.subset(keep)
         config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode)
         fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"])
