@@ -21,8 +21,9 @@ Setting (stated again in the report):
   (offline proxy base, LoRA r8 on every conv, head r16) is fitted on 1,000 images per class for 3 epochs (lr 2e-3).
   Distilled images: RDED with 1 patch per image, 300 candidates per class, 5 crops each.
 - Imagenette at 64 px (train 9,469 / val 3,925): one ResNet-18 trajectory (low-res stem, SGD 0.05, batch 64,
-  8 epochs on CPU) gives the weak teachers (epochs 2-4) and the observer / full teacher (epoch 8); the adapter is
-  fitted on 400 images per class for 2 epochs. Distilled images: 2 x 2 patches per image.
+  8 epochs) gives the weak teachers (epochs 2-4) and the observer / full teacher (epoch 8); the adapter is
+  fitted on 400 images per class for 2 epochs (`projector_full`: 20 epochs on the whole train split). Distilled
+  images: 2 x 2 patches per image.
 - Base: the offline proxy base (lightlabel-proxy-rn), head from real CLIP ViT-B/32 text embeddings; CIFAR-10 classes
   use the mean embedding of related ImageNet classes (lightlabel.core.proxy.CIFAR10_AS_IMAGENET).
 """
