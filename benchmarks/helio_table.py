@@ -75,6 +75,8 @@ ROWS = {
     "no_text_init": "LoRA without text initialisation (HeLlO Table 3 ablation)",
     "projector_fit10": "projector fitted 10 epochs (HeLlO fits 20; the short fit is a CPU shortcut)",
     "projector_full": "projector fitted as HeLlO does: 20 epochs on the whole train split (a GPU row)",
+    "late_teachers": "online ensemble of later checkpoints (SETUP's `late` epochs: a stage check)",
+    "projector_late": "projector fitted as `projector_full`, to the later checkpoints (a GPU row)",
     "teacher_kl": "online full teacher, RDED's loss (KL, T = 20)",
     "teacher_div3": "online full teacher, logits / 3 (the projector's logit spread; a check of the labels' scale)",
     "stored_top3": "stored labels, top-3 logits fp16 (LPQLD-style)",
@@ -87,19 +89,20 @@ STORED = {"stored": ("teacher", ll.LabelCompression()), "stored_weak": ("weak_te
           "stored_top3_int8": ("teacher", ll.LabelCompression(topk=3, values="int8")),
           "stored_top1": ("teacher", ll.LabelCompression(topk=1, fill="mass"))}
 #: rows run at IPC 50 (1 seed), and the row that only runs on seed 0 (a loss check)
-IPC50_ROWS = ("projector", "projector_fit10", "projector_full", "teacher", "hard", "weak_teachers")
+IPC50_ROWS = ("projector", "projector_fit10", "projector_full", "teacher", "hard", "weak_teachers", "late_teachers",
+              "projector_late")
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
 CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak")
 SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak")
 #: rows labelled by a fitted adapter: the arguments of ``Run.fit`` that make each (unset: SETUP's settings)
 FITTED = {"projector": {}, "no_text_init": dict(text_init=False), "projector_fit10": dict(epochs=10),
-          "projector_full": dict(epochs=20, per_class=0)}
+          "projector_full": dict(epochs=20, per_class=0), "projector_late": dict(epochs=20, per_class=0, stage="late")}
 
 SETUP = {
-    "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), teacher_batch=64,
-                       teacher_lr=0.05, fit_epochs=2, fit_lr=2e-3, head_rank=16, fit_per_class=400),
-    "cifar10": dict(size=32, ppi=1, weak_arch="cifar_resnet20", weak_epochs=4, weak=(1, 2, 3), teacher_batch=128,
-                    teacher_lr=0.1, fit_epochs=3, fit_lr=2e-3, head_rank=16, fit_per_class=1000),
+    "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), late=(6, 7, 8),
+                       teacher_batch=64, teacher_lr=0.05, fit_epochs=2, fit_lr=2e-3, head_rank=16, fit_per_class=400),
+    "cifar10": dict(size=32, ppi=1, weak_arch="cifar_resnet20", weak_epochs=4, weak=(1, 2, 3), late=(2, 3, 4),
+                    teacher_batch=128, teacher_lr=0.1, fit_epochs=3, fit_lr=2e-3, head_rank=16, fit_per_class=1000),
 }
 EVAL_EVERY = 50  # evaluations at epochs 250 and 300 (see the module docstring)
 
@@ -146,15 +149,16 @@ class Run:
     def trajectory(self) -> list[Path]:
         c = self.cfg
         config = ll.TeacherConfig(arch=c["weak_arch"], epochs=c["weak_epochs"],
-                                  save_epochs=tuple(sorted(set(c["weak"]) | {c["weak_epochs"]})),
+                                  save_epochs=tuple(sorted(set(c["weak"]) | set(c["late"]) | {c["weak_epochs"]})),
                                   batch_size=c["teacher_batch"], lr=c["teacher_lr"], image_size=c["size"])
         out = self.dir / f"teachers-{digest(config.__dict__, self.data_key)}"
         return ll.train_teachers(self.train, config, out_dir=out, input_spec=self.input, val_set=self.val_f,
                                  progress=not self.args.quiet)
 
-    def weak_teachers(self) -> list[Path]:
+    def weak_teachers(self, stage: str = "weak") -> list[Path]:
+        """The checkpoints of SETUP's ``weak`` epochs (what the projector imitates) or ``late`` epochs."""
         paths = {int(p.stem[-3:]): p for p in self.trajectory()}
-        return [paths[e] for e in self.cfg["weak"]]
+        return [paths[e] for e in self.cfg[stage]]
 
     def full_teacher(self) -> torch.nn.Module:
         if self.name == "cifar10":
@@ -162,8 +166,8 @@ class Run:
         return ll.load_teacher(self.trajectory()[-1])
 
     def fit(self, text_init: bool = True, head_mode: str = "renorm", epochs: int | None = None,
-            per_class: int | None = None) -> ll.Projector:
-        """The adapter fitted to the weak teachers; ``per_class`` images per class (None: SETUP's; 0: all)."""
+            per_class: int | None = None, stage: str = "weak") -> ll.Projector:
+        """The adapter fitted to the ``stage`` checkpoints; ``per_class`` images per class (None: SETUP's; 0: all)."""
         c = self.cfg
         text = self.text if text_init else F.normalize(
             torch.randn(self.text.shape, generator=torch.Generator().manual_seed(0)), dim=-1)
@@ -175,7 +179,7 @@ class Run:
             train = train.subset(keep)
         config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode)
         fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"])
-        teachers = self.weak_teachers()
+        teachers = self.weak_teachers(stage)
         key = digest(config.to_dict(), fit.to_dict(), [hashlib.sha256(p.read_bytes()).hexdigest() for p in teachers],
                      hashlib.sha256(text.numpy().tobytes()).hexdigest(), self.data_key, len(train))
         return ll.fit_adapter(train, self.names, teachers=teachers, base=PROXY_BASE, pretrained=str(PROXY_CHECKPOINT),
@@ -216,8 +220,8 @@ class Run:
         if row == "teacher_div3":  # same teacher, logits at the projector's spread (benchmarks/label_scale.py: 6.4 vs 2.1)
             teacher = self.full_teacher()
             return ll.with_input_spec(torch.nn.Sequential(teacher, Scale(1 / 3)), teacher.input_spec)
-        if row == "weak_teachers":
-            return [ll.load_teacher(p) for p in self.weak_teachers()]
+        if row in ("weak_teachers", "late_teachers"):
+            return [ll.load_teacher(p) for p in self.weak_teachers("late" if row == "late_teachers" else "weak")]
         if row == "hard":
             return "hard"
         protocol = self.protocol(row)
