@@ -35,7 +35,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     run = Run("cifar10", args)
     OUT.mkdir(parents=True, exist_ok=True)
-    for path in run.weak_teachers():
+    for path in run.checkpoints():
         blob = torch.load(path, map_location="cpu", weights_only=True)
         teacher = ll.load_teacher(path)
         top1 = evaluate(teacher, run.val_f, input_spec=teacher.input_spec)

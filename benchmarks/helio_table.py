@@ -31,6 +31,7 @@ Setting (stated again in the report):
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -94,6 +95,8 @@ IPC50_ROWS = ("projector", "projector_fit10", "projector_full", "teacher", "hard
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
 CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak")
 SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak")
+#: rows labelled online by an ensemble of the trajectory's checkpoints: the SETUP stage each runs
+ENSEMBLES = {"weak_teachers": "weak", "late_teachers": "late"}
 #: rows labelled by a fitted adapter: the arguments of ``Run.fit`` that make each (unset: SETUP's settings)
 FITTED = {"projector": {}, "no_text_init": dict(text_init=False), "projector_fit10": dict(epochs=10),
           "projector_full": dict(epochs=20, per_class=0), "projector_late": dict(epochs=20, per_class=0, stage="late")}
@@ -146,7 +149,9 @@ class Run:
         self.input = ll.InputSpec.imagenet(size)
 
     # ---------------------------------------------------------------- stages
+    @functools.cached_property
     def trajectory(self) -> list[Path]:
+        """The trajectory's checkpoints, trained (or found finished) once per run."""
         c = self.cfg
         config = ll.TeacherConfig(arch=c["weak_arch"], epochs=c["weak_epochs"],
                                   save_epochs=tuple(sorted(set(c["weak"]) | set(c["late"]) | {c["weak_epochs"]})),
@@ -155,15 +160,15 @@ class Run:
         return ll.train_teachers(self.train, config, out_dir=out, input_spec=self.input, val_set=self.val_f,
                                  progress=not self.args.quiet)
 
-    def weak_teachers(self, stage: str = "weak") -> list[Path]:
+    def checkpoints(self, stage: str = "weak") -> list[Path]:
         """The checkpoints of SETUP's ``weak`` epochs (what the projector imitates) or ``late`` epochs."""
-        paths = {int(p.stem[-3:]): p for p in self.trajectory()}
+        paths = {int(p.stem[-3:]): p for p in self.trajectory}
         return [paths[e] for e in self.cfg[stage]]
 
     def full_teacher(self) -> torch.nn.Module:
         if self.name == "cifar10":
             return ll.load_teacher(data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th", input_spec=self.input)
-        return ll.load_teacher(self.trajectory()[-1])
+        return ll.load_teacher(self.trajectory[-1])
 
     def fit(self, text_init: bool = True, head_mode: str = "renorm", epochs: int | None = None,
             per_class: int | None = None, stage: str = "weak") -> ll.Projector:
@@ -179,7 +184,7 @@ class Run:
             train = train.subset(keep)
         config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode)
         fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"])
-        teachers = self.weak_teachers(stage)
+        teachers = self.checkpoints(stage)
         key = digest(config.to_dict(), fit.to_dict(), [hashlib.sha256(p.read_bytes()).hexdigest() for p in teachers],
                      hashlib.sha256(text.numpy().tobytes()).hexdigest(), self.data_key, len(train))
         return ll.fit_adapter(train, self.names, teachers=teachers, base=PROXY_BASE, pretrained=str(PROXY_CHECKPOINT),
@@ -220,8 +225,8 @@ class Run:
         if row == "teacher_div3":  # same teacher, logits at the projector's spread (benchmarks/label_scale.py: 6.4 vs 2.1)
             teacher = self.full_teacher()
             return ll.with_input_spec(torch.nn.Sequential(teacher, Scale(1 / 3)), teacher.input_spec)
-        if row in ("weak_teachers", "late_teachers"):
-            return [ll.load_teacher(p) for p in self.weak_teachers("late" if row == "late_teachers" else "weak")]
+        if row in ENSEMBLES:
+            return [ll.load_teacher(p) for p in self.checkpoints(ENSEMBLES[row])]
         if row == "hard":
             return "hard"
         protocol = self.protocol(row)

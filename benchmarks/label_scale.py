@@ -65,7 +65,7 @@ def main() -> None:
     protocol = run.protocol("projector")
     labellers = {"online ResNet-56 (teacher row)": run.full_teacher(),
                  "projector (projector row)": run.fit(),
-                 "weak-teacher ensemble (weak_teachers row)": [ll.load_teacher(p) for p in run.weak_teachers()]}
+                 "weak-teacher ensemble (weak_teachers row)": [ll.load_teacher(p) for p in run.checkpoints()]}
     rows = {}
     for name, labels in labellers.items():
         a = ll.label_view_agreement(labels, distilled, protocol, views=1000, seed=0)
