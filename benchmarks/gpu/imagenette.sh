@@ -26,11 +26,8 @@ stash)
   cp .imn/a/part0 /tmp/imn.part0 && ls -la /tmp/imn.part0 ;;
 cells)
   shift
-  START=$(date +%s); END=$((START + ${BUDGET:-540})); left() { echo $(( END - $(date +%s) )); }
-  export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-  [ -f /tmp/site/open_clip/__init__.py ] || python3 -m pip install -q --no-index --no-deps --no-compile \
-    --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD LIGHTLABEL_DATA=/tmp/imn/data LIGHTLABEL_BENCH_CACHE=/tmp/imn/cache
+  source benchmarks/gpu/common.sh
+  export LIGHTLABEL_DATA=/tmp/imn/data LIGHTLABEL_BENCH_CACHE=/tmp/imn/cache
   if [ ! -f /tmp/imn/data/$ARCHIVE_NAME ]; then
     mkdir -p /tmp/imn/data /tmp/imn/results && cp .imn/b/data/* /tmp/imn/data/ || exit 1
     cat /tmp/imn.part0 .imn/b/part1 .imn/b/part2 .imn/b/part3 > /tmp/imn/data/$ARCHIVE_NAME.part || exit 1
@@ -41,11 +38,10 @@ cells)
   tar czf "$OUT/imagenette.tgz" -C /tmp/imn results
   cd benchmarks
   for spec in "$@"; do
-    # `timeout 0` would mean no limit: stop instead once less than a minute is left
-    [ "$(left)" -gt 60 ] || { echo "== skipped: $spec (deadline)"; continue; }
+    limit=$(cells_timeout) || { echo "== skipped: $spec (deadline)"; continue; }
     echo "== $spec ($(left) s left)"
     # shellcheck disable=SC2086  # $spec is a list of helio_table.py arguments
-    timeout $(( $(left) - 30 )) python3 helio_table.py --dataset imagenette $spec --threads 8 --quiet 2>&1 \
+    timeout "$limit" python3 helio_table.py --dataset imagenette $spec --threads 8 --quiet 2>&1 \
       | grep -E "cell |Error|error|teacher epoch" | tail -40
   done
   cd ..

@@ -2,11 +2,8 @@
 # One call on a lent GPU machine (see benchmarks/gpu/README.md): CUDA tests, the suite with CUDA present, the -cuda
 # speed benchmarks, then grid cells until the deadline. Usage there:
 #   LIGHTLABEL_COMMIT=<hash> BUDGET=560 bash benchmarks/gpu/session.sh [helio_table.py arguments ...]
-START=$(date +%s); END=$((START + ${BUDGET:-560}))
-left() { echo $(( END - $(date +%s) )); }
-export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD LIGHTLABEL_DATA=$PWD/.carry/shared/data LIGHTLABEL_BENCH_CACHE=$PWD/.carry/cache
+source benchmarks/gpu/common.sh
+export LIGHTLABEL_DATA=$PWD/.carry/shared/data LIGHTLABEL_BENCH_CACHE=$PWD/.carry/cache
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 echo "== tests/test_cuda.py"; timeout 120 python3 -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py 2>&1 | tee $OUT/test_cuda.log | tail -15
 echo "== suite"; timeout 240 python3 -m pytest -q -n 8 -p no:cacheprovider --timeout 180 tests > $OUT/suite.log 2>&1; tail -25 $OUT/suite.log
@@ -14,9 +11,8 @@ cd benchmarks
 for b in labels_per_second.py "train_step.py --iters 20" teacher_ensemble.py distill_speed.py; do
   echo "== $b ($(left) s left)"; timeout 150 python3 $b 2>&1 | tail -8
 done
-# `timeout 0` means no limit at all, so a deadline already passed must skip the cells rather than reach it
-if [ $# -gt 0 ] && [ "$(left)" -gt 60 ]; then
-  echo "== cells ($(left) s left)"; timeout $(( $(left) - 25 )) python3 helio_table.py "$@" --quiet 2>&1 | grep -E "cell |Error" | tail -40
+if [ $# -gt 0 ] && limit=$(cells_timeout); then
+  echo "== cells ($(left) s left)"; timeout "$limit" python3 helio_table.py "$@" --quiet 2>&1 | grep -E "cell |Error" | tail -40
 fi
 cd ..
 cp docs/results.md $OUT/results.md
