@@ -1,4 +1,4 @@
-"""Minimal line charts with Pillow (no matplotlib among the project's dependencies): log or linear axes."""
+"""Minimal charts with Pillow (no matplotlib among the project's dependencies): lines, scatters and bars, log or linear axes."""
 
 from __future__ import annotations
 
@@ -32,6 +32,29 @@ def _fmt(v: float, unit: str) -> str:
     return f"{v:g}"
 
 
+def _mapper(x0: float, x1: float, y0: float, y1: float, box: tuple[float, float, float, float], *,
+            logx: bool = False, logy: bool = False):
+    """Data -> pixel coordinates inside ``box = (left, top, right, bottom)``, each axis linear or log10."""
+    tx = math.log10 if logx else (lambda v: v)
+    ty = math.log10 if logy else (lambda v: v)
+    left, top, right, bottom = box
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        fx = (tx(x) - tx(x0)) / ((tx(x1) - tx(x0)) or 1)
+        fy = (ty(y) - ty(y0)) / ((ty(y1) - ty(y0)) or 1)
+        return left + fx * (right - left), bottom - fy * (bottom - top)
+
+    return px
+
+
+def _save(img: Image.Image, path: str | Path) -> Path:
+    """Write ``img`` as PNG atomically (a reader never sees half a file)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
 def line_chart(path: str | Path, series: dict[str, tuple[Sequence[float], Sequence[float]]], *, title: str,
                xlabel: str, ylabel: str, logx: bool = False, logy: bool = False, yunit: str = "",
                size: tuple[int, int] = (900, 560), dashed: Sequence[str] = ()) -> Path:
@@ -47,13 +70,7 @@ def line_chart(path: str | Path, series: dict[str, tuple[Sequence[float], Sequen
     y0, y1 = min(ys), max(ys)
     if logy:
         y0, y1 = 10 ** math.floor(math.log10(y0)), 10 ** math.ceil(math.log10(y1))
-    tx = (lambda v: math.log10(v)) if logx else (lambda v: v)
-    ty = (lambda v: math.log10(v)) if logy else (lambda v: v)
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        fx = (tx(x) - tx(x0)) / ((tx(x1) - tx(x0)) or 1)
-        fy = (ty(y) - ty(y0)) / ((ty(y1) - ty(y0)) or 1)
-        return left + fx * (w - left - right), h - bottom - fy * (h - top - bottom)
+    px = _mapper(x0, x1, y0, y1, (left, top, w - right, h - bottom), logx=logx, logy=logy)
 
     d.rectangle([left, top, w - right, h - bottom], outline="black")
     for v in _ticks(y0, y1, logy):
@@ -83,10 +100,7 @@ def line_chart(path: str | Path, series: dict[str, tuple[Sequence[float], Sequen
             d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
         d.rectangle([left + 15, top + 12 + 18 * i, left + 35, top + 22 + 18 * i], fill=color)
         d.text((left + 42, top + 10 + 18 * i), name, fill="black", font=font)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-    return path
+    return _save(img, path)
 
 
 # 12 distinguishable colours (Tableau's 10 plus two darker ones): a scatter numbers its points as well
@@ -112,17 +126,12 @@ def scatter_chart(path: str | Path, points: Sequence[tuple[str, float, float]], 
     ys = [y for _, _, y in points]
     pad = max((max(ys) - min(ys)) * 0.08, 0.5)
     y0, y1 = min(ys) - pad, max(ys) + pad
-    tx = (lambda v: math.log10(v)) if logx else (lambda v: v)
     if logx:
         x0, x1 = 10 ** math.floor(math.log10(min(xs))), 10 ** math.ceil(math.log10(max(xs)))
     else:
         xpad = (max(xs) - min(xs)) * 0.05 or 1
         x0, x1 = min(xs) - xpad, max(xs) + xpad
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        fx = (tx(x) - tx(x0)) / ((tx(x1) - tx(x0)) or 1)
-        fy = (y - y0) / ((y1 - y0) or 1)
-        return left + fx * (width - left - right), top + plot_h - fy * plot_h
+    px = _mapper(x0, x1, y0, y1, (left, top, width - right, top + plot_h), logx=logx)
 
     for v in _ticks(y0, y1, False):
         if y0 <= v <= y1:
@@ -156,10 +165,7 @@ def scatter_chart(path: str | Path, points: Sequence[tuple[str, float, float]], 
         yl = legend_top + row * i
         d.ellipse([left, yl + 2, left + 10, yl + 12], fill=color, outline="black")
         d.text((left + 18, yl), f"{tag}. {name}: {y:.1f}", fill="black", font=font)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-    return path
+    return _save(img, path)
 
 
 def bar_chart(path: str | Path, bars: Sequence[tuple[str, float, float, str]], *, title: str, xlabel: str,
@@ -196,7 +202,4 @@ def bar_chart(path: str | Path, bars: Sequence[tuple[str, float, float, str]], *
     d.line([left, top, left, h - bottom], fill="black")
     d.text((w // 2 - 6 * len(title) // 2, 15), title, fill="black", font=font)
     d.text((w // 2 - 3 * len(xlabel), h - 22), xlabel, fill="black", font=font)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-    return path
+    return _save(img, path)
