@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 import lightlabel as ll
-from lightlabel.data import default_data_root, extract_image_folder, load_image_folder
+from lightlabel.data import load_cifar10
 from lightlabel.models import build_model
-from lightlabel.testing import save_tiny_base
 
 
 def setup() -> tuple[int, int, torch.device]:
@@ -34,19 +32,15 @@ def setup() -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def demo_inputs(rank: int) -> tuple[ll.DistilledSet, ll.Projector, object]:
-    """A small real-data setting: CIFAR-10 distilled with the real ResNet-56, an untrained tiny-base projector."""
-    work = os.path.join(tempfile.gettempdir(), "lightlabel-ddp-example")
-    data = default_data_root()
-    folder = extract_image_folder(data / "cifar10" / "train.tar.gz", f"{work}/train-r{rank}", split="train", per_class=20)
-    train = load_image_folder(folder, progress=False)
-    observer = ll.load_teacher(data.parent / "models" / "cifar10-resnet56-4bfd9763.th",
-                               input_spec=ll.InputSpec.imagenet(32))
-    distilled = ll.distill_images(train, observer, ipc=4, patches_per_image=1, candidates_per_class=20, progress=False)
-    base, ckpt = save_tiny_base(f"{work}/base-r{rank}")
+def demo_inputs(data: str | None) -> tuple[ll.DistilledSet, ll.Projector, object]:
+    """A small real-data setting: 20 CIFAR-10 images per class (``data``, the shared data or a download), distilled
+    with the real ResNet-20 checkpoint shipped in the package, and an unfitted projector on the packaged base."""
+    train = load_cifar10("train", data=data, per_class=20, progress=False)
+    observer = ll.load_teacher("lightlabel:cifar10-resnet20-epoch3")
+    distilled = ll.distill_images(train, observer, ipc=4, patches_per_image=1,
+                                  candidates_per_class=min(20, len(train) // len(train.classes)), progress=False)
     torch.manual_seed(0)  # the same adapter initialisation on every rank
-    projector = ll.Projector(base=base, pretrained=str(ckpt), class_names=train.classes,
-                             config=ll.AdapterConfig(head_rank=4))
+    projector = ll.Projector.packaged(train.classes, config=ll.AdapterConfig(head_rank=4))
     return distilled, projector, train
 
 
@@ -55,13 +49,15 @@ def main() -> None:
     parser.add_argument("--distilled", help="a distilled set folder")
     parser.add_argument("--adapter", help="adapter file, folder or Hub id")
     parser.add_argument("--val", help="validation ImageFolder")
-    parser.add_argument("--demo", action="store_true", help="a tiny CIFAR-10 run from the shared data")
+    parser.add_argument("--demo", action="store_true", help="a tiny CIFAR-10 run (data: --data, shared data or a "
+                                                            "download), offline with the packaged observer and base")
+    parser.add_argument("--data", default=None, help="for --demo: an ImageFolder of CIFAR-10 classes")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=100, help="global batch")
     args = parser.parse_args()
     rank, world, device = setup()
     if args.demo:
-        distilled, projector, val = demo_inputs(rank)
+        distilled, projector, val = demo_inputs(args.data)
         args.epochs = min(args.epochs, 3)
         args.batch_size = 20
     else:

@@ -1,11 +1,13 @@
-"""Quickstart: build a projector on a small open_clip model and relabel a real batch of CIFAR-10 images.
+"""Quickstart: label a real batch of CIFAR-10 images online with a projector.
 
-    python examples/quickstart.py [--data PATH_TO_shared/data] [--out DIR]
+    python examples/quickstart.py [--data DIR] [--base RN50-quickgelu --pretrained openai] [--out DIR]
 
-No pretrained CLIP weights can be downloaded offline, so this builds a tiny open_clip ModifiedResNet with
-random weights, saves it, and loads it back through the real ``open_clip.create_model(name, pretrained=path)``
-path. The labels are therefore not meaningful; the pipeline is the real one. With network access, replace the
-base by ``base="RN50-quickgelu", pretrained="openai"``.
+Data (the output says which was used): ``--data`` (an ImageFolder, or a folder holding ``train/``), else the CIFAR-10
+archives of a ``shared/data`` folder beside a checkout (or ``$LIGHTLABEL_DATA``), else a CIFAR-10 download where there
+is a network. Base: the offline proxy base shipped inside the package (``ll.Projector.packaged``; a small stand-in for
+CLIP, no download), or any open_clip model with ``--base``/``--pretrained`` (``RN50-quickgelu``/``openai`` downloads
+CLIP's weights). The projector is unfitted here, so its labels are the base's zero-shot labels (HeLlO Prop. 1); see
+``build_and_publish.py`` to fit one.
 """
 
 from __future__ import annotations
@@ -16,52 +18,50 @@ import time
 from pathlib import Path
 
 import torch
-from torchvision.datasets import ImageFolder
-from torchvision.transforms import v2
 
 import lightlabel as ll
-from lightlabel.data import default_data_root, extract_image_folder
-from lightlabel.testing import save_tiny_base
+from lightlabel.data import load_cifar10
 
-IMAGENET = ll.InputSpec.imagenet()  # the student's (and this loader's) input normalisation
+IMAGENET = ll.InputSpec.imagenet(32)  # the student's (and this loader's) input normalisation
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None, help="the shared/data folder (default: found automatically)")
+    parser.add_argument("--data", type=Path, default=None, help="an ImageFolder of CIFAR-10 classes (default: see above)")
+    parser.add_argument("--base", default=None, help="open_clip model name (default: the packaged proxy base)")
+    parser.add_argument("--pretrained", default=None, help="open_clip tag or checkpoint for --base")
     parser.add_argument("--out", type=Path, default=None, help="where to write the adapter (default: a temp folder)")
     parser.add_argument("--batch-size", type=int, default=100)
     args = parser.parse_args(argv)
-    data = args.data or default_data_root()
-    if data is None:
-        parser.error("could not find shared/data; pass --data")
     out = args.out or Path(tempfile.mkdtemp(prefix="lightlabel-quickstart-"))
 
-    # 1. a real batch of CIFAR-10 training images (ImageFolder of JPEGs), normalised as a student would see it
-    folder = extract_image_folder(data / "cifar10" / "train.tar.gz", out / "cifar10-train", split="train", per_class=10)
-    dataset = ImageFolder(str(folder), transform=v2.Compose([
-        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET.mean, IMAGENET.std)]))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
-    images, targets = next(iter(loader))
+    # 1. a real batch of CIFAR-10 training images, normalised as a student would see them
+    train = load_cifar10("train", data=args.data, per_class=10, progress=False)
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:args.batch_size]
+    images, targets = IMAGENET.normalize(train.images[idx].float() / 255), train.labels[idx]
 
-    # 2. a projector: frozen open_clip image tower + LoRA (every conv) + text-initialised low-rank head
-    base, checkpoint = save_tiny_base(out / "base", "lightlabel-tiny-rn")
+    # 2. a projector: frozen image tower + LoRA (every conv) + text-initialised low-rank head
     t0 = time.perf_counter()
-    projector = ll.Projector(base=base, pretrained=str(checkpoint), class_names=dataset.classes,
-                             config=ll.AdapterConfig(image_rank=8, head_rank=8))
+    config = ll.AdapterConfig(image_rank=8, head_rank=8)
+    if args.base is None:
+        projector = ll.Projector.packaged(train.classes, config=config)
+    else:
+        projector = ll.Projector(base=args.base, pretrained=args.pretrained, class_names=train.classes, config=config)
     build_s = time.perf_counter() - t0
 
     # 3. relabel the batch online: CutMix on the batch, then labels for the mixed images
-    relabeler = ll.OnlineRelabeler(projector, input_spec=IMAGENET, mix="cutmix", alpha=1.0, seed=0)
+    relabeler = ll.OnlineRelabeler(projector.merge(), input_spec=IMAGENET, mix="cutmix", alpha=1.0, seed=0)
     t0 = time.perf_counter()
     mixed, soft_logits, mixed_targets = relabeler(images, targets)
     label_s = time.perf_counter() - t0
     path = projector.save_pretrained(out / "adapter")
 
-    print(f"base: {base} (random weights, offline stand-in for RN50/openai), built in {build_s:.2f} s")
+    top1 = (soft_logits.argmax(1) == mixed_targets.argmax(1)).float().mean().item()
+    print(f"data: {train.origin} ({len(train)} images, {len(train.classes)} classes)")
+    print(f"base: {projector.base_model} / {projector.base_pretrained}, built in {build_s:.2f} s")
     print(f"batch: {tuple(mixed.shape)} real CIFAR-10 images after CutMix")
-    print(f"soft_logits: {tuple(soft_logits.shape)} {soft_logits.dtype}, labelled in {label_s * 1000:.1f} ms")
+    print(f"soft_logits: {tuple(soft_logits.shape)} {soft_logits.dtype}, labelled in {label_s * 1000:.1f} ms; "
+          f"argmax = dominant CutMix class on {top1:.0%} (zero-shot, unfitted)")
     print(f"mixed_targets rows sum to 1: {bool(torch.allclose(mixed_targets.sum(1), torch.ones(len(mixed))))}")
     print(f"adapter: {projector.num_adapter_parameters():,} parameters, {projector.adapter_nbytes:,} bytes -> {path}")
     print(projector.storage_report(ipc=10, epochs=300))

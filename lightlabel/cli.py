@@ -26,7 +26,7 @@ from typing import Any
 
 from . import configs
 from .inputs import InputSpec
-from .version import __version__
+from .version import DISTRIBUTION, __version__
 
 __all__ = ["main"]
 
@@ -70,14 +70,25 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, prefix: str 
     """Add one ``--<prefix><field>`` flag per field of the dataclass ``cls`` (default: the config's own default)."""
     group = parser.add_argument_group(title or f"{cls.__name__} settings (lightlabel.configs.{cls.__name__})")
     hints = typing.get_type_hints(cls)
+    docs = configs.field_docs(cls)
     for f in dataclasses.fields(cls):
         kind = _flag_kind(hints[f.name])
         if f.name in skip or kind is None:
             continue
         typ, nargs = kind
         default = f.default if f.default is not dataclasses.MISSING else "see the docs"
+        text = _plain(docs.get(f.name, ""))
         group.add_argument(f"--{prefix}{f.name.replace('_', '-')}", dest=f"{cls.__name__}:{f.name}", type=typ,
-                           nargs=nargs, default=None, metavar=f.name.upper(), help=f"(default: {default})")
+                           nargs=nargs, default=None, metavar=f.name.upper(),
+                           help=f"{text} (default: {default})".replace("%", "%%").strip())
+
+
+def _plain(text: str) -> str:
+    """A docstring fragment as plain text for ``--help``: no reST roles or double backticks."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    return text.replace("``", "")
 
 
 def config_overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -105,7 +116,7 @@ def _input_spec(text: str) -> InputSpec:
 
 
 INPUT_HELP = ("input normalisation of plain teacher state dicts, which record none: 'imagenet', 'cifar10' or "
-              "'m1,m2,m3/s1,s2,s3', optionally '@SIZE' (the CIFAR-10 ResNets of shared/models: imagenet@32)")
+              "'m1,m2,m3/s1,s2,s3', optionally '@SIZE' (akamaster's CIFAR-10 ResNets: imagenet@32)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -524,7 +535,8 @@ def cmd_doctor(args) -> None:
         except md.PackageNotFoundError:
             return "not installed"
 
-    rows = [("lightlabel", f"{__version__} ({Path(__file__).resolve().parent})"),
+    rows = [("lightlabel", f"{__version__}, distribution {DISTRIBUTION} (pip install {DISTRIBUTION}), "
+                           f"{Path(__file__).resolve().parent}"),
             ("python", f"{platform.python_version()} ({sys.executable})"), ("platform", platform.platform())]
     rows += [(d, version(d)) for d in ("torch", "torchvision", "open_clip_torch", "timm", "safetensors",
                                       "huggingface_hub", "einops", "tqdm", "pillow")]
@@ -583,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RuntimeError as e:
             print(f"lightlabel: error: --device {args.device!r}: {e}", file=sys.stderr)
             return 2
-    from .errors import AdapterError
+    from .errors import AdapterError, HubError
 
     distributed = args.command in ("fit", "train", "distill", "factorize") and _init_distributed(args.device)
     try:
@@ -592,7 +604,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             RuntimeError) as e:
         if os.environ.get("LIGHTLABEL_DEBUG"):
             raise
-        hint = " (set LIGHTLABEL_DEBUG=1 for the traceback)" if isinstance(e, (RuntimeError, TypeError)) else ""
+        hint = (" (set LIGHTLABEL_DEBUG=1 for the traceback)"
+                if isinstance(e, (RuntimeError, TypeError)) and not isinstance(e, HubError) else "")
         print(f"lightlabel {args.command}: error: {e}{hint}".replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

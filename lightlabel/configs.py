@@ -58,6 +58,7 @@ __all__ = [
     "TeacherConfig",
     "config_from",
     "config_to_dict",
+    "field_docs",
     "rded_batch_size",
 ]
 
@@ -102,6 +103,42 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         elif isinstance(value, tuple):
             value = list(value)
         out[f.name] = value
+    return out
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's description from the ``Args:`` section of a config's docstring, as one line.
+
+    An entry is ``name: text`` or ``name1, name2: text`` (shared by the names) at the section's item indent; deeper
+    indented lines continue it. The command line's ``--help`` shows these texts next to each flag's default.
+
+    Returns:
+        ``{field name: description}`` for every field the docstring describes.
+    """
+    lines = (cls.__doc__ or "").splitlines()
+    out: dict[str, str] = {}
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() in ("Args:", "Attributes:"))
+    except StopIteration:
+        return out
+    section = len(lines[start]) - len(lines[start].lstrip())
+    item: int | None = None
+    names: list[str] = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent <= section:
+            break  # the next section (Raises:, Source:, ...)
+        head, sep, text = line.strip().partition(": ")
+        candidates = [n.strip().strip("`") for n in head.split(",")]
+        if (item is None or indent == item) and sep and all(n.isidentifier() for n in candidates):
+            item, names = indent, candidates
+            for n in names:
+                out[n] = text.strip()
+        elif names:
+            for n in names:
+                out[n] = f"{out[n]} {line.strip()}"
     return out
 
 
@@ -217,7 +254,8 @@ class AugmentConfig:
     @classmethod
     def imagenet_crop(cls) -> AugmentConfig:
         """RandomResizedCrop(0.08, 1) + flip + CutMix of every image: what lightlabel 0.1 did. Kept for the triage
-        of issue 19; on one-patch and mosaic images it makes views the teacher mislabels (docs/results.md)."""
+        of issue 19; on RDED's CIFAR-10 IPC-10 images the real ResNet-56 names a class in neither mixed image on 56 %
+        of such views (14 % with RDED's views)."""
         return cls(shuffle_patches=False, crop_scale=(0.08, 1.0))
 
     def to_dict(self) -> dict[str, Any]:
@@ -262,7 +300,8 @@ class EvalProtocol:
         student: a model name for :func:`lightlabel.models.build_model` (low-resolution stem at 64 px or less).
         epochs: passes over the distilled images.
         batch_size: global batch.
-        lr: AdamW learning rate. weight_decay: AdamW weight decay.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
         decay_norm_and_bias: apply weight decay to biases and normalisation weights too (RDED: no).
         schedule: one of :data:`SCHEDULES`.
         augment: the views (:class:`~lightlabel.AugmentConfig`).
@@ -680,7 +719,7 @@ class FactorizeConfig:
             ``N(0, 0.005^2)``, ``sigma = 1``, ``mu = 0``, biases 0), so a fresh hallucinator's view of an RDED-selected
             basis is that basis, which the observer recognises, and the hallucinators still differ. ``"random"``:
             PyTorch's default convolution initialisation (as HaBa's code), whose views of the bases the CIFAR-10
-            ResNet-56 recognises 8-14 % of the time at iteration 0 (``benchmarks/factorize_diagnostics.py``).
+            ResNet-56 recognises 8-14 % of the time at iteration 0 (measured on CIFAR-10, 5 x 5).
         objective: the dataset-distillation term ``L_DD``: ``"dm"``, distribution matching (mean embeddings of real
             and hallucinated images under a randomly initialised ConvNet, redrawn every iteration).
         iterations: optimisation steps.
@@ -689,21 +728,21 @@ class FactorizeConfig:
         lr: Adam learning rate of the hallucinators, default 1e-3, the bases' rate (HaBa Sec. 3.4 uses one rate for
             both). DM rewards views that leave their bases' class content (it scores such views better than real
             photographs), so the hallucinators' rate sets how far they go. Measured on CIFAR-10, 5 x 5, 1,000
-            iterations (``docs/results.md``, 'Factorised images'): at 1e-3 a student with projector labels reaches
+            iterations: at 1e-3 a student with projector labels reaches
             40.4 % (views still named 24-52 % by the ResNet-56); at 0.01, the earlier default, 20.1 % (views 16-22 %).
         adversary_lr: Adam learning rate of the feature extractor (HaBa: 1e-3).
         bases_lr: Adam learning rate of the bases (pixels in [0, 1]). DM's gradients change with the random network
             drawn every iteration, so Adam, which normalises each step to about ``bases_lr`` whatever the gradient's
             size, makes a pixel random-walk about ``bases_lr * sqrt(iterations)``: at 0.01 that erases the RDED
             content of the bases in 1,000 iterations (the observer then names a basis's class 26 % of the time,
-            ``docs/results.md``, 'Factorised images').
+            measured on CIFAR-10).
         adversarial: train the adversary and add ``lambda_cos * L_cos`` (Eq. 3-6).
         lambda_range: weight of the range term ``mean((x - clamp(x, 0, 1))^2)`` on the hallucinators' outputs ``x``
             before they are clamped to [0, 1] (our addition, not in HaBa). The student sees clamped views, so the
             build clamps them too; but a clamped pixel passes no gradient, so once a hallucinator overshoots, neither
             DM nor ``L_cos`` can pull that pixel back. The term is zero inside [0, 1] and pulls outside pixels back.
-            ``0`` (default) turns it off. Measured on CIFAR-10 (200 iterations, ``benchmarks/factorize_diagnostics.py
-            --lambda-range 100``): the views still drift; the ResNet-56 names 20-40 % of them with it (14-21 % of their
+            ``0`` (default) turns it off. Measured on CIFAR-10 (200 iterations, ``lambda_range=100``): the views
+            still drift; the ResNet-56 names 20-40 % of them with it (14-21 % of their
             values clamped), 24-42 % without, so the clamp is not what erases their class content, and it stays off.
         lambda_con, lambda_task, lambda_cos, lambda_dd: HaBa's loss weights (0.1, 1, 0.1, 1).
         temperature: ``tau`` of the contrastive loss (Eq. 3).

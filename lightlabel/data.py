@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from .utils.files import atomic_path, atomic_write_text
+from .utils.files import atomic_path, atomic_write_text, cache_root
 from .utils.progress import progress_bar
 from .utils.seeding import derive_seed
 
@@ -37,6 +37,7 @@ __all__ = [
     "eval_transform",
     "extract_image_folder",
     "image_size_of",
+    "load_cifar10",
     "load_image_folder",
     "train_transform",
 ]
@@ -194,6 +195,7 @@ class TensorImageDataset(Dataset):
         self.transform = transform
         self.ids = list(ids) if ids is not None else [str(i) for i in range(images.shape[0])]
         self.skipped: list[str] = []  # files load_image_folder could not decode
+        self.origin = ""  # where the images came from, for messages (see load_cifar10)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -432,3 +434,109 @@ class TransformedDataset(Dataset):
         if self.seed is not None:
             torch.manual_seed(derive_seed(self.seed, self.epoch, int(index)))
         return self.transform(image), int(label)
+
+
+#: CIFAR-10's classes in label-index order (torchvision's and the ImageFolder copies' order).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+#: seconds a CIFAR-10 download may stall before it counts as "no network"
+DOWNLOAD_TIMEOUT_S = 30
+
+
+def _first_per_class(dataset: TensorImageDataset, per_class: int | None) -> TensorImageDataset:
+    if per_class is None:
+        return dataset
+    keep = [i for c in range(len(dataset.classes)) for i in
+            [j for j, t in enumerate(dataset.targets) if t == c][:per_class]]
+    return dataset.subset(keep)
+
+
+def _split_folder(root: Path, split: str) -> Path | None:
+    """``root`` itself when it holds class folders of images, else ``root/<split>`` (``test`` and ``val`` stand in for
+    each other), else ``None``."""
+    names = [split] + {"test": ["val"], "val": ["test"]}.get(split, [])
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    has_images = any(f.suffix.lower() in IMAGE_EXTENSIONS for d in root.iterdir() if d.is_dir() for f in d.iterdir())
+    return root if has_images else None
+
+
+def load_cifar10(split: str = "train", *, data: str | os.PathLike | None = None, per_class: int | None = None,
+                 download: bool = True, progress: bool = True) -> TensorImageDataset:
+    """CIFAR-10 as uint8 ``(N, 3, 32, 32)`` images, from the first source that has it.
+
+    Sources, in order (the returned dataset's ``origin`` attribute says which was used):
+
+    1. ``data``: an ImageFolder (``data/<class>/<image>``) or a root holding ``data/<split>/<class>/<image>``
+       (``test`` and ``val`` stand in for each other);
+    2. ``$LIGHTLABEL_DATA`` or a ``shared/data`` folder beside the checkout (:func:`default_data_root`), whose
+       ``cifar10/<split>.tar.gz`` is extracted into the cache folder;
+    3. with ``download``, torchvision's CIFAR-10 download into ``<cache>/datasets`` (30 s stall limit).
+
+    Args:
+        split: ``"train"`` or ``"test"`` (``"val"`` is accepted for ``"test"``).
+        data: an ImageFolder of your own (source 1).
+        per_class: keep the first ``per_class`` images of each class (in file or archive order).
+        download: allow source 3.
+        progress: progress bars while decoding.
+
+    Returns:
+        A :class:`TensorImageDataset`; class names in CIFAR-10's order for sources 2 and 3, the folder names for 1.
+
+    Raises:
+        ValueError: an unknown ``split``.
+        FileNotFoundError: ``data`` is not a folder of images, or no source has the data (one message naming the
+            three and the cache folder).
+    """
+    if split not in ("train", "test", "val"):
+        raise ValueError(f"`split` must be 'train' or 'test', got {split!r}")
+    split = "test" if split == "val" else split
+    if data is not None:
+        root = Path(data)
+        folder = _split_folder(root, split) if root.is_dir() else None
+        if folder is None:
+            raise FileNotFoundError(f"`data` {root} is not an ImageFolder (root/<class>/<image>) nor a folder holding "
+                                    f"{split}/<class>/<image>")
+        dataset = _first_per_class(load_image_folder(folder, progress=progress), per_class)
+        dataset.origin = f"ImageFolder {folder}"
+        return dataset
+    shared = default_data_root()
+    archive = shared / "cifar10" / f"{split}.tar.gz" if shared is not None else None
+    if archive is not None and archive.is_file():
+        dest = cache_root() / "datasets" / f"cifar10-{split}-{_fingerprint([str(archive), per_class])[:12]}"
+        folder = extract_image_folder(archive, dest, split=split, per_class=per_class)
+        dataset = load_image_folder(folder, progress=progress)
+        dataset.origin = f"shared data {archive}"
+        return dataset
+    if not download:
+        raise FileNotFoundError(_no_cifar10("downloads are off"))
+    raw = _download_cifar10(split)
+    dataset = _first_per_class(raw, per_class)
+    dataset.origin = raw.origin
+    return dataset
+
+
+def _no_cifar10(reason: str) -> str:
+    return (f"no CIFAR-10 ({reason}). Give it one of: (1) an ImageFolder of your own (`data=` / `--data DIR`); "
+            f"(2) LIGHTLABEL_DATA or a shared/data folder beside the checkout (with cifar10/train.tar.gz and "
+            f"cifar10/test.tar.gz); (3) a network connection, to download CIFAR-10 into {cache_root() / 'datasets'}")
+
+
+def _download_cifar10(split: str) -> TensorImageDataset:
+    import socket
+
+    from torchvision.datasets import CIFAR10
+
+    root = cache_root() / "datasets"
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # offline or firewalled: fail within seconds, never hang
+    try:
+        raw = CIFAR10(str(root), train=split == "train", download=True)
+    except Exception as e:  # URLError, socket timeouts, HTTP errors, a partial archive: all mean "not available"
+        raise FileNotFoundError(_no_cifar10(f"downloading it failed: {type(e).__name__}: {e}")) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    images = torch.from_numpy(raw.data).permute(0, 3, 1, 2).contiguous()
+    dataset = TensorImageDataset(images, torch.tensor(raw.targets), raw.classes)
+    dataset.origin = f"torchvision download in {root}"
+    return dataset

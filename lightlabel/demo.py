@@ -8,7 +8,7 @@ the stored-label bytes the projector replaces.
 The default data is CIFAR-10, because real strong teachers exist for it: the ResNet-20 (``--full``: ResNet-56) of
 akamaster's pytorch_resnet_cifar10 (the full teacher and the observer), and the weak teachers shipped in the package
 (``assets/demo-teachers``: epochs 1-3 of a CIFAR ResNet-20 trajectory trained once by
-``benchmarks/demo_teachers.py``). Nothing is trained inside the demo but the adapter and the students. Data and the
+lightlabel's benchmark scripts). Nothing is trained inside the demo but the adapter and the students. Data and the
 strong teacher come, in this order, from ``data=`` / ``teacher=``, then ``$LIGHTLABEL_DATA`` or a ``shared/data`` folder
 beside the checkout, then a download into the cache folder where there is a network; offline with none of them, the
 demo stops at once with one message naming the three.
@@ -36,7 +36,13 @@ import torch
 from .configs import AdapterConfig, DistillConfig, EvalProtocol, FitConfig, TeacherConfig
 from .core.base import cache_root, fingerprint
 from .core.proxy import CIFAR10_AS_IMAGENET, PROXY_BASE, PROXY_CHECKPOINT, proxy_available, proxy_head
-from .data import TensorImageDataset, default_data_root, extract_image_folder, load_image_folder
+from .data import (
+    TensorImageDataset,
+    _download_cifar10,
+    default_data_root,
+    extract_image_folder,
+    load_image_folder,
+)
 from .inputs import InputSpec
 from .labeling.stored import images_digest
 from .models import load_teacher
@@ -142,21 +148,9 @@ def _split_dirs(root: Path) -> tuple[Path, Path]:
     return root / "train", val
 
 
-def _torchvision_cifar10(size: int, progress: bool) -> DataSource:
-    from torchvision.datasets import CIFAR10
-
-    root = cache_root() / "datasets"
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # offline or firewalled: fail within seconds, never hang
-    try:
-        splits = [CIFAR10(str(root), train=t, download=True) for t in (True, False)]
-    except Exception as e:  # URLError, socket timeouts, HTTP errors, a partial archive: all mean "not available"
-        raise _no_data(f"downloading CIFAR-10 failed: {type(e).__name__}: {e}") from None
-    finally:
-        socket.setdefaulttimeout(previous)
-    sets = [TensorImageDataset(torch.from_numpy(s.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(s.targets),
-                               s.classes) for s in splits]
-    return DataSource("CIFAR-10", f"torchvision download in {root}", sets[0], sets[1],
+def _torchvision_cifar10() -> DataSource:
+    sets = [_download_cifar10(split) for split in ("train", "test")]  # offline: one message naming the 3 sources
+    return DataSource("CIFAR-10", sets[0].origin, sets[0], sets[1],
                       _key(images_digest(sets[0].images), images_digest(sets[1].images)))
 
 
@@ -194,7 +188,7 @@ def resolve_data(data: str | os.PathLike | None, work: Path, *, image_size: int 
                                            per_class=val_per_class)
             name, origin = "CIFAR-10", f"shared data {shared}"
         elif download:
-            return _torchvision_cifar10(image_size, progress)
+            return _torchvision_cifar10()
         else:
             raise _no_data("no shared data found and downloads are off")
     train = load_image_folder(train_dir, size=image_size, cache=work / "decoded" / f"train-{image_size}.pt",
@@ -229,7 +223,7 @@ def _strong_teacher(teacher: str | None, name: str, download: bool) -> tuple[tor
         if path.is_file():
             return load_teacher(path, input_spec=TEACHER_INPUT), str(path)
     if not download:
-        raise FileNotFoundError(f"no CIFAR-10 teacher: pass --teacher, or put {file} in shared/models")
+        raise FileNotFoundError(f"no CIFAR-10 teacher: pass --teacher, or put {file} in {cached.parent}")
     from torch.hub import download_url_to_file
 
     previous = socket.getdefaulttimeout()
@@ -238,7 +232,7 @@ def _strong_teacher(teacher: str | None, name: str, download: bool) -> tuple[tor
         cached.parent.mkdir(parents=True, exist_ok=True)
         download_url_to_file(url, str(cached), progress=False)
     except Exception as e:
-        raise FileNotFoundError(f"no CIFAR-10 teacher: {file} is not in shared/models or {cached.parent}, and "
+        raise FileNotFoundError(f"no CIFAR-10 teacher: {file} is not in a shared/models folder or {cached.parent}, and "
                                 f"downloading it from {url} failed ({type(e).__name__}); pass --teacher PATH") from None
     finally:
         socket.setdefaulttimeout(previous)
@@ -261,7 +255,7 @@ def _base(base: str | None, pretrained: str | None) -> tuple[str, str | None, st
         raise FileNotFoundError(f"RN50/openai is not cached and the proxy base {PROXY_CHECKPOINT} is missing")
     return PROXY_BASE, str(PROXY_CHECKPOINT), (
         f"{PROXY_BASE} (OFFLINE PROXY: no CLIP weights here; a small image tower trained on tiny-imagenet-150 to "
-        "match real CLIP text embeddings, see docs/results.md)")
+        "match real CLIP text embeddings: 43 % zero-shot top-1 on Imagenette, whose classes it never saw)")
 
 
 def _cached_rn50() -> bool:
@@ -410,7 +404,7 @@ def _print_table(r: dict[str, Any], protocol: EvalProtocol, echo: Callable[[str]
          f"ensemble top-1 {after.get('teacher_top1', float('nan')):.3f}")
     if not r["fit_ok"]:
         echo("ADAPTER FIT CHECK FAILED: fitting must raise the agreement and keep top-1 at or above zero-shot. "
-             "This is a bug to chase (docs/results.md), not a property of the method.")
+             "This is a bug to chase (please report it with `lightlabel doctor`), not a property of the method.")
     echo(f"\nstudent {protocol.student} on {r['distilled_bytes']:,} bytes of distilled images ({protocol.name} protocol:"
          f" {steps} steps, batch {protocol.batch_size}, RDED's views)")
     echo(f"{'labels':<28} {'top-1':>7} {'extra bytes':>14} {'s / iteration':>14}")

@@ -6,7 +6,7 @@ so a training script can catch one type and know that no labels were produced fr
 
 from __future__ import annotations
 
-__all__ = ["AdapterError", "StoredLabelsError"]
+__all__ = ["AdapterError", "HubError", "StoredLabelsError"]
 
 
 class AdapterError(ValueError):
@@ -22,4 +22,13 @@ class StoredLabelsError(ValueError):
     """A stored-soft-labels folder is damaged, edited, truncated or of another format version.
 
     Raised by :class:`lightlabel.StoredSoftLabels`; the message names the file. A subclass of :class:`ValueError`.
+    """
+
+
+class HubError(RuntimeError):
+    """A Hugging Face Hub request failed: the Hub could not be reached, refused the token, or has no such repo.
+
+    Raised by :meth:`lightlabel.Projector.push_to_hub` and :meth:`lightlabel.Projector.from_pretrained` (and the
+    ``push`` and ``info`` commands, which print its one-line message). The message names the repo, what failed and
+    what to do; the original exception is chained as ``__cause__``.
     """

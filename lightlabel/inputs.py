@@ -82,7 +82,7 @@ class InputSpec:
     # ------------------------------------------------------------------ presets and (de)serialisation
     @classmethod
     def imagenet(cls, image_size: int | tuple[int, int] | None = None) -> InputSpec:
-        """ImageNet statistics (torchvision's, and the CIFAR-10 ResNets in ``shared/models``)."""
+        """ImageNet statistics (torchvision's, and akamaster's CIFAR-10 ResNets)."""
         return cls(IMAGENET_MEAN, IMAGENET_STD, image_size)
 
     @classmethod

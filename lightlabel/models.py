@@ -2,7 +2,7 @@
 
 Architectures come from torchvision (``torchvision.models.list_models()``) or timm (``timm.list_models()``) by
 name, plus the CIFAR ResNets of He et al. 2016 (``cifar_resnet20`` ... ``cifar_resnet110``, option-A identity
-shortcuts, 16-32-64 channels) so the real CIFAR-10 teachers in ``shared/models`` load. ``low_res=True`` gives
+shortcuts, 16-32-64 channels) so akamaster's CIFAR-10 ResNets (pytorch_resnet_cifar10) load. ``low_res=True`` gives
 ResNet-style models a 3x3 stem without max-pool for inputs of 64 px or less (stride 1 up to 32 px, stride 2
 above), as is standard for CIFAR and Tiny-ImageNet.
 
@@ -146,7 +146,11 @@ def save_teacher(model: nn.Module, path: str | os.PathLike, *, arch: str, classe
 
 def load_teacher(path: str | os.PathLike, *, input_spec: InputSpec | None = None, arch: str | None = None,
                  num_classes: int | None = None, device: torch.device | str = "cpu") -> nn.Module:
-    """Load a teacher checkpoint into an eval-mode, frozen module.
+    """Load a teacher checkpoint, or a pretrained model by name, into an eval-mode, frozen module.
+
+    ``path`` may name a pretrained model instead of a file: ``torchvision:resnet18`` (optionally
+    ``torchvision:resnet18:IMAGENET1K_V1``), ``timm:<name>``, ``hf-hub:<repo>`` or ``lightlabel:<packaged teacher>``;
+    see :func:`lightlabel.pretrained.load_pretrained`, which reads its ``input_spec`` from the weights' metadata.
 
     Reads checkpoints written by :func:`save_teacher` (everything is recorded) and plain state dicts, including
     ``{"state_dict": ..., "best_prec1": ...}`` files with ``module.`` prefixes (e.g. akamaster's CIFAR ResNets,
@@ -156,9 +160,9 @@ def load_teacher(path: str | os.PathLike, *, input_spec: InputSpec | None = None
     training size, or ``input_spec`` for a plain state dict, which records none) and ``classes`` (or ``None``).
 
     Args:
-        path: the checkpoint file.
+        path: the checkpoint file, or a model name (above).
         input_spec: the teacher's input normalisation. Required for plain state dicts (e.g.
-            ``InputSpec.imagenet(32)`` for the CIFAR-10 ResNets in ``shared/models``); for checkpoints written by
+            ``InputSpec.imagenet(32)`` for akamaster's CIFAR-10 ResNets); for checkpoints written by
             :func:`save_teacher` it must equal the recorded one when given.
         arch, num_classes: only where the checkpoint cannot tell.
         device: where the module goes.
@@ -169,6 +173,16 @@ def load_teacher(path: str | os.PathLike, *, input_spec: InputSpec | None = None
             message lists missing/unexpected keys), a plain state dict without ``input_spec``, or an
             ``input_spec`` that contradicts the recorded one.
     """
+    from .pretrained import is_model_name, load_pretrained, packaged_teacher_path
+
+    if is_model_name(path) and os.fspath(path).startswith("lightlabel:"):
+        path = packaged_teacher_path(os.fspath(path))
+    elif is_model_name(path):
+        model = load_pretrained(os.fspath(path), num_classes=num_classes, device=device)
+        if input_spec is not None and input_spec != model.input_spec:
+            raise ValueError(f"{path}: `input_spec` ({input_spec}) contradicts the weights' own ({model.input_spec}); "
+                             "leave it out")
+        return model
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"teacher checkpoint not found: {path}")
@@ -207,7 +221,7 @@ def load_teacher(path: str | os.PathLike, *, input_spec: InputSpec | None = None
         input_spec = recorded
     elif input_spec is None:
         raise ValueError(f"{path}: a plain state dict records no input normalisation; pass `input_spec=` "
-                         f"(e.g. lightlabel.InputSpec.imagenet(32) for the CIFAR-10 ResNets of shared/models)")
+                         f"(e.g. lightlabel.InputSpec.imagenet(32) for akamaster's CIFAR-10 ResNets)")
     elif not isinstance(input_spec, InputSpec):
         raise TypeError(f"`input_spec` must be an InputSpec, got {type(input_spec).__name__}")
     model.eval().requires_grad_(False).to(device)

@@ -11,8 +11,8 @@
   These are the label tensors' bytes; the files add the data order, the augmentation record and the headers
   (:attr:`lightlabel.StoredSoftLabels.nbytes` is the real total on disk).
   Per view, the fp16 top-k cost is LPQLD's own (its code stores top-k fp16 values and int16 indices); its
-  published sizes are within 1.0-1.25x of this formula for k >= 50 (docs/results.md, "Stored-label sizes
-  against LPLD's and LPQLD's published ones", ``benchmarks/lpqld_sizes.py``).
+  published sizes are within 1.0-1.25x of this formula for k >= 50 (measured against the sizes LPLD and LPQLD
+  publish).
 - **A teacher**: the tensor bytes of its state dict in fp32 (parameters and buffers; integer buffers such as
   BatchNorm's step counters at their own size), i.e. its checkpoint's payload (:func:`module_nbytes`).
 - **An adapter**: the bytes of its ``.safetensors`` file (:attr:`lightlabel.Projector.adapter_nbytes`); without a

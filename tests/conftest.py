@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
+import sys
 import tempfile
 
 _TMP = tempfile.mkdtemp(prefix="lightlabel-tests-")
@@ -23,10 +25,12 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lightlabel.data import default_data_root, extract_image_folder  # noqa: E402
+from lightlabel.data import default_data_root  # noqa: E402
 from lightlabel.testing import save_tiny_base  # noqa: E402
 
 torch.set_num_threads(2)
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -56,19 +60,45 @@ def other_rn(bases_dir) -> tuple[str, str]:
     return name, str(path)
 
 
+#: where the shared data comes from, said by every test that skips without it
+DATA_HINT = ("needs the shared real data (CIFAR-10 archives and the CIFAR-10 ResNet teachers of shared/data and "
+             "shared/models): set LIGHTLABEL_DATA to a shared/data folder, or run from a checkout that has shared/ "
+             "beside it")
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
+    """The shared/data folder; tests that need it skip (with how to get it) where it is not found."""
     root = default_data_root()
     if root is None:
-        pytest.fail("real data not found: set LIGHTLABEL_DATA to the shared/data folder (see shared/data/README.md)")
+        pytest.skip(DATA_HINT)
     return root
 
 
 @pytest.fixture(scope="session")
-def cifar_train(data_root, tmp_path_factory) -> Path:
-    """ImageFolder of the first 12 CIFAR-10 training images of each class (real JPEGs, 32 x 32)."""
-    return extract_image_folder(data_root / "cifar10" / "train.tar.gz", tmp_path_factory.mktemp("cifar") / "train",
-                                split="train", per_class=12)
+def models_dir(data_root) -> Path:
+    """The shared/models folder with the real CIFAR-10 ResNet-20 and ResNet-56 (akamaster/pytorch_resnet_cifar10)."""
+    folder = data_root.parent / "models"
+    if not (folder / "cifar10-resnet56-4bfd9763.th").is_file():
+        pytest.skip(DATA_HINT)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cifar_train(tmp_path_factory) -> Path:
+    """ImageFolder of the first 12 CIFAR-10 training images of each class (real JPEGs, 32 x 32), copied from the
+    committed fixture (tests/fixtures/README.md) so that a test can never change it."""
+    dest = tmp_path_factory.mktemp("cifar") / "train"
+    shutil.copytree(FIXTURES / "cifar10" / "train", dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def cifar_test(tmp_path_factory) -> Path:
+    """ImageFolder of the first 4 CIFAR-10 test images of each class (real JPEGs, 32 x 32), from the fixture."""
+    dest = tmp_path_factory.mktemp("cifar") / "test"
+    shutil.copytree(FIXTURES / "cifar10" / "test", dest)
+    return dest
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +135,36 @@ def randomize_adapter(projector, seed: int = 0, scale: float = 0.05) -> None:
     with torch.no_grad():
         for p in projector.trainable_parameters():
             p.add_(torch.randn(p.shape, generator=g) * scale)
+
+
+# ---------------------------------------------------------------------------------------------- CI's skip gate
+#: skip reasons that are expected everywhere CI runs (no GPU there); any other skip fails a run that must have the data
+EXPECTED_SKIP = re.compile(r"CUDA")
+_skips: list[tuple[str, str]] = []
+
+
+def _record_skip(report) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skips.append((report.nodeid, reason))
+
+
+def pytest_runtest_logreport(report) -> None:
+    _record_skip(report)
+
+
+def pytest_collectreport(report) -> None:
+    _record_skip(report)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """With ``LIGHTLABEL_REQUIRE_DATA=1`` (set by ``.ci/run``, which has the shared data), a test skipped for any
+    reason other than a missing CUDA device fails the run: a broken data path cannot hide as a skip."""
+    if os.environ.get("LIGHTLABEL_REQUIRE_DATA") != "1":
+        return
+    unexpected = [(node, reason) for node, reason in _skips if not EXPECTED_SKIP.search(reason)]
+    if unexpected:
+        lines = "\n".join(f"  {node}: {reason}" for node, reason in unexpected)
+        sys.stderr.write(f"\nLIGHTLABEL_REQUIRE_DATA=1: {len(unexpected)} test(s) skipped for a reason other than a "
+                         f"missing CUDA device:\n{lines}\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

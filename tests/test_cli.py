@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import subprocess
 import sys
 
@@ -26,17 +28,16 @@ def test_console_script_entry_point_runs():
     assert out.stdout.strip() == f"lightlabel {ll.__version__}"
 
 
-def test_fit_distill_train_info_chain(tmp_path, cifar_train, data_root, tiny_rn, capsys):
-    models = data_root.parent / "models"
+def test_fit_distill_train_info_chain(tmp_path, cifar_train, models_dir, tiny_rn, capsys):
     adapter = tmp_path / "adapter"
     assert main(["fit", str(cifar_train), "--base", tiny_rn[0], "--pretrained", tiny_rn[1], "--teachers",
-                 str(models / "cifar10-resnet20-12fca82f.th"), "--teacher-input", "imagenet@32", "--out", str(adapter),
+                 str(models_dir / "cifar10-resnet20-12fca82f.th"), "--teacher-input", "imagenet@32", "--out", str(adapter),
                  "--epochs", "1", "--batch-size", "30", "--head-rank", "4", "--quiet"]) == 0
     assert "adapter written to" in capsys.readouterr().out
     assert (adapter / "adapter.safetensors").is_file() and (adapter / "README.md").is_file()
 
     distilled = tmp_path / "distilled"
-    assert main(["distill", str(cifar_train), "--observer", str(models / "cifar10-resnet56-4bfd9763.th"),
+    assert main(["distill", str(cifar_train), "--observer", str(models_dir / "cifar10-resnet56-4bfd9763.th"),
                  "--observer-input", "imagenet@32", "--ipc", "1",
                  "--patches-per-image", "1", "--candidates-per-class", "3", "--crops-per-image", "2", "--projector",
                  str(adapter), "--refine-steps", "2", "--out", str(distilled), "--quiet"]) == 0
@@ -50,7 +51,7 @@ def test_fit_distill_train_info_chain(tmp_path, cifar_train, data_root, tiny_rn,
     scored = result["top1"] * 120  # a fraction of the 120 validation images: the validation set was used
     assert result["top1"] == result["history"][-1]["top1"] and abs(scored - round(scored)) < 1e-9
     assert result["protocol"]["name"] == "helio" and result["protocol"]["epochs"] == 1 and result["iterations"] == 2
-    assert main(["train", str(distilled), "--labels", str(models / "cifar10-resnet56-4bfd9763.th"), "--teacher-input",
+    assert main(["train", str(distilled), "--labels", str(models_dir / "cifar10-resnet56-4bfd9763.th"), "--teacher-input",
                  "imagenet@32", "--protocol", "rded", "--student", "cifar_resnet20", "--epochs", "1", "--json",
                  "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -107,3 +108,19 @@ def test_bad_damaged_adapter_is_one_line(tmp_path, capsys):
     bad.write_bytes(b"\x00" * 64)
     assert main(["info", str(bad)]) == 2
     assert "bad.safetensors" in capsys.readouterr().err
+
+
+def test_every_generated_flag_explains_itself():
+    """Flags generated from config fields carry the field's docstring line, not only their default."""
+    from lightlabel.cli import _parser
+
+    parser = _parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    bare = []
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if ":" in (action.dest or ""):  # generated: dest is "<Config>:<field>"
+                text = re.sub(r"\(default: .*\)$", "", action.help or "").strip()
+                if len(text) < 8:
+                    bare.append(f"{name} {action.option_strings[0]}")
+    assert not bare, bare

@@ -45,8 +45,8 @@ def test_input_spec_maths_round_trips_and_parsing():
         ll.with_input_spec(torch.nn.Linear(2, 2), ((0.5,) * 3, (0.5,) * 3))
 
 
-def test_plain_state_dict_teacher_needs_an_input_spec(data_root):
-    path = data_root.parent / "models" / "cifar10-resnet20-12fca82f.th"
+def test_plain_state_dict_teacher_needs_an_input_spec(models_dir):
+    path = models_dir / "cifar10-resnet20-12fca82f.th"
     with pytest.raises(ValueError, match="records no input normalisation; pass `input_spec=`"):
         ll.load_teacher(path)
     assert ll.load_teacher(path, input_spec=ll.InputSpec.imagenet(32)).input_spec.image_size == (32, 32)

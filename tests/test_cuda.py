@@ -32,13 +32,13 @@ def no_tf32():
 
 
 @pytest.fixture(scope="module")
-def resnet56(data_root):
-    return ll.load_teacher(data_root.parent / "models" / "cifar10-resnet56-4bfd9763.th", input_spec=IMAGENET32)
+def resnet56(models_dir):
+    return ll.load_teacher(models_dir / "cifar10-resnet56-4bfd9763.th", input_spec=IMAGENET32)
 
 
 @pytest.fixture(scope="module")
-def resnet20_path(data_root):
-    return data_root.parent / "models" / "cifar10-resnet20-12fca82f.th"
+def resnet20_path(models_dir):
+    return models_dir / "cifar10-resnet20-12fca82f.th"
 
 
 @pytest.fixture(scope="module")

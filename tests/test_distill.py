@@ -21,8 +21,8 @@ def cifar_ds(cifar_train):
 
 
 @pytest.fixture(scope="module")
-def resnet56(data_root):
-    return ll.load_teacher(data_root.parent / "models" / "cifar10-resnet56-4bfd9763.th",
+def resnet56(models_dir):
+    return ll.load_teacher(models_dir / "cifar10-resnet56-4bfd9763.th",
                            input_spec=ll.InputSpec.imagenet(32))
 
 
@@ -189,8 +189,8 @@ def test_errors(cifar_ds, resnet56):
         ll.distill_images(cifar_ds, resnet56, ipc=0, **kw)
 
 
-def test_sigkill_mid_run_then_resume_equals_uninterrupted(cifar_train, tiny_rn, data_root, tmp_path):
-    killed, reference = _run_killed_then_resumed("distill", tmp_path, cifar_train, tiny_rn[1], data_root.parent / "models",
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(cifar_train, tiny_rn, models_dir, tmp_path):
+    killed, reference = _run_killed_then_resumed("distill", tmp_path, cifar_train, tiny_rn[1], models_dir,
                                                  "distill-state.pt")
     a, b = ll.DistilledSet.load(killed / "distilled"), ll.DistilledSet.load(reference / "distilled")
     assert torch.equal(a.images, b.images) and a.sources == b.sources

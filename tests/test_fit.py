@@ -26,13 +26,13 @@ def cifar_ds(cifar_train):
 
 
 @pytest.fixture(scope="module")
-def resnet20(data_root):
-    return data_root.parent / "models" / "cifar10-resnet20-12fca82f.th"
+def resnet20(models_dir):
+    return models_dir / "cifar10-resnet20-12fca82f.th"
 
 
 @pytest.fixture(scope="module")
-def resnet56(data_root):
-    return data_root.parent / "models" / "cifar10-resnet56-4bfd9763.th"
+def resnet56(models_dir):
+    return models_dir / "cifar10-resnet56-4bfd9763.th"
 
 
 IMAGENET32 = ll.InputSpec.imagenet(32)

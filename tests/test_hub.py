@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -175,3 +176,80 @@ def test_packaged_proxy_base_is_recorded_portably_and_old_local_paths_resolve(tm
 
 def test_repo_naming_convention(fitted):
     assert hub.repo_name(fitted.info(), "CIFAR-10", org="me") == "me/lightlabel-lightlabel-tiny-rn-cifar-10-r8"
+
+
+# ---------------------------------------------------------------------------------------------- network faults
+try:  # huggingface_hub's HTTP client: httpx2 from huggingface_hub 1.x on, httpx before
+    import httpx2 as _http
+except ImportError:  # pragma: no cover
+    import httpx as _http
+
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # noqa: E402
+
+
+def _response(status: int):
+    return _http.Response(status, request=_http.Request("POST", "https://huggingface.co/api/repos/create"))
+
+
+#: a failure of the Hub client -> the words of the one-line message
+FAULTS = {
+    "unreachable": (lambda: _http.ConnectError("[Errno -3] Temporary failure in name resolution"),
+                    "could not be reached"),
+    "refused token": (lambda: HfHubHTTPError("401 Client Error: Unauthorized", response=_response(401)),
+                      "refused the token (HTTP 401)"),
+    "no write access": (lambda: HfHubHTTPError("403 Client Error: Forbidden", response=_response(403)),
+                        "may not write"),
+    "missing repo": (lambda: RepositoryNotFoundError("404 Client Error", response=_response(404)), "has no repo"),
+    "server error": (lambda: HfHubHTTPError("502 Bad Gateway", response=_response(502)), "HTTP 502"),
+}
+
+
+@pytest.fixture
+def packaged_adapter(tmp_path):
+    """An adapter on the packaged base: portable, so push gets as far as the network."""
+    from conftest import CIFAR10_CLASSES
+
+    return ll.Projector.packaged(CIFAR10_CLASSES, config=ll.AdapterConfig(head_rank=2)).save_pretrained(tmp_path / "a")
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_push_network_faults_are_one_line(fault, packaged_adapter, monkeypatch, capsys):
+    from lightlabel.cli import main
+
+    make, words = FAULTS[fault]
+
+    def fail(self, *a, **kw):
+        raise make()
+
+    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    monkeypatch.setattr(HfApi, "create_repo", fail)
+    with pytest.raises(ll.errors.HubError, match=re.escape(words)) as e:
+        ll.Projector.from_pretrained(packaged_adapter).push_to_hub("org/repo")
+    assert isinstance(e.value.__cause__, Exception) and "org/repo" in str(e.value)
+    assert main(["push", str(packaged_adapter), "org/repo", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and words in err and err.startswith("lightlabel push: error")
+
+
+@pytest.mark.parametrize("fault", ["unreachable", "refused token", "server error"])
+def test_download_network_faults_are_one_line(fault, monkeypatch, capsys):
+    from lightlabel.cli import main
+
+    make, words = FAULTS[fault]
+
+    def fail(*a, **kw):
+        raise make()
+
+    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    monkeypatch.setattr(hub, "hf_hub_download", fail)
+    with pytest.raises(ll.errors.HubError, match=re.escape(words)):
+        ll.Projector.from_pretrained("org/repo")
+    assert main(["info", "org/repo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and words in err
+
+
+def test_hub_failure_leaves_other_errors_alone():
+    assert hub.hub_failure("push", "org/repo", KeyError("x")) is None
+    with pytest.raises(KeyError), hub.hub_errors("push", "org/repo"):
+        raise KeyError("a bug, not a network fault")

@@ -18,7 +18,7 @@ LAYERS = [
     {"version", "errors", "utils", "inputs", "configs", "storage", "data"},
     {"io"},
     {"core"},
-    {"models"},
+    {"models", "pretrained"},
     {"labeling"},
     {"recipes"},
     {"cli", "demo", "testing", "__main__"},

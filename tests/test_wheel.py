@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import lightlabel as ll
+from lightlabel.version import DISTRIBUTION
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -29,8 +30,14 @@ def test_wheel_from_an_empty_folder(tmp_path, make_projector):
     dist = tmp_path / "dist"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w",
           str(dist), str(PROJECT)], PROJECT, os.environ)
-    wheel = next(dist.glob("lightlabel-*.whl"))
+    wheel = next(dist.glob("lightlabel_torch-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    fields = dict(line.split(": ", 1) for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+                  if ": " in line and not line.startswith(" "))
+    assert fields["Name"] == DISTRIBUTION == "lightlabel-torch" and fields["Version"] == ll.__version__
+    entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "lightlabel = lightlabel.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
     for asset in ("proxy-base.safetensors", "imagenet1k_wnids.txt", "clip-vit-b32-imagenet1k-text.fp16.safetensors",
                   "lightlabel-proxy-rn.json", "cifar10-resnet20-epoch001.pt"):
         assert any(n.endswith(asset) for n in names), f"{asset} is not in the wheel"
@@ -53,6 +60,7 @@ def test_wheel_from_an_empty_folder(tmp_path, make_projector):
     assert _run([lightlabel, "--version"], empty, env).strip() == f"lightlabel {ll.__version__}"
     doctor = _run([lightlabel, "doctor"], empty, env)
     assert str(venv) in doctor and "lightlabel-proxy-rn: shipped" in doctor and "3 weak teachers shipped" in doctor
+    assert f"distribution {DISTRIBUTION}" in doctor
     assert "shared data: not found" in doctor, doctor
     adapter = make_projector().save_pretrained(tmp_path / "adapter")
     info = _run([lightlabel, "info", str(adapter)], empty, env)
@@ -62,12 +70,10 @@ def test_wheel_from_an_empty_folder(tmp_path, make_projector):
         Image.fromarray((torch.rand(48, 48, 3) * 255).byte().numpy()).save(empty / f"img{i}.png")
     script = textwrap.dedent("""
         import glob, lightlabel as ll, torch
-        from lightlabel.core.proxy import PROXY_BASE, PROXY_CHECKPOINT, proxy_head
         from lightlabel.data import decode_rgb
         assert ll.__file__.startswith(%r), ll.__file__
-        names, text = proxy_head(["n01440764", "n01443537", "n01484850"])
-        projector = ll.Projector(base=PROXY_BASE, pretrained=str(PROXY_CHECKPOINT), class_names=names,
-                                 text_embeddings=text).merge()
+        projector = ll.Projector.packaged(["n01440764", "n01443537", "n01484850"]).merge()
+        names = list(projector.class_names)
         assert projector.base_pretrained == "lightlabel:packaged", projector.base_pretrained
         images = torch.stack([decode_rgb(f) for f in sorted(glob.glob("img*.png"))]).float() / 255
         logits = ll.labeling.ModelLabels(projector).label(images)
@@ -75,3 +81,5 @@ def test_wheel_from_an_empty_folder(tmp_path, make_projector):
         print("labelled", tuple(logits.shape), names)
     """) % str(site)
     assert "labelled (4, 3)" in _run([str(python), "-c", script], empty, env)
+    for example in sorted((PROJECT / "examples").glob("*.py")):  # each example's --help, from the wheel's package
+        assert "usage:" in _run([str(python), str(example), "--help"], empty, env), example

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils.files import atomic_write_bytes
+from ..utils.files import atomic_write_bytes, cache_root
 
 __all__ = ["PACKAGED", "BaseModel", "cache_root", "fingerprint", "is_portable", "load_base", "packaged_checkpoint",
            "quiet_random_init", "text_check", "text_features"]
@@ -60,14 +60,6 @@ class BaseModel:
     std: tuple[float, float, float]
     embed_dim: int
     logit_scale: float
-
-
-def cache_root() -> Path:
-    """lightlabel's cache folder: ``$LIGHTLABEL_CACHE``, else ``$XDG_CACHE_HOME/lightlabel``, else ``~/.cache/lightlabel``."""
-    if os.environ.get("LIGHTLABEL_CACHE"):
-        return Path(os.environ["LIGHTLABEL_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return Path(xdg) / "lightlabel" if xdg else Path.home() / ".cache" / "lightlabel"
 
 
 def fingerprint(module: nn.Module) -> str:

@@ -458,7 +458,8 @@ class Projector(nn.Module):
             huggingface_hub's ``CommitInfo``.
 
         Raises:
-            RuntimeError: offline mode. ValueError: a malformed ``repo_id``, or a base recorded as a local file path
+            RuntimeError: offline mode. HubError (a RuntimeError): the Hub could not be reached, refused the token or
+            the write, in one line. ValueError: a malformed ``repo_id``, or a base recorded as a local file path
             (a Hub adapter must name its base portably: an open_clip tag, an ``hf-hub:`` id or the packaged proxy).
         """
         if not is_portable(self.base_model, self.base_pretrained):
@@ -505,6 +506,7 @@ class Projector(nn.Module):
         Raises:
             FileNotFoundError: no adapter at a local path, or not in the cache while offline (the message says
                 how to get it).
+            HubError: the Hub could not be reached, refused the token, or answered an HTTP error (one line).
             AdapterError: a damaged file, another base (fingerprint), another class list or order, text
                 embeddings that do not reproduce the adapter's ``text_check``, or wrong tensor shapes.
         """
@@ -560,6 +562,49 @@ class Projector(nn.Module):
         projector.fit_info = dict(info.fit_info)
         projector._text_check = info.text_check
         return projector.to(device if device is not None else "cpu")
+
+    @classmethod
+    def packaged(cls, class_names: Sequence[str], *, config: AdapterConfig | None = None,
+                 device: torch.device | str | None = None) -> Projector:
+        """A projector on the offline proxy base that ships inside the package: no download, no network.
+
+        The base is ``lightlabel-proxy-rn`` (an open_clip ModifiedResNet at 64 px trained on 202 Tiny-ImageNet
+        classes to match real CLIP ViT-B/32 text embeddings). It has no text tower of its own, so its head comes
+        from the real CLIP text embeddings shipped with it, and ``class_names`` must be ImageNet WordNet ids
+        (e.g. Imagenette's folder names, which become readable ImageNet names) or the CIFAR-10 class names (each
+        the mean embedding of related ImageNet classes). It is a small proxy of CLIP for offline work, not CLIP.
+        The adapter records its base as ``pretrained="lightlabel:packaged"``, which resolves on every install.
+
+        Args:
+            class_names: ImageNet WordNet ids or the 10 CIFAR-10 class names, in label-index order.
+            config: the adapter's ranks and targets (default :class:`~lightlabel.AdapterConfig`).
+            device: device of the returned module (default CPU).
+
+        Returns:
+            An unfitted projector (zero-shot labels: HeLlO Proposition 1); fit it with
+            :func:`~lightlabel.fit_adapter` (``base="lightlabel-proxy-rn", pretrained="lightlabel:packaged"``).
+
+        Raises:
+            ValueError: other class names (the message says to pass a CLIP base instead).
+            FileNotFoundError: the packaged weights are missing (a broken install).
+
+        Shape:
+            - Input: ``(B, 3, 64, 64)`` float, normalised with :attr:`input_spec` (CLIP's statistics).
+            - Output: ``(B, C)`` float32 logits.
+
+        Example:
+            >>> projector = Projector.packaged(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+            ...                                 "horse", "ship", "truck"])
+            >>> projector.base_model, projector.base_pretrained, projector.image_size
+            ('lightlabel-proxy-rn', 'lightlabel:packaged', (64, 64))
+        """
+        from .proxy import PROXY_BASE, PROXY_CHECKPOINT, proxy_head
+
+        if not PROXY_CHECKPOINT.is_file():
+            raise FileNotFoundError(f"the packaged proxy base {PROXY_CHECKPOINT} is missing: reinstall lightlabel-torch")
+        names, text = proxy_head(class_names)
+        return cls(base=PROXY_BASE, pretrained=PACKAGED, class_names=names, text_embeddings=text, config=config,
+                   device=device)
 
     # ------------------------------------------------------------------ classes
     def check_class_names(self, class_names: Sequence[str]) -> None:

@@ -150,7 +150,7 @@ class AdapterInfo:
         if version > FORMAT_VERSION:
             raise AdapterError(
                 f"{source}: adapter format version {version} is newer than this lightlabel {__version__} reads "
-                f"(up to {FORMAT_VERSION}); upgrade lightlabel (`pip install -U lightlabel`)"
+                f"(up to {FORMAT_VERSION}); upgrade lightlabel (`pip install -U lightlabel-torch`)"
             )
         if version < 1:
             raise AdapterError(f"{source}: adapter format version {version} is invalid (expected 1..{FORMAT_VERSION})")

@@ -10,26 +10,32 @@ time-out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
+    HfHubHTTPError,
     LocalEntryNotFoundError,
+    LocalTokenNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
 
+from ..errors import HubError
 from ..storage import soft_label_nbytes, teacher_nbytes
 from ..utils.files import atomic_write_text
-from ..version import __version__
+from ..version import DISTRIBUTION, __version__
 from .adapter_format import ADAPTER_FILENAME, AdapterInfo
 
-__all__ = ["is_offline", "model_card", "push_folder", "repo_name", "resolve_adapter", "write_model_card"]
+__all__ = ["hub_errors", "hub_failure", "is_offline", "model_card", "push_folder", "repo_name", "resolve_adapter", "write_model_card"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,67 @@ TAGS = ["lightlabel", "dataset-distillation", "soft-labels", "knowledge-distilla
 def is_offline() -> bool:
     """Whether huggingface_hub is in offline mode (``HF_HUB_OFFLINE``, as the library itself reads it)."""
     return bool(constants.is_offline_mode())
+
+
+#: top-level packages whose exceptions mean "the network failed" (huggingface_hub's HTTP clients, old and new)
+_NETWORK_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3"})
+
+
+def _is_network_error(error: BaseException) -> bool:
+    if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)):
+        return True
+    return any(cls.__module__.split(".")[0] in _NETWORK_PACKAGES for cls in type(error).__mro__)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+def hub_failure(action: str, repo_id: str, error: BaseException) -> HubError | None:
+    """The one-line :class:`~lightlabel.errors.HubError` for a failure of the Hub client, or ``None`` when ``error``
+    is not one (a bug, a bad argument: let it propagate as it is).
+
+    Covered: the Hub could not be reached (any transport error of huggingface_hub's HTTP client), refused the token
+    (HTTP 401), refused the write (403), has no such repo or hides it, answered another HTTP error; no token where one
+    is needed.
+    """
+    if isinstance(error, RepositoryNotFoundError):
+        return HubError(f"{action} {repo_id}: the Hub has no repo {repo_id!r}, or your token cannot see it (log in "
+                        "with `hf auth login`, or pass a token)")
+    if isinstance(error, LocalTokenNotFoundError):
+        return HubError(f"{action} {repo_id}: no Hugging Face token found (log in with `hf auth login`, or pass a "
+                        "token)")
+    if isinstance(error, HfHubHTTPError):
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status == 401:
+            return HubError(f"{action} {repo_id}: the Hub refused the token (HTTP 401): log in again with "
+                            "`hf auth login`, or pass a valid token")
+        if status == 403:
+            return HubError(f"{action} {repo_id}: the token may not write to {repo_id!r} (HTTP 403): use a token "
+                            "with write access to that namespace")
+        return HubError(f"{action} {repo_id}: the Hub answered HTTP {status}: {_first_line(error)}")
+    if _is_network_error(error):
+        return HubError(f"{action} {repo_id}: the Hugging Face Hub could not be reached ({type(error).__name__}: "
+                        f"{_first_line(error)}); check the network, or set HF_HUB_OFFLINE=1 to use only the cache")
+    return None
+
+
+@contextlib.contextmanager
+def hub_errors(action: str, repo_id: str) -> Iterator[None]:
+    """Re-raise the Hub client's failures inside the block as one-line :class:`~lightlabel.errors.HubError`
+    (:func:`hub_failure`), the original chained as ``__cause__``; other exceptions pass unchanged.
+
+    Raises:
+        HubError: see :func:`hub_failure`.
+    """
+    try:
+        yield
+    except Exception as e:
+        failure = hub_failure(action, repo_id, e)
+        if failure is None:
+            raise
+        raise failure from e
 
 
 def _looks_like_path(name: str) -> bool:
@@ -60,6 +127,8 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
         FileNotFoundError: a missing local path; a folder without ``adapter.safetensors``; a repo or file that is
             not in the cache while offline (the message says how to get it); a repo, revision or file the Hub
             does not have.
+        HubError: the Hub could not be reached, refused the token, or answered another HTTP error (one line, see
+            :func:`hub_failure`).
         ValueError: neither an existing path nor a repo id.
     """
     name = os.fspath(path_or_repo_id)
@@ -96,6 +165,11 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
         raise FileNotFoundError(f"Hub repo {name!r} has no revision {revision!r}") from e
     except EntryNotFoundError as e:
         raise FileNotFoundError(f"Hub repo {name!r} has no {filename}: not a lightlabel adapter repo") from e
+    except Exception as e:  # unreachable Hub, refused token, other HTTP errors: one line
+        failure = hub_failure("download", name, e)
+        if failure is None:
+            raise
+        raise failure from e
 
 
 def repo_name(info: AdapterInfo, dataset: str, org: str | None = None) -> str:
@@ -177,6 +251,10 @@ on the fly. It replaces stored soft labels and the teacher network.
 
 ## Usage
 
+```bash
+pip install {DISTRIBUTION}
+```
+
 ```python
 import lightlabel as ll
 
@@ -211,6 +289,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
 
     Raises:
         RuntimeError: offline mode is on.
+        HubError: the Hub could not be reached, refused the token or the write (:func:`hub_failure`).
         ValueError: ``repo_id`` is not of the form ``org/name``.
     """
     if is_offline():
@@ -218,6 +297,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool | None
     if not _REPO_ID.match(repo_id):
         raise ValueError(f"`repo_id` must look like 'org/name', got {repo_id!r}")
     api = HfApi(token=token, library_name="lightlabel", library_version=__version__)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
-                             commit_message=commit_message)
+    with hub_errors("push", repo_id):
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
+                                 commit_message=commit_message)

@@ -40,7 +40,7 @@ class TeacherEnsemble(nn.Module):
             ensemble without one, and using it as a labeller then raises.
         vectorize: ``"auto"`` (the path measured faster: a loop over the teachers, on CPU and on CUDA alike; one
             ``torch.vmap`` call was 0.70 x the loop's speed on an H100 for 9 ResNet-18 at 64 px under bf16, and
-            slower on CPU: ``benchmarks/teacher_ensemble.py``), ``True`` (always one vmap call; requires one
+            slower on CPU), ``True`` (always one vmap call; requires one
             architecture) or ``False`` (always the loop).
 
     Shape:

@@ -5,7 +5,7 @@ Documented and importable (``lightlabel.utils.files.atomic_write_text``), so exa
 private imports. Nothing here imports another part of lightlabel.
 """
 
-from .files import atomic_path, atomic_write_bytes, atomic_write_text
+from .files import atomic_path, atomic_write_bytes, atomic_write_text, cache_root
 from .memory import peak_memory_bytes, reset_peak_memory
 from .placement import module_device, on_device
 from .progress import progress_bar
@@ -15,6 +15,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "cache_root",
     "derive_seed",
     "generator",
     "module_device",

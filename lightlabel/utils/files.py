@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "cache_root"]
 
 
 @contextlib.contextmanager
@@ -76,3 +76,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (temp file + rename)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def cache_root() -> Path:
+    """lightlabel's cache folder: ``$LIGHTLABEL_CACHE``, else ``$XDG_CACHE_HOME/lightlabel``, else ``~/.cache/lightlabel``."""
+    if os.environ.get("LIGHTLABEL_CACHE"):
+        return Path(os.environ["LIGHTLABEL_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) / "lightlabel" if xdg else Path.home() / ".cache" / "lightlabel"

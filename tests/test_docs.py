@@ -1,0 +1,79 @@
+"""The user-facing text stays true: every command quoted in README and the quickstart parses, and the installed
+library never points at files an installed package does not have (docs/, benchmarks/)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from lightlabel.cli import _parser
+
+PROJECT = Path(__file__).resolve().parent.parent
+PAGES = [PROJECT / "README.md", PROJECT / "docs" / "quickstart.md"]
+
+
+def _quoted_commands() -> list[tuple[str, str]]:
+    """``(page, command)`` for every ``lightlabel ...`` and ``python examples/...`` command in a bash block."""
+    out = []
+    for page in PAGES:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                for command in line.split("#")[0].split("&&"):
+                    command = command.strip()
+                    if command.startswith(("lightlabel ", "python examples/")):
+                        out.append((page.name, command))
+    return out
+
+
+COMMANDS = _quoted_commands()
+
+
+def test_the_pages_quote_commands():
+    assert {page for page, _ in COMMANDS} == {p.name for p in PAGES} and len(COMMANDS) >= 6
+
+
+class _Parsed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("page,command", COMMANDS, ids=[c for _, c in COMMANDS])
+def test_quoted_command_parses(page, command, monkeypatch):
+    words = shlex.split(command)
+    if words[0] == "lightlabel":
+        args = _parser().parse_args(words[1:])  # the real parser: a stale flag or command is an error here
+        assert args.command == words[1]
+        with pytest.raises(SystemExit) as e:
+            _parser().parse_args([words[1], "--help"])
+        assert e.value.code == 0
+        return
+    script = PROJECT / words[1]
+    assert script.is_file(), f"{page} quotes {script}, which does not exist"
+    spec = importlib.util.spec_from_file_location(script.stem, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        original(self, args, namespace)
+        raise _Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    with pytest.raises(_Parsed):
+        module.main(words[2:])
+
+
+def test_the_library_never_cites_repository_files():
+    """docs/ and benchmarks/ are not in an installed package: docstrings and messages cite papers and figures."""
+    hits = [f"{p.relative_to(PROJECT)}:{i}" for p in (PROJECT / "lightlabel").rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"\b(docs|benchmarks)/", line)]
+    assert not hits, hits
+
+
+def test_readme_starts_with_the_drop_in():
+    lines = (PROJECT / "README.md").read_text().splitlines()
+    assert next(i for i, line in enumerate(lines) if line.startswith("## Drop-in")) < 40
