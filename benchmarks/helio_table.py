@@ -83,7 +83,15 @@ ROWS = {
     "stored_top3": "stored labels, top-3 logits fp16 (LPQLD-style)",
     "stored_top3_int8": "stored labels, top-3 logits int8 (LPQLD-style)",
     "stored_top1": "stored labels, top-1 logit fp16, the rest of the mass spread (RDED keep_top_k)",
+    "random_projector": "random real images (IPC per class, drawn by the seed) + the best projector (CIFAR-10: the "
+                        "10-epoch fit; Imagenette: the 20-epoch fit)",
+    "random_teacher": "random real images + online full teacher",
+    "random_hard": "random real images + hard labels",
 }
+#: random-subset rows (issue 30): the row whose labels they take, per dataset, on ll.random_subset images
+RANDOM = {"random_projector": {"cifar10": "projector_fit10", "imagenette": "projector_full"},
+          "random_teacher": {"cifar10": "teacher", "imagenette": "teacher"},
+          "random_hard": {"cifar10": "hard", "imagenette": "hard"}}
 #: stored-label rows: the online row whose labels they store, and the form (issue 18's compressed forms)
 STORED = {"stored": ("teacher", ll.LabelCompression()), "stored_weak": ("weak_teachers", ll.LabelCompression()),
           "stored_top3": ("teacher", ll.LabelCompression(topk=3)),
@@ -91,7 +99,7 @@ STORED = {"stored": ("teacher", ll.LabelCompression()), "stored_weak": ("weak_te
           "stored_top1": ("teacher", ll.LabelCompression(topk=1, fill="mass"))}
 #: rows run at IPC 50 (1 seed), and the row that only runs on seed 0 (a loss check)
 IPC50_ROWS = ("projector", "projector_fit10", "projector_full", "teacher", "hard", "weak_teachers", "late_teachers",
-              "projector_late")
+              "projector_late", *RANDOM)
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
 CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak")
 SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak")
@@ -209,13 +217,24 @@ class Run:
         out.save(path)
         return out
 
+    def random(self, ipc: int, seed: int) -> ll.DistilledSet:
+        """The random-subset baseline of this seed: IPC whole real images per class (one picture per image)."""
+        return ll.random_subset(self.train, ipc, seed=seed)
+
+    def images(self, row: str, ipc: int, seed: int) -> ll.DistilledSet:
+        """The images a row trains on: the random subset of its seed for the random rows, else the distilled set."""
+        return self.random(ipc, seed) if row in RANDOM else self.distilled(ipc)
+
     def protocol(self, row: str) -> ll.EvalProtocol:
-        protocol = ll.EvalProtocol.helio(patches_per_side=int(self.cfg["ppi"] ** 0.5), eval_every=EVAL_EVERY)
+        side = 1 if row in RANDOM else int(self.cfg["ppi"] ** 0.5)  # whole images: no patch grid to shuffle or crop
+        protocol = ll.EvalProtocol.helio(patches_per_side=side, eval_every=EVAL_EVERY)
         if row == "teacher_kl":
             protocol = protocol.replace(soft_loss="kl", temperature=20.0, ce_weight=0.0)
         return protocol
 
     def labels(self, row: str, ipc: int, seed: int, distilled: ll.DistilledSet):
+        if row in RANDOM:
+            return self.labels(RANDOM[row][self.name], ipc, seed, distilled)
         if row in FITTED:
             return self.fit(**FITTED[row])
         if row == "clip":
@@ -246,11 +265,11 @@ class Run:
         path = cell_path(self.name, ipc, row, seed)
         if path.is_file():
             return json.loads(path.read_text())
-        distilled = self.distilled(ipc)
+        distilled = self.images(row, ipc, seed)
         labels = self.labels(row, ipc, seed, distilled)
         protocol = self.protocol(row)
         agreement = None
-        if row != "hard" and not row.startswith("stored"):
+        if not isinstance(labels, str) and not row.startswith("stored"):
             agreement = ll.label_view_agreement(labels, distilled, protocol, views=1000, seed=0)
         images_sha = images_digest(distilled.images)
         # the state folder's name carries the settings, so a changed row (e.g. its compression) starts afresh
@@ -260,6 +279,7 @@ class Run:
                              out_dir=CACHE / "helio" / "student-states" / f"{self.name}-ipc{ipc}-{row}-seed{seed}-{state_key}",
                              progress=not self.args.quiet)
         record = {"dataset": self.name, "ipc": ipc, "row": row, "seed": seed, "top1": r.top1, "best_top1": r.best_top1,
+                  "images": "random" if row in RANDOM else "distilled",
                   "evaluated_epochs": [h["epoch"] for h in r.history if "top1" in h],
                   "val_images": len(self.val), "steps": r.iterations, "seconds_per_iter": r.seconds_per_iter,
                   "extra_storage_bytes": r.extra_storage_bytes, "peak_memory_bytes": r.peak_memory_bytes,
@@ -382,6 +402,35 @@ def _sets_line(cells: list[dict]) -> str:
             + "; ".join(f"{sha}: {', '.join(sorted(rows))}" for sha, rows in sorted(by_set.items())) + ".")
 
 
+def _random_gain(ds: str, rows: dict[str, list[dict]]) -> str:
+    """The distilled-over-random table: per label source, mean top-1 on the distilled set minus on random subsets.
+
+    This is DD-Ranking's IOR term (Acc(synthetic, soft) - Acc(random, soft)), the plain difference of means over the
+    seeds run; DD-Ranking's LRS also needs a student trained on the full real set (its HLR term), not run here.
+    """
+    out = []
+    for random_row, by_dataset in RANDOM.items():
+        source = by_dataset[ds]
+        mine, theirs = rows.get(source) or [], rows.get(random_row) or []
+        if not theirs:
+            continue
+        r = [100 * c["top1"] for c in theirs]
+        if mine:
+            d = [100 * c["top1"] for c in mine]
+            gain = f"{statistics.mean(d) - statistics.mean(r):+.1f}"
+            distilled = _mean_std(d)
+        else:
+            gain, distilled = "distilled row not run", "not run"
+        out.append(f"| {source} | {distilled} | {_mean_std(r)} | {gain} |")
+    if not out:
+        return ""
+    return ("Distilled over random, per label source: mean top-1 on the distilled set minus on random subsets (IPC "
+            "real images per class, drawn by each seed; whole images, so their views have no patch grid), the same "
+            "protocol and seeds. This is DD-Ranking's IOR term as a plain difference of means; its LRS would also need "
+            "a student trained on the whole real set, which is not run here.\n\n"
+            "| labels | distilled images | random images | gain (points) |\n|---|---|---|---|\n" + "\n".join(out) + "\n\n")
+
+
 def report() -> None:
     cells = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*/ipc*/*.json"))]
     sections = []
@@ -412,6 +461,7 @@ def report() -> None:
                              f"{_by_device(cs, 'peak_memory_bytes', 2**20, '{:,.0f}')} | {agree} |")
                 points.append((f"{row} ({_fmt(nbytes, 'bytes') if nbytes else '0 bytes'})", max(nbytes, 1),
                                statistics.mean(top)))
+            gain = _random_gain(ds, rows)
             chart = f"helio-{ds}-ipc{ipc}-bytes.png"
             if points:
                 scatter_chart(ROOT / "docs" / chart, points, title=f"{ds}, IPC {ipc}: student top-1 vs extra bytes "
@@ -433,7 +483,7 @@ def report() -> None:
                         f"{fit.get('final_teacher_top1', float('nan')):.3f}"
                         + (f", {fit['fit_seconds'] / 60:.0f} min of fitting" if fit.get("fit_seconds") else "") + ".\n\n")
             sections.append(f"### {ds}, IPC {ipc} ({', '.join(map(str, steps))} student steps)\n\n{fit_line}"
-                            + "\n".join(lines) + f"\n\n![{ds} IPC {ipc}: top-1 vs bytes]({chart})\n\n"
+                            + "\n".join(lines) + f"\n\n{gain}![{ds} IPC {ipc}: top-1 vs bytes]({chart})\n\n"
                             f"{len([c for c in mine if c['ipc'] == ipc])} cells, {hours:.1f} hours of student wall time "
                             f"(a resumed cell counts its last process only). "
                             f"{_devices_line([c for c in mine if c['ipc'] == ipc])} "

@@ -14,6 +14,7 @@ Public API (everything a user imports; the submodules below are documented for t
     train_teachers       train one teacher and keep early checkpoints ("weak teachers"); TeacherConfig
     load_teacher(s)      teacher checkpoints (ours, or plain state dicts with an InputSpec)
     distill_images       RDED patch selection + stitching + Eq. 7 refinement -> DistilledSet; DistillConfig
+    random_subset        the random-subset baseline: IPC real images per class by seed, as a DistilledSet
     factorize_images     HaBa bases + shared hallucinators (distribution matching) -> FactorizedSet; FactorizeConfig
     train_student        a student on a distilled or factorised set under an EvalProtocol (rded / helio presets)
     label_view_agreement how often a labeller names a class that is in the view
@@ -69,6 +70,7 @@ _EXPORTS: dict[str, str] = {
     "load_teacher": "models",
     "DistilledSet": "recipes.distill",
     "distill_images": "recipes.distill",
+    "random_subset": "recipes.subset",
     "fit_adapter": "recipes.fit",
     "StudentResult": "recipes.student",
     "label_view_agreement": "recipes.student",
@@ -114,6 +116,7 @@ __all__ = [
     "label_view_agreement",
     "load_teacher",
     "load_teachers",
+    "random_subset",
     "read_adapter",
     "soft_label_loss",
     "storage_report",
@@ -166,6 +169,7 @@ if TYPE_CHECKING:  # static tools see the names as ordinary imports
     from .recipes.distill import DistilledSet, distill_images
     from .recipes.factorize import FactorizedSet, factorize_images
     from .recipes.fit import fit_adapter
+    from .recipes.subset import random_subset
     from .recipes.student import StudentResult, label_view_agreement, train_student
     from .recipes.teachers import train_teachers
     from .storage import StorageReport, storage_report

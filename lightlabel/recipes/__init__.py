@@ -7,6 +7,7 @@ Every recipe takes its config dataclass (:mod:`lightlabel.configs`) whole, plus 
 from .distill import DistilledSet, distill_images, refine_images
 from .fit import fit_adapter, label_fidelity
 from .student import StudentResult, label_view_agreement, train_student
+from .subset import random_subset
 from .teachers import train_teachers
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "fit_adapter",
     "label_fidelity",
     "label_view_agreement",
+    "random_subset",
     "refine_images",
     "train_student",
     "train_teachers",
