@@ -169,7 +169,7 @@ if TYPE_CHECKING:  # static tools see the names as ordinary imports
     from .recipes.distill import DistilledSet, distill_images
     from .recipes.factorize import FactorizedSet, factorize_images
     from .recipes.fit import fit_adapter
-    from .recipes.subset import random_subset
     from .recipes.student import StudentResult, label_view_agreement, train_student
+    from .recipes.subset import random_subset
     from .recipes.teachers import train_teachers
     from .storage import StorageReport, storage_report
