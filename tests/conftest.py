@@ -85,6 +85,15 @@ def models_dir(data_root) -> Path:
 
 
 @pytest.fixture(scope="session")
+def resnet20_path() -> Path:
+    """A real CIFAR-10 ResNet-20 checkpoint that ships inside the package (epoch 3 of one training run, fp16,
+    ImageNet input statistics at 32 px recorded in it): the teacher and observer of tests that need a real one."""
+    from lightlabel.pretrained import packaged_teacher_path
+
+    return packaged_teacher_path("cifar10-resnet20-epoch3")
+
+
+@pytest.fixture(scope="session")
 def cifar_train(tmp_path_factory) -> Path:
     """ImageFolder of the first 12 CIFAR-10 training images of each class (real JPEGs, 32 x 32), copied from the
     committed fixture (tests/fixtures/README.md) so that a test can never change it."""

@@ -25,12 +25,11 @@ SETTINGS = {
 }
 
 
-def main(job: str, out: str, data_dir: str, base_ckpt: str, models: str) -> None:
+def main(job: str, out: str, data_dir: str, base_ckpt: str, resnet20: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.set_num_threads(1)
     dataset = load_image_folder(data_dir, progress=False)
-    resnet20 = f"{models}/cifar10-resnet20-12fca82f.th"
     if job == "fit":
         ll.fit_adapter(dataset, teachers=[resnet20], base="lightlabel-tiny-rn", pretrained=base_ckpt, out_dir=out,
                        **SETTINGS["fit"])

@@ -15,14 +15,12 @@ import torch
 import lightlabel as ll
 from lightlabel.data import load_image_folder
 
-RESNET20 = "cifar10-resnet20-12fca82f.th"
 
-
-def main(job: str, out_dir: str, data_dir: str, base_ckpt: str, models_dir: str) -> None:
+def main(job: str, out_dir: str, data_dir: str, base_ckpt: str, teacher: str) -> None:
     torch.set_num_threads(1)
     dataset = load_image_folder(data_dir, progress=False)
     if job == "fit":
-        ll.fit_adapter(dataset, teachers=[f"{models_dir}/{RESNET20}"], base="lightlabel-tiny-rn",
+        ll.fit_adapter(dataset, teachers=[teacher], base="lightlabel-tiny-rn",
                        pretrained=base_ckpt, config=ll.AdapterConfig(head_rank=4),
                        fit=ll.FitConfig(epochs=4, batch_size=16, lr=5e-3, val_fraction=0.1),
                        teacher_input=ll.InputSpec.imagenet(32), out_dir=out_dir, progress=False)
@@ -34,7 +32,7 @@ def main(job: str, out_dir: str, data_dir: str, base_ckpt: str, models_dir: str)
         ll.train_student(distilled, "hard", ll.EvalProtocol.helio(epochs=6, batch_size=10, student="cifar_resnet20"),
                          seed=0, out_dir=out_dir, progress=False)
     elif job == "distill":
-        teacher = ll.load_teacher(f"{models_dir}/{RESNET20}", input_spec=ll.InputSpec.imagenet(32))
+        teacher = ll.load_teacher(teacher, input_spec=ll.InputSpec.imagenet(32))
         ll.distill_images(dataset, teacher, ipc=2, patches_per_image=1, candidates_per_class=6, crops_per_image=3,
                           image_size=32, out_dir=out_dir, progress=False)
     else:

@@ -189,8 +189,8 @@ def test_errors(cifar_ds, resnet56):
         ll.distill_images(cifar_ds, resnet56, ipc=0, **kw)
 
 
-def test_sigkill_mid_run_then_resume_equals_uninterrupted(cifar_train, tiny_rn, models_dir, tmp_path):
-    killed, reference = _run_killed_then_resumed("distill", tmp_path, cifar_train, tiny_rn[1], models_dir,
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(cifar_train, tiny_rn, resnet20_path, tmp_path):
+    killed, reference = _run_killed_then_resumed("distill", tmp_path, cifar_train, tiny_rn[1], resnet20_path,
                                                  "distill-state.pt")
     a, b = ll.DistilledSet.load(killed / "distilled"), ll.DistilledSet.load(reference / "distilled")
     assert torch.equal(a.images, b.images) and a.sources == b.sources

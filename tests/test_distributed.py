@@ -18,10 +18,10 @@ from lightlabel.data import load_image_folder
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
 
 
-def _torchrun(job, out, cifar_train, tiny_rn, models_dir):
+def _torchrun(job, out, cifar_train, tiny_rn, resnet20_path):
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER), job,
-           str(out), str(cifar_train), tiny_rn[1], str(models_dir)]
+           str(out), str(cifar_train), tiny_rn[1], str(resnet20_path)]
     # gloo on CPU processes (a GPU machine may have fewer GPUs than processes)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -33,9 +33,9 @@ def cifar_ds(cifar_train):
 
 
 def test_fit_on_two_processes_equals_one_process_with_the_same_global_batch(cifar_train, cifar_ds, tiny_rn,
-                                                                            models_dir, tmp_path):
-    _torchrun("fit", tmp_path / "ddp", cifar_train, tiny_rn, models_dir)
-    single = ll.fit_adapter(cifar_ds, teachers=[models_dir / "cifar10-resnet20-12fca82f.th"],
+                                                                            resnet20_path, tmp_path):
+    _torchrun("fit", tmp_path / "ddp", cifar_train, tiny_rn, resnet20_path)
+    single = ll.fit_adapter(cifar_ds, teachers=[resnet20_path],
                             base=tiny_rn[0], pretrained=tiny_rn[1], out_dir=tmp_path / "single", **SETTINGS["fit"])
     _, ddp = ll.read_adapter(tmp_path / "ddp" / "adapter.safetensors")
     ref = single.adapter_state()
@@ -48,16 +48,16 @@ def test_fit_on_two_processes_equals_one_process_with_the_same_global_batch(cifa
     assert state["epoch"] == 2 and state["settings"]["world"] == 2
 
 
-def test_distributed_distillation_equals_single_process(cifar_train, cifar_ds, tiny_rn, models_dir, tmp_path):
-    _torchrun("distill", tmp_path / "ddp", cifar_train, tiny_rn, models_dir)
-    teacher = ll.load_teacher(models_dir / "cifar10-resnet20-12fca82f.th", input_spec=IMAGENET32)
+def test_distributed_distillation_equals_single_process(cifar_train, cifar_ds, tiny_rn, resnet20_path, tmp_path):
+    _torchrun("distill", tmp_path / "ddp", cifar_train, tiny_rn, resnet20_path)
+    teacher = ll.load_teacher(resnet20_path, input_spec=IMAGENET32)
     single = ll.distill_images(cifar_ds, teacher, **SETTINGS["distill"])
     ddp = ll.DistilledSet.load(tmp_path / "ddp" / "distilled")
     assert torch.equal(ddp.images, single.images) and ddp.sources == single.sources and ddp.targets == single.targets
 
 
-def test_relabeler_labels_on_each_rank_match_single_process(cifar_train, cifar_ds, tiny_rn, models_dir, tmp_path):
-    _torchrun("relabel", tmp_path, cifar_train, tiny_rn, models_dir)
+def test_relabeler_labels_on_each_rank_match_single_process(cifar_train, cifar_ds, tiny_rn, resnet20_path, tmp_path):
+    _torchrun("relabel", tmp_path, cifar_train, tiny_rn, resnet20_path)
     projector = ll.Projector(base=tiny_rn[0], pretrained=tiny_rn[1], class_names=cifar_ds.classes,
                              config=ll.AdapterConfig(head_rank=4))
     expected = ll.OnlineRelabeler(projector, input_spec=projector.input_spec).label(
@@ -67,12 +67,12 @@ def test_relabeler_labels_on_each_rank_match_single_process(cifar_train, cifar_d
         torch.testing.assert_close(part["labels"], expected[part["index"]], rtol=1e-5, atol=1e-5)
 
 
-def test_teachers_and_student_training_run_under_torchrun(cifar_train, tiny_rn, models_dir, tmp_path):
-    _torchrun("teachers", tmp_path / "teachers", cifar_train, tiny_rn, models_dir)
+def test_teachers_and_student_training_run_under_torchrun(cifar_train, tiny_rn, resnet20_path, tmp_path):
+    _torchrun("teachers", tmp_path / "teachers", cifar_train, tiny_rn, resnet20_path)
     teacher = ll.load_teacher(tmp_path / "teachers" / "teacher-epoch002.pt")
     assert teacher(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
     assert sorted(p.name for p in (tmp_path / "teachers").iterdir()) == ["teacher-epoch002.pt", "trainer-state.pt"]
-    _torchrun("train", tmp_path / "train", cifar_train, tiny_rn, models_dir)
+    _torchrun("train", tmp_path / "train", cifar_train, tiny_rn, resnet20_path)
     result = json.loads((tmp_path / "train" / "result.json").read_text())
     scored = result["top1"] * 120  # rank 0 scored the whole 120-image validation set
     assert abs(scored - round(scored)) < 1e-9 and result["iterations"] == 4

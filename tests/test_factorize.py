@@ -31,8 +31,8 @@ def cifar_ds(cifar_train):
 
 
 @pytest.fixture(scope="module")
-def resnet20(models_dir):
-    return ll.load_teacher(models_dir / "cifar10-resnet20-12fca82f.th", input_spec=IMAGENET32)
+def resnet20(resnet20_path):
+    return ll.load_teacher(resnet20_path, input_spec=IMAGENET32)
 
 
 @pytest.fixture(scope="module")
@@ -286,11 +286,11 @@ def test_students_on_a_factorized_set(built, resnet20, tmp_path):
         ll.train_student(fs, stored, protocol, device="cpu", progress=False)
 
 
-def test_cli_factorize_train_and_info(tmp_path, cifar_train, models_dir, capsys):
+def test_cli_factorize_train_and_info(tmp_path, cifar_train, resnet20_path, capsys):
     from lightlabel.cli import main
 
     out = tmp_path / "set.safetensors"
-    assert main(["factorize", str(cifar_train), "--observer", str(models_dir / "cifar10-resnet20-12fca82f.th"),
+    assert main(["factorize", str(cifar_train), "--observer", str(resnet20_path),
                  "--observer-input", "imagenet@32", "--out", str(out), "--bases-per-class", "1", "--hallucinators", "2",
                  "--iterations", "2", "--real-per-class", "2", "--net-width", "8", "--candidates-per-class", "3",
                  "--crops-per-image", "1", "--quiet"]) == 0

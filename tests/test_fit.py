@@ -26,8 +26,8 @@ def cifar_ds(cifar_train):
 
 
 @pytest.fixture(scope="module")
-def resnet20(models_dir):
-    return models_dir / "cifar10-resnet20-12fca82f.th"
+def resnet20(resnet20_path):
+    return resnet20_path
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +46,13 @@ def _fit(ds, teachers, tiny_rn, out_dir=None, **kw):
                           progress=False, **{"device": "cpu", **kw})
 
 
-def test_real_teachers_load_and_are_accurate(data_root, resnet20, resnet56, tmp_path):
+def test_real_teachers_load_and_are_accurate(data_root, models_dir, resnet56, tmp_path):
     from lightlabel.data import extract_image_folder
 
     test = load_image_folder(extract_image_folder(data_root / "cifar10" / "test.tar.gz", tmp_path / "test",
                                                   split="test", per_class=10), progress=False)
     x = IMAGENET32.normalize(test.images.float() / 255)
-    for path in (resnet20, resnet56):
+    for path in (models_dir / "cifar10-resnet20-12fca82f.th", resnet56):
         teacher = ll.load_teacher(path, input_spec=IMAGENET32)
         assert teacher.input_spec == IMAGENET32
         with torch.no_grad():
@@ -211,10 +211,10 @@ def test_vectorized_ensemble_equals_loop_on_real_teachers(resnet56, cifar_batch)
     torch.testing.assert_close(looped, reference, rtol=1e-5, atol=1e-5)
 
 
-def _run_killed_then_resumed(job, tmp_path, data_dir, base_ckpt, models_dir, state_file, epoch_key="epoch"):
+def _run_killed_then_resumed(job, tmp_path, data_dir, base_ckpt, teacher, state_file, epoch_key="epoch"):
     """Start the worker, SIGKILL it once its state shows progress, then run it again to completion."""
     out = tmp_path / "killed"
-    args = [sys.executable, str(WORKER), job, str(out), str(data_dir), str(base_ckpt), str(models_dir)]
+    args = [sys.executable, str(WORKER), job, str(out), str(data_dir), str(base_ckpt), str(teacher)]
     env = {**os.environ, "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""}  # bit-exact resume is checked on CPU
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
@@ -236,7 +236,7 @@ def _run_killed_then_resumed(job, tmp_path, data_dir, base_ckpt, models_dir, sta
 
 @pytest.mark.parametrize("job,state_file", [("fit", "fit-state.pt"), ("teachers", "trainer-state.pt")])
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(job, state_file, cifar_train, tiny_rn, resnet20, tmp_path):
-    killed, reference = _run_killed_then_resumed(job, tmp_path, cifar_train, tiny_rn[1], resnet20.parent, state_file)
+    killed, reference = _run_killed_then_resumed(job, tmp_path, cifar_train, tiny_rn[1], resnet20, state_file)
     if job == "fit":
         a = ll.read_adapter(killed / "adapter.safetensors")[1]
         b = ll.read_adapter(reference / "adapter.safetensors")[1]

@@ -142,7 +142,7 @@ def test_crash_inside_checkpoint_writers_keeps_previous_versions(tmp_path, monke
     assert (card_dir / "README.md").read_text() == before
 
 
-def test_relabeler_projector_and_distill_are_deterministic(make_projector, cifar_batch, cifar_train, models_dir):
+def test_relabeler_projector_and_distill_are_deterministic(make_projector, cifar_batch, cifar_train, resnet20_path):
     images, labels = cifar_batch
     projector = make_projector()
     randomize_adapter(projector)
@@ -151,7 +151,7 @@ def test_relabeler_projector_and_distill_are_deterministic(make_projector, cifar
     assert all(torch.equal(a, b) for a, b in zip(*outs))
     other = ll.OnlineRelabeler(projector, seed=4, input_spec=spec)(spec.normalize(images), labels)
     assert not torch.equal(outs[0][0], other[0]), "another seed must give other views"
-    teacher = ll.load_teacher(models_dir / "cifar10-resnet20-12fca82f.th", input_spec=spec)
+    teacher = ll.load_teacher(resnet20_path)  # it records its input (ImageNet statistics at 32 px)
     kw = dict(ipc=1, patches_per_image=4, candidates_per_class=4, crops_per_image=2, image_size=32, progress=False)
     runs = [ll.distill_images(str(cifar_train), teacher, seed=5, **kw) for _ in range(2)]
     assert torch.equal(runs[0].images, runs[1].images) and runs[0].sources == runs[1].sources
