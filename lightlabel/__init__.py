@@ -10,6 +10,7 @@ Public API (everything a user imports; the submodules below are documented for t
     LabelSource          the protocol of label sources; HardLabels, StoredSoftLabels and any model implement it
     SoftLabelLoss        MSE on logits + ce_weight * CE (HeLlO Alg. 1 line 14); soft_label_loss is its function
     TeacherEnsemble      mean logits of several teachers (vmapped when architectures match)
+    TeacherModule        any labeller as a host loop's teacher module (projector.as_teacher); calibrate_scale
     fit_adapter          fit an adapter to weak teachers in one call (HeLlO Eq. 5); FitConfig
     train_teachers       train one teacher and keep early checkpoints ("weak teachers"); TeacherConfig
     load_teacher(s)      teacher checkpoints (ours, or plain state dicts with an InputSpec)
@@ -22,6 +23,7 @@ Public API (everything a user imports; the submodules below are documented for t
                          compressed as LPLD / LPQLD do (LabelCompression: top-k, int8, label pruning)
     AdapterError         every damaged/mismatched adapter file raises this (a ValueError)
     read_adapter         read and verify an adapter file's header and tensors
+    list_adapters        published adapters with their provenance (one ships in the package, offline)
     storage_report       stored soft labels vs teacher vs adapter, in bytes
 
 Layers (each imports only from those before it): ``utils``, ``storage``, ``data`` -> ``io`` -> ``core`` ->
@@ -51,6 +53,8 @@ _EXPORTS: dict[str, str] = {
     "LabelCompression": "configs",
     "TeacherConfig": "configs",
     "Projector": "core.projector",
+    "TeacherModule": "core.teacher_module",
+    "calibrate_scale": "core.teacher_module",
     "HELIO_TEMPLATES": "core.templates",
     "OPENAI_IMAGENET_TEMPLATES": "core.templates",
     "AdapterError": "errors",
@@ -58,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "with_input_spec": "inputs",
     "AdapterInfo": "io.adapter_format",
     "read_adapter": "io.adapter_format",
+    "list_adapters": "io.registry",
     "SoftLabelLoss": "labeling.losses",
     "soft_label_loss": "labeling.losses",
     "OnlineRelabeler": "labeling.relabel",
@@ -109,11 +114,14 @@ __all__ = [
     "StudentResult",
     "TeacherConfig",
     "TeacherEnsemble",
+    "TeacherModule",
     "__version__",
+    "calibrate_scale",
     "distill_images",
     "factorize_images",
     "fit_adapter",
     "label_view_agreement",
+    "list_adapters",
     "load_teacher",
     "load_teachers",
     "random_subset",
@@ -156,10 +164,12 @@ if TYPE_CHECKING:  # static tools see the names as ordinary imports
         TeacherConfig,
     )
     from .core.projector import Projector
+    from .core.teacher_module import TeacherModule, calibrate_scale
     from .core.templates import HELIO_TEMPLATES, OPENAI_IMAGENET_TEMPLATES
     from .errors import AdapterError
     from .inputs import InputSpec, with_input_spec
     from .io.adapter_format import AdapterInfo, read_adapter
+    from .io.registry import list_adapters
     from .labeling.losses import SoftLabelLoss, soft_label_loss
     from .labeling.relabel import OnlineRelabeler
     from .labeling.sources import HardLabels, LabelSource

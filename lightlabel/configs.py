@@ -153,9 +153,13 @@ class AdapterConfig:
         head_alpha: alpha of the head update; ``None`` means ``head_rank``.
         targets: LoRA target kinds, from ``("attn", "attnpool", "conv", "linear")`` (paper: ``("conv",)``).
         head_mode: ``"renorm"`` or ``"additive"`` (see :mod:`lightlabel.head`).
+        label_size: the side in pixels at which the projector labels (and is fitted); ``None``: the base's own size
+            (224 for RN50). The base's positional embedding is resampled for it, and the size is recorded in the
+            adapter. Labelling cost falls with the square of the side (RN50: 6.11 GMAC per image at 224 px, 3.12 at
+            160, 2.00 at 128).
 
     Raises:
-        ValueError: a rank < 1, a non-positive alpha, an unknown target kind or head mode.
+        ValueError: a rank < 1, a non-positive alpha, an unknown target kind or head mode, a label size < 16.
     """
 
     image_rank: int = 8
@@ -164,8 +168,12 @@ class AdapterConfig:
     head_alpha: float | None = None
     targets: tuple[str, ...] = ("conv",)
     head_mode: str = "renorm"
+    label_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.label_size is not None and (isinstance(self.label_size, bool) or not isinstance(self.label_size, int)
+                                            or self.label_size < 16):
+            raise ValueError(f"`label_size` must be None or an int >= 16 (pixels), got {self.label_size!r}")
         for name in ("image_rank", "head_rank"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -187,7 +195,8 @@ class AdapterConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields; :meth:`from_dict` gives back an equal config."""
         return {"image_rank": self.image_rank, "image_alpha": self.image_alpha, "head_rank": self.head_rank,
-                "head_alpha": self.head_alpha, "targets": list(self.targets), "head_mode": self.head_mode}
+                "head_alpha": self.head_alpha, "targets": list(self.targets), "head_mode": self.head_mode,
+                "label_size": self.label_size}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AdapterConfig:

@@ -15,7 +15,7 @@ PROJECT = ROOT.parent
 
 #: Each unit may import only from its own layer and the layers before it.
 LAYERS = [
-    {"version", "errors", "utils", "inputs", "configs", "storage", "data"},
+    {"version", "errors", "utils", "inputs", "configs", "storage", "data", "classes"},
     {"io"},
     {"core"},
     {"models", "pretrained"},

@@ -165,7 +165,7 @@ def test_remap_reorders_labels_by_name(make_projector):
         (torch.randn(3, 32, 32), ValueError, r"\(B, 3, H, W\)"),
         (torch.full((2, 3, 32, 32), float("nan")), ValueError, "NaN"),
         (torch.rand(2, 3, 32, 32) * 255, ValueError, "0-255"),
-        (torch.randn(2, 3, 32, 48), ValueError, "aspect ratio"),
+        (torch.randn(2, 3, 32, 48), ValueError, "as_teacher"),
     ],
 )
 def test_bad_images_raise_clear_errors(make_projector, images, exc, match):
@@ -174,12 +174,11 @@ def test_bad_images_raise_clear_errors(make_projector, images, exc, match):
         projector(images)
 
 
-def test_other_square_size_is_resized_with_warning(make_projector):
+def test_another_size_is_refused_and_names_as_teacher(make_projector):
+    """0.2 resized foreign input with a warning and never converted its normalisation: silently wrong labels."""
     projector = make_projector().eval()
-    x = torch.randn(2, 3, 64, 64)
-    with pytest.warns(UserWarning, match="resizing images from 64x64"), torch.no_grad():
-        out = projector(x)
-    assert out.shape == (2, 10)
+    with pytest.raises(ValueError, match=r"64x64 but this projector labels 32x32.*as_teacher"), torch.no_grad():
+        projector(torch.randn(2, 3, 64, 64))
 
 
 def test_unnormalised_batch_warns(make_projector):

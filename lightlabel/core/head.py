@@ -56,11 +56,17 @@ class TextHead(nn.Module):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)))
         self.bias = nn.Parameter(torch.zeros(num_classes))
-        self._merged: torch.Tensor | None = None
+        # exp(logit_scale) * W once merged (see merge), else empty. A buffer, so .to(), DataParallel replicas and
+        # DDP move it with the module; never saved (persistent=False): it is derived from the adapter tensors.
+        self.register_buffer("merged_weight", torch.empty(0, dim), persistent=False)
 
     @property
     def num_classes(self) -> int:
         return self.text_weight.shape[0]
+
+    @property
+    def merged(self) -> bool:
+        return self.merged_weight.numel() > 0
 
     def class_weight(self) -> torch.Tensor:
         """The class weights ``W`` [C, d], float32 (see module docstring)."""
@@ -70,22 +76,28 @@ class TextHead(nn.Module):
     def merge(self) -> None:
         """Precompute ``exp(logit_scale) * W`` once, so inference is one matmul plus the bias."""
         with torch.no_grad():
-            self._merged = self.class_weight() * self.logit_scale.exp()
+            self.merged_weight = (self.class_weight() * self.logit_scale.exp()).float()
 
     def unmerge(self) -> None:
-        self._merged = None
+        self.merged_weight = self.merged_weight.new_empty(0, self.text_weight.shape[1])
 
-    def _apply(self, fn, recurse=True):  # keep the precomputed weight on the module's device, in float32
-        super()._apply(fn, recurse)
-        if self._merged is not None:
-            self._merged = self._merged.to(device=self.bias.device)
-        return self
+    @torch.no_grad()
+    def remap(self, index: torch.Tensor) -> None:
+        """Keep and reorder the classes ``index`` (``(C',)`` int64 positions): row ``i`` becomes class ``index[i]``.
+        The fixed text rows, the low-rank factor ``B_h``, the bias and a merged weight follow; ``A_h`` is shared."""
+        self.text_weight = self.text_weight[index]
+        self.lora_B = nn.Parameter(self.lora_B[index].clone(), requires_grad=self.lora_B.requires_grad)
+        self.bias = nn.Parameter(self.bias[index].clone(), requires_grad=self.bias.requires_grad)
+        if self.merged:
+            self.merged_weight = self.merged_weight[index]
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        f = F.normalize(features.float(), dim=-1)
-        if self._merged is not None:
-            return torch.addmm(self.bias, f, self._merged.t())
-        return self.logit_scale.exp() * (f @ self.class_weight().t()) + self.bias
+        # float32 whatever the caller's autocast: under bf16 the logits (scale ~100) would move in steps of 0.125-0.25
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            f = F.normalize(features.float(), dim=-1)
+            if self.merged:
+                return torch.addmm(self.bias.float(), f, self.merged_weight.t())
+            return self.logit_scale.exp() * (f @ self.class_weight().t()) + self.bias
 
     def extra_repr(self) -> str:
         return f"classes={self.num_classes}, dim={self.text_weight.shape[1]}, rank={self.rank}, mode={self.mode!r}"

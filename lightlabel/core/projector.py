@@ -20,7 +20,6 @@ from typing import Any
 import open_clip
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
@@ -47,6 +46,7 @@ from .base import (
     text_check,
     text_features,
 )
+from .fastpath import fold_batchnorm, set_input_size, unfold_batchnorm, use_one_token_pool
 from .head import TextHead
 from .lora import LoRAWeight, attach_lora, find_lora_targets, merge_lora, unmerge_lora
 from .templates import resolve_templates
@@ -93,7 +93,7 @@ class Projector(nn.Module):
 
     Shape:
         - Input: ``(B, 3, H, W)`` float images normalised with :attr:`input_spec`, ``(H, W)`` =
-          :attr:`image_size` (see :meth:`forward` for other sizes).
+          :attr:`image_size`; other sizes are refused (:meth:`as_teacher` converts a host loop's batches).
         - Output: ``(B, C)`` float32 logits.
 
     Raises:
@@ -155,6 +155,10 @@ class Projector(nn.Module):
         self.fit_info: dict[str, Any] = {}
         self.visual = loaded.model.visual  # the text tower is dropped: its only output is the text head
         self.visual.eval().requires_grad_(False)
+        if config.label_size is not None:  # label at another resolution: resample the positional embedding once
+            self.image_size = (config.label_size, config.label_size)
+            set_input_size(self.visual, self.image_size)
+        self.folded_norms = nn.ModuleDict()  # BatchNorms folded into their convolutions while merged
         self.lora_weights = tuple(find_lora_targets(self.visual, config.targets))
         if not self.lora_weights:
             raise ValueError(f"no weights of {type(self.visual).__name__} match LoRA targets {list(config.targets)}")
@@ -224,12 +228,12 @@ class Projector(nn.Module):
                 (raw 0-255 pixels) are an error, a batch entirely within [0, 1] warns (probably not normalised).
 
         Returns:
-            The batch, resized (bilinear, antialiased, with a warning) when ``(H, W)`` differs from
-            :attr:`image_size` but has the same aspect ratio.
+            The batch, unchanged.
 
         Raises:
             TypeError: not a tensor, or an integer dtype (e.g. uint8 pixels).
-            ValueError: not 4-D, not 3 channels, another aspect ratio, or bad values (see ``check_values``).
+            ValueError: not 4-D, not 3 channels, another size than :attr:`image_size` (the message names
+                :meth:`as_teacher`, which converts a host loop's batches), or bad values (see ``check_values``).
         """
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"`images` must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}")
@@ -243,12 +247,10 @@ class Projector(nn.Module):
         h, w = images.shape[-2:]
         if (h, w) != self.image_size:
             eh, ew = self.image_size
-            if h * ew != w * eh:
-                raise ValueError(
-                    f"`images` are {h}x{w} but the base expects {eh}x{ew}; resizing would distort the aspect ratio"
-                )
-            warnings.warn(f"resizing images from {h}x{w} to the base's {eh}x{ew}", stacklevel=3)
-            images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
+            raise ValueError(
+                f"`images` are {h}x{w} but this projector labels {eh}x{ew} images normalised with mean={self.mean}, "
+                f"std={self.std}; it never resizes or renormalises foreign input. To label another loop's batches, "
+                f"wrap it: `projector.as_teacher(InputSpec(mean, std, image_size))` converts both")
         if check_values and images.numel():
             lo, hi = (float(v) for v in torch.aminmax(images.detach().float()))
             if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -266,20 +268,22 @@ class Projector(nn.Module):
         return images
 
     # ------------------------------------------------------------------ forward
-    def encode_image(self, images: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+    def encode_image(self, images: torch.Tensor, *, check: bool | None = None) -> torch.Tensor:
         """Image features ``E_I(x)`` of the adapted tower, ``(B, 3, H, W) -> (B, d)`` (the tower's dtype).
 
         Used by the Eq. 7 image refinement. ``check`` as in :meth:`forward`.
         """
+        check = images.device.type == "cpu" if check is None else check
         return self.visual(self.check_images(images, check_values=check))
 
-    def forward(self, images: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, *, check: bool | None = None) -> torch.Tensor:
         """Logits for a batch of normalised images.
 
         Args:
             images: ``(B, 3, H, W)`` float, normalised with :attr:`mean`/:attr:`std`; any float dtype.
-            check: validate the pixel values (costs one host-device sync; the relabeler turns it off on CUDA and
-                checks its outputs instead). Shape and dtype are always validated.
+            check: validate the pixel values (on an accelerator this costs a host-device sync per call). ``None``
+                (default): on CPU tensors only, so the labelling step stays free of syncs on CUDA (the relabeler
+                checks its outputs every few calls instead). Shape, size and dtype are always validated.
 
         Returns:
             ``(B, C)`` float32 logits.
@@ -303,7 +307,9 @@ class Projector(nn.Module):
         ]
 
     def merge(self) -> Projector:
-        """Fold the LoRA updates into the image-tower weights and precompute the head (inference path).
+        """The inference path: fold the LoRA updates into the image-tower weights, fold each BatchNorm into its
+        convolution, compute the attention pool's query from the one token it keeps, and precompute the head
+        (:mod:`lightlabel.core.fastpath`).
 
         Outputs equal the unmerged ones up to float rounding (1e-5 relative in float32). Gradients no longer
         reach the adapter while merged; call :meth:`unmerge` before fitting further. Idempotent.
@@ -313,6 +319,8 @@ class Projector(nn.Module):
         """
         if not self._merged:
             merge_lora(self.visual, self.lora_weights)
+            fold_batchnorm(self.visual, self.folded_norms)
+            use_one_token_pool(self.visual, True)
             self.head.merge()
             self._merged = True
         return self
@@ -334,6 +342,9 @@ class Projector(nn.Module):
     def unmerge(self) -> Projector:
         """Undo :meth:`merge`: re-attach the LoRA updates (base weights recovered as ``W' - delta``). Idempotent."""
         if self._merged:
+            use_one_token_pool(self.visual, False)
+            unfold_batchnorm(self.visual, self.folded_norms)
+            self.visual.eval()
             unmerge_lora(self.visual, self.lora_weights, list(self.image_lora))
             self.head.unmerge()
             self._merged = False
@@ -563,6 +574,37 @@ class Projector(nn.Module):
         projector._text_check = info.text_check
         return projector.to(device if device is not None else "cpu")
 
+    def as_teacher(self, input_spec: InputSpec, *, output: str = "logits", temperature: float = 1.0,
+                   scale: float = 1.0, to_pixels: Any = None) -> nn.Module:
+        """This projector as the teacher module a third-party loop expects (RDED, SRe2L, FKD, DD-Ranking).
+
+        Merges this projector (the fast path, in place: call :meth:`unmerge` before fitting it further) and wraps it
+        in a :class:`~lightlabel.TeacherModule`: ``(B, 3, H, W)`` batches in the host's normalisation and resolution
+        -> ``(B, C)`` float32 logits or probabilities, without gradients, safe under ``DataParallel`` and DDP.
+
+        Args:
+            input_spec: the host loop's input (``InputSpec.from_transform(its_transform)``, or a preset such as
+                ``InputSpec.cifar10_dd()`` for the CIFAR statistics DD-Ranking and SRe2L use).
+            output, temperature, scale, to_pixels: see :class:`~lightlabel.TeacherModule`.
+
+        Returns:
+            The teacher module (it shares this projector).
+
+        Raises:
+            TypeError, ValueError: see :class:`~lightlabel.TeacherModule`.
+
+        Example:
+            >>> projector = Projector.packaged(["cat", "dog", "frog", "horse", "ship", "truck", "airplane",
+            ...                                 "automobile", "bird", "deer"])
+            >>> teacher = projector.as_teacher(InputSpec.cifar10_dd())
+            >>> teacher(torch.zeros(4, 3, 32, 32)).shape
+            torch.Size([4, 10])
+        """
+        from .teacher_module import TeacherModule
+
+        return TeacherModule(self.merge(), input_spec=input_spec, output=output, temperature=temperature,
+                             scale=scale, to_pixels=to_pixels)
+
     @classmethod
     def packaged(cls, class_names: Sequence[str], *, config: AdapterConfig | None = None,
                  device: torch.device | str | None = None) -> Projector:
@@ -625,12 +667,7 @@ class Projector(nn.Module):
             raise ValueError(f"`class_names` has names this projector does not know: {unknown[:10]} "
                              f"(known: {list(self.class_names)[:10]}...)")
         index = torch.tensor([self.class_names.index(n) for n in names], device=self.device)
-        head = self.head
-        head.text_weight = head.text_weight[index]
-        head.lora_B = nn.Parameter(head.lora_B[index].clone())
-        head.bias = nn.Parameter(head.bias[index].clone())
-        if head._merged is not None:
-            head._merged = head._merged[index]
+        self.head.remap(index)
         self._text_check = tuple(self._text_check[i] for i in index.tolist())
         self.class_names = names
         return self

@@ -12,13 +12,14 @@ outside the package.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import open_clip
 import safetensors.torch
 import torch
 import torch.nn.functional as F
+
+from ..classes import imagenet_class_indices, imagenet_class_names, imagenet_wnids
 
 __all__ = ["CIFAR10_AS_IMAGENET", "PROXY_BASE", "PROXY_CHECKPOINT", "imagenet_class_names", "imagenet_text_embeddings",
            "imagenet_wnids", "proxy_available", "proxy_head"]
@@ -29,7 +30,6 @@ PROXY_BASE = "lightlabel-proxy-rn"
 #: Its weights (fp16 safetensors, loadable with ``open_clip.create_model(PROXY_BASE, pretrained=...)``).
 PROXY_CHECKPOINT = ASSETS / "proxy-base.safetensors"
 TEXT_FEATURES = ASSETS / "clip-vit-b32-imagenet1k-text.fp16.safetensors"
-WNIDS = ASSETS / "imagenet1k_wnids.txt"
 
 
 #: CIFAR-10 classes as sets of related ImageNet-1k classes: their mean real CLIP text embedding stands in for the
@@ -53,30 +53,6 @@ def proxy_available() -> bool:
     return PROXY_CHECKPOINT.is_file()
 
 
-@lru_cache(maxsize=1)
-def imagenet_wnids() -> tuple[str, ...]:
-    """The 1,000 ImageNet-1k WordNet ids in class-index order (``open_clip.IMAGENET_CLASSNAMES`` order)."""
-    return tuple(WNIDS.read_text().split())
-
-
-def _rows(wnids: Sequence[str]) -> list[int]:
-    order = imagenet_wnids()
-    missing = [w for w in wnids if w not in order]
-    if missing:
-        raise ValueError(f"class folders must be ImageNet WordNet ids for the proxy base's text head; not found: "
-                         f"{list(missing)[:5]}")
-    return [order.index(w) for w in wnids]
-
-
-def imagenet_class_names(wnids: Sequence[str]) -> list[str]:
-    """Readable class names (``open_clip.IMAGENET_CLASSNAMES``) of ImageNet WordNet ids.
-
-    Raises:
-        ValueError: an unknown wnid (the first few are listed).
-    """
-    return [open_clip.IMAGENET_CLASSNAMES[i] for i in _rows(wnids)]
-
-
 def imagenet_text_embeddings(wnids: Sequence[str]) -> torch.Tensor:
     """Real CLIP ViT-B/32 text embeddings of ImageNet classes given by WordNet id, L2-normalised: ``[C, 512]``
     float32 (stored as fp16 in the package).
@@ -85,7 +61,7 @@ def imagenet_text_embeddings(wnids: Sequence[str]) -> torch.Tensor:
         ValueError: unknown wnids.
     """
     feats = safetensors.torch.load_file(str(TEXT_FEATURES))["text_features"]
-    return F.normalize(feats[_rows(wnids)].float(), dim=-1)
+    return F.normalize(feats[imagenet_class_indices(wnids)].float(), dim=-1)
 
 
 def proxy_head(classes: Sequence[str]) -> tuple[list[str], torch.Tensor]:

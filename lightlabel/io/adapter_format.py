@@ -113,6 +113,7 @@ class AdapterInfo:
             "head_rank": str(c.head_rank),
             "head_alpha": repr(c.head_alpha),
             "head_mode": c.head_mode,
+            **({"label_size": str(c.label_size)} if c.label_size is not None else {}),
             "class_names": json.dumps(list(self.class_names)),
             "templates": json.dumps(None if self.templates is None else list(self.templates)),
             "text_check": json.dumps([list(row) for row in self.text_check]),
@@ -162,6 +163,7 @@ class AdapterInfo:
                 head_alpha=float(get("head_alpha")),
                 targets=tuple(load_json("lora_targets", list)),
                 head_mode=get("head_mode"),
+                label_size=int(meta["label_size"]) if "label_size" in meta else None,
             )
         except (ValueError, TypeError) as e:
             if isinstance(e, AdapterError):

@@ -29,11 +29,12 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..errors import HubError
+from ..errors import AdapterError, HubError
 from ..storage import soft_label_nbytes, teacher_nbytes
 from ..utils.files import atomic_write_text
 from ..version import DISTRIBUTION, __version__
 from .adapter_format import ADAPTER_FILENAME, AdapterInfo
+from .registry import AdapterEntry, adapter_entry
 
 __all__ = ["hub_errors", "hub_failure", "is_offline", "model_card", "push_folder", "repo_name", "resolve_adapter", "write_model_card"]
 
@@ -119,8 +120,9 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
                     token: str | bool | None = None, filename: str = ADAPTER_FILENAME) -> Path:
     """The local path of an adapter file given a ``.safetensors`` file, a folder, or a Hub repo id.
 
-    An existing local path always wins. A string that does not exist locally is a Hub repo id only if it has the
-    form ``org/name``; anything else that looks like a path (ends in ``.safetensors``, starts with ``/``, ``./``,
+    An existing local path always wins. Then a name of the adapter registry (:func:`lightlabel.list_adapters`)
+    resolves to its packaged file (checked against the registry's sha256) or its Hub repo. Any other string is a
+    Hub repo id only if it has the form ``org/name``; anything else that looks like a path (ends in ``.safetensors``, starts with ``/``, ``./``,
     ``~``, or has several ``/``) is reported as a missing local path, never sent to the Hub.
 
     Raises:
@@ -133,7 +135,12 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
     """
     name = os.fspath(path_or_repo_id)
     path = Path(name).expanduser()
-    if path.exists():
+    entry = adapter_entry(name) if not path.exists() else None
+    if entry is not None:  # a registered adapter: the packaged file, or its Hub repo
+        if entry.packaged:
+            return _checked_packaged(entry, filename)
+        name = entry.repo_id
+    elif path.exists():
         if path.is_dir() or filename != ADAPTER_FILENAME:
             file = (path if path.is_dir() else path.parent) / filename
             if not file.is_file():
@@ -170,6 +177,24 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
         if failure is None:
             raise
         raise failure from e
+
+
+def _checked_packaged(entry: AdapterEntry, filename: str) -> Path:
+    """A packaged registry adapter's file (or a companion beside it), its bytes checked against the registry."""
+    import hashlib
+
+    file = entry.file()
+    if filename != ADAPTER_FILENAME:
+        companion = file.parent / filename
+        if not companion.is_file():
+            raise FileNotFoundError(f"packaged adapter {entry.name!r} has no {filename}")
+        return companion
+    if not file.is_file():
+        raise FileNotFoundError(f"packaged adapter {entry.name!r} is missing from {file} (a broken install?)")
+    if hashlib.sha256(file.read_bytes()).hexdigest() != entry.sha256:
+        raise AdapterError(f"packaged adapter {entry.name!r} at {file} does not match its registry checksum "
+                           f"(sha256 {entry.sha256[:12]}...): a damaged install; reinstall lightlabel-torch")
+    return file
 
 
 def repo_name(info: AdapterInfo, dataset: str, org: str | None = None) -> str:

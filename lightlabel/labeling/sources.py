@@ -112,7 +112,9 @@ class ModelLabels:
             raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
         own = getattr(model, "input_spec", None)
         if input_spec is not None and own is not None and own != input_spec:
-            raise ValueError(f"`input_spec` ({input_spec}) contradicts the model's own ({own})")
+            raise ValueError(f"`input_spec` ({input_spec}) contradicts the model's own ({own}); a labeller's spec says "
+                             f"what it expects, not what a host loop feeds it: to label another loop's batches use "
+                             f"`model.as_teacher(host_spec)` (lightlabel.TeacherModule), which converts them")
         self.model = model.eval()
         self.is_projector = isinstance(model, Projector)
         self.input_spec = input_spec or input_spec_of(model, "projector" if self.is_projector else "teacher")
@@ -155,7 +157,7 @@ class ModelLabels:
             x = self.input_spec.prepare(views)
             on_cuda = x.device.type == "cuda"
             with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.autocast and on_cuda):
-                out = self.model(x, check=not on_cuda) if self.is_projector else self.model(x)
+                out = self.model(x)  # a projector checks pixel values on CPU only (no sync on CUDA)
             out = out.float()
         if out.shape != (views.shape[0], self.num_classes):
             raise ValueError(f"the labeller returned shape {tuple(out.shape)}, expected ({views.shape[0]}, "

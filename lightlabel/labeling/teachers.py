@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from ..core.teacher_module import TeacherModule
 from ..inputs import InputSpec
 from ..models import load_teacher
 
@@ -115,6 +116,17 @@ class TeacherEnsemble(nn.Module):
         outs = [one({k: v[i] for k, v in params.items()}, {k: v[i] for k, v in buffers.items()}, images)
                 for i in range(self.num_teachers)]
         return torch.stack(outs).mean(0)
+
+    def as_teacher(self, input_spec: InputSpec, *, output: str = "logits", temperature: float = 1.0,
+                   scale: float = 1.0, to_pixels=None) -> TeacherModule:
+        """This ensemble as a host loop's teacher module (see :meth:`lightlabel.Projector.as_teacher` and
+        :class:`~lightlabel.TeacherModule`): the host's batch in, the mean logits (or probabilities) out, no gradient.
+
+        Raises:
+            ValueError: the ensemble carries no input spec (load its members with one), or bad options.
+        """
+        return TeacherModule(self, input_spec=input_spec, output=output, temperature=temperature, scale=scale,
+                             to_pixels=to_pixels)
 
     def extra_repr(self) -> str:
         return f"num_teachers={self.num_teachers}, stacked={self.stacked}, vectorize={self.vectorize!r}"

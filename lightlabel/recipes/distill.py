@@ -54,6 +54,8 @@ __all__ = ["DistilledSet", "distill_images", "refine_images", "stitch_patches"]
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+#: folder layouts of a saved set (see DistilledSet.save)
+SAVE_LAYOUTS: tuple[str, ...] = ("names", "rded")
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -215,28 +217,41 @@ class DistilledSet(Dataset):
             self._png_nbytes = sum(len(_png_bytes(img)) for img in self.images)
         return self._png_nbytes
 
-    def save(self, directory: str | os.PathLike) -> Path:
+    def save(self, directory: str | os.PathLike, *, layout: str = "names") -> Path:
         """Write an ImageFolder of PNGs plus ``manifest.json``, atomically.
 
         Everything is written into a temporary sibling folder, the manifest last, and the folder is then renamed
-        into place (an existing set is replaced only after the new one is complete). Class folders are the class
-        names when those are file-system safe and already sorted; otherwise ``NNNN-name``, so that
-        ``torchvision.datasets.ImageFolder`` assigns the same label indices.
+        into place (an existing set is replaced only after the new one is complete).
+
+        Args:
+            directory: the set's folder.
+            layout: ``"names"`` (default): class folders are the class names when those are file-system safe and
+                already sorted, otherwise ``NNNN-name``; ``"rded"``: RDED's layout, folders ``00000``, ``00001``, ...
+                and files ``class00000_id00000.png``, plus ``classes.txt`` (the class names, one per line, in index
+                order). Either way ``torchvision.datasets.ImageFolder`` (which RDED and DD-Ranking use) assigns the
+                same label indices as :attr:`labels`, and :meth:`load` reads it back.
 
         Returns:
             ``directory``.
+
+        Raises:
+            ValueError: an unknown ``layout``.
         """
+        if layout not in SAVE_LAYOUTS:
+            raise ValueError(f"`layout` must be one of {list(SAVE_LAYOUTS)}, got {layout!r}")
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
-        folders = _folder_names(self.classes)
+        rded = layout == "rded"
+        folders = [f"{c:05d}" for c in range(len(self.classes))] if rded else _folder_names(self.classes)
         files, hashes, total = [], [], 0
         try:
             counters = [0] * len(self.classes)
             for image, label in zip(self.images, self.targets):
-                rel = f"{folders[label]}/{counters[label]:05d}.png"
+                name = f"class{label:05d}_id{counters[label]:05d}.png" if rded else f"{counters[label]:05d}.png"
+                rel = f"{folders[label]}/{name}"
                 counters[label] += 1
                 data = _png_bytes(image)
                 (tmp / folders[label]).mkdir(parents=True, exist_ok=True)
@@ -244,7 +259,10 @@ class DistilledSet(Dataset):
                 files.append(rel)
                 hashes.append(hashlib.sha256(data).hexdigest())
                 total += len(data)
+            if rded:
+                (tmp / "classes.txt").write_text("\n".join(self.classes) + "\n")
             manifest = {**self.manifest, "format": "lightlabel-distilled", "lightlabel_version": __version__,
+                        "layout": layout,
                         "classes": self.classes, "class_folders": folders, "files": files, "sha256": hashes,
                         "labels": self.targets, "sources": self.sources, "storage_bytes": total,
                         "image_shape": list(self.images.shape[1:])}
@@ -288,7 +306,7 @@ class DistilledSet(Dataset):
             if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
                 raise ValueError(f"{directory}: image {rel} does not match its sha256 in the manifest (modified)")
             images.append(decode_rgb(file))
-        keep = {k: v for k, v in manifest.items() if k not in ("files", "sha256", "labels", "sources")}
+        keep = {k: v for k, v in manifest.items() if k not in ("files", "sha256", "labels", "sources", "layout")}
         out = cls(torch.stack(images), torch.tensor(labels), manifest["classes"], manifest["sources"], keep, transform)
         out._png_nbytes = manifest.get("storage_bytes")
         return out

@@ -1,0 +1,62 @@
+"""Class names and indices: ImageNet-1k classes by WordNet id, for subsets such as Imagenette or ImageNet-100.
+
+Distillation codebases and torchvision number classes by sorted folder name (for ImageNet, the WordNet id); a
+projector needs readable names for its text head, and a 1000-class teacher needs the ImageNet-1k index of each
+subset class. These helpers read the class order shipped in the package (``assets/imagenet1k_wnids.txt``, the
+standard sorted order, the same as ``open_clip.IMAGENET_CLASSNAMES``). Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["imagenet_class_indices", "imagenet_class_names", "imagenet_wnids"]
+
+WNIDS = Path(__file__).resolve().parent / "assets" / "imagenet1k_wnids.txt"
+
+
+@lru_cache(maxsize=1)
+def imagenet_wnids() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k WordNet ids in class-index order: line ``i`` is class ``i``.
+
+    Example:
+        >>> imagenet_wnids()[:2]
+        ('n01440764', 'n01443537')
+    """
+    return tuple(WNIDS.read_text().split())
+
+
+def imagenet_class_indices(wnids: Sequence[str]) -> list[int]:
+    """The ImageNet-1k index of each WordNet id, in the given order (e.g. to take a 1000-class teacher's logits
+    for a subset: ``logits[:, imagenet_class_indices(subset_wnids)]``).
+
+    Raises:
+        ValueError: an id that is not an ImageNet-1k class (the first few are listed).
+
+    Example:
+        >>> imagenet_class_indices(["n01440764", "n02102040"])  # tench, English springer (Imagenette)
+        [0, 217]
+    """
+    order = {w: i for i, w in enumerate(imagenet_wnids())}
+    missing = [w for w in wnids if w not in order]
+    if missing:
+        raise ValueError(f"not ImageNet-1k WordNet ids: {list(missing)[:5]} (expected ids such as 'n01440764')")
+    return [order[w] for w in wnids]
+
+
+def imagenet_class_names(wnids: Sequence[str]) -> list[str]:
+    """Readable class names (``open_clip.IMAGENET_CLASSNAMES``, the names CLIP's ImageNet prompts use) of WordNet
+    ids, in the given order: the ``class_names`` to build a projector for a subset whose folders are WordNet ids.
+
+    Raises:
+        ValueError: an id that is not an ImageNet-1k class.
+
+    Example:
+        >>> imagenet_class_names(["n01440764", "n02102040"])
+        ['tench', 'English Springer Spaniel']
+    """
+    from open_clip import IMAGENET_CLASSNAMES
+
+    return [IMAGENET_CLASSNAMES[i] for i in imagenet_class_indices(wnids)]

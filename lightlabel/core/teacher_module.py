@@ -1,0 +1,173 @@
+"""A labeller as the teacher module that third-party distillation loops expect.
+
+RDED, SRe2L, FKD's label generator and DD-Ranking all take a teacher as an ``nn.Module``: they put it in ``eval()``,
+move it with ``.cuda()``, often wrap it in ``DataParallel`` or DDP, and call it on their own batch, already
+augmented and normalised with their own statistics, at their own resolution. :class:`TeacherModule` gives a
+projector (or any labeller carrying an :class:`~lightlabel.InputSpec`) exactly that shape: it converts the host's
+batch to the labeller's input (one affine map per channel, then a resize), labels it without gradients under bf16
+autocast on CUDA, and returns float32 logits or probabilities at a chosen temperature and scale.
+
+Everything it holds is a parameter or a buffer, so ``.to()``, ``DataParallel`` replicas and DDP see all of it.
+It draws no random numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..inputs import InputSpec, input_spec_of
+
+__all__ = ["OUTPUTS", "TeacherModule", "calibrate_scale"]
+
+#: what a teacher module returns
+OUTPUTS: tuple[str, ...] = ("logits", "probs")
+
+
+class TeacherModule(nn.Module):
+    """A frozen labeller that maps a host loop's batch to ``(B, C)`` float32 logits or probabilities.
+
+    Args:
+        labeller: a :class:`~lightlabel.Projector` (merged for speed: see :meth:`Projector.as_teacher`), a teacher, or
+            a :class:`~lightlabel.TeacherEnsemble`; it must carry an ``input_spec``.
+        input_spec: the host's normalisation and resolution (e.g. ``InputSpec.from_transform(host_transform)``). With
+            an ``image_size``, a batch of another size is refused (a sign of a wrong spec); without one, any size is
+            resized to the labeller's.
+        output: ``"logits"`` (``scale * z / temperature``) or ``"probs"`` (``softmax(scale * z / temperature)``).
+        temperature: divides the logits (> 0). Loops that apply their own temperature (RDED's KL at T = 20, SRe2L's
+            at T = 3, DD-Ranking's at 1.2) want ``1``.
+        scale: multiplies the logits (> 0); :func:`calibrate_scale` measures one that matches a reference teacher.
+        to_pixels: for a host input that is not an affine normalisation (DD-Ranking's ``use_zca=True``), a function
+            mapping the host batch back to ``[0, 1]`` RGB pixels (e.g. the inverse ZCA transform); it replaces the
+            ``input_spec`` conversion, whose ``image_size`` still applies.
+        autocast: bf16 autocast on CUDA (the head stays float32 regardless).
+
+    Shape:
+        - Input: ``(B, 3, H, W)`` float, normalised as ``input_spec`` says.
+        - Output: ``(B, C)`` float32; logits, or probabilities summing to 1 per row.
+
+    Raises:
+        ValueError: a labeller without an input spec, an unknown ``output``, a non-positive temperature or scale; at
+            call time a batch that is not ``(B, 3, H, W)`` float or not of ``input_spec``'s size.
+        TypeError: ``input_spec`` is not an :class:`~lightlabel.InputSpec`.
+
+    Example:
+        >>> import torch, lightlabel as ll
+        >>> teacher = ll.load_teacher("lightlabel:cifar10-resnet20-epoch3")
+        >>> module = ll.TeacherModule(teacher, input_spec=ll.InputSpec.cifar10_dd(), output="probs")
+        >>> module(torch.zeros(2, 3, 32, 32)).sum(1)
+        tensor([1.0000, 1.0000])
+    """
+
+    def __init__(self, labeller: nn.Module, *, input_spec: InputSpec, output: str = "logits",
+                 temperature: float = 1.0, scale: float = 1.0, to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 autocast: bool = True) -> None:
+        super().__init__()
+        if not isinstance(input_spec, InputSpec):
+            raise TypeError(f"`input_spec` must be an InputSpec (the host loop's normalisation), got "
+                            f"{type(input_spec).__name__}")
+        if output not in OUTPUTS:
+            raise ValueError(f"`output` must be one of {list(OUTPUTS)}, got {output!r}")
+        for name, value in (("temperature", temperature), ("scale", scale)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"`{name}` must be a number > 0, got {value!r}")
+        self.labeller = labeller.eval().requires_grad_(False)
+        self.labeller_spec = input_spec_of(labeller, "labeller")
+        self.input_spec, self.output, self.to_pixels, self.autocast = input_spec, output, to_pixels, bool(autocast)
+        self.temperature, self.scale = float(temperature), float(scale)
+        # host-normalised -> labeller-normalised is one affine map per channel: x * gain + offset
+        host_std, host_mean = torch.tensor(input_spec.std), torch.tensor(input_spec.mean)
+        own_std, own_mean = torch.tensor(self.labeller_spec.std), torch.tensor(self.labeller_spec.mean)
+        self.register_buffer("gain", (host_std / own_std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("offset", ((host_mean - own_mean) / own_std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("own_mean", own_mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("own_std", own_std.view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> TeacherModule:
+        """The module's flag follows ``mode``; the labeller always stays in eval mode (frozen statistics)."""
+        self.training = mode
+        return self
+
+    def convert(self, images: torch.Tensor) -> torch.Tensor:
+        """The host batch as the labeller's input: ``(B, 3, H, W)`` -> ``(B, 3, h, w)`` at the labeller's size."""
+        if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4 \
+                or images.shape[1] != 3:
+            raise ValueError(f"a teacher module takes (B, 3, H, W) float images, got "
+                             f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+        size = self.input_spec.image_size
+        if size is not None and tuple(images.shape[-2:]) != size:
+            raise ValueError(f"the batch is {images.shape[-2]}x{images.shape[-1]} but the host's input_spec says "
+                             f"{size[0]}x{size[1]}: pass the host's real input spec (InputSpec.from_transform)")
+        if self.to_pixels is not None:
+            x = (self.to_pixels(images).float() - self.own_mean) / self.own_std
+        else:
+            x = images.float() * self.gain + self.offset
+        target = self.labeller_spec.image_size
+        if target is not None and tuple(x.shape[-2:]) != target:
+            x = F.interpolate(x, size=target, mode="bilinear", antialias=True, align_corners=False)
+        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            x = self.convert(images)
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
+                                enabled=self.autocast and x.device.type == "cuda"):
+                z = self.labeller(x)
+            z = z.float()
+            if z.ndim != 2 or z.shape[0] != images.shape[0]:
+                raise ValueError(f"the labeller returned shape {tuple(z.shape)}, expected ({images.shape[0]}, C)")
+            if self.scale != 1.0 or self.temperature != 1.0:
+                z = z * (self.scale / self.temperature)
+            return z.softmax(-1) if self.output == "probs" else z
+
+    def extra_repr(self) -> str:
+        return (f"input={self.input_spec}, output={self.output!r}, temperature={self.temperature:g}, "
+                f"scale={self.scale:g}{', to_pixels=' + getattr(self.to_pixels, '__name__', 'fn') if self.to_pixels else ''}")
+
+
+@torch.no_grad()
+def calibrate_scale(labeller: nn.Module, reference: nn.Module, images: torch.Tensor, *, temperature: float = 1.0,
+                    batch_size: int = 256) -> dict[str, float]:
+    """The factor ``s`` on a labeller's logits that best matches a reference teacher's softmax at ``temperature``:
+    ``argmin_s mean KL(softmax(z_ref / T) || softmax(s * z / T))`` over ``images`` (a 1-D convex problem, solved by
+    Newton steps on ``log s``).
+
+    A CLIP projector's logits are a scaled cosine (scale 100 for OpenAI weights) and come out flatter than a
+    classifier trained with cross-entropy; host loops tuned their temperature for the latter.
+
+    Args:
+        labeller, reference: modules carrying an ``input_spec``, both mapping their inputs to ``(B, C)`` logits.
+        images: ``(N, 3, H, W)`` float pixels in [0, 1] (views like the ones the loop will label).
+        temperature: the host loop's softmax temperature.
+
+    Returns:
+        ``{"scale": s, "kl_before": KL at s = 1, "kl_after": KL at s, "std_ratio": mean per-view logit std of the
+        reference over the labeller's}``.
+    """
+    ours, theirs = [], []
+    spec_a, spec_b = input_spec_of(labeller, "labeller"), input_spec_of(reference, "reference")
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start:start + batch_size]
+        ours.append(labeller(spec_a.prepare(x)).float())
+        theirs.append(reference(spec_b.prepare(x)).float())
+    z, ref = torch.cat(ours) / temperature, torch.cat(theirs) / temperature
+    p = ref.log_softmax(-1)
+
+    def kl(s: torch.Tensor) -> torch.Tensor:
+        return (p.exp() * (p - (s * z).log_softmax(-1))).sum(-1).mean()
+
+    log_s = torch.zeros((), dtype=torch.float64)
+    for _ in range(50):  # Newton on log s with a finite-difference curvature; the problem is smooth and 1-D
+        h = 1e-3
+        f0, f1, f2 = (float(kl(torch.exp(log_s + d).float())) for d in (-h, 0.0, h))
+        grad, curv = (f2 - f0) / (2 * h), (f2 - 2 * f1 + f0) / h**2
+        step = -grad / curv if curv > 1e-12 else -0.5 * grad
+        log_s = log_s + max(-1.0, min(1.0, step))
+        if abs(step) < 1e-6:
+            break
+    s = float(torch.exp(log_s))
+    return {"scale": s, "kl_before": float(kl(torch.tensor(1.0))), "kl_after": float(kl(torch.tensor(s))),
+            "std_ratio": float(ref.std(-1).mean() / z.std(-1).mean())}

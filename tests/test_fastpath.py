@@ -1,0 +1,153 @@
+"""The merged projector's fast path computes the same function (issue 31): folded BatchNorm, a one-token attention
+pool, a float32 head under bf16 autocast, and a resampled positional embedding for another labelling size."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import randomize_adapter
+from open_clip.modified_resnet import AttentionPool2d
+from torch import nn
+
+import lightlabel as ll
+from lightlabel.core.fastpath import (
+    OneTokenAttentionPool2d,
+    conv_bn_pairs,
+    fold_batchnorm,
+    set_input_size,
+    unfold_batchnorm,
+    use_one_token_pool,
+)
+from lightlabel.models import build_model
+
+
+@pytest.fixture
+def projector(make_projector):
+    p = make_projector()
+    randomize_adapter(p)
+    return p.eval()
+
+
+def _randomise_norms(module: nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+@pytest.mark.parametrize("arch", ["cifar_resnet20", "resnet18"])
+def test_folded_batchnorm_equals_conv_then_norm(arch):
+    model = build_model(arch, 10).eval()
+    _randomise_norms(model)
+    x = torch.randn(3, 3, 32, 32)
+    reference = model(x)
+    store = nn.ModuleDict()
+    fold_batchnorm(model, store)
+    assert len(store) == len(conv_bn_pairs(copy.deepcopy(build_model(arch, 10)))) > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules() if m not in store.modules())
+    torch.testing.assert_close(model(x), reference, rtol=1e-5, atol=1e-5)
+    unfold_batchnorm(model, store)
+    assert len(store) == 0 and sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 0
+    torch.testing.assert_close(model(x), reference, rtol=1e-5, atol=1e-5)
+
+
+def test_training_mode_norms_are_not_folded():
+    model = build_model("cifar_resnet20", 10).train()
+    with pytest.raises(RuntimeError, match="training mode"):
+        fold_batchnorm(model, nn.ModuleDict())
+
+
+def test_one_token_attention_pool_equals_open_clips():
+    torch.manual_seed(0)
+    pool = AttentionPool2d(spacial_dim=4, embed_dim=32, num_heads=4, output_dim=16).eval()
+    x = torch.randn(5, 32, 4, 4)
+    reference = pool(x)
+    use_one_token_pool(pool, True)
+    assert type(pool) is OneTokenAttentionPool2d
+    torch.testing.assert_close(pool(x), reference, rtol=1e-5, atol=1e-5)
+    use_one_token_pool(pool, False)
+    assert type(pool) is AttentionPool2d and torch.equal(pool(x), reference)
+
+
+def test_merged_equals_unmerged_and_unmerge_restores_exactly(projector, cifar_batch):
+    x = projector.normalize(cifar_batch[0])
+    with torch.no_grad():
+        reference = projector(x)
+        weights = {k: v.clone() for k, v in projector.visual.state_dict().items()}
+        projector.merge()
+        assert len(projector.folded_norms) > 0 and isinstance(projector.visual.attnpool, OneTokenAttentionPool2d)
+        torch.testing.assert_close(projector(x), reference, rtol=1e-5, atol=1e-5)
+        projector.unmerge()
+        assert len(projector.folded_norms) == 0 and type(projector.visual.attnpool) is AttentionPool2d
+        assert projector.visual.state_dict().keys() == weights.keys()
+        for k, v in projector.visual.state_dict().items():
+            torch.testing.assert_close(v, weights[k], rtol=1e-6, atol=1e-6, msg=k)
+        torch.testing.assert_close(projector(x), reference, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_head_logits_stay_float32_under_bf16_autocast(projector, cifar_batch, merged):
+    """0.2's head ran its matmul in bf16 under the caller's autocast: logits of scale ~100 moved in steps of 0.125."""
+    features = torch.randn(16, projector.head.text_weight.shape[1])
+    if merged:
+        projector.merge()
+    with torch.no_grad():
+        reference = projector.head(features)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = projector.head(features.bfloat16())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, projector.head(features.bfloat16().float()), rtol=1e-5, atol=1e-5)
+    assert (out - reference).abs().max() < 0.1  # only the features' own bf16 rounding remains
+
+
+def test_native_label_size_is_bit_identical(make_projector, cifar_batch):
+    torch.manual_seed(0)
+    a = make_projector()
+    torch.manual_seed(0)
+    b = make_projector(label_size=32)  # the tiny base's own size
+    x = a.normalize(cifar_batch[0][:4])
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+    assert b.config.label_size == 32 and b.image_size == (32, 32)
+
+
+def test_label_size_resamples_the_pool_and_is_recorded(make_projector, tmp_path, cifar_batch):
+    torch.manual_seed(0)
+    projector = make_projector(label_size=64)
+    assert projector.image_size == (64, 64) and projector.input_spec.image_size == (64, 64)
+    grid = projector.visual.attnpool.positional_embedding.shape[0]
+    assert grid == (64 // 32) ** 2 + 1
+    with torch.no_grad():
+        out = projector(projector.input_spec.prepare(cifar_batch[0][:2]))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    path = projector.save_pretrained(tmp_path / "a.safetensors")
+    info = ll.read_adapter(path)[0]
+    assert info.config.label_size == 64 and info.image_size == (64, 64)
+    back = ll.Projector.from_pretrained(path)
+    with torch.no_grad():
+        torch.testing.assert_close(back(projector.input_spec.prepare(cifar_batch[0][:2])), out)
+
+
+def test_label_size_must_divide_by_the_stride(make_projector):
+    with pytest.raises(ValueError, match="multiple of the tower's stride 32"):
+        make_projector(label_size=48)
+    with pytest.raises(ValueError, match="label_size"):
+        ll.AdapterConfig(label_size=8)
+
+
+def test_vit_positional_embedding_resamples(tiny_vit):
+    projector = ll.Projector(base=tiny_vit[0], pretrained=tiny_vit[1], class_names=["a", "b"],
+                             config=ll.AdapterConfig(head_rank=2))
+    size = projector.image_size[0] * 2
+    resized = ll.Projector(base=tiny_vit[0], pretrained=tiny_vit[1], class_names=["a", "b"],
+                           config=ll.AdapterConfig(head_rank=2, label_size=size))
+    with torch.no_grad():
+        out = resized(resized.normalize(torch.rand(2, 3, size, size)))
+    assert out.shape == (2, 2) and resized.visual.grid_size[0] == 2 * projector.visual.grid_size[0]
+    set_input_size(resized.visual, (size, size))  # idempotent at its own size

@@ -1,0 +1,160 @@
+"""A labeller as a third-party loop's teacher: projector.as_teacher and TeacherModule (issue 32)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import CIFAR10_CLASSES, randomize_adapter
+from torch import nn
+from torchvision import transforms as T
+from torchvision.transforms import v2
+
+import lightlabel as ll
+
+HOST = ll.InputSpec.cifar10_dd()  # DD-Ranking's and SRe2L's CIFAR statistics, 32 px
+
+
+@pytest.fixture
+def projector(make_projector):
+    p = make_projector()
+    randomize_adapter(p)
+    return p.eval()
+
+
+def _plain_tensors(module: nn.Module) -> list[str]:
+    """Tensors a module holds outside its parameters and buffers (DataParallel replicas would not move them)."""
+    found = []
+    for name, m in module.named_modules():
+        for key, value in vars(m).items():
+            values = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+            if key in ("_parameters", "_buffers", "_modules"):
+                continue
+            if any(isinstance(v, torch.Tensor) for v in values):
+                found.append(f"{name}.{key}")
+    return found
+
+
+def test_teacher_module_equals_the_relabelers_labels(projector, cifar_batch):
+    images = HOST.normalize(cifar_batch[0])
+    relabeler = ll.OnlineRelabeler(projector.merge(), input_spec=HOST, seed=0)
+    expected = relabeler.label(images)
+    teacher = projector.as_teacher(HOST)
+    out = teacher(images)
+    assert out.dtype == torch.float32 and out.shape == (40, 10)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_no_gradient_reaches_the_labeller_under_a_loss_that_does_not_detach(projector, cifar_batch):
+    teacher = projector.as_teacher(HOST, output="probs")
+    student = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    images = HOST.normalize(cifar_batch[0][:8])
+    soft = teacher(images)  # DD-Ranking's soft cross-entropy uses the teacher's output as is
+    loss = -(soft * F.log_softmax(student(images), -1)).sum(-1).mean()
+    loss.backward()
+    assert not soft.requires_grad and soft.grad_fn is None
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student[1].weight.grad is not None
+
+
+def test_every_tensor_is_a_parameter_or_buffer_and_moves_with_to(projector, make_projector):
+    teacher = projector.as_teacher(HOST)
+    assert _plain_tensors(teacher) == []
+    assert "labeller.head.merged_weight" in dict(teacher.named_buffers())
+    moved = teacher.to(torch.float64)
+    assert {t.dtype for t in moved.buffers() if t.is_floating_point()} == {torch.float64}
+    ensemble = ll.TeacherEnsemble([ll.load_teacher("lightlabel:cifar10-resnet20-epoch1"),
+                                   ll.load_teacher("lightlabel:cifar10-resnet20-epoch2")]).as_teacher(HOST)
+    assert _plain_tensors(ensemble) == []
+
+
+def test_data_parallel_without_gpus_and_the_global_rng(projector, cifar_batch):
+    teacher = projector.as_teacher(HOST)
+    images = HOST.normalize(cifar_batch[0][:6])
+    state = torch.get_rng_state()
+    out = nn.DataParallel(teacher)(images)  # no GPU: DataParallel calls the module itself
+    assert torch.equal(torch.get_rng_state(), state), "a teacher module must not draw random numbers"
+    torch.testing.assert_close(out, teacher(images))
+    teacher.train()
+    assert teacher.training and not teacher.labeller.training  # the host's .train() never unfreezes the labeller
+
+
+def test_outputs_temperature_and_scale(projector, cifar_batch):
+    images = HOST.normalize(cifar_batch[0][:5])
+    logits = projector.as_teacher(HOST)(images)
+    probs = projector.as_teacher(HOST, output="probs", temperature=4.0, scale=2.0)(images)
+    torch.testing.assert_close(probs, (logits * 2.0 / 4.0).softmax(-1))
+    torch.testing.assert_close(probs.sum(-1), torch.ones(5))
+    for bad in (dict(output="log"), dict(temperature=0), dict(scale=-1.0), dict(temperature=True)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            projector.as_teacher(HOST, **bad)
+    with pytest.raises(TypeError, match="input_spec"):
+        projector.as_teacher((0.5, 0.5, 0.5))
+
+
+def test_foreign_input_is_refused_never_relabelled(projector, cifar_batch):
+    x = torch.zeros(2, 3, 64, 64)
+    with pytest.raises(ValueError, match="as_teacher"):
+        projector(x)  # the projector labels 32 px in CLIP's normalisation; a 64 px batch is somebody else's
+    with pytest.raises(ValueError, match="host's input_spec says 32x32"):
+        projector.as_teacher(HOST)(x)
+    with pytest.raises(ValueError, match="as_teacher"):
+        ll.OnlineRelabeler(ll.labeling.ModelLabels(projector, input_spec=HOST), input_spec=HOST)
+
+
+def test_host_resolution_and_normalisation_are_converted(projector, cifar_batch):
+    """A 64 px ImageNet-normalised host batch gives the labels of the same pixels in the projector's own input."""
+    pixels = cifar_batch[0][:4]
+    host = ll.InputSpec.imagenet(64)
+    big = F.interpolate(pixels, size=64, mode="bilinear", antialias=True, align_corners=False)
+    out = projector.as_teacher(host)(host.normalize(big))
+    expected = projector.merge()(projector.input_spec.prepare(big), check=False)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_to_pixels_hook_for_a_non_affine_host_input(projector, cifar_batch):
+    pixels = cifar_batch[0][:4]
+    flipped = 1.0 - pixels  # a stand-in for a whitening the host applied instead of Normalize
+
+    teacher = projector.as_teacher(ll.InputSpec((0, 0, 0), (1, 1, 1), 32), to_pixels=lambda x: 1.0 - x)
+    expected = projector.as_teacher(ll.InputSpec((0, 0, 0), (1, 1, 1), 32))(pixels)
+    torch.testing.assert_close(teacher(flipped), expected)
+
+
+@pytest.mark.parametrize("transform, expected", [
+    (T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
+                T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]), ll.InputSpec.imagenet(224)),
+    (T.Compose([T.ToTensor(), T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))]),
+     ll.InputSpec.cifar10_dd(None)),
+    (v2.Compose([v2.Resize(256), v2.CenterCrop(224), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                 v2.Normalize([0.5] * 3, [0.25] * 3)]), ll.InputSpec((0.5,) * 3, (0.25,) * 3, 224)),
+    (v2.Compose([v2.Resize((32, 48)), v2.Compose([v2.ToImage(), v2.Normalize([0.1] * 3, [0.2] * 3)])]),
+     ll.InputSpec((0.1,) * 3, (0.2,) * 3, (32, 48))),
+    ([T.Resize(64), T.Normalize([0.1] * 3, [0.2] * 3)], ll.InputSpec((0.1,) * 3, (0.2,) * 3, None)),
+])
+def test_input_spec_from_transform(transform, expected):
+    assert ll.InputSpec.from_transform(transform) == expected
+
+
+def test_input_spec_from_a_transform_without_normalize_says_what_to_do():
+    with pytest.raises(ValueError, match="no Normalize"):
+        ll.InputSpec.from_transform(T.Compose([T.ToTensor()]))
+
+
+def test_calibrate_scale_recovers_a_known_factor(cifar_batch):
+    teacher = ll.load_teacher("lightlabel:cifar10-resnet20-epoch3")
+
+    class Flat(nn.Module):  # the same teacher with logits a third as large
+        input_spec = teacher.input_spec
+
+        def forward(self, x):
+            return teacher(x) / 3
+
+    result = ll.calibrate_scale(Flat(), teacher, cifar_batch[0])
+    assert result["scale"] == pytest.approx(3.0, rel=1e-3) and result["kl_after"] < 1e-6 < result["kl_before"]
+    assert result["std_ratio"] == pytest.approx(3.0, rel=1e-4)
+
+
+def test_projector_as_teacher_classes_follow_the_projector(make_projector):
+    projector = make_projector(class_names=CIFAR10_CLASSES)
+    assert projector.as_teacher(HOST)(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
