@@ -13,6 +13,7 @@ Public API (everything a user imports; the submodules below are documented for t
     TeacherModule        any labeller as a host loop's teacher module (projector.as_teacher); calibrate_scale
     fit_adapter          fit an adapter to weak teachers in one call (HeLlO Eq. 5); FitConfig
     train_teachers       train one teacher and keep early checkpoints ("weak teachers"); TeacherConfig
+    select_teachers      which checkpoints of a trajectory to imitate, by short student runs -> TeacherSelection
     load_teacher(s)      teacher checkpoints (ours, or plain state dicts with an InputSpec)
     distill_images       RDED patch selection + stitching + Eq. 7 refinement -> DistilledSet; DistillConfig
     random_subset        the random-subset baseline: IPC real images per class by seed, as a DistilledSet
@@ -77,6 +78,8 @@ _EXPORTS: dict[str, str] = {
     "distill_images": "recipes.distill",
     "random_subset": "recipes.subset",
     "fit_adapter": "recipes.fit",
+    "TeacherSelection": "recipes.select",
+    "select_teachers": "recipes.select",
     "StudentResult": "recipes.student",
     "label_view_agreement": "recipes.student",
     "train_student": "recipes.student",
@@ -115,6 +118,7 @@ __all__ = [
     "TeacherConfig",
     "TeacherEnsemble",
     "TeacherModule",
+    "TeacherSelection",
     "__version__",
     "calibrate_scale",
     "distill_images",
@@ -126,6 +130,7 @@ __all__ = [
     "load_teachers",
     "random_subset",
     "read_adapter",
+    "select_teachers",
     "soft_label_loss",
     "storage_report",
     "store_soft_labels",
@@ -179,6 +184,7 @@ if TYPE_CHECKING:  # static tools see the names as ordinary imports
     from .recipes.distill import DistilledSet, distill_images
     from .recipes.factorize import FactorizedSet, factorize_images
     from .recipes.fit import fit_adapter
+    from .recipes.select import TeacherSelection, select_teachers
     from .recipes.student import StudentResult, label_view_agreement, train_student
     from .recipes.subset import random_subset
     from .recipes.teachers import train_teachers

@@ -1,4 +1,4 @@
-"""The ``lightlabel`` command line: fit, distill, factorize, train, info, storage, push, demo, doctor.
+"""The ``lightlabel`` command line: fit, select, distill, factorize, train, info, storage, push, demo, doctor.
 
 User errors (bad arguments, missing or damaged files, a base model that cannot be loaded) end with one line on
 stderr and exit code 2 (``LIGHTLABEL_DEBUG=1`` shows the traceback). Every command takes ``--device``, ``--seed``
@@ -138,7 +138,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="adapter .safetensors file, or a folder (adds a model card)")
     p.add_argument("--base", default="RN50-quickgelu", help="open_clip model name (default: RN50-quickgelu)")
     p.add_argument("--pretrained", default="openai", help="open_clip tag or checkpoint path (default: openai)")
-    p.add_argument("--teachers", nargs="*", default=None, help="teacher checkpoints (default: train weak teachers)")
+    p.add_argument("--teachers", nargs="*", default=None, help="teacher checkpoints or names (torchvision:resnet18, "
+                                                               "timm:NAME, lightlabel:NAME; default: train weak teachers)")
+    p.add_argument("--teachers-from", default=None, help="a selection JSON written by `lightlabel select`: fit to the "
+                                                          "checkpoints it chose")
     p.add_argument("--teacher-input", type=_input_spec, default=None, help=INPUT_HELP)
     p.add_argument("--class-names", default=None, help="file with one class name per line (default: folder names)")
     p.add_argument("--imagenet-names", action="store_true",
@@ -157,7 +160,8 @@ def _parser() -> argparse.ArgumentParser:
                        epilog="example:\n  lightlabel distill cifar10/train --observer resnet56.th --observer-input "
                               "imagenet@32 --ipc 10 --patches-per-image 1 --out distilled/")
     p.add_argument("data", help="training ImageFolder")
-    p.add_argument("--observer", required=True, help="teacher checkpoint that scores the patches")
+    p.add_argument("--observer", required=True, help="teacher checkpoint or name (torchvision:resnet18, timm:NAME, "
+                                                     "lightlabel:NAME) that scores the patches")
     p.add_argument("--observer-input", type=_input_spec, default=None, help=INPUT_HELP)
     p.add_argument("--out", required=True, help="output folder (ImageFolder of PNGs + manifest.json)")
     p.add_argument("--projector", default=None, help="adapter for the Eq. 7 refinement")
@@ -187,8 +191,9 @@ def _parser() -> argparse.ArgumentParser:
                               "  lightlabel train distilled/ --labels hard --epochs 50 --val cifar10/test")
     p.add_argument("distilled", help="a distilled set folder (from `lightlabel distill`) or a factorised set file (from "
                                      "`lightlabel factorize`)")
-    p.add_argument("--labels", required=True, help="adapter file/folder/Hub id, teacher .pt/.th, stored-labels folder, "
-                                                   "or 'hard'")
+    p.add_argument("--labels", required=True, help="adapter file/folder/registry name/Hub id, teacher .pt/.th or name "
+                                                   "(torchvision:resnet18, timm:NAME, hf-hub:REPO, lightlabel:NAME), "
+                                                   "stored-labels folder, or 'hard'")
     p.add_argument("--teacher-input", type=_input_spec, default=None, help=INPUT_HELP)
     p.add_argument("--protocol", choices=configs.EvalProtocol.PRESETS, default="helio",
                    help="evaluation protocol preset (default: helio); the flags below override its fields")
@@ -198,6 +203,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds between saves of the training state in --out-dir (default 60; 0: every epoch)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_config_flags(p, configs.EvalProtocol, skip=("name", "source"))
+    _common(p)
+
+    p = sub.add_parser("select", formatter_class=fmt, help="choose which checkpoints of a trajectory to imitate",
+                       description="Short student runs with each candidate group of CHECKPOINTS (a training run's "
+                                   "checkpoints in order) labelling online; the group that teaches DISTILLED best on "
+                                   "--val (held-out real training images, not the test split) is chosen.",
+                       epilog="example:\n  lightlabel select t/teacher-epoch00*.pt --distilled distilled/ --val heldout/ "
+                              "--out selection.json\n  lightlabel fit data/train --teachers-from selection.json --out a/")
+    p.add_argument("checkpoints", nargs="+", help="the trajectory's checkpoints (files or names), in training order")
+    p.add_argument("--distilled", required=True, help="the distilled set folder the adapter will label")
+    p.add_argument("--val", required=True, help="ImageFolder of held-out real training images to score on")
+    p.add_argument("--out", required=True, help="JSON file for the choice and the evidence")
+    p.add_argument("--teacher-input", type=_input_spec, default=None, help=INPUT_HELP)
+    p.add_argument("--fraction", type=float, default=1 / 6, help="of the protocol's epochs per candidate (default 1/6)")
+    p.add_argument("--protocol", choices=configs.EvalProtocol.PRESETS, default="helio",
+                   help="evaluation protocol preset (default: helio)")
     _common(p)
 
     p = sub.add_parser("info", formatter_class=fmt, help="describe an adapter (file, folder or Hub id) or a factorised set",
@@ -294,13 +315,17 @@ def _load_names(args) -> list[str] | None:
 
 def load_labels(spec: str, *, teacher_input: InputSpec | None = None):
     """A label source from a string: ``"hard"``, a stored-labels folder, a teacher checkpoint
-    (``.pt``/``.pth``/``.th``), or an adapter (file, folder or Hub id)."""
+    (``.pt``/``.pth``/``.th``), a pretrained teacher by name (``torchvision:``, ``timm:``, ``hf-hub:``,
+    ``lightlabel:``), or an adapter (file, folder, registry name or Hub id)."""
     from .core.projector import Projector
     from .labeling.stored import StoredSoftLabels
     from .models import load_teacher
+    from .pretrained import is_model_name
 
     if spec == "hard":
         return "hard"
+    if is_model_name(spec):
+        return load_teacher(spec, input_spec=teacher_input)
     path = Path(spec)
     if path.is_dir() and (path / "stored-labels.json").is_file():
         return StoredSoftLabels(path)
@@ -331,7 +356,12 @@ def cmd_fit(args) -> None:
         emb = next(iter(tensors.values()))
     out = Path(args.out)
     work = Path(args.work_dir) if args.work_dir else out.with_name(out.name + ".work")
-    projector = fit_adapter(dataset, names, teachers=args.teachers or None, base=args.base, pretrained=args.pretrained,
+    teachers = args.teachers or None
+    if args.teachers_from:
+        if teachers:
+            raise UserError("give --teachers or --teachers-from, not both")
+        teachers = json.loads(Path(args.teachers_from).read_text())["teachers"]
+    projector = fit_adapter(dataset, names, teachers=teachers, base=args.base, pretrained=args.pretrained,
                             config=adapter,
                             text_embeddings=emb, fit=fit, teacher_config=teacher_cfg, teacher_input=args.teacher_input,
                             out_dir=work, device=args.device, progress=not args.quiet)
@@ -408,6 +438,31 @@ def cmd_train(args) -> None:
         _echo(f"student {protocol.student}, {result.labels} labels, {protocol.name} protocol, {result.iterations} "
               f"steps: top-1 {result.top1:.4f} (best of last evaluations {result.best_top1:.4f}); "
               f"{result.seconds_per_iter:.3f} s/iteration; extra storage {result.extra_storage_bytes:,} bytes")
+
+
+def cmd_select(args) -> None:
+    import math
+
+    from .data import ImageFolderDataset
+    from .models import load_teacher
+    from .recipes.select import select_teachers
+    from .utils.files import atomic_write_text
+
+    distilled = _training_set(args.distilled)
+    trajectory = [load_teacher(c, input_spec=args.teacher_input) for c in args.checkpoints]
+    f = max(1, math.isqrt(int(distilled.manifest.get("patches_per_image", 1))))
+    protocol = configs.EvalProtocol.preset(args.protocol, ipc=distilled.num_epoch_images // len(distilled.classes),
+                                           num_classes=len(distilled.classes), patches_per_side=f)
+    selection = select_teachers(trajectory, distilled, protocol, val_set=ImageFolderDataset(args.val),
+                                fraction=args.fraction, seeds=(args.seed,), device=args.device, progress=not args.quiet)
+    record = {**selection.to_dict(), "teachers": [args.checkpoints[i] for i in selection.choice],
+              "checkpoints": list(args.checkpoints), "protocol": protocol.to_dict()}
+    if _main_process():
+        atomic_write_text(Path(args.out), json.dumps(record, indent=1))
+    for e in selection.evidence:
+        _echo(f"checkpoints {[args.checkpoints[i] for i in e['candidate']]}: top-1 {e['top1']:.4f} after {e['steps']} "
+              "steps")
+    _echo(f"chosen: {record['teachers']} ({selection.cost_fraction:.2f} of running every candidate in full) -> {args.out}")
 
 
 def cmd_info(args) -> None:
@@ -571,7 +626,7 @@ def cmd_demo(args) -> None:
              progress=not args.quiet, download=not args.no_download)
 
 
-COMMANDS = {"fit": cmd_fit, "distill": cmd_distill, "factorize": cmd_factorize, "train": cmd_train, "info": cmd_info, "storage": cmd_storage,
+COMMANDS = {"fit": cmd_fit, "select": cmd_select, "distill": cmd_distill, "factorize": cmd_factorize, "train": cmd_train, "info": cmd_info, "storage": cmd_storage,
             "push": cmd_push, "demo": cmd_demo, "doctor": cmd_doctor}
 
 
@@ -597,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     from .errors import AdapterError, HubError
 
-    distributed = args.command in ("fit", "train", "distill", "factorize") and _init_distributed(args.device)
+    distributed = args.command in ("fit", "train", "distill", "factorize", "select") and _init_distributed(args.device)
     try:
         COMMANDS[args.command](args)
     except (UserError, AdapterError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError,

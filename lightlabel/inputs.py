@@ -170,7 +170,15 @@ class InputSpec:
 
     # ------------------------------------------------------------------ tensors
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return like.new_tensor(self.mean).view(1, 3, 1, 1), like.new_tensor(self.std).view(1, 3, 1, 1)
+        """``(mean, std)`` as ``(1, 3, 1, 1)`` tensors on ``like``'s device and dtype, made once per (device, dtype):
+        building them per call would be a blocking host-to-device copy in every labelling step on CUDA."""
+        return _constants(self.mean, self.std, like.device, like.dtype)
+
+    def _affine_from(self, source: InputSpec, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(gain, offset)`` such that ``x * gain + offset`` maps ``source``-normalised images to this spec's."""
+        gain = tuple(a / b for a, b in zip(source.std, self.std))
+        offset = tuple((a - b) / c for a, b, c in zip(source.mean, self.mean, self.std))
+        return _constants(offset, gain, like.device, like.dtype)[::-1]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """``(images - mean) / std`` for float pixels in [0, 1].
@@ -198,14 +206,47 @@ class InputSpec:
 
         return F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
 
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """The model's input from ``(B, 3, H, W)`` float pixels in [0, 1]: :meth:`resize`, then :meth:`normalize`."""
-        return self.normalize(self.resize(images))
+    def prepare(self, images: torch.Tensor, *, source: InputSpec | None = None) -> torch.Tensor:
+        """The model's input from ``(B, 3, H, W)`` float pixels in [0, 1]: :meth:`resize`, then :meth:`normalize`.
+
+        With ``source``, the images are normalised with that spec instead of being [0, 1] pixels, and are converted
+        in one affine map per channel (denormalise and normalise folded together), then resized. Resizing commutes
+        with a per-channel affine map, so the order does not change the result beyond rounding.
+
+        Raises:
+            TypeError: an integer tensor.
+        """
+        if source is None:
+            return self.normalize(self.resize(images))
+        if (source.mean, source.std) == (self.mean, self.std):
+            return self.resize(images)
+        if not images.is_floating_point():
+            raise TypeError(f"images must be float, got dtype {images.dtype}")
+        gain, offset = self._affine_from(source, images)
+        return self.resize(images * gain + offset)
 
     def __str__(self) -> str:
         size = "any size" if self.image_size is None else f"{self.image_size[0]}x{self.image_size[1]}"
         return (f"mean {tuple(round(v, 4) for v in self.mean)}, std {tuple(round(v, 4) for v in self.std)}, "
                 f"{size}")
+
+
+_CONSTANTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _constants(a: tuple[float, ...], b: tuple[float, ...], device: torch.device, dtype: torch.dtype
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two per-channel constants as ``(1, 3, 1, 1)`` tensors, cached per (values, device, dtype)."""
+    key = (a, b, device, dtype)
+    out = _CONSTANTS.get(key)
+    if out is None:
+        import torch
+
+        with torch.inference_mode(False):  # normal tensors, usable in autograd later, even if made in inference mode
+            out = (torch.tensor(a, dtype=dtype, device=device).view(1, 3, 1, 1),
+                   torch.tensor(b, dtype=dtype, device=device).view(1, 3, 1, 1))
+        _CONSTANTS[key] = out
+    return out
 
 
 def _flatten_transforms(transform: Any) -> list[Any]:

@@ -98,7 +98,8 @@ def build_model(arch: str, num_classes: int, *, low_res: bool = False, image_siz
 
     Args:
         arch: a torchvision model name (``"resnet18"``), a timm name (``"resnet18d"``, ``"convnext_atto"``), or
-            ``"cifar_resnet20|32|44|56|110"``.
+            ``"cifar_resnet20|32|44|56|110"``; a ``torchvision:`` or ``timm:`` prefix is accepted (random weights: a
+            student starts from scratch; :func:`load_teacher` loads pretrained weights by the same names).
         num_classes: output classes.
         low_res: replace the stem by a 3x3 convolution without max-pool (ResNet-style models only).
         image_size: input size, used by ``low_res`` to pick the stem stride (1 up to 32 px, else 2).
@@ -109,6 +110,7 @@ def build_model(arch: str, num_classes: int, *, low_res: bool = False, image_siz
     """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"`num_classes` must be an int >= 1, got {num_classes!r}")
+    arch = arch.removeprefix("torchvision:").removeprefix("timm:")  # a student's architecture by scheme name
     if arch in _CIFAR:
         return CifarResNet(_CIFAR[arch], num_classes)
     import torchvision

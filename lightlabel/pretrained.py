@@ -160,12 +160,12 @@ def _timm(name: str) -> nn.Module:
     except RuntimeError as e:
         if "No pretrained weights" in str(e) or "not exist" in str(e):
             raise ValueError(f"timm:{name}: {str(e).splitlines()[0]}") from None
-        raise _offline(f"timm:{name}", constants.HF_HUB_CACHE, e) from None
+        raise _offline(name, constants.HF_HUB_CACHE, e) from None
     except (OSError, ValueError) as e:  # LocalEntryNotFoundError (offline), connection errors
-        raise _offline(f"timm:{name}", constants.HF_HUB_CACHE, e) from None
+        raise _offline(name if name.startswith("hf-hub:") else f"timm:{name}", constants.HF_HUB_CACHE, e) from None
     cfg = timm.data.resolve_data_config(model=model)
     model.input_spec = InputSpec(tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg["input_size"][-1]))
     label_names = getattr(model, "pretrained_cfg", {}).get("label_names")
     model.classes = list(label_names) if label_names else None
-    model.source = f"timm:{name}"
+    model.source = name if name.startswith("hf-hub:") else f"timm:{name}"
     return model

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from open_clip.modified_resnet import AttentionPool2d
 from torch import nn
 
-__all__ = ["OneTokenAttentionPool2d", "conv_bn_pairs", "fold_batchnorm", "set_input_size", "unfold_batchnorm",
-           "use_one_token_pool"]
+__all__ = ["Float32Linear", "OneTokenAttentionPool2d", "conv_bn_pairs", "fast_teacher", "fold_batchnorm",
+           "set_input_size", "unfold_batchnorm", "use_one_token_pool"]
 
 
 def conv_bn_pairs(root: nn.Module) -> list[tuple[str, str]]:
@@ -184,3 +184,41 @@ def set_input_size(visual: nn.Module, size: tuple[int, int]) -> None:
     setattr(owner, name, nn.Parameter(new.to(pos.dtype), requires_grad=pos.requires_grad))
     if owner is visual:
         visual.grid_size, visual.image_size = grid, (h, w)
+
+
+class Float32Linear(nn.Linear):
+    """``nn.Linear`` computed in float32 whatever the caller's autocast: a classifier's logits under bf16 autocast
+    would be rounded to bf16 (steps of 0.03-0.25 at typical logit sizes). Same parameters and state-dict keys."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return F.linear(x.float(), self.weight.float(), None if self.bias is None else self.bias.float())
+
+
+def fast_teacher(model: nn.Module) -> nn.Module:
+    """An inference copy of a teacher on the same path as the merged projector: eval-mode BatchNorm folded into
+    the convolutions (``torch.fx``'s ``fuse``, which follows the real dataflow; a model it cannot trace keeps its
+    norms) and the last ``nn.Linear`` (the classifier) computed in float32 under autocast. The copy keeps the
+    model's ``input_spec`` and ``classes``; the model itself is not changed.
+
+    Returns:
+        The copy (a ``torch.fx.GraphModule`` when tracing worked), in eval mode, frozen.
+    """
+    import copy
+    import logging
+
+    from torch.fx.experimental.optimization import fuse
+
+    source = copy.deepcopy(model).eval()
+    try:
+        fast = fuse(source, inplace=True)
+    except Exception as e:  # data-dependent control flow, unsupported ops: label with the unfused copy
+        logging.getLogger(__name__).debug("no BatchNorm folding for %s (%s)", type(model).__name__, e)
+        fast = source
+    linears = [m for m in fast.modules() if type(m) is nn.Linear]
+    if linears:
+        linears[-1].__class__ = Float32Linear
+    for attr in ("input_spec", "classes"):
+        if hasattr(model, attr):
+            setattr(fast, attr, getattr(model, attr))
+    return fast.eval().requires_grad_(False)

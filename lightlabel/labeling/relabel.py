@@ -146,7 +146,10 @@ class OnlineRelabeler:
         self.check_ranks()
         if not isinstance(images, torch.Tensor) or not images.is_floating_point():
             raise TypeError(f"`images` must be a float tensor, got {getattr(images, 'dtype', type(images).__name__)}")
-        out = self.source.label(self.input_spec.denormalize(images))
+        if isinstance(self.source, ModelLabels):  # one affine map from your normalisation to the labeller's
+            out = self.source.label(images, input_spec=self.input_spec)
+        else:
+            out = self.source.label(self.input_spec.denormalize(images))
         bad = ~torch.isfinite(out).all()
         self._bad = bad if self._bad is None else (self._bad | bad)
         self._calls += 1

@@ -9,6 +9,7 @@ A label source labels a batch of views, says how many bytes it costs besides the
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from ..core.base import fingerprint
+from ..core.fastpath import fast_teacher
 from ..core.projector import Projector
 from ..inputs import InputSpec, input_spec_of
 from ..storage import module_nbytes
@@ -121,6 +123,7 @@ class ModelLabels:
         self.kind = kind or ("projector" if self.is_projector else "teacher")
         self.autocast = bool(autocast)
         self.num_classes = model.num_classes if self.is_projector else self._probe_classes()
+        self._origin: ModelLabels | None = None
 
     def _probe_classes(self) -> int:
         classes = getattr(self.model, "classes", None)
@@ -138,9 +141,12 @@ class ModelLabels:
             p = next(self.model.buffers(), None)
         return None if p is None else p.device
 
-    def label(self, views: torch.Tensor, *, epoch: int | None = None, step: int | None = None) -> torch.Tensor:
+    def label(self, views: torch.Tensor, *, epoch: int | None = None, step: int | None = None,
+              input_spec: InputSpec | None = None) -> torch.Tensor:
         """``(B, 3, H, W)`` float views in [0, 1] -> ``(B, C)`` float32 logits (a normal tensor, not an inference
-        tensor).
+        tensor). With ``input_spec``, the views are normalised with it instead (a host loop's batch): the conversion
+        to the model's input is one affine map per channel (:meth:`InputSpec.prepare` with ``source``). On CUDA the
+        input is made channels-last, like the model of :meth:`optimized`; nothing in here waits for the device.
 
         Raises:
             TypeError: not a float tensor. ValueError: not ``(B, 3, H, W)``, or the model returned another shape.
@@ -154,8 +160,10 @@ class ModelLabels:
         if device is not None and device != views.device:
             raise RuntimeError(f"the labeller is on {device} but the views are on {views.device}; move one of them")
         with torch.inference_mode():
-            x = self.input_spec.prepare(views)
+            x = self.input_spec.prepare(views, source=input_spec)
             on_cuda = x.device.type == "cuda"
+            if on_cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.autocast and on_cuda):
                 out = self.model(x)  # a projector checks pixel values on CPU only (no sync on CUDA)
             out = out.float()
@@ -173,13 +181,41 @@ class ModelLabels:
         model = on_device(self.model, device)
         if model is self.model:
             return self
-        return ModelLabels(model, input_spec=self.input_spec, kind=self.kind, autocast=self.autocast)
+        moved = ModelLabels(model, input_spec=self.input_spec, kind=self.kind, autocast=self.autocast)
+        moved._origin = self._origin or self
+        return moved
+
+    def optimized(self, device: torch.device | str) -> ModelLabels:
+        """This labeller on its fast inference path, on ``device``: a copy, so the caller's model is not changed.
+
+        Projector and teacher take the same path, so comparisons between them stay fair: a projector is merged
+        (LoRA and BatchNorm folded, one-token attention pool, head precomputed), a teacher gets its BatchNorm folded
+        and its classifier in float32 (:func:`~lightlabel.core.fastpath.fast_teacher`); on CUDA both are made
+        channels-last. Labels equal the unoptimised ones to float rounding.
+        """
+        device = torch.device(device)
+        model = copy.deepcopy(self.model)
+        if self.is_projector:
+            model = model.merge()
+        elif not isinstance(model, TeacherEnsemble) or not model.stacked:
+            model = fast_teacher(model)
+        model = model.to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        fast = ModelLabels(model, input_spec=self.input_spec, kind=self.kind, autocast=self.autocast)
+        fast._origin = self._origin or self  # bytes and identity stay those of the labeller as given
+        return fast
 
     def extra_bytes(self) -> int:
-        """The adapter file's bytes for a projector; the fp32 state dict's bytes for a teacher or ensemble."""
+        """The adapter file's bytes for a projector; the fp32 state dict's bytes for a teacher or ensemble (of the
+        labeller as given, also for an :meth:`optimized` copy)."""
+        if self._origin is not None:
+            return self._origin.extra_bytes()
         return self.model.extra_bytes() if self.is_projector else module_nbytes(self.model)
 
     def describe(self) -> dict[str, Any]:
+        if self._origin is not None:
+            return self._origin.describe()
         out = {"kind": self.kind, "type": type(self.model).__name__, "input_spec": self.input_spec.to_dict(),
                "fingerprint": fingerprint(self.model)}
         if isinstance(self.model, TeacherEnsemble):

@@ -38,6 +38,7 @@ from ..labeling.losses import soft_label_loss
 from ..labeling.teachers import TeacherEnsemble, load_teachers
 from ..utils.progress import progress_bar
 from .loop import ddp, is_main_process, make_loader, per_rank_batch, resolve_device, run_epochs, world
+from .select import TeacherSelection
 from .teachers import train_teachers
 
 __all__ = ["fit_adapter", "label_fidelity"]
@@ -99,7 +100,7 @@ def fit_adapter(
     train_set: Dataset | str | os.PathLike,
     class_names: Sequence[str] | None = None,
     *,
-    teachers: Sequence[nn.Module | str | os.PathLike] | TeacherEnsemble | None = None,
+    teachers: Sequence[nn.Module | str | os.PathLike] | TeacherEnsemble | TeacherSelection | None = None,
     projector: Projector | None = None,
     base: str = "RN50-quickgelu",
     pretrained: str | None = "openai",
@@ -123,8 +124,9 @@ def fit_adapter(
             uint8 or float in [0, 1], int label)``, or an ImageFolder path.
         class_names: class names in label order (default: ``train_set.classes``); these are the names the text
             head is built from, so use readable names (e.g. "goldfish", not "n01443537").
-        teachers: checkpoint paths and/or modules of weak teachers, or a :class:`~lightlabel.TeacherEnsemble` (their
-            mean logits are the targets). ``None`` trains a trajectory first with :func:`train_teachers`
+        teachers: checkpoint paths, names and/or modules of weak teachers, a :class:`~lightlabel.TeacherEnsemble`,
+            or the :class:`~lightlabel.TeacherSelection` of :func:`~lightlabel.select_teachers` (their mean logits
+            are the targets). ``None`` trains a trajectory first with :func:`train_teachers`
             (``teacher_config``) into ``out_dir/teachers``.
         projector: a projector to fit (its adapter is trained in place); otherwise one is built from ``base``,
             ``pretrained``, ``config``, ``templates`` and ``text_embeddings`` (see :class:`~lightlabel.Projector`;
@@ -178,6 +180,8 @@ def fit_adapter(
         out_dir = temp.name
     out_dir = Path(out_dir)
 
+    if isinstance(teachers, TeacherSelection):  # the checkpoints select_teachers chose
+        teachers = teachers.teachers
     if teachers is None:
         teachers = train_teachers(dataset, teacher_config, out_dir=out_dir / "teachers",
                                   input_spec=teacher_input, device=device, progress=progress)

@@ -1,0 +1,125 @@
+"""Teachers, observers and students by name (issue 32): torchvision and timm weights through their own caches,
+the packaged teachers, and one line naming the cache folder to fill when offline with nothing cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+
+import pytest
+import safetensors.torch
+import torch
+import torchvision
+
+import lightlabel as ll
+from lightlabel.cli import load_labels
+from lightlabel.pretrained import is_model_name, packaged_teachers
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+def test_torchvision_weights_from_a_filled_cache(tmp_path, monkeypatch, no_network):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18()
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(reference.state_dict(), folder / os.path.basename(weights.url))
+    teacher = ll.load_teacher("torchvision:resnet18")  # DEFAULT = IMAGENET1K_V1
+    assert teacher.input_spec == ll.InputSpec.imagenet(224) and len(teacher.classes) == 1000
+    assert teacher.classes[0] == "tench" and not teacher.training
+    assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), reference.state_dict().values()))
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert ll.load_teacher("torchvision:resnet18:IMAGENET1K_V1").source == "torchvision:resnet18:IMAGENET1K_V1"
+
+
+def test_torchvision_offline_with_an_empty_cache_is_one_line(tmp_path, monkeypatch, no_network, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="put the weights into .*empty/hub/checkpoints") as e:
+        ll.load_teacher("torchvision:resnet18")
+    assert "resnet18-f37072fd.pth" in str(e.value) and "\n" not in str(e.value)
+    from lightlabel.cli import main
+
+    assert main(["train", str(tmp_path), "--labels", "torchvision:resnet18"]) == 2  # no set there: an error first
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def _fill_hf_cache(cache, repo_id: str, files: dict[str, bytes]) -> None:
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    for name, data in files.items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / COMMIT / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(blob, link.parent), link)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+
+
+def test_timm_weights_from_a_filled_hub_cache(tmp_path, monkeypatch):
+    import timm
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    torch.manual_seed(0)
+    reference = timm.create_model("resnet10t.c3_in1k", pretrained=False)
+    data = safetensors.torch.save({k: v.contiguous() for k, v in reference.state_dict().items()})
+    config = {"architecture": "resnet10t", "num_classes": 1000,
+              "pretrained_cfg": {k: v for k, v in reference.pretrained_cfg.items() if k not in ("url", "hf_hub_id")}}
+    _fill_hf_cache(cache, "timm/resnet10t.c3_in1k", {"model.safetensors": data,
+                                                      "config.json": json.dumps(config).encode()})
+    teacher = ll.load_teacher("timm:resnet10t.c3_in1k")
+    cfg = reference.pretrained_cfg
+    assert teacher.input_spec == ll.InputSpec(cfg["mean"], cfg["std"], cfg["input_size"][-1])
+    assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), reference.state_dict().values()))
+    assert ll.load_teacher("hf-hub:timm/resnet10t.c3_in1k").source == "hf-hub:timm/resnet10t.c3_in1k"
+
+
+def test_timm_offline_with_an_empty_cache_is_one_line(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf"))
+    with pytest.raises(FileNotFoundError, match="put the weights into") as e:
+        ll.load_teacher("timm:resnet10t.c3_in1k")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("source, error, words", [
+    ("torchvision:resnet1800", ValueError, "torchvision has no classifier"),
+    ("torchvision:resnet18:IMAGENET9K", ValueError, r"valid: \['IMAGENET1K_V1', 'DEFAULT'\]"),
+    ("timm:not_a_model_xyz", ValueError, "timm has no model"),
+    ("lightlabel:cifar10-resnet20-epoch9", FileNotFoundError, "shipped: "),
+])
+def test_bad_names_list_the_valid_choices(source, error, words):
+    with pytest.raises(error, match=words):
+        ll.load_teacher(source)
+
+
+def test_packaged_teachers_and_the_name_parser(tmp_path):
+    assert sorted(packaged_teachers()) == [f"cifar10-resnet20-epoch{e}" for e in (1, 2, 3)]
+    teacher = ll.load_teacher("lightlabel:cifar10-resnet20-epoch2")
+    assert teacher.input_spec == ll.InputSpec.imagenet(32) and teacher.classes[0] == "airplane"
+    assert is_model_name("torchvision:resnet18") and is_model_name("timm:resnet18") and not is_model_name("t.pt")
+    local = tmp_path / "timm:odd.pt"  # an existing file always counts as a file
+    local.write_bytes(b"")
+    assert not is_model_name(str(local))
+    assert isinstance(load_labels("lightlabel:cifar10-resnet20-epoch1"), torch.nn.Module)
+
+
+def test_students_by_scheme_name_build_the_architecture():
+    model = ll.models.build_model("torchvision:resnet18", 10, low_res=True, image_size=32)
+    assert model.fc.out_features == 10 and model.conv1.kernel_size == (3, 3)
+    assert ll.models.build_model("timm:resnet10t", 7).fc.out_features == 7

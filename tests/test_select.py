@@ -1,0 +1,100 @@
+"""select_teachers picks the checkpoints that teach best (issue 30), on a toy trajectory whose answer is built in."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import lightlabel as ll
+from lightlabel.data import TensorImageDataset
+
+COLOURS = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+SPEC = ll.InputSpec((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 16)
+
+
+class ColourTeacher(nn.Module):
+    """Labels an image by its mean colour: class c is colour COLOURS[c]. ``permute`` names the wrong classes
+    systematically; ``noise`` makes the logits pure noise of the same scale."""
+
+    def __init__(self, permute: bool = False, noise: bool = False) -> None:
+        super().__init__()
+        self.register_buffer("colours", COLOURS.roll(1, 0) if permute else COLOURS)
+        self.noise = noise
+        self.input_spec = SPEC
+        self.classes = ["red", "green", "blue", "yellow"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean((2, 3))
+        logits = -10 * torch.cdist(mean, self.colours)
+        if self.noise:
+            g = torch.Generator(device=x.device).manual_seed(int(x.sum().item() * 1000) % 2**31)
+            return torch.randn(logits.shape, generator=g) * 3
+        return logits
+
+
+def _images(n: int, seed: int) -> TensorImageDataset:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(4).repeat_interleave(n)
+    pixels = COLOURS[labels][:, :, None, None] * 0.7 + torch.rand(len(labels), 3, 16, 16, generator=g) * 0.3
+    return TensorImageDataset((pixels * 255).round().to(torch.uint8), labels, ["red", "green", "blue", "yellow"])
+
+
+def test_the_constructed_best_candidate_is_chosen(tmp_path):
+    train, held_out = _images(3, 0), _images(10, 1)
+    distilled = ll.random_subset(train, 2, seed=0)
+    trajectory = [ColourTeacher(noise=True), ColourTeacher(permute=True), ColourTeacher(), ColourTeacher(permute=True)]
+    protocol = ll.EvalProtocol.helio(student="cifar_resnet20", epochs=60, batch_size=8)
+    selection = ll.select_teachers(trajectory, distilled, protocol, val_set=held_out, candidates=[(0,), (1,), (2,),
+                                   (1, 2, 3)], fraction=1 / 3, progress=False)
+    tops = {tuple(e["candidate"]): e["top1"] for e in selection.evidence}
+    assert selection.choice == (2,) and selection.teachers == [trajectory[2]], tops
+    assert tops[(2,)] > tops[(1,)] and tops[(2,)] > tops[(1, 2, 3)]
+    assert selection.steps == 4 * 20 and selection.full_steps == 4 * 60
+    assert selection.cost_fraction == pytest.approx(1 / 3)
+    record = selection.to_dict()
+    assert record["choice"] == (2,) and record["teachers"] == ["ColourTeacher"]
+
+
+def test_windows_and_bad_arguments():
+    assert ll.recipes.select.trajectory_windows(3, sizes=(2,)) == [(0, 1), (1, 2)]
+    distilled = ll.random_subset(_images(2, 0), 1)
+    teacher = [ColourTeacher()]
+    for kwargs, words in ((dict(candidates=[(3,)]), "outside the trajectory"), (dict(fraction=0), "fraction"),
+                          (dict(seeds=()), "seeds"), (dict(candidates=[()]), "non-empty")):
+        with pytest.raises(ValueError, match=words):
+            ll.select_teachers(teacher, distilled, val_set=_images(1, 1), **kwargs)
+    with pytest.raises(ValueError, match="empty"):
+        ll.select_teachers([], distilled, val_set=_images(1, 1))
+
+
+def test_fit_adapter_takes_a_selection(make_projector, cifar_train):
+    """The selection's checkpoints are what fit_adapter fits to."""
+    from lightlabel.data import load_image_folder
+
+    ds = load_image_folder(cifar_train, progress=False)
+    teachers = [ll.load_teacher(f"lightlabel:cifar10-resnet20-epoch{e}") for e in (1, 2, 3)]
+    selection = ll.TeacherSelection(choice=(2,), teachers=[teachers[2]])
+    projector = ll.fit_adapter(ds, projector=make_projector(), teachers=selection,
+                               fit=ll.FitConfig(epochs=1, batch_size=40, image_size=32), progress=False)
+    assert projector.fit_info["num_teachers"] == 1
+
+
+def test_cli_select_then_fit_from_the_selection(tmp_path, cifar_train, tiny_rn, capsys):
+    from lightlabel.cli import main
+    from lightlabel.data import load_image_folder
+
+    ds = load_image_folder(cifar_train, progress=False)
+    ll.random_subset(ds, 1, seed=0).save(tmp_path / "d")
+    names = [f"lightlabel:cifar10-resnet20-epoch{e}" for e in (1, 2, 3)]
+    assert main(["select", *names, "--distilled", str(tmp_path / "d"), "--val", str(cifar_train), "--out",
+                 str(tmp_path / "s.json"), "--fraction", str(1 / 300), "--device", "cpu", "--quiet"]) == 0
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert len(record["evidence"]) == 4 and set(record["teachers"]) <= set(names) and record["checkpoints"] == names
+    assert "chosen:" in capsys.readouterr().out
+    assert main(["fit", str(cifar_train), "--teachers-from", str(tmp_path / "s.json"), "--base", tiny_rn[0],
+                 "--pretrained", tiny_rn[1], "--out", str(tmp_path / "a.safetensors"), "--epochs", "1",
+                 "--batch-size", "40", "--head-rank", "4", "--quiet", "--device", "cpu"]) == 0
+    assert ll.read_adapter(tmp_path / "a.safetensors")[0].fit_info["num_teachers"] == len(record["teachers"])
