@@ -96,9 +96,12 @@ def timeit(fn, *, repeat: int = 5, warmup: int = 1, device: torch.device | None 
     return sorted(times)[len(times) // 2]
 
 
-def bench_projector(base: str, num_classes: int, head_rank: int, *, device: torch.device, seed: int = 0):
+def bench_projector(base: str, num_classes: int, head_rank: int, *, device: torch.device, seed: int = 0,
+                    label_size: int | None = None):
     """A projector on ``base`` with random base weights, random text embeddings and a random non-zero adapter
-    (speed does not depend on the values), plus the bare open_clip image tower for comparison."""
+    (speed does not depend on the values), plus the bare open_clip image tower for comparison. BatchNorm scales are
+    set to 1 (open_clip initialises some to 0, which no trained model has and which merge() would not fold), so the
+    merged path is the one a real base takes. ``label_size``: label at that resolution."""
     import open_clip
 
     import lightlabel as ll
@@ -108,8 +111,11 @@ def bench_projector(base: str, num_classes: int, head_rank: int, *, device: torc
     dim = model.visual.output_dim
     projector = ll.Projector(base=base, pretrained=None, class_names=[f"c{i}" for i in range(num_classes)],
                              text_embeddings=torch.randn(num_classes, dim, generator=gen),
-                             config=ll.AdapterConfig(head_rank=head_rank))
+                             config=ll.AdapterConfig(head_rank=head_rank, label_size=label_size))
     with torch.no_grad():
         for p in projector.trainable_parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.01)
+        for m in projector.visual.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.fill_(1.0)
     return projector.to(device).eval(), model.visual.to(device).eval()

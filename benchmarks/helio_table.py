@@ -83,6 +83,8 @@ ROWS = {
     "stored_top3": "stored labels, top-3 logits fp16 (LPQLD-style)",
     "stored_top3_int8": "stored labels, top-3 logits int8 (LPQLD-style)",
     "stored_top1": "stored labels, top-1 logit fp16, the rest of the mass spread (RDED keep_top_k)",
+    "first_checkpoint": "online: the trajectory's first checkpoint alone (CIFAR-10: epoch 1; a select_teachers candidate)",
+    "final_checkpoint": "online: the trajectory's last checkpoint alone (CIFAR-10: epoch 4; a select_teachers candidate)",
     "random_projector": "random real images (IPC per class, drawn by the seed) + the best projector (CIFAR-10: the "
                         "10-epoch fit; Imagenette: the 20-epoch fit)",
     "random_teacher": "random real images + online full teacher",
@@ -101,10 +103,12 @@ STORED = {"stored": ("teacher", ll.LabelCompression()), "stored_weak": ("weak_te
 IPC50_ROWS = ("projector", "projector_fit10", "projector_full", "teacher", "hard", "weak_teachers", "late_teachers",
               "projector_late", *RANDOM)
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
-CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak")
+CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak", "first_checkpoint",
+                      "final_checkpoint")
 SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak")
 #: rows labelled online by an ensemble of the trajectory's checkpoints: the SETUP stage each runs
-ENSEMBLES = {"weak_teachers": "weak", "late_teachers": "late"}
+ENSEMBLES = {"weak_teachers": "weak", "late_teachers": "late", "first_checkpoint": "first",
+             "final_checkpoint": "final"}
 #: rows labelled by a fitted adapter: the arguments of ``Run.fit`` that make each (unset: SETUP's settings)
 FITTED = {"projector": {}, "no_text_init": dict(text_init=False), "projector_fit10": dict(epochs=10),
           "projector_full": dict(epochs=20, per_class=0), "projector_late": dict(epochs=20, per_class=0, stage="late")}
@@ -113,6 +117,7 @@ SETUP = {
     "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), late=(6, 7, 8),
                        teacher_batch=64, teacher_lr=0.05, fit_epochs=2, fit_lr=2e-3, head_rank=16, fit_per_class=400),
     "cifar10": dict(size=32, ppi=1, weak_arch="cifar_resnet20", weak_epochs=4, weak=(1, 2, 3), late=(2, 3, 4),
+                    first=(1,), final=(4,),
                     teacher_batch=128, teacher_lr=0.1, fit_epochs=3, fit_lr=2e-3, head_rank=16, fit_per_class=1000),
 }
 EVAL_EVERY = 50  # evaluations at epochs 250 and 300 (see the module docstring)

@@ -1,117 +1,155 @@
-"""Time per student training iteration (ResNet-18, CutMix) by label source; how it scales; storage plot.
+"""Time per student step by label source, interleaved, at several labelling sizes; the storage plot (issue 31).
 
-    python benchmarks/train_step.py [--configs rn50 proxy] [--device cpu]
+    python benchmarks/train_step.py --configs rn50 --batch 32               # CPU (about 40 min on 2 cores)
+    python benchmarks/train_step.py --configs rn50 --batch 100 256          # one GPU (the figures issue 31 targets)
 
-Uses the library's own student loop (``lightlabel.train_student``) with projector labels (merged,
-online), online ResNet-18 teacher labels, stored fp16 labels (written by ``store_soft_labels`` and replayed from
-disk), and hard labels. All four see identical batches and augmentation. Targets on CUDA (issue 7): projector step
-<= 1.3 x the online-teacher step and below the stored-label step; peak GPU memory below 4004 MiB at batch 100 with
-RN50 at 224 px. On CPU only the ratios mean anything.
+Each label source trains its own ResNet-18 student (CutMix, RDED's views at f = 1, MSE + 0.025 CE, AdamW) on the
+same batches, through the library's own pieces in the order ``train_student`` runs them: ``epoch_views``, then the
+labeller on its fast path (``ModelLabels.optimized``: merged projector with folded BatchNorm and a one-token
+attention pool, or the teacher with folded BatchNorm and a float32 classifier; channels-last on CUDA, like the
+student), then the student's step. Sources take turns epoch by epoch (interleaved), so a change in the machine's
+load falls on all of them alike; each epoch has ``--steps`` steps and is timed as a whole (one synchronisation per
+epoch on CUDA, as in ``train_student``); the first epoch of each source is warm-up. Reported: the median seconds
+per step over the timed epochs with their range, the ratio to the online ResNet-18 teacher's step and to the
+hard-label step. One more row runs the projector through ``ll.train_student`` itself ("as train_student gets it").
+
+Sources: ``hard`` (no labeller), ``teacher`` (a ResNet-18 at the student's resolution), and ``projector@S`` for
+each labelling size S (``AdapterConfig.label_size``: the positional embedding resampled, views resized to S).
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import statistics
+import time
 
 import torch
+import torch.nn.functional as F
 from _common import ROOT, bench_projector, write_section
 from _plot import line_chart
 
 import lightlabel as ll
-from lightlabel.core.proxy import PROXY_BASE, proxy_available
+from lightlabel.labeling.augment import Augmenter, epoch_views
+from lightlabel.labeling.sources import as_label_source
 from lightlabel.models import build_model
 from lightlabel.storage import soft_label_nbytes, teacher_nbytes
 
-CONFIGS = {"rn50": ("RN50-quickgelu", 224, 1000, 128), "proxy": (PROXY_BASE, 64, 10, 16),
-           "tiny": ("lightlabel-tiny-rn", 32, 10, 4)}
+#: name -> (open_clip base, student/view size, classes, head rank, labelling sizes to sweep)
+CONFIGS = {"rn50": ("RN50-quickgelu", 224, 1000, 128, (224, 160, 128)),
+           "proxy": ("lightlabel-proxy-rn", 64, 10, 16, (64, 32))}
 
 
-def _distilled(n: int, size: int, classes: int) -> ll.DistilledSet:
+def _images(n: int, size: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
-    labels = torch.arange(n) % classes
-    return ll.DistilledSet(images, labels, [f"c{i}" for i in range(classes)], [[str(i)] for i in range(n)])
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g), torch.arange(n) % classes
 
 
-def step_times(config: str, batch: int, iters: int, device: torch.device, classes: int | None = None,
-               sources: tuple[str, ...] = ("projector", "teacher", "stored", "hard")) -> dict[str, dict]:
-    base, size, default_classes, head_rank = CONFIGS[config]
-    classes = classes or default_classes
-    projector, _ = bench_projector(base, classes, head_rank, device=device)
-    teacher = ll.with_input_spec(build_model("resnet18", classes, low_res=size <= 64, image_size=size).to(device).eval(),
+class Runner:
+    """One label source's student, optimiser and labeller; :meth:`epoch` runs and times one epoch of steps."""
+
+    def __init__(self, labels, classes: int, size: int, device: torch.device) -> None:
+        self.device = device
+        self.source = None if labels == "hard" else as_label_source(labels).optimized(device)
+        torch.manual_seed(0)
+        self.student = build_model("resnet18", classes, low_res=size <= 64, image_size=size).to(device).train()
+        if device.type == "cuda":
+            self.student = self.student.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.AdamW(self.student.parameters(), lr=1e-3)
+        self.spec = ll.InputSpec.imagenet()
+
+    def epoch(self, images: torch.Tensor, labels: torch.Tensor, augmenter: Augmenter, batch: int, epoch: int) -> float:
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        steps = 0
+        for view in epoch_views(images, labels, augmenter, batch_size=batch, seed=0, epoch=epoch):
+            soft = None if self.source is None else self.source.label(view.views)
+            x = self.spec.normalize(view.views)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = self.student(x)
+            loss = F.cross_entropy(out.float(), view.targets) if soft is None else ll.soft_label_loss(
+                out, soft, view.targets, kind="mse", ce_weight=0.025)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            steps += 1
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        return (time.perf_counter() - t0) / steps
+
+
+def measure(config: str, batch: int, steps: int, epochs: int, device: torch.device) -> dict[str, list[float]]:
+    base, size, classes, head_rank, sizes = CONFIGS[config]
+    images, labels = _images(batch * steps, size, classes)
+    images, labels = images.to(device), labels.to(device)
+    teacher = ll.with_input_spec(build_model("resnet18", classes, low_res=size <= 64, image_size=size).eval(),
                                  ll.InputSpec.imagenet(size))
-    distilled = _distilled(batch, size, classes)
-    epochs = iters + 2  # one iteration per epoch; the first two are warm-up
-    protocol = ll.EvalProtocol.helio(epochs=epochs, batch_size=batch)
-    out = {}
-    for source in sources:
-        if source == "projector":
-            labels = projector
-        elif source == "teacher":
-            labels = teacher
-        elif source == "hard":
-            labels = "hard"
-        else:
-            labels = ll.store_soft_labels(distilled.images, distilled.labels, teacher, tempfile.mkdtemp(),
-                                          augment=protocol.augment, epochs=epochs, batch_size=batch, device=device,
-                                          progress=False)
-        r = ll.train_student(distilled, labels, protocol, device=device, progress=False)
-        out[source] = {"seconds": r.seconds_per_iter, "peak": r.peak_memory_bytes, "extra": r.extra_storage_bytes}
-        print(config, batch, classes, source, out[source])
-    return out
+    runners = {"hard": Runner("hard", classes, size, device), "teacher": Runner(teacher, classes, size, device)}
+    for s in sizes:
+        projector, _ = bench_projector(base, classes, head_rank, device=torch.device("cpu"),
+                                       label_size=None if s == size else s)
+        runners[f"projector@{s}"] = Runner(projector, classes, size, device)
+    augmenter = Augmenter(ll.AugmentConfig.rded(1), classes)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for e in range(epochs + 1):  # interleaved: every source runs epoch e before any runs e + 1
+        for name, runner in runners.items():
+            t = runner.epoch(images, labels, augmenter, batch, e)
+            if e > 0:
+                times[name].append(t)
+            print(f"{config} batch {batch} epoch {e} {name}: {t:.4f} s/step", flush=True)
+    # the projector exactly as train_student gets it (its own run: train_student has no interleaving)
+    projector, _ = bench_projector(base, classes, head_rank, device=torch.device("cpu"))
+    distilled = ll.DistilledSet(images.cpu(), labels.cpu(), [f"c{i}" for i in range(classes)],
+                                [[str(i)] for i in range(len(labels))])
+    protocol = ll.EvalProtocol.helio(epochs=epochs + 2, batch_size=batch, patches_per_side=1)
+    r = ll.train_student(distilled, projector, protocol, device=device, progress=False)
+    times["projector via train_student"] = [r.seconds_per_iter]
+    return times
+
+
+def _row(config: str, batch: int, name: str, ts: list[float], times: dict[str, list[float]]) -> str:
+    base, size, classes, _, _ = CONFIGS[config]
+    med = statistics.median(ts)
+    spread = f"{min(ts):.3f}-{max(ts):.3f}" if len(ts) > 1 else "one run"
+    teacher, hard = statistics.median(times["teacher"]), statistics.median(times["hard"])
+    return (f"| {base}, {classes} classes, student @ {size} px | {batch} | {name} | {med:.4f} | {spread} | "
+            f"{med / teacher:.2f} | {med / hard:.2f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=["rn50", "proxy" if proxy_available() else "tiny"],
-                        choices=sorted(CONFIGS))
-    parser.add_argument("--scaling-config", default="proxy" if proxy_available() else "tiny", choices=sorted(CONFIGS))
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--configs", nargs="+", default=["rn50"], choices=sorted(CONFIGS))
+    parser.add_argument("--batch", type=int, nargs="+", default=[100])
+    parser.add_argument("--steps", type=int, default=20, help="steps per epoch (at least 20)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per source, after one warm-up epoch")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    gpu = device.type == "cuda"
-
-    lines = ["| config | labels | s / iteration | vs online teacher | extra storage (bytes) | peak memory |",
-             "|---|---|---|---|---|---|"]
-    verdicts = []
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    rows, verdicts = [], []
     for config in args.configs:
-        res = step_times(config, args.batch, args.iters, device)
-        base, size, classes, _ = CONFIGS[config]
-        for source, r in res.items():
-            mem = f"{r['peak'] / 2**20:,.0f} MiB" if gpu else "n/a on CPU"
-            lines.append(f"| {base} @ {size} px, {classes} classes | {source} | {r['seconds']:.3f} | "
-                         f"{r['seconds'] / res['teacher']['seconds']:.2f} | {r['extra']:,} | {mem} |")
-        ratio = res["projector"]["seconds"] / res["teacher"]["seconds"]
-        verdicts.append(f"- {base}: projector step = **{ratio:.2f} x** the online-teacher step (target <= 1.3 on "
-                        f"CUDA), **{res['projector']['seconds'] / res['stored']['seconds']:.2f} x** the stored-label "
-                        f"step (target < 1), hard labels {res['hard']['seconds'] / res['teacher']['seconds']:.2f} x.")
-
-    sc = args.scaling_config
-    by_batch = {b: step_times(sc, b, args.iters, device, sources=("projector", "teacher", "hard")) for b in (25, 50, 100, 200)}
-    by_classes = {c: step_times(sc, args.batch, args.iters, device, classes=c, sources=("projector", "teacher", "hard"))
-                  for c in (10, 100, 1000)}
-    scale_rows = ["| scaling | value | projector s/it | teacher s/it | hard s/it |", "|---|---|---|---|---|"]
-    for b, r in by_batch.items():
-        scale_rows.append(f"| batch size | {b} | {r['projector']['seconds']:.3f} | {r['teacher']['seconds']:.3f} | "
-                          f"{r['hard']['seconds']:.3f} |")
-    for c, r in by_classes.items():
-        scale_rows.append(f"| classes | {c} | {r['projector']['seconds']:.3f} | {r['teacher']['seconds']:.3f} | "
-                          f"{r['hard']['seconds']:.3f} |")
-    line_chart(ROOT / "docs" / f"step-scaling-{device.type}.png",
-               {k: (list(by_batch), [by_batch[b][k]["seconds"] for b in by_batch]) for k in ("projector", "teacher", "hard")},
-               title=f"student step vs batch size ({CONFIGS[sc][0]}, {device.type})", xlabel="batch size",
-               ylabel="seconds / iteration", logx=True, logy=True)
+        for batch in args.batch:
+            times = measure(config, batch, args.steps, args.epochs, device)
+            rows += [_row(config, batch, name, ts, times) for name, ts in times.items()]
+            teacher, hard = statistics.median(times["teacher"]), statistics.median(times["hard"])
+            for name in (n for n in times if n.startswith("projector@")):
+                p = statistics.median(times[name])
+                verdicts.append(f"- {CONFIGS[config][0]}, batch {batch}, {name}: **{p / teacher:.2f} x** the online "
+                                f"teacher's step ({p / hard:.2f} x the hard-label step; the teacher's is "
+                                f"{teacher / hard:.2f} x).")
 
     # storage: stored soft labels grow with IPC and epochs; a teacher and an adapter do not
     adapter = bench_projector("RN50-quickgelu", 1000, 128, device=torch.device("cpu"))[0].adapter_nbytes
-    teacher = teacher_nbytes("resnet18", 1000)
+    teacher_bytes = teacher_nbytes("resnet18", 1000)
     ipcs = [1, 10, 50, 100, 200]
     series = {f"stored fp16 labels, {e} epochs": (ipcs, [soft_label_nbytes(num_classes=1000, ipc=i, epochs=e) for i in ipcs])
               for e in (100, 300)}
-    series["ResNet-18 teacher (online)"] = (ipcs, [teacher] * len(ipcs))
+    series["ResNet-18 teacher (online)"] = (ipcs, [teacher_bytes] * len(ipcs))
     series["lightlabel adapter (RN50, r8/r128)"] = (ipcs, [adapter] * len(ipcs))
     line_chart(ROOT / "docs" / "storage.png", series, title="ImageNet-1k: extra storage for labels vs IPC",
                xlabel="images per class (IPC)", ylabel="bytes", logx=True, logy=True, yunit="bytes")
@@ -119,27 +157,21 @@ def main() -> None:
                     "stored (300 ep) / adapter |", "|---|---|---|---|---|---|"]
     for i in ipcs:
         s300 = soft_label_nbytes(num_classes=1000, ipc=i, epochs=300)
-        storage_rows.append(f"| {i} | {soft_label_nbytes(num_classes=1000, ipc=i, epochs=100):,} | {s300:,} | {teacher:,} | "
-                            f"{adapter:,} | {s300 / adapter:,.0f} |")
-
+        storage_rows.append(f"| {i} | {soft_label_nbytes(num_classes=1000, ipc=i, epochs=100):,} | {s300:,} | "
+                            f"{teacher_bytes:,} | {adapter:,} | {s300 / adapter:,.0f} |")
     write_section(f"train-step-{device.type}", f"""
-### Student iteration time by label source ({device.type}, batch {args.batch}, ResNet-18 student, CutMix)
+### Student step by label source ({device.type}; ResNet-18 student, CutMix, interleaved epochs)
 
-Mean time per iteration after two warm-up epochs (one iteration each), through `lightlabel.train_student`.
-Random base weights and images: speed does not depend on the values. All sources see the same batches.
-{"Absolute times and memory are from a GPU." if gpu else "CPU run: compare ratios only; peak GPU memory needs a CUDA device (none was available to this run)."}
+Median seconds per step over {args.epochs} timed epochs of {args.steps} steps per source (after one warm-up epoch),
+sources interleaved epoch by epoch; the range is over the timed epochs. Labellers on their fast path
+(`ModelLabels.optimized`), random weights (speed does not depend on the values). {"One GPU." if device.type == "cuda"
+else "A 2-core CPU shared with background jobs: the interleaving spreads their load over all sources alike."}
 
-{chr(10).join(lines)}
+| config | batch | labels | s / step (median) | range | vs online teacher | vs hard labels |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
 
 {chr(10).join(verdicts)}
-
-#### Scaling ({CONFIGS[sc][0]} at {CONFIGS[sc][1]} px; ![step scaling](step-scaling-{device.type}.png))
-
-{args.iters} iterations per point {"on one GPU, each iteration its own epoch (the per-epoch work is timed too)" if gpu
-else "on a shared 2-core CPU"}: differences under ~20 % are timing noise. The
-projector's head is one [B, d] x [d, C] matmul, so going from 10 to 1000 classes adds almost nothing.
-
-{chr(10).join(scale_rows)}
 
 #### Storage vs IPC and epochs (ImageNet-1k; ![storage](storage.png))
 
