@@ -76,6 +76,7 @@ ROWS = {
     "no_text_init": "LoRA without text initialisation (HeLlO Table 3 ablation)",
     "projector_fit10": "projector fitted 10 epochs (HeLlO fits 20; the short fit is a CPU shortcut)",
     "projector_full": "projector fitted as HeLlO does: 20 epochs on the whole train split (a GPU row)",
+    "projector_fit10_32px": "projector_fit10, fitted and labelling at 32 px instead of the base's 64 (label_size=32)",
     "late_teachers": "online ensemble of later checkpoints (epochs 2-4 on CIFAR-10, 6-8 on Imagenette: a stage check)",
     "projector_late": "projector fitted as projector_full is, to those later checkpoints (a GPU row)",
     "teacher_kl": "online full teacher, RDED's loss (KL, T = 20)",
@@ -104,14 +105,15 @@ IPC50_ROWS = ("projector", "projector_fit10", "projector_full", "teacher", "hard
               "projector_late", *RANDOM)
 #: rows run only on CIFAR-10 at IPC 10 (issue 18's compressed stored labels)
 CIFAR10_IPC10_ROWS = ("stored_top3", "stored_top3_int8", "stored_top1", "stored_weak", "first_checkpoint",
-                      "final_checkpoint")
+                      "final_checkpoint", "projector_fit10_32px")
 SEED0_ROWS = ("teacher_kl", "teacher_div3", "stored_weak")
 #: rows labelled online by an ensemble of the trajectory's checkpoints: the SETUP stage each runs
 ENSEMBLES = {"weak_teachers": "weak", "late_teachers": "late", "first_checkpoint": "first",
              "final_checkpoint": "final"}
 #: rows labelled by a fitted adapter: the arguments of ``Run.fit`` that make each (unset: SETUP's settings)
 FITTED = {"projector": {}, "no_text_init": dict(text_init=False), "projector_fit10": dict(epochs=10),
-          "projector_full": dict(epochs=20, per_class=0), "projector_late": dict(epochs=20, per_class=0, stage="late")}
+          "projector_full": dict(epochs=20, per_class=0), "projector_late": dict(epochs=20, per_class=0, stage="late"),
+          "projector_fit10_32px": dict(epochs=10, label_size=32)}
 
 SETUP = {
     "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), late=(6, 7, 8),
@@ -184,7 +186,7 @@ class Run:
         return ll.load_teacher(self.trajectory[-1])
 
     def fit(self, text_init: bool = True, head_mode: str = "renorm", epochs: int | None = None,
-            per_class: int | None = None, stage: str = "weak") -> ll.Projector:
+            per_class: int | None = None, stage: str = "weak", label_size: int | None = None) -> ll.Projector:
         """The adapter fitted to the ``stage`` checkpoints; ``per_class`` images per class (None: SETUP's; 0: all)."""
         c = self.cfg
         text = self.text if text_init else F.normalize(
@@ -195,7 +197,7 @@ class Run:
             keep = [i for cls in range(len(train.classes)) for i in
                     [j for j, t in enumerate(train.targets) if t == cls][:per_class]]
             train = train.subset(keep)
-        config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode)
+        config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode, label_size=label_size)
         fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"])
         teachers = self.checkpoints(stage)
         key = digest(config.to_dict(), fit.to_dict(), [hashlib.sha256(p.read_bytes()).hexdigest() for p in teachers],

@@ -194,9 +194,11 @@ class AdapterConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields; :meth:`from_dict` gives back an equal config."""
-        return {"image_rank": self.image_rank, "image_alpha": self.image_alpha, "head_rank": self.head_rank,
-                "head_alpha": self.head_alpha, "targets": list(self.targets), "head_mode": self.head_mode,
-                "label_size": self.label_size}
+        out = {"image_rank": self.image_rank, "image_alpha": self.image_alpha, "head_rank": self.head_rank,
+               "head_alpha": self.head_alpha, "targets": list(self.targets), "head_mode": self.head_mode}
+        if self.label_size is not None:  # absent means the base's own size (and 0.2's dicts stay as they were)
+            out["label_size"] = self.label_size
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AdapterConfig:
