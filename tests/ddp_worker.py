@@ -2,6 +2,8 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py JOB OUT DATA BASE_CKPT MODELS
 
+or as two one-process nodes (``--nnodes 2 --nproc-per-node 1 --rdzv-backend c10d``, tests/test_multinode.py).
+
 JOB: fit | distill | relabel | teachers | train. Settings are fixed here; the tests run the same settings in one
 process and compare.
 """
@@ -52,7 +54,7 @@ def main(job: str, out: str, data_dir: str, base_ckpt: str, resnet20: str) -> No
         projector = ll.Projector(base="lightlabel-tiny-rn", pretrained=base_ckpt, class_names=dataset.classes,
                                  config=ll.AdapterConfig(head_rank=4))
         result = ll.train_student(distilled, projector, student="cifar_resnet20", epochs=2, batch_size=10,
-                                  val_set=dataset, progress=False)
+                                  val_set=dataset, out_dir=out, progress=False)  # rank 0 writes student-state.pt
         if rank == 0:
             with open(f"{out}/result.json", "w") as f:
                 json.dump({"top1": result.top1, "iterations": result.iterations}, f)
