@@ -120,8 +120,10 @@ class InputSpec:
                 ``InputSpec((0, 0, 0), (1, 1, 1), size)``).
 
         Example:
+            >>> import torch
             >>> from torchvision.transforms import v2
-            >>> InputSpec.from_transform(v2.Compose([v2.RandomResizedCrop(224), v2.ToTensor(),
+            >>> InputSpec.from_transform(v2.Compose([v2.RandomResizedCrop(224), v2.ToImage(),
+            ...                                      v2.ToDtype(torch.float32, scale=True),
             ...                                      v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]))
             InputSpec(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), image_size=(224, 224))
         """

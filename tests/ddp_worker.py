@@ -1,11 +1,12 @@
 """One process of a 2-process gloo job, launched by the tests with ``python -m torch.distributed.run``.
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py JOB OUT DATA BASE_CKPT MODELS
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py JOB OUT DATA BASE_CKPT TEACHER
 
 or as two one-process nodes (``--nnodes 2 --nproc-per-node 1 --rdzv-backend c10d``, tests/test_multinode.py).
 
 JOB: fit | distill | relabel | teachers | train. Settings are fixed here; the tests run the same settings in one
-process and compare.
+process and compare (fit, distill, relabel), or compare two launches of the same world size (train: the per-rank
+augmentation streams and BatchNorm statistics make it depend on the number of processes).
 """
 
 from __future__ import annotations

@@ -104,9 +104,16 @@ class Projector(nn.Module):
     Source: HeLlO Sec. 3.2-3.3, Eq. 2-5, Alg. 1 lines 4-5.
 
     Example:
-        >>> projector = Projector(base="RN50-quickgelu", pretrained="openai", class_names=["cat", "dog"],
-        ...                       config=AdapterConfig(image_rank=8, head_rank=64))  # doctest: +SKIP
-        >>> logits = projector(projector.input_spec.prepare(images_in_0_1))  # doctest: +SKIP
+        With CLIP itself (downloads its weights once): ``Projector(base="RN50-quickgelu", pretrained="openai",
+        class_names=["cat", "dog"], config=AdapterConfig(image_rank=8, head_rank=64))``. Offline, on the proxy base
+        shipped in the package:
+
+        >>> import torch
+        >>> projector = Projector(base="lightlabel-proxy-rn", pretrained="lightlabel:packaged",
+        ...                       class_names=["tench", "goldfish"], text_embeddings=torch.randn(2, 512))
+        >>> pixels = torch.rand(4, 3, 64, 64)  # RGB in [0, 1] at the base's size
+        >>> projector(projector.input_spec.prepare(pixels)).shape
+        torch.Size([4, 2])
     """
 
     def __init__(
@@ -597,7 +604,7 @@ class Projector(nn.Module):
             >>> projector = Projector.packaged(["cat", "dog", "frog", "horse", "ship", "truck", "airplane",
             ...                                 "automobile", "bird", "deer"])
             >>> teacher = projector.as_teacher(InputSpec.cifar10_dd())
-            >>> teacher(torch.zeros(4, 3, 32, 32)).shape
+            >>> teacher(torch.randn(4, 3, 32, 32)).shape  # a batch in the host's normalisation, at 32 px
             torch.Size([4, 10])
         """
         from .teacher_module import TeacherModule

@@ -68,8 +68,13 @@ class OnlineRelabeler:
     Source: HeLlO Alg. 1 lines 12-14; CutMix (Yun et al. 2019) as in RDED/SRe2L evaluation.
 
     Example:
-        >>> relabeler = OnlineRelabeler(projector.merge(), input_spec=InputSpec.imagenet(), seed=0)  # doctest: +SKIP
-        >>> images, soft_logits, targets = relabeler(images.cuda(), labels.cuda())  # doctest: +SKIP
+        >>> import torch, lightlabel as ll
+        >>> projector = ll.Projector.packaged(["n01440764", "n02102040"]).merge()
+        >>> relabeler = OnlineRelabeler(projector, input_spec=InputSpec.imagenet(), seed=0)
+        >>> images = InputSpec.imagenet().normalize(torch.rand(8, 3, 64, 64))  # your loader's batch (on the GPU)
+        >>> views, soft_logits, targets = relabeler(images, torch.tensor([0, 1] * 4))
+        >>> soft_logits.shape, targets.shape
+        (torch.Size([8, 2]), torch.Size([8, 2]))
     """
 
     def __init__(
