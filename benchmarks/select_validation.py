@@ -20,7 +20,6 @@ import json
 import logging
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from _common import ROOT, commit, device_name, write_section

@@ -1,37 +1,13 @@
 """lightlabel: online soft labels from a frozen CLIP model plus a few-MB adapter (HeLlO).
 
-Public API (everything a user imports; the submodules below are documented for the rest)::
-
-    Projector            frozen open_clip image tower + LoRA + text-initialised low-rank head
-    AdapterConfig        its ranks, alphas, LoRA targets and head mode
-    InputSpec            what a model expects: mean, std, image size (every labeller and teacher carries one)
-    OnlineRelabeler      augment a batch on its device, then label the views online
-    AugmentConfig        the views (RDED's ShufflePatches + crop + flip + CutMix by default)
-    LabelSource          the protocol of label sources; HardLabels, StoredSoftLabels and any model implement it
-    SoftLabelLoss        MSE on logits + ce_weight * CE (HeLlO Alg. 1 line 14); soft_label_loss is its function
-    TeacherEnsemble      mean logits of several teachers (vmapped when architectures match)
-    TeacherModule        any labeller as a host loop's teacher module (projector.as_teacher); calibrate_scale
-    fit_adapter          fit an adapter to weak teachers in one call (HeLlO Eq. 5); FitConfig
-    train_teachers       train one teacher and keep early checkpoints ("weak teachers"); TeacherConfig
-    select_teachers      which checkpoints of a trajectory to imitate, by short student runs -> TeacherSelection
-    load_teacher(s)      teacher checkpoints (ours, or plain state dicts with an InputSpec)
-    distill_images       RDED patch selection + stitching + Eq. 7 refinement -> DistilledSet; DistillConfig
-    random_subset        the random-subset baseline: IPC real images per class by seed, as a DistilledSet
-    factorize_images     HaBa bases + shared hallucinators (distribution matching) -> FactorizedSet; FactorizeConfig
-    train_student        a student on a distilled or factorised set under an EvalProtocol (rded / helio presets)
-    label_view_agreement how often a labeller names a class that is in the view
-    store_soft_labels    the SRe2L-style baseline: every view labelled once and stored (StoredSoftLabels), or
-                         compressed as LPLD / LPQLD do (LabelCompression: top-k, int8, label pruning)
-    AdapterError         every damaged/mismatched adapter file raises this (a ValueError)
-    read_adapter         read and verify an adapter file's header and tensors
-    list_adapters        published adapters with their provenance (one ships in the package, offline)
-    storage_report       stored soft labels vs teacher vs adapter, in bytes
-
 Layers (each imports only from those before it): ``utils``, ``storage``, ``data`` -> ``io`` -> ``core`` ->
 ``models`` -> ``labeling`` -> ``recipes`` -> ``cli``, ``demo``.
 
 Imports are lazy (PEP 562): ``import lightlabel`` loads nothing heavy, and each public name loads its module
 on first use.
+
+Public API (everything a user imports; the submodules are documented for the rest)::
+
 """
 
 from __future__ import annotations
@@ -41,103 +17,60 @@ from typing import TYPE_CHECKING, Any
 
 from .version import __version__
 
-#: public name -> the module (relative to this package) that defines it
-_EXPORTS: dict[str, str] = {
-    "AdapterConfig": "configs",
-    "AugmentConfig": "configs",
-    "DistillConfig": "configs",
-    "EvalProtocol": "configs",
-    "FitConfig": "configs",
-    "FactorizeConfig": "configs",
-    "FactorizedSet": "recipes.factorize",
-    "factorize_images": "recipes.factorize",
-    "LabelCompression": "configs",
-    "TeacherConfig": "configs",
-    "Projector": "core.projector",
-    "TeacherModule": "core.teacher_module",
-    "calibrate_scale": "core.teacher_module",
-    "HELIO_TEMPLATES": "core.templates",
-    "OPENAI_IMAGENET_TEMPLATES": "core.templates",
-    "AdapterError": "errors",
-    "InputSpec": "inputs",
-    "with_input_spec": "inputs",
-    "AdapterInfo": "io.adapter_format",
-    "read_adapter": "io.adapter_format",
-    "list_adapters": "io.registry",
-    "SoftLabelLoss": "labeling.losses",
-    "soft_label_loss": "labeling.losses",
-    "OnlineRelabeler": "labeling.relabel",
-    "HardLabels": "labeling.sources",
-    "LabelSource": "labeling.sources",
-    "StoredSoftLabels": "labeling.stored",
-    "store_soft_labels": "labeling.stored",
-    "TeacherEnsemble": "labeling.teachers",
-    "load_teachers": "labeling.teachers",
-    "load_teacher": "models",
-    "DistilledSet": "recipes.distill",
-    "distill_images": "recipes.distill",
-    "random_subset": "recipes.subset",
-    "fit_adapter": "recipes.fit",
-    "TeacherSelection": "recipes.select",
-    "select_teachers": "recipes.select",
-    "StudentResult": "recipes.student",
-    "label_view_agreement": "recipes.student",
-    "train_student": "recipes.student",
-    "train_teachers": "recipes.teachers",
-    "StorageReport": "storage",
-    "storage_report": "storage",
+#: The one list of public names: name -> (the module that defines it, one line). ``__all__``, the lazy loader and
+#: the module docstring are derived from it; docs/api.md is generated from ``__all__``.
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "Projector": ("core.projector", "frozen open_clip image tower + LoRA + text-initialised low-rank head (packaged(): offline)"),
+    "AdapterConfig": ("configs", "its ranks, alphas, LoRA targets, head mode and labelling size"),
+    "InputSpec": ("inputs", "what a model expects: mean, std, image size (every labeller and teacher carries one)"),
+    "with_input_spec": ("inputs", "attach an InputSpec to a plain torchvision or timm module"),
+    "OnlineRelabeler": ("labeling.relabel", "augment a batch on its device, then label the views online"),
+    "AugmentConfig": ("configs", "the views (RDED's ShufflePatches + crop + flip + CutMix by default)"),
+    "LabelSource": ("labeling.sources", "the protocol of label sources; HardLabels, StoredSoftLabels and any model implement it"),
+    "HardLabels": ("labeling.sources", "no soft labels: the mixed hard targets"),
+    "SoftLabelLoss": ("labeling.losses", "MSE on logits + ce_weight * CE (HeLlO Alg. 1 line 14), KL or soft CE"),
+    "soft_label_loss": ("labeling.losses", "the functional form of SoftLabelLoss"),
+    "TeacherEnsemble": ("labeling.teachers", "mean logits of several teachers"),
+    "TeacherModule": ("core.teacher_module", "any labeller as a host loop's teacher module (projector.as_teacher)"),
+    "calibrate_scale": ("core.teacher_module", "the logit scale that matches a reference teacher's softmax"),
+    "load_teacher": ("models", "a teacher from a checkpoint or by name (torchvision:, timm:, hf-hub:, lightlabel:)"),
+    "load_teachers": ("labeling.teachers", "an ensemble from checkpoints, names and modules"),
+    "train_teachers": ("recipes.teachers", "train one teacher and keep early checkpoints (weak teachers)"),
+    "TeacherConfig": ("configs", "the settings of train_teachers"),
+    "select_teachers": ("recipes.select", "which checkpoints of a trajectory to imitate, by short student runs"),
+    "TeacherSelection": ("recipes.select", "the choice of select_teachers and its evidence"),
+    "fit_adapter": ("recipes.fit", "fit an adapter to weak teachers in one call (HeLlO Eq. 5)"),
+    "FitConfig": ("configs", "the settings of fit_adapter"),
+    "distill_images": ("recipes.distill", "RDED patch selection + stitching + Eq. 7 refinement"),
+    "DistillConfig": ("configs", "the settings of distill_images"),
+    "DistilledSet": ("recipes.distill", "distilled images with provenance; save/load as an ImageFolder"),
+    "random_subset": ("recipes.subset", "the random-subset baseline: IPC real images per class by seed, as a DistilledSet"),
+    "factorize_images": ("recipes.factorize", "HaBa bases + shared hallucinators (distribution matching)"),
+    "FactorizeConfig": ("configs", "the settings of factorize_images"),
+    "FactorizedSet": ("recipes.factorize", "bases + hallucinators: new images every epoch"),
+    "train_student": ("recipes.student", "a student on a distilled or factorised set under an EvalProtocol"),
+    "EvalProtocol": ("configs", "the student protocol (rded / helio presets)"),
+    "StudentResult": ("recipes.student", "what train_student returns"),
+    "label_view_agreement": ("recipes.student", "how often a labeller names a class that is in the view"),
+    "store_soft_labels": ("labeling.stored", "the SRe2L-style baseline: every view labelled once and stored"),
+    "StoredSoftLabels": ("labeling.stored", "stored soft labels as a label source"),
+    "LabelCompression": ("configs", "how stored labels are compressed (LPLD / LPQLD: top-k, int8, pruning)"),
+    "AdapterError": ("errors", "every damaged or mismatched adapter file raises this (a ValueError)"),
+    "read_adapter": ("io.adapter_format", "read and verify an adapter file's header and tensors"),
+    "AdapterInfo": ("io.adapter_format", "an adapter file's header"),
+    "list_adapters": ("io.registry", "published adapters with their provenance (one ships in the package, offline)"),
+    "storage_report": ("storage", "stored soft labels vs teacher vs adapter, in bytes"),
+    "StorageReport": ("storage", "what storage_report returns"),
+    "HELIO_TEMPLATES": ("core.templates", "HeLlO's 7 prompt templates"),
+    "OPENAI_IMAGENET_TEMPLATES": ("core.templates", "OpenAI's 80 ImageNet prompt templates"),
 }
 
 #: documented submodules, reachable as attributes (``lightlabel.models.build_model``)
-_SUBMODULES = frozenset({"cli", "configs", "core", "data", "demo", "errors", "inputs", "io", "labeling", "models",
-                         "recipes", "storage", "testing", "utils"})
+_SUBMODULES = frozenset({"classes", "cli", "configs", "core", "data", "demo", "errors", "inputs", "io", "labeling",
+                         "models", "pretrained", "recipes", "storage", "testing", "utils"})
 
-__all__ = [
-    "HELIO_TEMPLATES",
-    "OPENAI_IMAGENET_TEMPLATES",
-    "AdapterConfig",
-    "AdapterError",
-    "AdapterInfo",
-    "AugmentConfig",
-    "DistillConfig",
-    "DistilledSet",
-    "EvalProtocol",
-    "FactorizeConfig",
-    "FactorizedSet",
-    "FitConfig",
-    "HardLabels",
-    "InputSpec",
-    "LabelCompression",
-    "LabelSource",
-    "OnlineRelabeler",
-    "Projector",
-    "SoftLabelLoss",
-    "StorageReport",
-    "StoredSoftLabels",
-    "StudentResult",
-    "TeacherConfig",
-    "TeacherEnsemble",
-    "TeacherModule",
-    "TeacherSelection",
-    "__version__",
-    "calibrate_scale",
-    "distill_images",
-    "factorize_images",
-    "fit_adapter",
-    "label_view_agreement",
-    "list_adapters",
-    "load_teacher",
-    "load_teachers",
-    "random_subset",
-    "read_adapter",
-    "select_teachers",
-    "soft_label_loss",
-    "storage_report",
-    "store_soft_labels",
-    "train_student",
-    "train_teachers",
-    "with_input_spec",
-]
+__all__ = sorted([*_EXPORTS, "__version__"])
+__doc__ = (__doc__ or "") + "\n".join(f"    {name:<26}{line}" for name, (_, line) in _EXPORTS.items()) + "\n"
 
 
 def __getattr__(name: str) -> Any:
@@ -145,10 +78,10 @@ def __getattr__(name: str) -> Any:
     line answers ``--help`` and argument errors at once."""
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
-    module = _EXPORTS.get(name)
-    if module is None:
+    entry = _EXPORTS.get(name)
+    if entry is None:
         raise AttributeError(f"module 'lightlabel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f".{entry[0]}", __name__), name)
     globals()[name] = value
     return value
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .inputs import InputSpec
@@ -56,7 +56,13 @@ __all__ = [
     "FitConfig",
     "LabelCompression",
     "TeacherConfig",
+    "check_bool",
+    "check_int",
+    "check_number",
+    "check_range",
+    "check_str",
     "config_from",
+    "config_from_dict",
     "config_to_dict",
     "field_docs",
     "rded_batch_size",
@@ -106,6 +112,114 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- field checks
+# One way to validate a field, used by every config: each check names the field, says what was expected and what
+# was given, and rejects bools where numbers are expected (``True`` is an ``int`` in Python).
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(config: Any, name: str, low: int | None = None, high: int | None = None, *,
+              optional: bool = False) -> None:
+    """Raise ``ValueError`` unless ``config.<name>`` is an int in ``[low, high]`` (or ``None`` when ``optional``)."""
+    value = getattr(config, name)
+    if optional and value is None:
+        return
+    if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
+        bounds = f" in [{low}, {high}]" if high is not None else (f" >= {low}" if low is not None else "")
+        raise ValueError(f"`{name}` must be an int{bounds}{' or None' if optional else ''}, got {value!r}")
+
+
+def check_number(config: Any, name: str, low: float | None = None, *, open_low: bool = False,
+                 high: float | None = None, open_high: bool = False, optional: bool = False) -> None:
+    """Raise ``ValueError`` unless ``config.<name>`` is a real number within the bounds (``open_*``: excluded); an
+    int is stored as a float."""
+    value = getattr(config, name)
+    if optional and value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if open_low else value >= low))
+    ok = ok and (high is None or (value < high if open_high else value <= high))
+    if not ok:
+        lo = "" if low is None else f"{'>' if open_low else '>='} {low:g}"
+        hi = "" if high is None else f"{'<' if open_high else '<='} {high:g}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        raise ValueError(f"`{name}` must be a number{' ' + bounds if bounds else ''}{' or None' if optional else ''}, "
+                         f"got {value!r}")
+    object.__setattr__(config, name, float(value))
+
+
+def check_bool(config: Any, name: str, *, optional: bool = False) -> None:
+    """Raise ``ValueError`` unless ``config.<name>`` is a bool (or ``None`` when ``optional``)."""
+    value = getattr(config, name)
+    if not (isinstance(value, bool) or (optional and value is None)):
+        raise ValueError(f"`{name}` must be True or False{' or None' if optional else ''}, got {value!r}")
+
+
+def check_str(config: Any, name: str, choices: tuple[str, ...] | None = None) -> None:
+    """Raise ``ValueError`` unless ``config.<name>`` is a str (one of ``choices`` when given, which are listed)."""
+    value = getattr(config, name)
+    if not isinstance(value, str) or (choices is not None and value not in choices):
+        expected = f"one of {list(choices)}" if choices is not None else "a str"
+        raise ValueError(f"`{name}` must be {expected}, got {value!r}")
+
+
+def check_range(config: Any, name: str, *, optional: bool = False) -> None:
+    """Raise ``ValueError`` unless ``config.<name>`` is ``(lo, hi)`` with ``0 < lo <= hi <= 1``; stored as floats."""
+    value = getattr(config, name)
+    if optional and value is None:
+        return
+    pair = tuple(value) if isinstance(value, (list, tuple)) else ()
+    if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair) \
+            or not 0 < pair[0] <= pair[1] <= 1:
+        raise ValueError(f"`{name}` must be (lo, hi) with 0 < lo <= hi <= 1{', or None' if optional else ''}, "
+                         f"got {value!r}")
+    object.__setattr__(config, name, (float(pair[0]), float(pair[1])))
+
+
+def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+    """The inverse of :func:`config_to_dict`: lists become tuples and nested dicts the configs (or the
+    :class:`~lightlabel.InputSpec`) their fields hold, then the dataclass validates itself.
+
+    Raises:
+        ValueError: unknown keys (the valid ones are listed) or invalid values.
+    """
+    import typing
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if isinstance(value, Mapping) and hasattr(hint, "from_dict"):
+            value = hint.from_dict(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return cls(**out)
+
+
+class _Config:
+    """What every config shares: one serialisation, :func:`config_to_dict` and :func:`config_from_dict`, round-tripped
+    for every config by the tests."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (tuples as lists, nested configs and input specs as dicts)."""
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: unknown keys (the valid ones are listed) or invalid values.
+        """
+        return config_from_dict(cls, data)
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """Each field's description from the ``Args:`` section of a config's docstring, as one line.
 
@@ -143,7 +257,7 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class AdapterConfig:
+class AdapterConfig(_Config):
     """LoRA ranks, alphas, targets and head mode of an adapter. Validates itself.
 
     Args:
@@ -171,50 +285,29 @@ class AdapterConfig:
     label_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.label_size is not None and (isinstance(self.label_size, bool) or not isinstance(self.label_size, int)
-                                            or self.label_size < 16):
-            raise ValueError(f"`label_size` must be None or an int >= 16 (pixels), got {self.label_size!r}")
-        for name in ("image_rank", "head_rank"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        check_int(self, "image_rank", 1)
+        check_int(self, "head_rank", 1)
         for name, rank in (("image_alpha", self.image_rank), ("head_alpha", self.head_rank)):
-            value = getattr(self, name)
-            value = float(rank) if value is None else value
-            if not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"`{name}` must be a positive number, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        targets = (self.targets,) if isinstance(self.targets, str) else tuple(self.targets)
-        bad = [t for t in targets if t not in LORA_TARGETS]
-        if bad or not targets:
-            raise ValueError(f"`targets` must be a non-empty subset of {list(LORA_TARGETS)}, got {list(targets)}")
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, float(rank))
+            check_number(self, name, 0, open_low=True)
+        targets = (self.targets,) if isinstance(self.targets, str) else self.targets
+        if not isinstance(targets, (list, tuple)) or not targets or any(t not in LORA_TARGETS for t in targets):
+            raise ValueError(f"`targets` must be a non-empty subset of {list(LORA_TARGETS)}, got {self.targets!r}")
         object.__setattr__(self, "targets", tuple(sorted(set(targets))))
-        if self.head_mode not in HEAD_MODES:
-            raise ValueError(f"`head_mode` must be one of {list(HEAD_MODES)}, got {self.head_mode!r}")
+        check_str(self, "head_mode", HEAD_MODES)
+        check_int(self, "label_size", 16, optional=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields; :meth:`from_dict` gives back an equal config."""
-        out = {"image_rank": self.image_rank, "image_alpha": self.image_alpha, "head_rank": self.head_rank,
-               "head_alpha": self.head_alpha, "targets": list(self.targets), "head_mode": self.head_mode}
-        if self.label_size is not None:  # absent means the base's own size (and 0.2's dicts stay as they were)
-            out["label_size"] = self.label_size
+        out = config_to_dict(self)
+        if self.label_size is None:  # absent means the base's own size (and 0.2's dicts stay as they were)
+            del out["label_size"]
         return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AdapterConfig:
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-            ValueError: unknown keys (listed) or invalid values.
-        """
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown AdapterConfig fields {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
-        return cls(**{k: (tuple(v) if k == "targets" else v) for k, v in data.items()})
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(_Config):
     """The per-batch augmentation of a student run. Validates itself.
 
     Args:
@@ -242,19 +335,12 @@ class AugmentConfig:
     alpha: float = 1.0
 
     def __post_init__(self) -> None:
-        f = self.patches_per_side
-        if isinstance(f, bool) or not isinstance(f, int) or f < 1:
-            raise ValueError(f"`patches_per_side` must be an int >= 1, got {f!r}")
-        if self.crop_scale is not None:
-            scale = tuple(self.crop_scale)
-            if len(scale) != 2 or not all(isinstance(v, (int, float)) for v in scale) or not 0 < scale[0] <= scale[1] <= 1:
-                raise ValueError(f"`crop_scale` must be (lo, hi) with 0 < lo <= hi <= 1, or None, got {self.crop_scale!r}")
-            object.__setattr__(self, "crop_scale", (float(scale[0]), float(scale[1])))
-        if self.mix not in MIX_MODES:
-            raise ValueError(f"`mix` must be one of {list(MIX_MODES)}, got {self.mix!r}")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha > 0:
-            raise ValueError(f"`alpha` must be a number > 0, got {self.alpha!r}")
-        object.__setattr__(self, "alpha", float(self.alpha))
+        check_int(self, "patches_per_side", 1)
+        check_bool(self, "shuffle_patches")
+        check_range(self, "crop_scale", optional=True)
+        check_bool(self, "flip")
+        check_str(self, "mix", MIX_MODES)
+        check_number(self, "alpha", 0, open_low=True)
 
     @classmethod
     def rded(cls, patches_per_side: int = 1) -> AugmentConfig:
@@ -268,19 +354,6 @@ class AugmentConfig:
         of issue 19; on RDED's CIFAR-10 IPC-10 images the real ResNet-56 names a class in neither mixed image on 56 %
         of such views (14 % with RDED's views)."""
         return cls(shuffle_patches=False, crop_scale=(0.08, 1.0))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["crop_scale"] = None if self.crop_scale is None else list(self.crop_scale)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
-        data = dict(data)
-        if data.get("crop_scale") is not None:
-            data["crop_scale"] = tuple(data["crop_scale"])
-        return cls(**data)
-
 
 #: ``"cosine"``: ``0.5 * (1 + cos(pi * step / steps))`` per optimiser step, to zero. ``"rded"``:
 #: ``0.5 * (1 + cos(pi * epoch / epochs / 2))`` per epoch, from 1 to 0.5 (RDED ``validation/main.py``).
@@ -303,7 +376,7 @@ def rded_batch_size(ipc: int, num_classes: int) -> int:
 
 
 @dataclass(frozen=True)
-class EvalProtocol:
+class EvalProtocol(_Config):
     """The student's architecture, optimiser, schedule, length, views, loss and what is reported.
 
     Args:
@@ -348,26 +421,24 @@ class EvalProtocol:
     source: str = ""
 
     def __post_init__(self) -> None:
+        check_str(self, "name")
+        check_str(self, "student")
         for name in ("epochs", "batch_size", "eval_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-        for name, lo_open in (("lr", True), ("weight_decay", False), ("ce_weight", False), ("temperature", True)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (lo_open and value == 0):
-                raise ValueError(f"`{name}` must be a number {'> 0' if lo_open else '>= 0'}, got {value!r}")
-        if not 0 <= self.eval_from < 1:
-            raise ValueError(f"`eval_from` must be in [0, 1), got {self.eval_from!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}, got {self.schedule!r}")
-        if self.soft_loss not in LOSS_KINDS:
-            raise ValueError(f"`soft_loss` must be one of {list(LOSS_KINDS)}, got {self.soft_loss!r}")
+            check_int(self, name, 1)
+        check_number(self, "lr", 0, open_low=True)
+        check_number(self, "weight_decay", 0)
+        check_bool(self, "decay_norm_and_bias")
+        check_str(self, "schedule", SCHEDULES)
         if not isinstance(self.augment, AugmentConfig):
             raise TypeError(f"`augment` must be an AugmentConfig, got {type(self.augment).__name__}")
+        check_str(self, "soft_loss", LOSS_KINDS)
+        check_number(self, "ce_weight", 0)
+        check_number(self, "temperature", 0, open_low=True)
+        check_number(self, "eval_from", 0, high=1, open_high=True)
         if not isinstance(self.student_input, InputSpec):
             raise TypeError(f"`student_input` must be an InputSpec, got {type(self.student_input).__name__}")
+        check_str(self, "source")
 
-    # ------------------------------------------------------------------ presets
     @classmethod
     def rded(cls, *, ipc: int, num_classes: int, patches_per_side: int = 1, **overrides: Any) -> EvalProtocol:
         """RDED's validation protocol for a distilled set of ``ipc`` images per class of ``num_classes`` classes
@@ -440,22 +511,8 @@ class EvalProtocol:
             return 0.5 * (1 + math.cos(math.pi * epoch / self.epochs / 2))
         return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["augment"] = self.augment.to_dict()
-        out["student_input"] = self.student_input.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvalProtocol:
-        data = dict(data)
-        data["augment"] = AugmentConfig.from_dict(data["augment"])
-        data["student_input"] = InputSpec.from_dict(data["student_input"])
-        return cls(**data)
-
-
 @dataclass(frozen=True)
-class FitConfig:
+class FitConfig(_Config):
     """Settings of :func:`fit_adapter` (HeLlO supplementary Table 2 by default). Validates itself.
 
     Args:
@@ -491,27 +548,19 @@ class FitConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        for name, low in (("epochs", 0), ("batch_size", 1), ("num_workers", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}")
-        for name in ("lr", "weight_decay", "ce_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (name == "lr" and value == 0):
-                raise ValueError(f"`{name}` must be a number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
-        if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
-            raise ValueError(f"`val_fraction` must be in [0, 1), got {self.val_fraction!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FitConfig:
-        return cls(**data)
-
+        check_int(self, "epochs", 0)
+        check_number(self, "lr", 0, open_low=True)
+        check_number(self, "weight_decay", 0)
+        check_int(self, "batch_size", 1)
+        check_number(self, "ce_weight", 0)
+        check_int(self, "image_size", 1, optional=True)
+        check_bool(self, "augment")
+        check_number(self, "val_fraction", 0, high=1, open_high=True)
+        check_int(self, "seed", 0)
+        check_int(self, "num_workers", 0)
 
 @dataclass(frozen=True)
-class TeacherConfig:
+class TeacherConfig(_Config):
     """Settings of :func:`train_teachers`: the paper's recipe by default (HeLlO supp. Table 1). Validates itself.
 
     Args:
@@ -545,17 +594,23 @@ class TeacherConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
+        check_str(self, "arch")
         for name in ("epochs", "batch_size", "step_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+            check_int(self, name, 1)
         if self.save_epochs is not None:
-            saves = tuple(sorted({int(e) for e in self.save_epochs}))
-            if not saves or saves[0] < 1 or saves[-1] > self.epochs:
-                raise ValueError(f"`save_epochs` must be within [1, {self.epochs}], got {self.save_epochs}")
-            object.__setattr__(self, "save_epochs", saves)
-        if not self.lr > 0:
-            raise ValueError(f"`lr` must be > 0, got {self.lr!r}")
+            saves = self.save_epochs if isinstance(self.save_epochs, (list, tuple)) else None
+            if not saves or not all(_is_int(e) for e in saves) or min(saves) < 1 or max(saves) > self.epochs:
+                raise ValueError(f"`save_epochs` must be ints within [1, {self.epochs}] or None, got "
+                                 f"{self.save_epochs!r}")
+            object.__setattr__(self, "save_epochs", tuple(sorted(set(saves))))
+        check_int(self, "image_size", 1, optional=True)
+        check_bool(self, "low_res", optional=True)
+        check_number(self, "lr", 0, open_low=True)
+        check_number(self, "momentum", 0, high=1)
+        check_number(self, "weight_decay", 0)
+        check_number(self, "gamma", 0, open_low=True)
+        check_int(self, "seed", 0)
+        check_int(self, "num_workers", 0)
 
     @property
     def checkpoint_epochs(self) -> tuple[int, ...]:
@@ -567,7 +622,7 @@ class TeacherConfig:
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(_Config):
     """Settings of :func:`distill_images`. Validates itself.
 
     Args:
@@ -601,31 +656,21 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         for name in ("ipc", "candidates_per_class", "crops_per_image", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-        if isinstance(self.refine_steps, bool) or not isinstance(self.refine_steps, int) or self.refine_steps < 0:
-            raise ValueError(f"`refine_steps` must be an int >= 0, got {self.refine_steps!r}")
+            check_int(self, name, 1)
+        check_int(self, "refine_steps", 0)
         ppi = self.patches_per_image
-        k = math.isqrt(ppi) if isinstance(ppi, int) and not isinstance(ppi, bool) and ppi > 0 else 0
+        k = math.isqrt(ppi) if _is_int(ppi) and ppi > 0 else 0
         if k * k != ppi or k == 0:
             raise ValueError(f"`patches_per_image` must be a perfect square (1, 4, 9, ...), got {ppi!r}")
-        scale = tuple(self.crop_scale)
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"`crop_scale` must be (lo, hi) with 0 < lo <= hi <= 1, got {self.crop_scale!r}")
-        object.__setattr__(self, "crop_scale", (float(scale[0]), float(scale[1])))
-        if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
-                                            or self.image_size < 1):
-            raise ValueError(f"`image_size` must be an int >= 1 or None, got {self.image_size!r}")
-        if not self.refine_lr > 0:
-            raise ValueError(f"`refine_lr` must be > 0, got {self.refine_lr!r}")
+        check_range(self, "crop_scale")
+        check_number(self, "refine_lr", 0, open_low=True)
+        check_int(self, "image_size", 1, optional=True)
+        check_int(self, "seed", 0)
 
     @property
     def grid(self) -> int:
         """``k``, patches per side."""
         return math.isqrt(self.patches_per_image)
-
-
 
 
 #: How the logits outside a view's top-k are filled back in: ``"min"`` (the view's smallest stored logit) or ``"mass"``
@@ -636,7 +681,7 @@ LABEL_VALUES: tuple[str, ...] = ("fp16", "int8")
 
 
 @dataclass(frozen=True)
-class LabelCompression:
+class LabelCompression(_Config):
     """How stored soft labels are compressed (the LPLD / LPQLD baselines). Validates itself.
 
     Args:
@@ -673,20 +718,14 @@ class LabelCompression:
     keep_epochs: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.topk is not None and (isinstance(self.topk, bool) or not isinstance(self.topk, int) or
-                                      not 1 <= self.topk <= 65535):
-            raise ValueError(f"`topk` must be an int in [1, 65535] or None, got {self.topk!r}")
-        if self.values not in LABEL_VALUES:
-            raise ValueError(f"`values` must be one of {list(LABEL_VALUES)}, got {self.values!r}")
-        if self.fill not in TOPK_FILLS:
-            raise ValueError(f"`fill` must be one of {list(TOPK_FILLS)}, got {self.fill!r}")
+        check_int(self, "topk", 1, 65535, optional=True)
+        check_str(self, "values", LABEL_VALUES)
+        check_str(self, "fill", TOPK_FILLS)
         if self.topk == 1 and self.fill == "min":
             raise ValueError("`fill`='min' with `topk`=1 fills every logit with the one stored value, so the labels "
                              "would carry no class at all; use fill='mass' (the rest of the probability spread over "
                              "the other classes) for top-1 storage")
-        if isinstance(self.keep_epochs, bool) or not isinstance(self.keep_epochs, (int, float)) or \
-                not 0 < self.keep_epochs <= 1:
-            raise ValueError(f"`keep_epochs` must be in (0, 1], got {self.keep_epochs!r}")
+        check_number(self, "keep_epochs", 0, open_low=True, high=1)
 
     def kept_epochs(self, epochs: int) -> int:
         """How many epochs' labels are stored: ``max(1, round(keep_epochs * epochs))``."""
@@ -700,14 +739,6 @@ class LabelCompression:
         per_view = k * value + (2 * k if self.topk is not None else 0)
         return per_view + (4 if self.values == "int8" else 0) + (4 if self.topk is not None and self.fill == "mass" else 0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LabelCompression:
-        return cls(**data)
-
-
 #: Dataset-distillation objectives of :func:`lightlabel.factorize_images` (HaBa's MTT is not built: see its docs).
 FACTORIZE_OBJECTIVES: tuple[str, ...] = ("dm",)
 
@@ -716,7 +747,7 @@ HALLUCINATOR_INITS: tuple[str, ...] = ("identity", "random")
 
 
 @dataclass(frozen=True)
-class FactorizeConfig:
+class FactorizeConfig(_Config):
     """Settings of :func:`lightlabel.factorize_images` (HaBa, Liu et al. NeurIPS 2022, with distribution matching).
     Validates itself.
 
@@ -793,34 +824,23 @@ class FactorizeConfig:
     def __post_init__(self) -> None:
         for name in ("bases_per_class", "hallucinators", "hidden_channels", "iterations", "real_per_class",
                      "net_width", "net_depth", "candidates_per_class", "crops_per_image"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
-        if self.hallucinator_init not in HALLUCINATOR_INITS:
-            raise ValueError(f"`hallucinator_init` must be one of {list(HALLUCINATOR_INITS)}, got "
-                             f"{self.hallucinator_init!r}")
+            check_int(self, name, 1)
+        check_str(self, "hallucinator_init", HALLUCINATOR_INITS)
         if self.hallucinator_init == "identity" and self.hidden_channels < 3:
             raise ValueError(f"`hidden_channels` must be >= 3 (the image's channels) with hallucinator_init='identity', "
                              f"got {self.hidden_channels}; use hallucinator_init='random' for fewer")
         if self.objective not in FACTORIZE_OBJECTIVES:
             raise ValueError(f"`objective` must be one of {list(FACTORIZE_OBJECTIVES)} (trajectory matching, HaBa's "
                              f"own L_DD, is not built), got {self.objective!r}")
-        k = self.hallucinators_per_iteration
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.hallucinators:
-            raise ValueError(f"`hallucinators_per_iteration` must be in [1, {self.hallucinators}], got {k!r}")
-        if self.adversarial and k < 2:
+        check_int(self, "hallucinators_per_iteration", 1, self.hallucinators)
+        check_bool(self, "adversarial")
+        if self.adversarial and self.hallucinators_per_iteration < 2:
             raise ValueError("`hallucinators_per_iteration` must be >= 2 with `adversarial` (L_cos compares two "
                              "hallucinated views of one basis)")
         for name in ("lr", "bases_lr", "adversary_lr", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)!r}")
+            check_number(self, name, 0, open_low=True)
         for name in ("lambda_con", "lambda_task", "lambda_cos", "lambda_dd", "lambda_range"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)!r}")
+            check_number(self, name, 0)
+        check_int(self, "seed", 0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FactorizeConfig:
-        return cls(**data)

@@ -100,3 +100,40 @@ def test_every_scalar_config_field_has_a_cli_flag(command, cls, prefix):
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in skipped
                and f"--{prefix}{f.name.replace('_', '-')}" not in flags]
     assert not missing, f"{command}: no flag for {cls.__name__} fields {missing}"
+
+
+CONFIGS = [ll.AdapterConfig(label_size=32, targets=("conv", "attnpool")), ll.AugmentConfig.rded(2),
+           ll.EvalProtocol.rded(ipc=10, num_classes=10), ll.EvalProtocol.helio(), ll.FitConfig(image_size=32),
+           ll.TeacherConfig(save_epochs=(1, 3), low_res=True), ll.DistillConfig(ipc=2), ll.LabelCompression(topk=3),
+           ll.FactorizeConfig(iterations=3)]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: type(c).__name__)
+def test_every_config_round_trips_through_its_one_serialisation(config):
+    import json
+
+    data = json.loads(json.dumps(config.to_dict()))  # JSON-ready
+    assert type(config).from_dict(data) == config
+    with pytest.raises(ValueError, match="unknown .* fields"):
+        type(config).from_dict({**data, "no_such_field": 1})
+
+
+def _wrong_value(hint) -> object:
+    """A value of the wrong type for a field: a str where numbers, flags, tuples or configs go, an int for a str."""
+    return 3 if hint is str else "x"
+
+
+@pytest.mark.parametrize("cls", sorted({type(c) for c in CONFIGS}, key=lambda c: c.__name__), ids=lambda c: c.__name__)
+def test_every_field_is_validated_against_a_wrong_type(cls):
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    unchecked = []
+    for f in dataclasses.fields(cls):
+        try:
+            cls(**{f.name: _wrong_value(hints[f.name])})
+        except (ValueError, TypeError) as e:
+            assert f.name in str(e), f"{cls.__name__}.{f.name}: the error does not name the field: {e}"
+        else:
+            unchecked.append(f.name)
+    assert not unchecked, f"{cls.__name__} accepts a wrong type for {unchecked}"

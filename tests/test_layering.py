@@ -135,3 +135,18 @@ def test_every_direct_import_is_declared():
     assert not unknown, f"imports with no known distribution (add them to pyproject.toml and this map): {unknown}"
     missing = sorted(distributions[m] for m in third_party if distributions[m] not in declared)
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_one_list_of_public_names():
+    """``_EXPORTS`` is the list: ``__all__`` is derived from it, every name resolves to the module it names, and the
+    TYPE_CHECKING imports (for static tools) name exactly the same set."""
+    init = ROOT / "__init__.py"
+    assert set(ll.__all__) == set(ll._EXPORTS) | {"__version__"}
+    for name, (module, line) in ll._EXPORTS.items():
+        value = getattr(ll, name)
+        assert isinstance(value, tuple) or value.__module__ == f"lightlabel.{module}", name  # tuples: templates
+        assert line and name in ll.__doc__
+    checking = next(n for n in ast.walk(ast.parse(init.read_text()))
+                    if isinstance(n, ast.If) and getattr(n.test, "id", None) == "TYPE_CHECKING")
+    imported = {a.asname or a.name for node in checking.body for a in node.names}
+    assert imported == set(ll._EXPORTS)
