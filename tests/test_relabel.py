@@ -107,7 +107,9 @@ def test_teacher_ensemble_labels_are_mean_logits(cifar_batch, vectorize):
     teachers = [_Teacher(s) for s in range(3)]
     ensemble = ll.TeacherEnsemble(teachers, vectorize=vectorize)
     assert ensemble.stacked and ensemble.vectorized == vectorize
-    assert not ll.TeacherEnsemble(teachers).vectorized, "'auto' takes the loop, measured faster on CPU and CUDA"
+    assert not ll.TeacherEnsemble(teachers).vectorized, "the default is the loop, measured faster on CPU and CUDA"
+    with pytest.warns(DeprecationWarning, match="auto"):
+        assert not ll.TeacherEnsemble(teachers, vectorize="auto").vectorized
     relabeler = ll.OnlineRelabeler(ensemble, mix="none", input_spec=IMAGENET)
     _, soft, _ = relabeler(images, labels)
     with torch.no_grad():
@@ -170,3 +172,35 @@ def test_errors(projector, cifar_batch):
         relabeler(torch.full_like(images, float("nan")), labels)
     with pytest.raises(ValueError, match="NaN"):
         ll.OnlineRelabeler(_Teacher(0), mix="none", input_spec=IMAGENET)(torch.full_like(images, float("nan")), labels)
+
+
+def test_labeller_argument_and_its_deprecated_name(projector):
+    spec = ll.InputSpec.imagenet()
+    assert ll.OnlineRelabeler(projector, input_spec=spec).source.model is projector
+    with pytest.warns(DeprecationWarning, match="labeller"):
+        assert ll.OnlineRelabeler(labels=projector, input_spec=spec).source.model is projector
+    with pytest.raises(TypeError, match="labeller"):
+        ll.OnlineRelabeler(input_spec=spec)
+
+
+def test_a_label_source_in_0_2_style_gets_the_hooks(projector):
+    """A user's source with only label/extra_bytes/describe and the attributes still works: the hooks default."""
+    from lightlabel.labeling.sources import ModelLabels, as_label_source
+
+    inner = ModelLabels(projector)
+
+    class Old:
+        kind, num_classes, input_spec = "mine", inner.num_classes, inner.input_spec
+
+        def label(self, views, *, epoch=None, step=None):
+            return inner.label(views)
+
+        def extra_bytes(self):
+            return 7
+
+        def describe(self):
+            return {"kind": "mine"}
+
+    source = as_label_source(Old())
+    assert isinstance(source, ll.LabelSource) and source.view_epoch(3) == 3 and source.prepare(None) is None
+    assert source.extra_bytes() == 7 and source.kind == "mine"

@@ -9,6 +9,7 @@ your loader's normalisation and the labeller's.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ class OnlineRelabeler:
     """Augments a batch (CutMix by default) and labels the views online.
 
     Args:
-        labels: a :class:`~lightlabel.Projector`, a teacher ``nn.Module`` carrying an ``input_spec``, a list of
+        labeller: a :class:`~lightlabel.Projector`, a teacher ``nn.Module`` carrying an ``input_spec``, a list of
             teachers (their mean logits: the RDED online-teacher baseline), or any :class:`~lightlabel.LabelSource`.
             Put in eval mode; otherwise left as it is (call ``projector.merge()`` yourself for the fast path).
         input_spec: the normalisation of the images you pass in (your loader's, e.g. ``InputSpec.imagenet()``).
@@ -79,7 +80,7 @@ class OnlineRelabeler:
 
     def __init__(
         self,
-        labels: LabelSource | nn.Module | Sequence[nn.Module],
+        labeller: LabelSource | nn.Module | Sequence[nn.Module] | None = None,
         *,
         input_spec: InputSpec,
         augment: AugmentConfig | None = None,
@@ -88,11 +89,20 @@ class OnlineRelabeler:
         num_classes: int | None = None,
         seed: int | None = None,
         check_every: int | None = None,
+        labels: LabelSource | nn.Module | Sequence[nn.Module] | None = None,
     ) -> None:
+        if labels is not None:
+            if labeller is not None:
+                raise TypeError("give `labeller` only (`labels` is its deprecated name)")
+            warnings.warn("OnlineRelabeler(labels=...) is deprecated: the argument is `labeller`", DeprecationWarning,
+                          stacklevel=2)
+            labeller = labels
+        if labeller is None:
+            raise TypeError("OnlineRelabeler needs a `labeller` (a Projector, a teacher, teachers or a LabelSource)")
         if not isinstance(input_spec, InputSpec):
             raise TypeError(f"`input_spec` must be an InputSpec (the normalisation of the images you pass in, e.g. "
                             f"InputSpec.imagenet()), got {type(input_spec).__name__}")
-        self.source = as_label_source(labels, num_classes)
+        self.source = as_label_source(labeller, num_classes)
         if self.source.input_spec is None:
             raise ValueError(f"{self.source.kind} labels do not look at the views; OnlineRelabeler needs a labeller")
         if augment is not None and (mix is not None or alpha is not None):

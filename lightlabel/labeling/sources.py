@@ -56,7 +56,7 @@ class RunInfo:
 
 @runtime_checkable
 class LabelSource(Protocol):
-    """The label-source contract.
+    """The label-source contract: every attribute and hook a student run asks of a source.
 
     Attributes:
         kind: a short name for reports (``"projector"``, ``"teacher"``, ``"stored"``, ``"hard"``, ...).
@@ -71,9 +71,13 @@ class LabelSource(Protocol):
         extra_bytes(): bytes the labels cost besides the images (adapter file, teacher weights, label files, 0).
         describe(): a JSON-ready dict identifying the source (kind, fingerprint, settings), recorded with results
             and resume states.
+        prepare(run): called once before the first batch of a student run with its :class:`RunInfo`; raise there
+            if the source cannot label that run (online sources: nothing to do).
+        view_epoch(epoch): the epoch whose views the student trains on in ``epoch`` (stored labels with label
+            pruning replay a kept epoch; online sources: ``epoch``).
 
-    An optional ``prepare(run: RunInfo)`` method is called once before the first batch of a student run; raise
-    there if the source cannot label that run.
+    A source of your own that has only ``label``, ``extra_bytes``, ``describe`` and the attributes (lightlabel 0.2's
+    contract) still works: :func:`as_label_source` gives it the two hooks' defaults.
     """
 
     kind: str
@@ -89,8 +93,43 @@ class LabelSource(Protocol):
     def describe(self) -> dict[str, Any]:
         ...
 
+    def prepare(self, run: RunInfo) -> None:
+        ...
 
-class ModelLabels:
+    def view_epoch(self, epoch: int) -> int:
+        ...
+
+
+class _OnlineHooks:
+    """The two hooks as online sources have them: nothing to prepare, every epoch its own views."""
+
+    def prepare(self, run: RunInfo) -> None:
+        return None
+
+    def view_epoch(self, epoch: int) -> int:
+        return epoch
+
+
+class _WithHooks(_OnlineHooks):
+    """A 0.2-style source (no ``prepare``/``view_epoch``) with the hooks' defaults; everything else is the source's."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+    def label(self, views: torch.Tensor, *, epoch: int | None = None, step: int | None = None) -> torch.Tensor | None:
+        return self._source.label(views, epoch=epoch, step=step)
+
+    def extra_bytes(self) -> int:
+        return self._source.extra_bytes()
+
+    def describe(self) -> dict[str, Any]:
+        return self._source.describe()
+
+
+class ModelLabels(_OnlineHooks):
     """Online labels from a model: a :class:`~lightlabel.Projector`, a teacher, or a :class:`TeacherEnsemble`.
 
     Each batch of views is resized and normalised for the model with its :class:`~lightlabel.InputSpec`
@@ -226,7 +265,7 @@ class ModelLabels:
         return f"ModelLabels({self.kind}: {type(self.model).__name__}, {self.input_spec})"
 
 
-class HardLabels:
+class HardLabels(_OnlineHooks):
     """No soft labels: the student trains on the mixed hard targets (cross-entropy). Costs 0 bytes.
 
     Args:
@@ -276,6 +315,9 @@ def as_label_source(labels: Any, num_classes: int | None = None, *,
         source = ModelLabels(TeacherEnsemble(list(labels)), kind="teachers")
     elif isinstance(labels, LabelSource):
         source = labels
+    elif all(callable(getattr(labels, m, None)) for m in ("label", "extra_bytes", "describe")) and all(
+            hasattr(labels, a) for a in ("kind", "num_classes", "input_spec")):
+        source = _WithHooks(labels)  # 0.2's contract: the two hooks get their online defaults
     else:
         raise TypeError(f"`labels` must be a LabelSource, 'hard', a Projector or teacher nn.Module, a list of teacher "
                         f"modules, or StoredSoftLabels; got {type(labels).__name__}")

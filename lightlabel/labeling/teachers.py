@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -39,10 +40,10 @@ class TeacherEnsemble(nn.Module):
         input_spec: the ensemble's input (:class:`~lightlabel.InputSpec`). Default: the one its members carry
             (``teacher.input_spec``, e.g. from :func:`lightlabel.load_teacher`); members that carry none leave the
             ensemble without one, and using it as a labeller then raises.
-        vectorize: ``"auto"`` (the path measured faster: a loop over the teachers, on CPU and on CUDA alike; one
-            ``torch.vmap`` call was 0.70 x the loop's speed on an H100 for 9 ResNet-18 at 64 px under bf16, and
-            slower on CPU), ``True`` (always one vmap call; requires one
-            architecture) or ``False`` (always the loop).
+        vectorize: ``True``: one ``torch.vmap`` call over the stacked teachers (requires one architecture);
+            ``False`` (default): a loop over slices of the stacked weights, the path measured faster on CPU and on
+            CUDA alike (one vmap call was 0.70 x the loop's speed on an H100 for 9 ResNet-18 at 64 px under bf16).
+            ``"auto"`` (0.2's default, which always looped) is a deprecated alias of ``False``.
 
     Shape:
         - Input: ``(B, 3, H, W)``.
@@ -56,7 +57,7 @@ class TeacherEnsemble(nn.Module):
     """
 
     def __init__(self, teachers: Sequence[nn.Module], *, input_spec: InputSpec | None = None,
-                 vectorize: bool | str = "auto") -> None:
+                 vectorize: bool = False) -> None:
         super().__init__()
         teachers = list(teachers)
         if not teachers or not all(isinstance(t, nn.Module) for t in teachers):
@@ -70,8 +71,12 @@ class TeacherEnsemble(nn.Module):
             self.input_spec = specs.pop()
         classes = [getattr(t, "classes", None) for t in teachers]
         self.classes = classes[0] if classes[0] is not None and all(c == classes[0] for c in classes) else None
-        if vectorize not in (True, False, "auto"):
-            raise ValueError(f"`vectorize` must be True, False or 'auto', got {vectorize!r}")
+        if vectorize == "auto":
+            warnings.warn("TeacherEnsemble(vectorize='auto') is deprecated: it always looped; pass vectorize=False "
+                          "(the default) or True", DeprecationWarning, stacklevel=2)
+            vectorize = False
+        if not isinstance(vectorize, bool):
+            raise ValueError(f"`vectorize` must be True or False, got {vectorize!r}")
         for t in teachers:
             t.eval().requires_grad_(False)
         stackable = len({_signature(t) for t in teachers}) == 1
@@ -93,7 +98,7 @@ class TeacherEnsemble(nn.Module):
 
     @property
     def vectorized(self) -> bool:
-        """Whether a forward runs as one vmap call (only with ``vectorize=True``: ``"auto"`` takes the loop)."""
+        """Whether a forward runs as one vmap call (``vectorize=True`` on teachers of one architecture)."""
         return self.stacked and self.vectorize is True
 
     def train(self, mode: bool = True) -> TeacherEnsemble:
@@ -133,7 +138,7 @@ class TeacherEnsemble(nn.Module):
 
 
 def load_teachers(teachers: Sequence[nn.Module | str | os.PathLike], *, input_spec: InputSpec | None = None,
-                  device: torch.device | str = "cpu", vectorize: bool | str = "auto") -> TeacherEnsemble:
+                  device: torch.device | str = "cpu", vectorize: bool = False) -> TeacherEnsemble:
     """An ensemble from checkpoint paths and/or modules (see :func:`lightlabel.load_teacher`).
 
     Args:
