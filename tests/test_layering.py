@@ -1,5 +1,5 @@
 """The package's shape: layers that import only downwards, no import cycle, a light top-level import, and a
-public API that examples and benchmarks use without private modules."""
+public API that the examples use without private modules."""
 
 from __future__ import annotations
 
@@ -106,9 +106,9 @@ def test_import_is_light_and_the_cli_answers_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_examples_and_benchmarks_import_no_private_module():
+def test_examples_import_no_private_module():
     bad = []
-    for folder in ("examples", "benchmarks", "docs"):
+    for folder in ("examples", "docs"):
         for path in (PROJECT / folder).glob("*.py"):
             for module in _imports(path):
                 if any(part.startswith("_") and part != "__init__" for part in module.split(".")[1:]):

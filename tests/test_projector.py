@@ -218,7 +218,7 @@ def test_compile_gives_the_same_labels(make_projector):
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         expected = projector(x)
-        projector.compile(backend="eager")  # the wiring; inductor itself is exercised by benchmarks on GPU
+        projector.compile(backend="eager")  # the wiring; inductor itself is exercised on a GPU
         got = projector(x)
     assert projector.merged
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

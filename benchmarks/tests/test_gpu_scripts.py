@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "imagenette.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "gpu" / "imagenette.sh"
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("split") is None,
                                 reason="needs bash and coreutils")
