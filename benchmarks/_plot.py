@@ -55,7 +55,7 @@ def scatter_chart(path: str | Path, points: Sequence[tuple[str, float, float]], 
     labels never cover markers however close the points are."""
     fig, ax = plt.subplots(figsize=(width / 100, 4.2 + 0.2 * len(points)))
     colours = plt.get_cmap("tab20").colors
-    for i, (name, x, y) in enumerate(points, 1):
+    for i, (_name, x, y) in enumerate(points, 1):
         ax.scatter([x], [y], s=60, color=colours[(i - 1) % len(colours)], zorder=3)
         ax.annotate(str(i), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear")
