@@ -37,7 +37,16 @@ from ..inputs import InputSpec, input_spec_of
 from ..labeling.losses import soft_label_loss
 from ..labeling.teachers import TeacherEnsemble, load_teachers
 from ..utils.progress import progress_bar
-from .loop import ddp, is_main_process, make_loader, per_rank_batch, resolve_device, run_epochs, world
+from .loop import (
+    Accumulator,
+    ddp,
+    is_main_process,
+    make_loader,
+    per_rank_batch,
+    resolve_device,
+    run_epochs,
+    world,
+)
 from .select import TeacherSelection
 from .teachers import train_teachers
 
@@ -159,114 +168,31 @@ def fit_adapter(
     if not isinstance(cfg, FitConfig):
         raise TypeError(f"`fit` must be a FitConfig, got {type(cfg).__name__}")
     dataset = as_dataset(train_set, on_error=on_error)
-    ds_classes = dataset_classes(dataset)
-    names = list(class_names) if class_names is not None else (
-        list(projector.class_names) if projector is not None else ds_classes)
-    if names is None:
-        raise ValueError("pass `class_names`: the dataset has no `classes` attribute")
-    if ds_classes is not None and len(ds_classes) != len(names):
-        raise ValueError(f"`class_names` has {len(names)} names but the dataset has {len(ds_classes)} classes")
-    labels = dataset_targets(dataset)
-    counts = torch.bincount(torch.tensor(labels), minlength=len(names))
-    if len(counts) > len(names):
-        raise ValueError(f"dataset labels go up to {len(counts) - 1} but there are {len(names)} class names")
-    if (counts == 0).any():
-        empty = [names[i] for i in (counts == 0).nonzero().flatten().tolist()]
-        raise ValueError(f"classes without samples in `train_set`: {empty[:10]}")
+    names = _class_names(dataset, class_names, projector)
     device = resolve_device(device)
-    temp = None
-    if out_dir is None:
-        temp = tempfile.TemporaryDirectory(prefix="lightlabel-fit-")
-        out_dir = temp.name
-    out_dir = Path(out_dir)
-
-    if isinstance(teachers, TeacherSelection):  # the checkpoints select_teachers chose
-        teachers = teachers.teachers
-    if teachers is None:
-        teachers = train_teachers(dataset, teacher_config, out_dir=out_dir / "teachers",
-                                  input_spec=teacher_input, device=device, progress=progress)
-    ensemble = teachers if isinstance(teachers, TeacherEnsemble) else load_teachers(
-        teachers, input_spec=teacher_input, device=device)
-    ensemble.to(device)
+    temp = tempfile.TemporaryDirectory(prefix="lightlabel-fit-") if out_dir is None else None
+    out_dir = Path(temp.name if temp is not None else out_dir)
+    ensemble = _teachers(teachers, dataset, teacher_config, teacher_input, out_dir, device, progress)
     t_spec = input_spec_of(ensemble)
     size = int(cfg.image_size or (t_spec.image_size[0] if t_spec.image_size else None) or image_size_of(dataset))
-
-    if projector is None:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(cfg.seed)
-            projector = Projector(base=base, pretrained=pretrained, class_names=names, config=config,
-                                  templates=templates, text_embeddings=text_embeddings, device=device,
-                                  progress=progress)
-    elif config is not None or templates is not None or text_embeddings is not None:
-        raise ValueError("`config`, `templates` and `text_embeddings` build a new projector; with `projector=` "
-                         "leave them out")
-    else:
-        projector.check_class_names(names)
-        projector.unmerge().to(device)
-    with torch.no_grad():
-        probe = ensemble(t_spec.prepare(torch.zeros(1, 3, size, size, device=device)))
-    if probe.shape[-1] != len(names):
-        raise ValueError(f"the teachers output {probe.shape[-1]} classes but there are {len(names)} class names")
-
-    train_idx, val_idx = _split(len(dataset), cfg.val_fraction, cfg.seed)
-    train_data = TransformedDataset(Subset(dataset, train_idx),
-                                    train_transform(size) if cfg.augment else eval_transform(size), seed=cfg.seed)
-    val_data = TransformedDataset(Subset(dataset, val_idx), eval_transform(size)) if val_idx else None
-    decay = [p for lora in projector.image_lora for p in (lora.lora_A, lora.lora_B)] + [projector.head.lora_A,
-                                                                                         projector.head.lora_B]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": [projector.head.logit_scale, projector.head.bias], "weight_decay": 0.0}],
-                            lr=cfg.lr)
-    per_rank_batch(cfg.batch_size)
-    model: nn.Module = projector
-    if world()[1] > 1:  # gradients of the adapter only are all-reduced; the frozen base needs no sync
-        model = ddp(projector, device, sync_buffers=False)
-
+    projector = _projector(projector, names, cfg, device, progress, base=base, pretrained=pretrained,
+                           config=config, templates=templates, text_embeddings=text_embeddings)
+    _check_teacher_classes(ensemble, t_spec, size, len(names), device)
+    run = _FitRun(projector, ensemble, dataset, cfg, size, device, progress)
     settings = dict(base=projector.base_model, base_fingerprint=projector.base_fingerprint, classes=names,
                     templates=projector.templates, config=projector.config.to_dict(), fit=cfg.to_dict(),
                     image_size=size, samples=len(dataset), teachers=fingerprint(ensemble),
                     teacher_input=t_spec.to_dict(), world=world()[1])
-    start_fidelity: list[dict[str, Any]] = []
     state_path = out_dir / "fit-state.pt"
-    if val_data is not None and not state_path.is_file():
-        start_fidelity.append({"epoch": 0, **label_fidelity(projector, ensemble, val_data, device=device)})
-        logger.info("fit_adapter: before fitting: %s", _fmt(start_fidelity[-1]))
-
-    def step(epoch: int) -> dict[str, Any]:
-        projector.train()
-        total = torch.zeros((), device=device)
-        seen = 0
-        loader = make_loader(train_data, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-                             epoch=epoch, seed=cfg.seed, device=device)
-        bar = progress_bar(loader, desc=f"fit epoch {epoch + 1}/{cfg.epochs}",
-                           disable=not progress or not is_main_process())
-        for images, targets in bar:
-            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            with torch.no_grad(), _autocast(device):
-                soft = ensemble(t_spec.prepare(images)).float()
-            with _autocast(device):
-                logits = model(projector.input_spec.prepare(images), check=False)
-            loss = soft_label_loss(logits, soft, targets, kind="mse", ce_weight=cfg.ce_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(targets)
-            seen += len(targets)
-        record: dict[str, Any] = {"loss": float(total) / max(seen, 1)}
-        if val_data is not None:
-            record.update(label_fidelity(projector, ensemble, val_data, device=device))
-        logger.info("fit_adapter epoch %d/%d: %s", epoch + 1, cfg.epochs, _fmt(record))
-        return record
-
-    fidelity = _Fidelity(start_fidelity)
+    fidelity = Accumulator(run.fidelity(0) if not state_path.is_file() else [])
 
     def export(epoch: int, history: list[dict[str, Any]]) -> None:
         projector.fit_info = _fit_info(cfg, settings, fidelity.items + history, ensemble.num_teachers)
         if is_main_process():
             projector.save_pretrained(out_dir)
 
-    history = run_epochs(epochs=cfg.epochs, step=step, state={"adapter": _AdapterState(projector), "opt": opt,
-                                                             "fidelity": fidelity},
+    history = run_epochs(epochs=cfg.epochs, step=run.step, state={"adapter": _AdapterState(projector),
+                                                                 "opt": run.opt, "fidelity": fidelity},
                          path=state_path, settings=settings, what="fit_adapter", seed=cfg.seed, device=device,
                          after_epoch=export)
     projector.fit_info = _fit_info(cfg, settings, fidelity.items + history, ensemble.num_teachers)
@@ -274,6 +200,122 @@ def fit_adapter(
     if temp is not None:
         temp.cleanup()
     return projector
+
+
+def _class_names(dataset: Dataset, class_names: Sequence[str] | None, projector: Projector | None) -> list[str]:
+    """The class names in label order, checked against the dataset's classes and labels.
+
+    Raises:
+        ValueError: no names, a count that differs from the dataset's classes or labels, or an empty class.
+    """
+    ds_classes = dataset_classes(dataset)
+    names = list(class_names) if class_names is not None else (
+        list(projector.class_names) if projector is not None else ds_classes)
+    if names is None:
+        raise ValueError("pass `class_names`: the dataset has no `classes` attribute")
+    if ds_classes is not None and len(ds_classes) != len(names):
+        raise ValueError(f"`class_names` has {len(names)} names but the dataset has {len(ds_classes)} classes")
+    counts = torch.bincount(torch.tensor(dataset_targets(dataset)), minlength=len(names))
+    if len(counts) > len(names):
+        raise ValueError(f"dataset labels go up to {len(counts) - 1} but there are {len(names)} class names")
+    if (counts == 0).any():
+        empty = [names[i] for i in (counts == 0).nonzero().flatten().tolist()]
+        raise ValueError(f"classes without samples in `train_set`: {empty[:10]}")
+    return names
+
+
+def _teachers(teachers: Any, dataset: Dataset, teacher_config: TeacherConfig | None, teacher_input: InputSpec | None,
+              out_dir: Path, device: torch.device, progress: bool) -> TeacherEnsemble:
+    """The teacher ensemble on ``device``: given, chosen by :func:`select_teachers`, or trained first."""
+    if isinstance(teachers, TeacherSelection):  # the checkpoints select_teachers chose
+        teachers = teachers.teachers
+    if teachers is None:
+        teachers = train_teachers(dataset, teacher_config, out_dir=out_dir / "teachers",
+                                  input_spec=teacher_input, device=device, progress=progress)
+    ensemble = teachers if isinstance(teachers, TeacherEnsemble) else load_teachers(
+        teachers, input_spec=teacher_input, device=device)
+    return ensemble.to(device)
+
+
+def _projector(projector: Projector | None, names: list[str], cfg: FitConfig, device: torch.device, progress: bool,
+               **build: Any) -> Projector:
+    """The projector to fit: built from ``build`` (seeded by ``cfg.seed``), or the given one, unmerged, on ``device``.
+
+    Raises:
+        ValueError: build settings next to a given projector, or a projector of other classes.
+    """
+    if projector is None:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)
+            return Projector(class_names=names, device=device, progress=progress, **build)
+    if any(build[k] is not None for k in ("config", "templates", "text_embeddings")):
+        raise ValueError("`config`, `templates` and `text_embeddings` build a new projector; with `projector=` "
+                         "leave them out")
+    projector.check_class_names(names)
+    return projector.unmerge().to(device)
+
+
+def _check_teacher_classes(ensemble: nn.Module, spec: InputSpec, size: int, num_classes: int,
+                           device: torch.device) -> None:
+    with torch.no_grad():
+        probe = ensemble(spec.prepare(torch.zeros(1, 3, size, size, device=device)))
+    if probe.shape[-1] != num_classes:
+        raise ValueError(f"the teachers output {probe.shape[-1]} classes but there are {num_classes} class names")
+
+
+class _FitRun:
+    """One fit's data, optimiser and step (HeLlO Eq. 5: MSE to the teachers' mean logits + ce_weight * CE)."""
+
+    def __init__(self, projector: Projector, ensemble: TeacherEnsemble, dataset: Dataset, cfg: FitConfig, size: int,
+                 device: torch.device, progress: bool) -> None:
+        self.projector, self.ensemble, self.cfg, self.device, self.progress = projector, ensemble, cfg, device, progress
+        self.t_spec = input_spec_of(ensemble)
+        train_idx, val_idx = _split(len(dataset), cfg.val_fraction, cfg.seed)
+        self.train_data = TransformedDataset(Subset(dataset, train_idx),
+                                             train_transform(size) if cfg.augment else eval_transform(size),
+                                             seed=cfg.seed)
+        self.val_data = TransformedDataset(Subset(dataset, val_idx), eval_transform(size)) if val_idx else None
+        decay = [p for lora in projector.image_lora for p in (lora.lora_A, lora.lora_B)] + [
+            projector.head.lora_A, projector.head.lora_B]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                      {"params": [projector.head.logit_scale, projector.head.bias],
+                                       "weight_decay": 0.0}], lr=cfg.lr)
+        per_rank_batch(cfg.batch_size)
+        # gradients of the adapter only are all-reduced; the frozen base needs no sync
+        self.model = ddp(projector, device, sync_buffers=False) if world()[1] > 1 else projector
+
+    def fidelity(self, epoch: int) -> list[dict[str, Any]]:
+        """``[{"epoch", fidelity...}]`` on the held-out split, or ``[]`` without one."""
+        if self.val_data is None:
+            return []
+        record = {"epoch": epoch, **label_fidelity(self.projector, self.ensemble, self.val_data, device=self.device)}
+        logger.info("fit_adapter: before fitting: %s", _fmt(record))
+        return [record]
+
+    def step(self, epoch: int) -> dict[str, Any]:
+        cfg, device = self.cfg, self.device
+        self.projector.train()
+        total, seen = torch.zeros((), device=device), 0
+        loader = make_loader(self.train_data, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+                             epoch=epoch, seed=cfg.seed, device=device)
+        for images, targets in progress_bar(loader, desc=f"fit epoch {epoch + 1}/{cfg.epochs}",
+                                            disable=not self.progress or not is_main_process()):
+            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            with torch.no_grad(), _autocast(device):
+                soft = self.ensemble(self.t_spec.prepare(images)).float()
+            with _autocast(device):
+                logits = self.model(self.projector.input_spec.prepare(images), check=False)
+            loss = soft_label_loss(logits, soft, targets, kind="mse", ce_weight=cfg.ce_weight)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            total += loss.detach() * len(targets)
+            seen += len(targets)
+        record: dict[str, Any] = {"loss": float(total) / max(seen, 1)}
+        if self.val_data is not None:
+            record.update(label_fidelity(self.projector, self.ensemble, self.val_data, device=device))
+        logger.info("fit_adapter epoch %d/%d: %s", epoch + 1, cfg.epochs, _fmt(record))
+        return record
 
 
 class _AdapterState:
@@ -287,19 +329,6 @@ class _AdapterState:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.projector.load_adapter_state(state, "fit-state.pt")
-
-
-class _Fidelity:
-    """The held-out fidelity before fitting (epoch 0), kept with the fit state."""
-
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"items": self.items}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.items = list(state["items"])
 
 
 def _fit_info(cfg: FitConfig, settings: dict, history: list[dict], num_teachers: int) -> dict[str, Any]:

@@ -253,8 +253,8 @@ def run_epochs(
 class Accumulator:
     """A list of per-unit results that :func:`run_epochs` saves and restores with the rest of a state."""
 
-    def __init__(self) -> None:
-        self.items: list[Any] = []
+    def __init__(self, items: list[Any] | None = None) -> None:
+        self.items: list[Any] = list(items or [])
 
     def state_dict(self) -> dict[str, Any]:
         return {"items": list(self.items)}
