@@ -104,6 +104,20 @@ def median_ms(fn: Callable[[], Any], reps: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def time_size(aug: Augmenter, size: int, batch: int, reps: int) -> list[tuple[str, float, float]]:
+    """``(part, per-image ms, batched ms)`` for ``sample``, ``apply`` and both, on ``batch`` noise images."""
+    x, y = torch.rand(batch, 3, size, size), torch.arange(batch) % aug.num_classes
+    gen = torch.Generator().manual_seed(0)
+    old_p, new_p = old_sample(aug, batch, size, size, gen), aug.sample(batch, size, size, gen)
+    cases = {
+        "sample": (lambda: old_sample(aug, batch, size, size, gen), lambda: aug.sample(batch, size, size, gen)),
+        "apply": (lambda: old_apply(aug, x, y, old_p), lambda: aug.apply(x, y, new_p)),
+        "both": (lambda: old_apply(aug, x, y, old_sample(aug, batch, size, size, gen)),
+                 lambda: aug.apply(x, y, aug.sample(batch, size, size, gen))),
+    }
+    return [(part, median_ms(old, reps), median_ms(new, reps)) for part, (old, new) in cases.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=30, help="repetitions per timing (median; at least 30)")
@@ -118,19 +132,7 @@ def main() -> None:
           f"median of {args.reps} in ms")
     print(f"{'size':>5} {'part':>7} {'per-image':>10} {'batched':>9} {'ratio':>6}")
     for size in (64, 224):
-        x = torch.rand(args.batch, 3, size, size)
-        y = torch.arange(args.batch) % 10
-        gen = torch.Generator().manual_seed(0)
-        old_p, new_p = old_sample(aug, args.batch, size, size, gen), aug.sample(args.batch, size, size, gen)
-        cases = {
-            "sample": (lambda: old_sample(aug, args.batch, size, size, gen),
-                       lambda: aug.sample(args.batch, size, size, gen)),
-            "apply": (lambda: old_apply(aug, x, y, old_p), lambda: aug.apply(x, y, new_p)),
-            "both": (lambda: old_apply(aug, x, y, old_sample(aug, args.batch, size, size, gen)),
-                     lambda: aug.apply(x, y, aug.sample(args.batch, size, size, gen))),
-        }
-        for part, (old, new) in cases.items():
-            t_old, t_new = median_ms(old, args.reps), median_ms(new, args.reps)
+        for part, t_old, t_new in time_size(aug, size, args.batch, args.reps):
             print(f"{size:>5} {part:>7} {t_old:>10.2f} {t_new:>9.2f} {t_old / t_new:>5.1f}x")
 
 
