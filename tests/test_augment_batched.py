@@ -1,9 +1,11 @@
 """RDED's views made for the whole batch at once: the batched crop against torchvision's per-image
 ``resized_crop``, the batched crop boxes against torchvision's ``RandomResizedCrop`` distribution, ShufflePatches as a
-permutation of whole patches, and the parameters' documented keys, shapes and dtypes."""
+permutation of whole patches, the parameters' documented keys, shapes and dtypes; and a student run's images moved
+to its device once per run, not once per epoch."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -172,3 +174,49 @@ def test_apply_on_cuda_matches_cpu_without_a_host_sync():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- resident images
+def _toy_sets() -> tuple[ll.DistilledSet, ll.FactorizedSet]:
+    from lightlabel.recipes.factorize import HallucinatorBank
+
+    images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1] * 4)
+    distilled = ll.DistilledSet(images, labels, ["a", "b"], [[str(i)] for i in range(8)], {"patches_per_image": 4})
+    return distilled, ll.FactorizedSet(images, labels, ["a", "b"], HallucinatorBank(count=2, image_size=8))
+
+
+def test_sets_move_to_a_device_once_and_the_callers_set_stays():
+    distilled, factorized = _toy_sets()
+    assert distilled.to_device("cpu") is distilled and factorized.to_device("cpu") is factorized
+    moved = distilled.to_device("meta")
+    assert moved.images.device.type == "meta" and distilled.images.device.type == "cpu"
+    assert moved.epoch_images(0, 3, "meta") is moved.images, "a resident set copies nothing per epoch"
+    moved = factorized.to_device("meta")
+    assert moved.bases.device.type == "meta" and all(p.device.type == "meta" for p in moved.hallucinators.parameters())
+    assert factorized.bases.device.type == "cpu" and all(p.is_cpu for p in factorized.hallucinators.parameters())
+    assert moved.epoch_images(0, 3, "meta").shape == (8, 3, 8, 8)
+
+
+def test_train_student_moves_the_images_once_per_run():
+    calls: list[str] = []
+
+    class Spy(ll.DistilledSet):
+        resident = False
+
+        def to_device(self, device):
+            calls.append("to_device")
+            out = copy.copy(self)
+            out.images, out.resident = self.images.clone(), True
+            return out
+
+        def epoch_images(self, seed, epoch, device=None):
+            calls.append("resident" if self.resident else "caller's set")
+            return super().epoch_images(seed, epoch, device)
+
+    distilled, _ = _toy_sets()
+    spy = Spy(distilled.images, distilled.labels, distilled.classes, distilled.sources, distilled.manifest)
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    ll.train_student(spy, "hard", ll.EvalProtocol.helio(patches_per_side=2), student_model=student, device="cpu",
+                     progress=False, epochs=3, batch_size=4)
+    assert calls == ["to_device"] + ["resident"] * 3
