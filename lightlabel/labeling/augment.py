@@ -8,11 +8,14 @@ The views a student trains on are RDED's (validation code, ``validation/main.py`
 3. a horizontal flip with probability 1/2;
 4. CutMix (alpha 1) over the batch.
 
-Every step uses ``torchvision.transforms.v2`` (its ``RandomResizedCrop``, ``CutMix`` and ``MixUp`` sample and apply the
-parameters) except ShufflePatches, which is RDED's own and written here with einops. Parameters are sampled first,
-from an explicit generator, and applied second, so the same view can be replayed (kornia's recorded parameters).
-:func:`epoch_views` is the one place where a student run's views are made: the student, the online labeller,
-stored labels and the label-view diagnostic all read the same tensors.
+ShufflePatches and the crop are done for the whole batch in one set of tensor ops (no per-image Python loop):
+:func:`random_permutations` and :func:`crop_boxes` draw their parameters (``crop_boxes`` draws torchvision's
+``RandomResizedCrop`` boxes, with its distribution), and :func:`resized_crops` resizes every crop with one
+``grid_sample`` call that computes what torchvision's ``resized_crop`` (bilinear, antialiased) computes for crops no
+larger than the image. The flip is a masked ``torch.where``; ``CutMix`` and ``MixUp`` are torchvision's
+(``transforms.v2``). Parameters are sampled first, from an explicit generator, and applied second, so the same view
+can be replayed (kornia's recorded parameters). :func:`epoch_views` is the one place where a student run's views are
+made: the student, the online labeller, stored labels and the label-view diagnostic all read the same tensors.
 
 Images travel as float pixels in [0, 1]; every step here is linear per channel, so augmenting normalised images
 gives the normalised augmented images.
@@ -34,7 +37,23 @@ from torchvision.transforms import v2
 from ..configs import AugmentConfig
 from ..utils.seeding import generator
 
-__all__ = ["Augmenter", "View", "epoch_order", "epoch_views", "shuffle_patches"]
+__all__ = ["Augmenter", "View", "crop_boxes", "epoch_order", "epoch_views", "random_permutations", "resized_crops",
+           "shuffle_patches"]
+
+#: torchvision's ``RandomResizedCrop`` defaults: the aspect-ratio range and the attempts before its fallback.
+CROP_RATIO: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+CROP_ATTEMPTS = 10
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device`` without synchronising the host: a CPU tensor goes to CUDA through pinned memory with
+    a non-blocking copy (a pageable copy would wait for the stream)."""
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
 
 def shuffle_patches(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """RDED's ShufflePatches: permute each image's rows of patches by ``rows`` and its columns by ``cols``.
@@ -59,10 +78,140 @@ def shuffle_patches(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
         raise ValueError(f"images of {h}x{w} pixels do not split into {f}x{f} patches")
     grid = rearrange(images, "b c (fh h) (fw w) -> b fh fw c h w", fh=f, fw=f)
     batch = torch.arange(b, device=images.device)
-    rows, cols = rows.to(images.device), cols.to(images.device)
+    rows, cols = _to_device(rows, images.device), _to_device(cols, images.device)
     grid = grid[batch[:, None], rows]  # rows of patches
     grid = grid[batch[:, None, None], torch.arange(f, device=images.device)[None, :, None], cols[:, None, :]]
     return rearrange(grid, "b fh fw c h w -> b c (fh h) (fw w)")
+
+
+def random_permutations(batch_size: int, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``batch_size`` independent uniform permutations of ``range(n)``, drawn at once from ``gen``.
+
+    Each row is the ``argsort`` of ``n`` uniform float64 draws (ties, of probability about ``n^2 2^-53``, are broken
+    by position, which keeps every row a permutation).
+
+    Args:
+        batch_size: ``B`` >= 0. n: ``n`` >= 1. gen: a CPU generator.
+
+    Returns:
+        ``(B, n)`` int64 on the CPU.
+
+    Raises:
+        ValueError: a negative ``batch_size`` or ``n`` < 1.
+    """
+    if batch_size < 0 or n < 1:
+        raise ValueError(f"`batch_size` must be >= 0 and `n` >= 1, got {batch_size}, {n}")
+    return torch.rand(batch_size, n, generator=gen, dtype=torch.float64).argsort(dim=1, stable=True)
+
+
+def crop_boxes(batch_size: int, height: int, width: int, scale: tuple[float, float], gen: torch.Generator,
+               ratio: tuple[float, float] = CROP_RATIO) -> torch.Tensor:
+    """``batch_size`` boxes of torchvision's ``RandomResizedCrop(scale=scale, ratio=ratio)``, drawn at once.
+
+    The distribution of ``RandomResizedCrop.make_params``: per image, up to :data:`CROP_ATTEMPTS` attempts of an area
+    ``height * width * U(scale)`` and an aspect ratio ``exp(U(log ratio))`` (both drawn in float32, as torchvision
+    does), a width ``round(sqrt(area * ratio))`` and height ``round(sqrt(area / ratio))`` (round half to even, as
+    Python's ``round``); the first attempt that fits in the image is taken, with its top and left uniform over the
+    positions where it fits; when none fits, torchvision's fallback, the central crop of the image clipped to the
+    ratio range. All attempts are drawn for every image (the draws after the first fit are unused), so the stream
+    differs from torchvision's one-image-at-a-time draws, not the distribution.
+
+    Args:
+        batch_size: ``B`` >= 0. height, width: the image's size in pixels (>= 1).
+        scale: the area range, ``0 < lo <= hi`` (fractions of the image). gen: a CPU generator.
+        ratio: the aspect-ratio (width / height) range, ``0 < lo <= hi``.
+
+    Returns:
+        ``(B, 4)`` int64 on the CPU: ``(top, left, height, width)``, each box inside the image.
+
+    Raises:
+        ValueError: a negative ``batch_size``, an empty image, or a bad ``scale`` or ``ratio``.
+
+    Source: torchvision ``transforms.v2.RandomResizedCrop.make_params`` (0.29).
+    """
+    if batch_size < 0 or height < 1 or width < 1:
+        raise ValueError(f"`batch_size` must be >= 0 and `height`, `width` >= 1, got {batch_size}, {height}, {width}")
+    if not 0 < scale[0] <= scale[1]:
+        raise ValueError(f"`scale` must be (lo, hi) with 0 < lo <= hi, got {scale!r}")
+    if not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"`ratio` must be (lo, hi) with 0 < lo <= hi, got {ratio!r}")
+    shape = (batch_size, CROP_ATTEMPTS)
+    log_ratio = torch.log(torch.tensor(ratio))  # float32, as torchvision's
+    target_area = height * width * torch.empty(shape).uniform_(scale[0], scale[1], generator=gen).double()
+    aspect = torch.empty(shape).uniform_(float(log_ratio[0]), float(log_ratio[1]), generator=gen).exp_().double()
+    w = torch.sqrt(target_area * aspect).round_().long()
+    h = torch.sqrt(target_area / aspect).round_().long()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # argmax returns the first maximum: the first fit
+    h, w = h.gather(1, first).squeeze(1), w.gather(1, first).squeeze(1)
+    spots = torch.rand(batch_size, 2, generator=gen, dtype=torch.float64)
+    room_h, room_w = height - h + 1, width - w + 1  # positions where the box fits (meaningless where none fits)
+    top = torch.minimum((spots[:, 0] * room_h).floor_().long(), room_h - 1)
+    left = torch.minimum((spots[:, 1] * room_w).floor_().long(), room_w - 1)
+    # torchvision's fallback: the central crop, clipped to the ratio range
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fw, fh = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        fw, fh = int(round(height * max(ratio))), height
+    else:
+        fw, fh = width, height
+    box = torch.stack([top, left, h, w], dim=1)
+    fallback = torch.tensor([(height - fh) // 2, (width - fw) // 2, fh, fw])
+    return torch.where(fits.any(dim=1, keepdim=True), box, fallback)
+
+
+def _source_pixels(start: torch.Tensor, length: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, size)`` float64: where output pixel ``i`` of a ``length``-pixel crop resized to ``size`` pixels samples
+    the image (bilinear, ``align_corners=False``): ``(i + 0.5) * length / size - 0.5`` in the crop, clamped to its
+    edge pixels, plus ``start``."""
+    i = torch.arange(size, dtype=torch.float64, device=start.device)
+    length = length.to(torch.float64)[:, None]
+    inside = ((i + 0.5) * (length / size) - 0.5).clamp_min_(0)
+    return start.to(torch.float64)[:, None] + torch.minimum(inside, length - 1)
+
+
+def resized_crops(images: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
+    """Crop every image to its box and resize it back to the image size, for the whole batch in one call.
+
+    Computes, per image, what ``v2.functional.resized_crop(image, top, left, height, width, size=(H, W),
+    antialias=True)`` (bilinear) computes for a box no larger than the image (an upsampling or identity resize,
+    where antialiasing has no effect): one ``grid_sample`` (bilinear) call whose grid samples output pixel ``(i, j)``
+    at ``top + (i + 0.5) * height / H - 0.5``, ``left + (j + 0.5) * width / W - 0.5``, each clamped to the box's
+    edge pixels as ``F.interpolate(mode="bilinear", align_corners=False)`` clamps. The grid's axes are computed in
+    float64 on ``crop``'s device (the host) and copied without a host-device synchronisation (pinned, non-blocking).
+
+    Args:
+        images: ``(B, C, H, W)`` floating point, on any device.
+        crop: ``(B, 4)`` int64 ``(top, left, height, width)``, each box inside the image (:func:`crop_boxes`); on
+            the CPU (it may be elsewhere, then it is not checked).
+
+    Returns:
+        ``(B, C, H, W)``, ``images``' dtype and device.
+
+    Raises:
+        ValueError: ``crop`` of the wrong shape, or (on the CPU) a box that is empty or leaves the image.
+
+    Note:
+        In float32 the grid's coordinates carry float32 rounding (about ``2^-24 * W`` pixels; torchvision's own
+        float32 resize carries the same), so at 224 pixels the two agree to about 3e-5 on noise images, and to about
+        1e-7 at 64 pixels or in float64.
+    """
+    b, _, h, w = images.shape
+    if crop.shape != (b, 4):
+        raise ValueError(f"`crop` must be (B, 4) = ({b}, 4) (top, left, height, width), got {tuple(crop.shape)}")
+    if crop.device.type == "cpu":
+        top, left, ch, cw = crop.unbind(1)
+        outside = (top < 0) | (left < 0) | (ch < 1) | (cw < 1) | (top + ch > h) | (left + cw > w)
+        if bool(outside.any()):
+            raise ValueError(f"`crop` boxes must lie inside the {h}x{w} image and not be empty; got "
+                             f"{crop[outside][0].tolist()}")
+    # grid_sample's normalised coordinates (align_corners=False): pixel p of n -> (2p + 1) / n - 1
+    gy = (2 * _source_pixels(crop[:, 0], crop[:, 2], h) + 1) / h - 1
+    gx = (2 * _source_pixels(crop[:, 1], crop[:, 3], w) + 1) / w - 1
+    gy, gx = (_to_device(g.to(images.dtype), images.device) for g in (gy, gx))
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (B, H, W, (x, y))
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 @contextlib.contextmanager
@@ -118,22 +267,34 @@ class Augmenter:
     def sample(self, batch_size: int, height: int, width: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """Draw one batch's parameters from ``gen`` (CPU tensors, replayed exactly by :meth:`apply`).
 
+        In this order from ``gen``: the rows' then the columns' permutations for the whole batch
+        (:func:`random_permutations`), the crops for the whole batch (:func:`crop_boxes`, torchvision's
+        ``RandomResizedCrop`` distribution), then the flips and CutMix / MixUp (torchvision's, on ``gen``'s stream).
+
+        Args:
+            batch_size: ``B`` >= 0. height, width: the images' size in pixels. gen: a CPU generator (advanced).
+
         Returns:
             ``rows``/``cols`` ``(B, f)`` int64 (ShufflePatches), ``crop`` ``(B, 4)`` int64 (top, left, height,
             width), ``flip`` ``(B,)`` bool, ``box`` ``(4,)`` int64 (x1, y1, x2, y2) with ``lam`` ``()`` float64 for
             CutMix, or ``lam`` alone for MixUp; only the keys of the enabled steps.
+
+        Raises:
+            ValueError: a negative ``batch_size`` or an empty image size.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+            raise ValueError(f"`batch_size` must be an int >= 0, got {batch_size!r}")
+        if height < 1 or width < 1:
+            raise ValueError(f"`height` and `width` must be >= 1, got {height}, {width}")
         c, f = self.config, self.config.patches_per_side
         params: dict[str, torch.Tensor] = {}
         if self.shuffles:
-            params["rows"] = torch.stack([torch.randperm(f, generator=gen) for _ in range(batch_size)])
-            params["cols"] = torch.stack([torch.randperm(f, generator=gen) for _ in range(batch_size)])
+            params["rows"] = random_permutations(batch_size, f, gen)
+            params["cols"] = random_permutations(batch_size, f, gen)
+        if c.crop_scale is not None:
+            params["crop"] = crop_boxes(batch_size, height, width, c.crop_scale, gen)
         probe = torch.empty(3, height, width, device="meta")
         with _global_rng_from(gen):
-            if c.crop_scale is not None:
-                crop = v2.RandomResizedCrop((height, width), scale=c.crop_scale, antialias=True)
-                boxes = [crop.make_params([probe]) for _ in range(batch_size)]
-                params["crop"] = torch.tensor([[b["top"], b["left"], b["height"], b["width"]] for b in boxes])
             if c.flip:
                 params["flip"] = torch.rand(batch_size) < 0.5
             if self._mixer is not None:
@@ -160,7 +321,23 @@ class Augmenter:
 
     def apply(self, images: torch.Tensor, targets: torch.Tensor, params: dict[str, torch.Tensor]
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Apply parameters from :meth:`sample`: ShufflePatches, crop, flip, mix, in that order (RDED's)."""
+        """Apply parameters from :meth:`sample`: ShufflePatches, crop, flip, mix, in that order (RDED's).
+
+        Each step is a few tensor ops for the whole batch (:func:`shuffle_patches`, :func:`resized_crops`, a masked
+        flip, torchvision's CutMix / MixUp). On CUDA nothing here waits for the device: the small CPU parameter
+        tensors travel by pinned, non-blocking copies, and only CPU tensors are read on the host.
+
+        Args:
+            images: ``(B, 3, H, W)`` float, on any device. targets: ``(B,)`` class indices or ``(B, C)``.
+            params: from :meth:`sample` (CPU tensors).
+
+        Returns:
+            ``(views, mixed targets)``: ``(B, 3, H, W)`` and ``(B, C)`` float32, on ``images``' device.
+
+        Raises:
+            TypeError: ``images`` not a 4-d float tensor. ValueError: targets of the wrong shape or range, or
+            parameters that do not fit the batch (see :func:`shuffle_patches`, :func:`resized_crops`).
+        """
         if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4:
             raise TypeError(f"`images` must be a float tensor (B, 3, H, W), got "
                             f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
@@ -168,14 +345,9 @@ class Augmenter:
         if "rows" in params:
             images = shuffle_patches(images, params["rows"], params["cols"])
         if "crop" in params:
-            size = list(images.shape[-2:])
-            images = torch.stack([v2.functional.resized_crop(img, *map(int, box), size=size, antialias=True)
-                                  for img, box in zip(images, params["crop"].tolist())])
+            images = resized_crops(images, params["crop"])
         if "flip" in params:
-            flip = params["flip"]
-            if images.is_cuda:  # a pageable host->device copy would synchronise the stream; a pinned one does not
-                flip = flip.pin_memory()
-            flip = flip.to(images.device, non_blocking=True).view(-1, 1, 1, 1)
+            flip = _to_device(params["flip"], images.device).view(-1, 1, 1, 1)
             images = torch.where(flip, images.flip(-1), images)
         if self._mixer is not None:
             mix: dict[str, Any] = {"lam_adjusted" if "box" in params else "lam": float(params["lam"])}
@@ -214,9 +386,13 @@ class View:
     params: dict[str, torch.Tensor]
 
 
+def _epoch_permutation(num_images: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(num_images, generator=generator(seed, epoch, "order"))
+
+
 def epoch_order(num_images: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
     """The global batches of an epoch: a permutation from ``(seed, epoch, "order")`` cut into ``batch_size`` pieces."""
-    order = torch.randperm(num_images, generator=generator(seed, epoch, "order"))
+    order = _epoch_permutation(num_images, seed, epoch)
     return [order[i:i + batch_size] for i in range(0, num_images, batch_size)]
 
 
@@ -231,7 +407,8 @@ def epoch_views(images: torch.Tensor, labels: torch.Tensor, augmenter: Augmenter
 
     Args:
         images: ``(N, 3, H, W)`` uint8 distilled images, or float pixels in [0, 1] (hallucinated images), on the
-            device the views should be on.
+            device the views should be on (keep them there for the whole run: nothing here moves them; the epoch's
+            order goes to their device once per epoch).
         labels: ``(N,)`` int64 class indices (same device).
         augmenter: the augmentation.
         batch_size: global batch size.
@@ -242,9 +419,11 @@ def epoch_views(images: torch.Tensor, labels: torch.Tensor, augmenter: Augmenter
     """
     n, (h, w) = images.shape[0], images.shape[-2:]
     gen = generator(seed, epoch, "augment", rank)
-    for step, batch in enumerate(epoch_order(n, batch_size, seed, epoch)):
-        index = batch[rank::world_size]
-        on_device = index.to(images.device, non_blocking=True)
+    order = _epoch_permutation(n, seed, epoch)
+    order_on_device = _to_device(order, images.device)  # once per epoch, not per batch
+    for step, start in enumerate(range(0, n, batch_size)):
+        index = order[start:start + batch_size][rank::world_size]
+        on_device = order_on_device[start:start + batch_size][rank::world_size]
         x = images[on_device].float().div_(255) if images.dtype == torch.uint8 else images[on_device].float()
         params = augmenter.sample(len(index), h, w, gen)
         views, targets = augmenter.apply(x, labels[on_device], params)

@@ -16,6 +16,7 @@ depend on which classes ran before (resumption, sharding across ranks).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -207,8 +208,32 @@ class DistilledSet(Dataset):
         return hashlib.sha256(self.images.contiguous().numpy().tobytes()).hexdigest()
 
     def epoch_images(self, seed: int, epoch: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """The images of every epoch: ``(N, 3, S, S)`` uint8 (the same each epoch)."""
+        """The images of every epoch: ``(N, 3, S, S)`` uint8 (the same each epoch), on ``device``.
+
+        A copy per call when the images are elsewhere: a run of many epochs moves them once, with
+        :meth:`to_device`, and asks that set (as :func:`~lightlabel.train_student` does).
+        """
         return self.images if device is None else self.images.to(device)
+
+    def to_device(self, device: torch.device | str) -> DistilledSet:
+        """The set with its images on ``device`` for a run's epochs, so :meth:`epoch_images` moves nothing.
+
+        ``self`` when the images are there already, else a shallow copy holding the images copied to ``device``
+        (labels, classes, sources and manifest shared); ``self`` never moves. :attr:`fingerprint`, :meth:`save`
+        and :attr:`storage_nbytes` read CPU images: ask the original set for them.
+
+        Args:
+            device: where the images should live.
+
+        Returns:
+            A :class:`DistilledSet` whose ``images`` are on ``device``.
+        """
+        device = torch.device(device)
+        if self.images.device == device:
+            return self
+        out = copy.copy(self)
+        out.images = self.images.to(device)
+        return out
 
     @property
     def storage_nbytes(self) -> int:

@@ -22,6 +22,7 @@ view gets its own online soft label (:func:`train_student` accepts a :class:`Fac
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -43,6 +44,7 @@ from ..data import as_dataset, dataset_classes, dataset_targets
 from ..errors import StoredLabelsError
 from ..inputs import InputSpec, input_spec_of
 from ..utils.files import atomic_write_bytes
+from ..utils.placement import module_device, on_device
 from ..utils.seeding import generator
 from ..version import __version__
 from .distill import DistilledSet, distill_images
@@ -230,9 +232,35 @@ class FactorizedSet(Dataset):
         return hashlib.sha256(self.to_bytes()).hexdigest()
 
     def epoch_images(self, seed: int, epoch: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """The epoch's images: every basis through the hallucinator :func:`epoch_hallucinators` draws for it."""
+        """The epoch's images: every basis through the hallucinator :func:`epoch_hallucinators` draws for it.
+
+        Made on ``device`` from the bases, which are copied there on every call when they are elsewhere: a run of
+        many epochs moves the bases and hallucinators once, with :meth:`to_device`, and asks that set (as
+        :func:`~lightlabel.train_student` does); then only the epoch's ``(N,)`` hallucinator indices travel.
+        """
         index = epoch_hallucinators(self.num_epoch_images, self.num_hallucinators, seed, epoch)
-        return self.generate(torch.arange(self.num_epoch_images), index, device)
+        return self.generate(torch.arange(self.num_epoch_images, device=self.bases.device), index, device)
+
+    def to_device(self, device: torch.device | str) -> FactorizedSet:
+        """The set with its bases and hallucinators on ``device`` for a run's epochs (see :meth:`epoch_images`).
+
+        ``self`` when both are there already, else a shallow copy holding the bases copied to ``device`` and the
+        hallucinators there (a deep copy when they are elsewhere); ``self`` never moves. :attr:`fingerprint`,
+        :meth:`save` and :meth:`to_bytes` read CPU tensors: ask the original set for them.
+
+        Args:
+            device: where the bases and hallucinators should live.
+
+        Returns:
+            A :class:`FactorizedSet` whose bases and hallucinators are on ``device``.
+        """
+        device = torch.device(device)
+        if self.bases.device == device and module_device(self.hallucinators) == device:
+            return self
+        out = copy.copy(self)
+        out.bases = self.bases.to(device)
+        out.hallucinators = on_device(self.hallucinators, device)
+        return out
 
     def bases_only(self) -> DistilledSet:
         """The bases alone, as a :class:`DistilledSet` (the control: no hallucinators)."""

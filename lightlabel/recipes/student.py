@@ -160,6 +160,9 @@ def train_student(
                         batch_size=protocol.batch_size, epochs=protocol.epochs, seed=seed, world_size=world_size,
                         hallucinated=distilled.hallucinated))
     augmenter = Augmenter(protocol.augment, num_classes)
+    # the images (a factorised set: its bases and hallucinators) go to the device once for the whole run, not once
+    # per epoch; the caller's set never moves
+    resident = distilled.to_device(device)
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -185,7 +188,7 @@ def train_student(
         total = torch.zeros((), device=device)
         t0 = time.perf_counter()
         planned = view_epoch(epoch)
-        images = distilled.epoch_images(seed, planned, device)
+        images = resident.epoch_images(seed, planned, device)
         for view in epoch_views(images, targets_all, augmenter, batch_size=protocol.batch_size, seed=seed,
                                 epoch=planned, rank=rank, world_size=world_size):
             soft = source.label(view.views, epoch=planned, step=view.step)
@@ -265,11 +268,12 @@ def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], dist
         raise ValueError(f"{source.kind} labels look at no views; label-view agreement needs a labeller")
     augmenter = Augmenter(protocol.augment, len(distilled.classes))
     targets = distilled.labels.to(device)
+    resident = distilled.to_device(device)  # moved once, not once per epoch
     n = in_source = dominant = 0
     p_max = logit_std = entropy = 0.0
     epoch = 0
     while n < views:
-        images = distilled.epoch_images(seed, epoch, device)
+        images = resident.epoch_images(seed, epoch, device)
         for view in epoch_views(images, targets, augmenter, batch_size=protocol.batch_size, seed=seed, epoch=epoch):
             logits = source.label(view.views, epoch=epoch, step=view.step).float()
             log_p = logits.log_softmax(-1)

@@ -1,0 +1,140 @@
+"""CPU time of RDED's student views, per image (lightlabel up to 29f9899) against batched (:class:`Augmenter`).
+
+RDED's views at ``f = 2`` (2 x 2 mosaics): ShufflePatches(2), RandomResizedCrop(scale=(1/2, 1)) back to the image
+size, horizontal flip, CutMix. The old path drew two ``torch.randperm`` and one torchvision
+``RandomResizedCrop.make_params`` per image and called ``v2.functional.resized_crop`` once per image; it is kept
+below, copied (``sample`` and ``apply`` as functions of the augmenter) from ``lightlabel/labeling/augment.py`` at commit 29f9899, as the baseline. The new path is
+the library's :class:`~lightlabel.labeling.augment.Augmenter`: one set of tensor ops per batch.
+
+For a batch of 100 images at 64 px and at 224 px, this times ``sample`` (parameters), ``apply`` (views) and both,
+the median of ``--reps`` repetitions (after 3 warm-up calls), on ``--threads`` CPU threads, and prints the ratio
+old / new. The two paths draw different random streams, so their views differ; both are RDED's distribution.
+
+    python benchmarks/augment_speed.py [--reps 30] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torchvision.transforms import v2
+
+import lightlabel as ll
+from lightlabel.labeling.augment import Augmenter, shuffle_patches
+
+
+# ------------------------------------------------------------------ the per-image baseline (commit 29f9899)
+@contextlib.contextmanager
+def _global_rng_from(gen: torch.Generator) -> Iterator[None]:
+    saved = torch.random.get_rng_state()
+    torch.random.set_rng_state(gen.get_state())
+    try:
+        yield
+    finally:
+        gen.set_state(torch.random.get_rng_state())
+        torch.random.set_rng_state(saved)
+
+
+def old_sample(aug: Augmenter, batch_size: int, height: int, width: int, gen: torch.Generator
+               ) -> dict[str, torch.Tensor]:
+    c, f = aug.config, aug.config.patches_per_side
+    params: dict[str, torch.Tensor] = {}
+    if aug.shuffles:
+        params["rows"] = torch.stack([torch.randperm(f, generator=gen) for _ in range(batch_size)])
+        params["cols"] = torch.stack([torch.randperm(f, generator=gen) for _ in range(batch_size)])
+    probe = torch.empty(3, height, width, device="meta")
+    with _global_rng_from(gen):
+        if c.crop_scale is not None:
+            crop = v2.RandomResizedCrop((height, width), scale=c.crop_scale, antialias=True)
+            boxes = [crop.make_params([probe]) for _ in range(batch_size)]
+            params["crop"] = torch.tensor([[b["top"], b["left"], b["height"], b["width"]] for b in boxes])
+        if c.flip:
+            params["flip"] = torch.rand(batch_size) < 0.5
+        if aug._mixer is not None:
+            mix = aug._mixer.make_params([probe.expand(batch_size, -1, -1, -1)])
+            if "box" in mix:
+                params["box"] = torch.tensor(mix["box"])
+            params["lam"] = torch.tensor(float(mix.get("lam_adjusted", mix.get("lam", 1.0))), dtype=torch.float64)
+    return params
+
+
+def old_apply(aug: Augmenter, images: torch.Tensor, targets: torch.Tensor, params: dict[str, torch.Tensor]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4:
+        raise TypeError(f"`images` must be a float tensor (B, 3, H, W), got "
+                        f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+    targets = aug._targets(images, targets)
+    if "rows" in params:
+        images = shuffle_patches(images, params["rows"], params["cols"])
+    if "crop" in params:
+        size = list(images.shape[-2:])
+        images = torch.stack([v2.functional.resized_crop(img, *map(int, box), size=size, antialias=True)
+                              for img, box in zip(images, params["crop"].tolist())])
+    if "flip" in params:
+        flip = params["flip"]
+        if images.is_cuda:
+            flip = flip.pin_memory()
+        flip = flip.to(images.device, non_blocking=True).view(-1, 1, 1, 1)
+        images = torch.where(flip, images.flip(-1), images)
+    if aug._mixer is not None:
+        mix: dict[str, Any] = {"lam_adjusted" if "box" in params else "lam": float(params["lam"])}
+        if "box" in params:
+            mix["box"] = tuple(int(v) for v in params["box"].tolist())
+        mix.update(labels=targets, batch_size=images.shape[0])
+        images = aug._mixer.transform(images, mix)
+        targets = aug._mixer.transform(targets, mix)
+    return images, targets
+
+
+# ------------------------------------------------------------------ timing
+def median_ms(fn: Callable[[], Any], reps: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def time_size(aug: Augmenter, size: int, batch: int, reps: int) -> list[tuple[str, float, float]]:
+    """``(part, per-image ms, batched ms)`` for ``sample``, ``apply`` and both, on ``batch`` noise images."""
+    x, y = torch.rand(batch, 3, size, size), torch.arange(batch) % aug.num_classes
+    gen = torch.Generator().manual_seed(0)
+    old_p, new_p = old_sample(aug, batch, size, size, gen), aug.sample(batch, size, size, gen)
+    cases = {
+        "sample": (lambda: old_sample(aug, batch, size, size, gen), lambda: aug.sample(batch, size, size, gen)),
+        "apply": (lambda: old_apply(aug, x, y, old_p), lambda: aug.apply(x, y, new_p)),
+        "both": (lambda: old_apply(aug, x, y, old_sample(aug, batch, size, size, gen)),
+                 lambda: aug.apply(x, y, aug.sample(batch, size, size, gen))),
+    }
+    return [(part, median_ms(old, reps), median_ms(new, reps)) for part, (old, new) in cases.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=30, help="repetitions per timing (median; at least 30)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--batch", type=int, default=100)
+    args = parser.parse_args()
+    if args.reps < 30:
+        parser.error("--reps must be at least 30")
+    torch.set_num_threads(args.threads)
+    aug = Augmenter(ll.AugmentConfig.rded(2), num_classes=10)
+    print(f"torch {torch.__version__}, {args.threads} CPU thread(s), batch {args.batch}, f = 2 (RDED's 2x2 views), "
+          f"median of {args.reps} in ms")
+    print(f"{'size':>5} {'part':>7} {'per-image':>10} {'batched':>9} {'ratio':>6}")
+    for size in (64, 224):
+        for part, t_old, t_new in time_size(aug, size, args.batch, args.reps):
+            print(f"{size:>5} {part:>7} {t_old:>10.2f} {t_new:>9.2f} {t_old / t_new:>5.1f}x")
+
+
+if __name__ == "__main__":
+    main()
