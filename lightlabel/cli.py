@@ -435,7 +435,7 @@ def cmd_train(args) -> None:
     if args.json:
         _echo(json.dumps(dataclasses.asdict(result), indent=1))
     else:
-        _echo(f"student {protocol.student}, {result.labels} labels, {protocol.name} protocol, {result.iterations} "
+        _echo(f"student {protocol.student}, {result.label_kind} labels, {protocol.name} protocol, {result.iterations} "
               f"steps: top-1 {result.top1:.4f} (best of last evaluations {result.best_top1:.4f}); "
               f"{result.seconds_per_iter:.3f} s/iteration; extra storage {result.extra_storage_bytes:,} bytes")
 

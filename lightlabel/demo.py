@@ -380,7 +380,7 @@ def run_demo(*, data: str | None = None, work_dir: str | None = None, base: str 
             "distill": asdict(cfg.distill), "protocol": protocol.to_dict()},
         "seed": seed, "adapter_bytes": projector.adapter_nbytes, "fit_before": before, "fit_after": after,
         "fit_ok": bool(after.get("agreement", 0) > before.get("agreement", 1) and after.get("top1", 0) >= before.get("top1", 1)),
-        "students": [{"labels": r.labels, "top1": r.top1, "extra_storage_bytes": r.extra_storage_bytes,
+        "students": [{"labels": r.label_kind, "top1": r.top1, "extra_storage_bytes": r.extra_storage_bytes,
                       "seconds_per_iter": r.seconds_per_iter, "iterations": r.iterations} for r in rows],
         "stored_soft_label_bytes": stored_here, "stored_soft_label_bytes_imagenet1k": stored_in1k,
         "teacher_bytes_imagenet1k_resnet18": teacher_nbytes("resnet18", 1000),

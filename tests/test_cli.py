@@ -47,7 +47,7 @@ def test_fit_distill_train_info_chain(tmp_path, cifar_train, models_dir, tiny_rn
     assert main(["train", str(distilled), "--labels", str(adapter), "--student", "cifar_resnet20", "--epochs", "1",
                  "--batch-size", "5", "--val", str(cifar_train), "--json", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["labels"] == "projector" and result["extra_storage_bytes"] > 0
+    assert result["label_kind"] == "projector" and result["extra_storage_bytes"] > 0
     scored = result["top1"] * 120  # a fraction of the 120 validation images: the validation set was used
     assert result["top1"] == result["history"][-1]["top1"] and abs(scored - round(scored)) < 1e-9
     assert result["protocol"]["name"] == "helio" and result["protocol"]["epochs"] == 1 and result["iterations"] == 2
@@ -55,7 +55,7 @@ def test_fit_distill_train_info_chain(tmp_path, cifar_train, models_dir, tiny_rn
                  "imagenet@32", "--protocol", "rded", "--student", "cifar_resnet20", "--epochs", "1", "--json",
                  "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["labels"] == "teacher" and result["protocol"]["soft_loss"] == "kl" and result["iterations"] == 1
+    assert result["label_kind"] == "teacher" and result["protocol"]["soft_loss"] == "kl" and result["iterations"] == 1
     assert main(["train", str(distilled), "--labels", "hard", "--student", "cifar_resnet20", "--epochs", "1",
                  "--batch-size", "5", "--quiet"]) == 0
     assert "hard labels" in capsys.readouterr().out

@@ -275,7 +275,7 @@ def test_students_on_a_factorized_set(built, resnet20, tmp_path):
     fs, _ = built
     protocol = ll.EvalProtocol.helio(epochs=2, batch_size=5, student="cifar_resnet20")
     result = ll.train_student(fs, resnet20, protocol, device="cpu", progress=False)
-    assert result.iterations == 2 * 2 and result.labels == "teacher"
+    assert result.iterations == 2 * 2 and result.label_kind == "teacher"
     hard = ll.train_student(fs, "hard", protocol, device="cpu", progress=False)
     assert hard.extra_storage_bytes == 0
     control = ll.train_student(fs.bases_only(), "hard", protocol, device="cpu", progress=False)

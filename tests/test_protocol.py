@@ -157,12 +157,12 @@ TOY = dict(epochs=2, batch_size=4, lr=0.2, eval_every=1)
 def test_the_labeller_sees_the_students_exact_view():
     distilled, source, student = _toy_set(), _Recorder(), _Tiny()
     result = ll.train_student(distilled, source, student_model=student, device="cpu", progress=False, **TOY)
-    assert isinstance(source, ll.LabelSource)
+    assert isinstance(ll.labeling.sources.as_label_source(source), ll.LabelSource)  # 0.2-style: hooks added
     assert source.calls == [(e, s) for e in range(2) for s in range(4)]
     assert len(student.inputs) == len(source.views) == 8
     for seen, view in zip(student.inputs, source.views):
         torch.testing.assert_close(seen, IMAGENET.normalize(view))
-    assert result.labels == "recorder" and result.extra_storage_bytes == 123 and result.iterations == 8
+    assert result.label_kind == "recorder" and result.extra_storage_bytes == 123 and result.iterations == 8
     first = next(epoch_views(distilled.images, distilled.labels, Augmenter(ll.AugmentConfig.rded(1), 2),
                              batch_size=4, seed=0, epoch=0))
     assert torch.equal(source.views[0], first.views), "the views are epoch_views' (the one source of views)"
@@ -195,7 +195,7 @@ def test_teacher_list_labels_use_each_teachers_input_spec():
         torch.testing.assert_close(source.label(views), teacher(cifar.normalize(views)))
         assert not torch.allclose(source.label(views), teacher(IMAGENET.normalize(views)), atol=1e-3)
     result = ll.train_student(distilled, [teacher], student_model=_Tiny(), device="cpu", progress=False, **TOY)
-    assert result.labels == "teachers" and result.extra_storage_bytes == 4 * (3 * 2 + 2)
+    assert result.label_kind == "teachers" and result.extra_storage_bytes == 4 * (3 * 2 + 2)
 
 
 def test_stored_labels_path_equals_online_teacher(tmp_path):
@@ -211,7 +211,7 @@ def test_stored_labels_path_equals_online_teacher(tmp_path):
     b.load_state_dict(a.state_dict())
     online = ll.train_student(distilled, _Recorder(), protocol, student_model=a, device="cpu", progress=False)
     replay = ll.train_student(distilled, stored, protocol, student_model=b, device="cpu", progress=False)
-    assert replay.labels == "stored" and replay.extra_storage_bytes == stored.extra_bytes()
+    assert replay.label_kind == "stored" and replay.extra_storage_bytes == stored.extra_bytes()
     for h_online, h_replay in zip(online.history, replay.history):
         assert h_replay["loss"] == pytest.approx(h_online["loss"], rel=2e-2)
     for x, y in zip(a.parameters(), b.parameters()):

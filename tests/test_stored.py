@@ -13,7 +13,7 @@ from test_protocol import TOY, _Recorder, _Tiny, _toy_set
 
 import lightlabel as ll
 from lightlabel.errors import StoredLabelsError
-from lightlabel.labeling.stored import LABEL_KEYS, compress_logits, decompress_logits
+from lightlabel.labeling.stored import LABEL_KEYS, VIEW_PLAN_VERSION, compress_logits, decompress_logits
 from lightlabel.storage import stored_label_nbytes, teacher_nbytes
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -102,7 +102,7 @@ def test_damaged_files_raise_the_librarys_error(tmp_path):
     with pytest.raises(StoredLabelsError):
         ll.StoredSoftLabels(tmp_path).label(torch.zeros(4, 3, 8, 8), epoch=1, step=0)
     meta = tmp_path / "stored-labels.json"
-    meta.write_text(meta.read_text().replace('"view_plan_version": 2', '"view_plan_version": 99'))
+    meta.write_text(meta.read_text().replace(f'"view_plan_version": {VIEW_PLAN_VERSION}', '"view_plan_version": 99'))
     with pytest.raises(StoredLabelsError, match="view-plan version"):
         ll.StoredSoftLabels(tmp_path)
     meta.write_text("{not json")

@@ -33,7 +33,7 @@ __all__ = ["VIEW_PLAN_VERSION", "StoredSoftLabels", "compress_logits", "decompre
 
 META = "stored-labels.json"
 #: Version of the view plan (data order and augmentation streams); stored labels made under another are refused.
-VIEW_PLAN_VERSION = 2
+VIEW_PLAN_VERSION = 3  # 3: RDED's crops and patch shuffles drawn for the whole batch at once (0.3)
 
 
 #: Compact dtypes of the recorded augmentation parameters; per-view keys are concatenated, per-batch ones stacked.

@@ -7,11 +7,11 @@ of a comparison, and the labeller labels exactly the views the student trains on
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,8 @@ class StudentResult:
     Attributes:
         top1: top-1 after the last epoch, in [0, 1] (``nan`` without a validation set).
         best_top1: the best of the protocol's last evaluations (RDED's reported figure), in [0, 1] (``nan``).
-        labels: the label source's kind (``"projector"``, ``"teacher"``, ``"teachers"``, ``"stored"``, ``"hard"``).
+        label_kind: the label source's kind (``"projector"``, ``"teacher"``, ``"teachers"``, ``"stored"``, ``"hard"``;
+            ``labels`` is its deprecated 0.2 name).
         seconds_per_iter: mean wall time of a training iteration (labelling included), seconds, over the epochs
             after the first two (warm-up); CUDA is synchronised once per epoch, not per iteration.
         peak_memory_bytes: bytes; peak CUDA memory allocated during training, or on CPU the peak resident set
@@ -59,7 +60,7 @@ class StudentResult:
 
     top1: float
     best_top1: float
-    labels: str
+    label_kind: str
     seconds_per_iter: float
     peak_memory_bytes: int
     peak_memory_kind: str
@@ -68,6 +69,12 @@ class StudentResult:
     iterations: int
     history: list[dict[str, Any]] = field(default_factory=list)
     protocol: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> str:
+        """Deprecated: :attr:`label_kind`."""
+        warnings.warn("StudentResult.labels is deprecated: use label_kind", DeprecationWarning, stacklevel=2)
+        return self.label_kind
 
 
 def _patches_per_side(distilled: DistilledSet) -> int:
@@ -92,7 +99,7 @@ def _param_groups(model: nn.Module, protocol: EvalProtocol) -> list[dict[str, An
 
 def train_student(
     distilled: DistilledSet | FactorizedSet,
-    labels: LabelSource | nn.Module | list[nn.Module] | str,
+    labeller: LabelSource | nn.Module | list[nn.Module] | str | None = None,
     protocol: EvalProtocol | None = None,
     *,
     val_set: Dataset | str | os.PathLike | None = None,
@@ -102,6 +109,7 @@ def train_student(
     device: torch.device | str | None = None,
     progress: bool = True,
     save_interval_s: float = 60.0,
+    labels: LabelSource | nn.Module | list[nn.Module] | str | None = None,
     **overrides: Any,
 ) -> StudentResult:
     """Train a student on distilled images with labels from a projector, a teacher, stored labels, or hard labels.
@@ -110,7 +118,7 @@ def train_student(
         distilled: the distilled set (uint8 images, labels, and a manifest saying its patch grid), or a
             :class:`~lightlabel.FactorizedSet` (each epoch, every basis through a hallucinator drawn from
             ``(seed, epoch)``; every hallucinated, augmented view gets its own online label).
-        labels: any :class:`~lightlabel.LabelSource`: a :class:`~lightlabel.Projector` (online projector labels,
+        labeller: any :class:`~lightlabel.LabelSource`: a :class:`~lightlabel.Projector` (online projector labels,
             from a merged copy of it: the projector passed in is not changed),
             a teacher module carrying an ``input_spec`` or a list of them (online teacher labels, RDED style),
             :class:`~lightlabel.StoredSoftLabels` (SRe2L style), or ``"hard"`` (CutMix targets only).
@@ -128,6 +136,7 @@ def train_student(
         student_model: a student module instead of ``protocol.student`` (its weights are trained in place).
         device: default CUDA when available.
         progress: a progress bar over the epochs.
+        labels: the deprecated name of ``labeller`` (lightlabel 0.2).
         **overrides: fields of the protocol to replace (e.g. ``epochs=2``).
 
     Returns:
@@ -140,111 +149,145 @@ def train_student(
 
     Source: RDED validation code; HeLlO supplementary A.6 and Table 3; Alg. 1 lines 12-15.
     """
+    labeller = _deprecated_name(labeller, labels, "train_student")
     check_save_interval(save_interval_s)
     protocol = (protocol or default_protocol(distilled)).replace(**overrides)
-    num_classes = len(distilled.classes)
-    source = as_label_source(labels, num_classes)
     device = resolve_device(device)
-    if isinstance(source, ModelLabels) and source.is_projector and not source.model.merged:
-        # label with a merged copy (the fast inference path); the caller's projector is left as it is
-        source = ModelLabels(copy.deepcopy(source.model).to(device).merge(), kind=source.kind,
-                             autocast=source.autocast)
-    source = as_label_source(source, device=device)  # a copy when the caller's model is elsewhere (never moved)
-    rank, world_size = world()
-    per_rank_batch(protocol.batch_size)  # validates that the processes divide the global batch
-    size = distilled.image_size
-    num_images = distilled.num_epoch_images
-    prepare = getattr(source, "prepare", None)
-    if prepare is not None:
-        prepare(RunInfo(images_sha256=distilled.fingerprint, num_images=num_images, augment=protocol.augment,
-                        batch_size=protocol.batch_size, epochs=protocol.epochs, seed=seed, world_size=world_size,
-                        hallucinated=distilled.hallucinated))
-    augmenter = Augmenter(protocol.augment, num_classes)
-    # the images (a factorised set: its bases and hallucinators) go to the device once for the whole run, not once
-    # per epoch; the caller's set never moves
-    resident = distilled.to_device(device)
-
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        model = student_model if student_model is not None else build_model(protocol.student, num_classes, low_res=size <= 64,
-                                                                image_size=size)
-    model = model.to(device).train()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    net = ddp(model, device) if world_size > 1 else model
-    steps_per_epoch = protocol.steps_per_epoch(num_images)
-    total_steps = protocol.total_steps(num_images)
-    opt = torch.optim.AdamW(_param_groups(model, protocol), lr=protocol.lr, weight_decay=protocol.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: protocol.lr_factor(step, step // steps_per_epoch, total_steps))
-    targets_all = distilled.labels.to(device)
-    val = TransformedDataset(as_dataset(val_set), eval_transform(size)) if val_set is not None else None
-    evals = set(protocol.eval_epochs())
-    student_input = protocol.student_input
-
-    view_epoch = getattr(source, "view_epoch", lambda e: e)  # pruned stored labels replay a kept epoch's views
-
-    def step(epoch: int) -> dict[str, Any]:
-        total = torch.zeros((), device=device)
-        t0 = time.perf_counter()
-        planned = view_epoch(epoch)
-        images = resident.epoch_images(seed, planned, device)
-        for view in epoch_views(images, targets_all, augmenter, batch_size=protocol.batch_size, seed=seed,
-                                epoch=planned, rank=rank, world_size=world_size):
-            soft = source.label(view.views, epoch=planned, step=view.step)
-            x = student_input.normalize(view.views)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            out = net(x)
-            if soft is None:
-                loss = F.cross_entropy(out.float(), view.targets)
-            else:
-                loss = soft_label_loss(out, soft, view.targets, kind=protocol.soft_loss, ce_weight=protocol.ce_weight,
-                                       temperature=protocol.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.detach()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # once per epoch, for the timing
-        record: dict[str, Any] = {"loss": float(total) / steps_per_epoch, "seconds": time.perf_counter() - t0}
-        if val is not None and epoch + 1 in evals:
-            record["top1"] = evaluate(model, val, input_spec=student_input, device=device)
-            logger.info("student (%s labels) epoch %d/%d: loss %.4f, top-1 %.4f", source.kind, epoch + 1,
-                        protocol.epochs, record["loss"], record["top1"])
-        return record
-
-    settings = {"protocol": protocol.to_dict(), "labels": source.describe(), "images": distilled.fingerprint,
-                "seed": seed, "val": None if val is None else len(val), "world": world_size,
-                "student": protocol.student if student_model is None else type(student_model).__name__}
+    source = _fast_source(labeller, len(distilled.classes), device)
+    run = _StudentRun(distilled, source, protocol, seed=seed, device=device, val_set=val_set,
+                      student_model=student_model)
     memory_kind = reset_peak_memory(device)
-    history = run_epochs(epochs=protocol.epochs, step=step, state={"model": model, "opt": opt, "sched": sched},
-                         path=None if out_dir is None else Path(out_dir) / "student-state.pt", settings=settings,
-                         what=f"student ({source.kind} labels)", seed=seed, device=device, progress=progress,
-                         save_interval_s=save_interval_s)
+    history = run_epochs(epochs=protocol.epochs, step=run.step, state=run.state(),
+                         path=None if out_dir is None else Path(out_dir) / "student-state.pt",
+                         settings=run.settings(student_model), what=f"student ({source.kind} labels)", seed=seed,
+                         device=device, progress=progress, save_interval_s=save_interval_s)
     timed = history[min(2, len(history) - 1):]
     scored = [h["top1"] for h in history if "top1" in h]
     return StudentResult(
         top1=scored[-1] if scored and "top1" in history[-1] else float("nan"),
-        best_top1=max(scored) if scored else float("nan"), labels=source.kind,
-        seconds_per_iter=sum(h["seconds"] for h in timed) / max(len(timed) * steps_per_epoch, 1),
+        best_top1=max(scored) if scored else float("nan"), label_kind=source.kind,
+        seconds_per_iter=sum(h["seconds"] for h in timed) / max(len(timed) * run.steps_per_epoch, 1),
         peak_memory_bytes=int(peak_memory_bytes(device)), peak_memory_kind=memory_kind,
-        extra_storage_bytes=int(source.extra_bytes()), epochs=protocol.epochs, iterations=total_steps,
+        extra_storage_bytes=int(source.extra_bytes()), epochs=protocol.epochs, iterations=run.total_steps,
         history=history, protocol=protocol.to_dict())
 
 
+def _deprecated_name(labeller: Any, labels: Any, where: str) -> Any:
+    """``labeller``, or the value of its deprecated 0.2 name ``labels`` (with a DeprecationWarning).
+
+    Raises:
+        TypeError: both or neither given.
+    """
+    if labels is not None:
+        if labeller is not None:
+            raise TypeError(f"{where}: give `labeller` only (`labels` is its deprecated name)")
+        warnings.warn(f"{where}(labels=...) is deprecated: the argument is `labeller`", DeprecationWarning,
+                      stacklevel=3)
+        return labels
+    if labeller is None:
+        raise TypeError(f"{where} needs a `labeller`: a Projector, a teacher, teachers, a LabelSource or 'hard'")
+    return labeller
+
+
+def _fast_source(labeller: Any, num_classes: int, device: torch.device) -> LabelSource:
+    """The label source on ``device``, a model labeller on its fast path (:meth:`ModelLabels.optimized`: a merged
+    or folded copy; the caller's model is never changed or moved)."""
+    source = as_label_source(labeller, num_classes)
+    return source.optimized(device) if isinstance(source, ModelLabels) else source
+
+
+class _StudentRun:
+    """One student run: its model, optimiser, schedule, views and the step of one epoch (HeLlO Alg. 1 lines 12-15)."""
+
+    def __init__(self, distilled: DistilledSet | FactorizedSet, source: LabelSource, protocol: EvalProtocol, *,
+                 seed: int, device: torch.device, val_set: Any, student_model: nn.Module | None) -> None:
+        self.distilled, self.source, self.protocol, self.seed, self.device = distilled, source, protocol, seed, device
+        self.rank, self.world_size = world()
+        per_rank_batch(protocol.batch_size)  # validates that the processes divide the global batch
+        num_images, size = distilled.num_epoch_images, distilled.image_size
+        source.prepare(RunInfo(images_sha256=distilled.fingerprint, num_images=num_images, augment=protocol.augment,
+                               batch_size=protocol.batch_size, epochs=protocol.epochs, seed=seed,
+                               world_size=self.world_size, hallucinated=distilled.hallucinated))
+        self.augmenter = Augmenter(protocol.augment, len(distilled.classes))
+        # the images (a factorised set: its bases and hallucinators) go to the device once for the whole run, not
+        # once per epoch; the caller's set never moves
+        self.resident = distilled.to_device(device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            model = student_model if student_model is not None else build_model(
+                protocol.student, len(distilled.classes), low_res=size <= 64, image_size=size)
+        self.model = model.to(device).train()
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = ddp(self.model, device) if self.world_size > 1 else self.model
+        self.steps_per_epoch = protocol.steps_per_epoch(num_images)
+        self.total_steps = protocol.total_steps(num_images)
+        self.opt = torch.optim.AdamW(_param_groups(self.model, protocol), lr=protocol.lr,
+                                     weight_decay=protocol.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda step: protocol.lr_factor(step, step // self.steps_per_epoch, self.total_steps))
+        self.targets = distilled.labels.to(device)
+        self.val = TransformedDataset(as_dataset(val_set), eval_transform(size)) if val_set is not None else None
+        self.evals = set(protocol.eval_epochs())
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model, "opt": self.opt, "sched": self.sched}
+
+    def settings(self, student_model: nn.Module | None) -> dict[str, Any]:
+        """What a resumed run must share with the saved one."""
+        return {"protocol": self.protocol.to_dict(), "labels": self.source.describe(),
+                "images": self.distilled.fingerprint, "seed": self.seed,
+                "val": None if self.val is None else len(self.val), "world": self.world_size,
+                "student": self.protocol.student if student_model is None else type(student_model).__name__}
+
+    def _loss(self, out: torch.Tensor, soft: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
+        if soft is None:
+            return F.cross_entropy(out.float(), targets)
+        p = self.protocol
+        return soft_label_loss(out, soft, targets, kind=p.soft_loss, ce_weight=p.ce_weight, temperature=p.temperature)
+
+    def step(self, epoch: int) -> dict[str, Any]:
+        """One epoch: views from ``(seed, epoch)``, labelled online (or read), one optimiser step per batch."""
+        device, protocol = self.device, self.protocol
+        total = torch.zeros((), device=device)
+        t0 = time.perf_counter()
+        planned = self.source.view_epoch(epoch)  # pruned stored labels replay a kept epoch's views
+        images = self.resident.epoch_images(self.seed, planned, device)
+        for view in epoch_views(images, self.targets, self.augmenter, batch_size=protocol.batch_size, seed=self.seed,
+                                epoch=planned, rank=self.rank, world_size=self.world_size):
+            soft = self.source.label(view.views, epoch=planned, step=view.step)
+            x = protocol.student_input.normalize(view.views)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss = self._loss(self.net(x), soft, view.targets)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            total += loss.detach()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # once per epoch, for the timing
+        record: dict[str, Any] = {"loss": float(total) / self.steps_per_epoch, "seconds": time.perf_counter() - t0}
+        if self.val is not None and epoch + 1 in self.evals:
+            record["top1"] = evaluate(self.model, self.val, input_spec=protocol.student_input, device=device)
+            logger.info("student (%s labels) epoch %d/%d: loss %.4f, top-1 %.4f", self.source.kind, epoch + 1,
+                        protocol.epochs, record["loss"], record["top1"])
+        return record
+
+
 @torch.no_grad()
-def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], distilled: DistilledSet,
-                         protocol: EvalProtocol | None = None, *, views: int = 1000, seed: int = 0,
-                         device: torch.device | str | None = None) -> dict[str, float]:
+def label_view_agreement(labeller: LabelSource | nn.Module | list[nn.Module] | None = None,
+                         distilled: DistilledSet | None = None, protocol: EvalProtocol | None = None, *,
+                         views: int = 1000, seed: int = 0, device: torch.device | str | None = None,
+                         labels: LabelSource | nn.Module | list[nn.Module] | None = None) -> dict[str, float]:
     """How often a labeller names a class that is actually in the view: a diagnostic of labels and views.
 
     The views are the first ``views`` views a student run with this ``protocol`` and ``seed`` trains on (the same
     tensors, from :func:`~lightlabel.labeling.augment.epoch_views`).
 
     Args:
-        labels: a labeller (any label source that looks at views: projector, teacher(s)).
+        labeller: a labeller (any label source that looks at views: projector, teacher(s)); ``labels`` is its
+            deprecated 0.2 name.
         distilled: the distilled set.
         protocol: the views' protocol (default as in :func:`train_student`).
         views: how many views to label (whole batches; at least this many).
@@ -261,9 +304,12 @@ def label_view_agreement(labels: LabelSource | nn.Module | list[nn.Module], dist
     Raises:
         ValueError: a source that does not look at views (hard or stored labels).
     """
+    labeller = _deprecated_name(labeller, labels, "label_view_agreement")
+    if distilled is None:
+        raise TypeError("label_view_agreement needs `distilled`")
     protocol = protocol or default_protocol(distilled)
     device = resolve_device(device)
-    source = as_label_source(labels, len(distilled.classes), device=device)
+    source = as_label_source(labeller, len(distilled.classes), device=device)
     if source.input_spec is None:
         raise ValueError(f"{source.kind} labels look at no views; label-view agreement needs a labeller")
     augmenter = Augmenter(protocol.augment, len(distilled.classes))
