@@ -175,3 +175,66 @@ def test_distill_images_on_cuda_leaves_the_callers_observer_on_the_cpu(cifar_ds,
                             image_size=32, device=CUDA, progress=False)
     assert out.images.dtype == torch.uint8 and out.images.shape == (10, 3, 32, 32)
     assert next(observer.parameters()).device.type == "cpu", "the caller's observer must not move"
+
+
+def test_no_host_sync_in_twenty_labelled_student_steps(make_projector):
+    """Issue 31: the step a student loop runs (RDED's 2x2 views, online projector labels, the student's forward,
+    backward and AdamW step) never waits for the GPU; torch raises on any synchronising call in sync-debug mode."""
+    from lightlabel.labeling.augment import Augmenter, epoch_views
+    from lightlabel.labeling.sources import ModelLabels
+    from lightlabel.models import build_model
+
+    projector = make_projector()
+    randomize_adapter(projector)
+    source = ModelLabels(projector).optimized(CUDA)
+    student = build_model("resnet18", 10, low_res=True, image_size=32).to(CUDA).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(student.parameters(), lr=1e-3)
+    images = torch.randint(0, 256, (160, 3, 32, 32), dtype=torch.uint8, device=CUDA)
+    labels = (torch.arange(160) % 10).to(CUDA)
+    augmenter = Augmenter(ll.AugmentConfig.rded(2), 10)
+    spec = ll.InputSpec.imagenet()
+
+    def run(epoch: int) -> None:
+        for view in epoch_views(images, labels, augmenter, batch_size=8, seed=0, epoch=epoch):
+            soft = source.label(view.views)
+            out = student(spec.normalize(view.views).contiguous(memory_format=torch.channels_last))
+            loss = ll.soft_label_loss(out, soft, view.targets, kind="mse", ce_weight=0.025)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    run(0)  # warm-up: cuDNN plans, the cached normalisation constants, the optimiser's state
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        run(1)  # 20 steps
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def test_relabeler_call_has_no_host_sync(make_projector):
+    projector = make_projector().to(CUDA).merge()
+    relabeler = ll.OnlineRelabeler(projector, input_spec=IMAGENET32, seed=0, check_every=1000)
+    images = IMAGENET32.normalize(torch.rand(16, 3, 32, 32, device=CUDA))
+    targets = torch.arange(16, device=CUDA) % 10
+    relabeler(images, targets)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(20):
+            relabeler(images, targets)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+def test_teacher_module_under_data_parallel_on_two_gpus_equals_one_module(make_projector, cifar_batch):
+    """Issue 32: RDED and SRe2L wrap their teacher in nn.DataParallel; every replica must hold its own merged head."""
+    projector = make_projector()
+    randomize_adapter(projector)
+    spec = ll.InputSpec.cifar10_dd()
+    teacher = projector.as_teacher(spec).to(CUDA)
+    images = spec.normalize(cifar_batch[0]).to(CUDA)
+    single = teacher(images)
+    parallel = torch.nn.DataParallel(teacher, device_ids=[0, 1])(images)
+    torch.testing.assert_close(parallel, single, rtol=1e-4, atol=1e-4)
