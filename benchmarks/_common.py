@@ -6,6 +6,7 @@ import hashlib
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -81,8 +82,14 @@ def write_section(key: str, body: str) -> None:
     atomic_write_text(RESULTS, text)
 
 
-def timeit(fn, *, repeat: int = 5, warmup: int = 1, device: torch.device | None = None) -> float:
-    """Median wall time of ``fn()`` in seconds (CUDA synchronised)."""
+def timeit(fn, *, repeat: int = 5, warmup: int = 1, device: torch.device | None = None, calls: int = 1) -> float:
+    """Median wall time of one ``fn()`` call in seconds: ``repeat`` timings of ``calls`` back-to-back calls each,
+    with one CUDA synchronisation per timing (not per call, which would time the sync)."""
+    return statistics.median(timings(fn, repeat=repeat, warmup=warmup, device=device, calls=calls))
+
+
+def timings(fn, *, repeat: int = 5, warmup: int = 1, device: torch.device | None = None, calls: int = 1) -> list[float]:
+    """Seconds per ``fn()`` call of each of ``repeat`` timings of ``calls`` back-to-back calls (see :func:`timeit`)."""
     sync = (lambda: torch.cuda.synchronize(device)) if device is not None and device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
@@ -90,10 +97,11 @@ def timeit(fn, *, repeat: int = 5, warmup: int = 1, device: torch.device | None 
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        fn()
+        for _ in range(calls):
+            fn()
         sync()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        times.append((time.perf_counter() - t0) / calls)
+    return times
 
 
 def bench_projector(base: str, num_classes: int, head_rank: int, *, device: torch.device, seed: int = 0,
