@@ -119,16 +119,7 @@ INPUT_HELP = ("input normalisation of plain teacher state dicts, which record no
               "'m1,m2,m3/s1,s2,s3', optionally '@SIZE' (akamaster's CIFAR-10 ResNets: imagenet@32)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog="lightlabel", formatter_class=fmt,
-        description="Online soft labels for dataset distillation: a frozen CLIP model plus a few-MB adapter (HeLlO).",
-        epilog="examples:\n  lightlabel demo\n  lightlabel fit data/train --out adapter.safetensors\n"
-               "  lightlabel info adapter.safetensors\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300")
-    parser.add_argument("--version", action="version", version=f"lightlabel {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_fit(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("fit", formatter_class=fmt, help="fit an adapter to weak teachers (trains them if none given)",
                        description="Fit a projector's adapter to (weak) teachers on DATA, an ImageFolder (HeLlO Eq. 5).",
                        epilog="examples:\n  lightlabel fit imagenet/train --teachers t/teacher-epoch0*.pt --out a.safetensors\n"
@@ -155,6 +146,8 @@ def _parser() -> argparse.ArgumentParser:
                      title="TeacherConfig settings, when no --teachers are given (lightlabel.configs.TeacherConfig)")
     _common(p)
 
+
+def _add_distill(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("distill", formatter_class=fmt, help="build distilled images (RDED + Eq. 7 refinement)",
                        description="Select, stitch and optionally refine distilled images from DATA.",
                        epilog="example:\n  lightlabel distill cifar10/train --observer resnet56.th --observer-input "
@@ -168,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     add_config_flags(p, configs.DistillConfig, skip=("seed",))
     _common(p)
 
+
+def _add_factorize(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("factorize", formatter_class=fmt, help="learn factorised distilled images (HaBa bases + "
                                                               "hallucinators)",
                        description="Learn a few bases per class and shared hallucinators from DATA (HaBa with "
@@ -182,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     add_config_flags(p, configs.FactorizeConfig, skip=("seed",))
     _common(p)
 
+
+def _add_train(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("train", formatter_class=fmt, help="train a student on a distilled set, report top-1",
                        description="Train a student on DISTILLED with online projector or teacher labels, stored "
                                    "labels, or hard labels, under an evaluation protocol (RDED's or HeLlO's preset).",
@@ -205,6 +202,8 @@ def _parser() -> argparse.ArgumentParser:
     add_config_flags(p, configs.EvalProtocol, skip=("name", "source"))
     _common(p)
 
+
+def _add_select(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("select", formatter_class=fmt, help="choose which checkpoints of a trajectory to imitate",
                        description="Short student runs with each candidate group of CHECKPOINTS (a training run's "
                                    "checkpoints in order) labelling online; the group that teaches DISTILLED best on "
@@ -221,12 +220,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="evaluation protocol preset (default: helio)")
     _common(p)
 
+
+def _add_info(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("info", formatter_class=fmt, help="describe an adapter (file, folder or Hub id) or a factorised set",
                        epilog="example:\n  lightlabel info org/lightlabel-rn50-quickgelu-imagenet1k-r8")
     p.add_argument("adapter")
     p.add_argument("--json", action="store_true")
     _common(p)
 
+
+def _add_storage(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("storage", formatter_class=fmt, help="stored soft labels vs teacher vs adapter, in bytes",
                        epilog="examples:\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300\n"
                               "  lightlabel storage --classes 10 --ipc 50 --epochs 300 --adapter adapter.safetensors")
@@ -241,12 +244,16 @@ def _parser() -> argparse.ArgumentParser:
                                                          "--values int8 --keep-epochs 0.1")
     _common(p)
 
+
+def _add_doctor(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("doctor", formatter_class=fmt, help="versions, device, bases, data and caches, for bug reports",
                        description="Print what lightlabel sees on this machine: versions, the device, which bases are "
                                    "shipped or cached, the data sources found, and the cache folders with their sizes.",
                        epilog="example:\n  lightlabel doctor        # paste its output into a bug report")
     _common(p)
 
+
+def _add_push(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("push", formatter_class=fmt, help="upload an adapter and its model card to the Hub",
                        epilog="example:\n  lightlabel push adapter.safetensors me/lightlabel-rn50-quickgelu-imagenet1k-r8")
     p.add_argument("adapter")
@@ -256,6 +263,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--message", default=None)
     _common(p)
 
+
+def _add_demo(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("demo", formatter_class=fmt, help="the whole pipeline on real images, offline (< 15 min on CPU)",
                        description="Real weak and strong teachers -> fit_adapter -> distill_images (IPC 10) -> students "
                                    "with projector, online-teacher and hard labels under the HeLlO protocol, sized for "
@@ -275,6 +284,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", action="store_true", help="never download data or teachers")
     p.add_argument("--full", action="store_true", help="paper-size epochs instead of the CPU-sized defaults")
     _common(p)
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="lightlabel", formatter_class=fmt,
+        description="Online soft labels for dataset distillation: a frozen CLIP model plus a few-MB adapter (HeLlO).",
+        epilog="examples:\n  lightlabel demo\n  lightlabel fit data/train --out adapter.safetensors\n"
+               "  lightlabel info adapter.safetensors\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300")
+    parser.add_argument("--version", action="version", version=f"lightlabel {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_fit, _add_distill, _add_factorize, _add_train, _add_select, _add_info, _add_storage, _add_doctor, _add_push, _add_demo):
+        add(sub, fmt)
     return parser
 
 

@@ -131,6 +131,54 @@ def build_model(arch: str, num_classes: int, *, low_res: bool = False, image_siz
     return model
 
 
+def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(metadata written by save_teacher or {}, state dict without "module." prefixes)`` of a checkpoint file.
+
+    Raises:
+        FileNotFoundError: no file. ValueError: not a torch checkpoint, or no state dict in it.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({e})") from e
+    meta: dict[str, Any] = blob if isinstance(blob, dict) and blob.get("format") == CHECKPOINT_FORMAT else {}
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: no state dict found (keys: {list(blob)[:8] if isinstance(blob, dict) else type(blob)})")
+    return meta, {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _cifar_resnet_arch(state: dict[str, torch.Tensor]) -> str | None:
+    """``cifar_resnet<6n+2>`` for a CIFAR ResNet state dict (its depth read from the keys), else ``None``."""
+    if "layer1.0.conv1.weight" not in state or "linear.weight" not in state:
+        return None
+    blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("layer1."))
+    return f"cifar_resnet{6 * blocks + 2}"
+
+
+def _checkpoint_input(path: Path, meta: dict[str, Any], input_spec: InputSpec | None) -> InputSpec:
+    """The recorded input of a checkpoint, or the one given for a plain state dict (which records none).
+
+    Raises:
+        ValueError: a given spec that contradicts the recorded one, or none for a plain state dict.
+        TypeError: ``input_spec`` is not an InputSpec.
+    """
+    if "mean" in meta:
+        recorded = InputSpec(tuple(meta["mean"]), tuple(meta["std"]), meta.get("image_size"))
+        if input_spec is not None and input_spec != recorded:
+            raise ValueError(f"{path}: `input_spec` ({input_spec}) contradicts the checkpoint's recorded input "
+                             f"({recorded}); leave it out")
+        return recorded
+    if input_spec is None:
+        raise ValueError(f"{path}: a plain state dict records no input normalisation; pass `input_spec=` "
+                         f"(e.g. lightlabel.InputSpec.imagenet(32) for akamaster's CIFAR-10 ResNets)")
+    if not isinstance(input_spec, InputSpec):
+        raise TypeError(f"`input_spec` must be an InputSpec, got {type(input_spec).__name__}")
+    return input_spec
+
+
 def save_teacher(model: nn.Module, path: str | os.PathLike, *, arch: str, classes: Sequence[str], low_res: bool,
                  input_spec: InputSpec, **extra: Any) -> Path:
     """Write a teacher checkpoint atomically: state dict plus what :func:`load_teacher` needs to rebuild it and
@@ -186,21 +234,8 @@ def load_teacher(path: str | os.PathLike, *, input_spec: InputSpec | None = None
                              "leave it out")
         return model
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher checkpoint not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({e})") from e
-    meta: dict[str, Any] = blob if isinstance(blob, dict) and blob.get("format") == CHECKPOINT_FORMAT else {}
-    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: no state dict found (keys: {list(blob)[:8] if isinstance(blob, dict) else type(blob)})")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    arch = arch or meta.get("arch")
-    if arch is None and "layer1.0.conv1.weight" in state and "linear.weight" in state:
-        blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("layer1."))
-        arch = f"cifar_resnet{6 * blocks + 2}"
+    meta, state = _read_checkpoint(path)
+    arch = arch or meta.get("arch") or _cifar_resnet_arch(state)
     if arch is None:
         raise ValueError(f"{path}: cannot tell the architecture from the checkpoint; pass `arch=`")
     classes = meta.get("classes")
@@ -215,17 +250,7 @@ def load_teacher(path: str | os.PathLike, *, input_spec: InputSpec | None = None
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"{path}: weights do not fit {arch!r} with {num_classes} classes: missing "
                          f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
-    if "mean" in meta:
-        recorded = InputSpec(tuple(meta["mean"]), tuple(meta["std"]), meta.get("image_size"))
-        if input_spec is not None and input_spec != recorded:
-            raise ValueError(f"{path}: `input_spec` ({input_spec}) contradicts the checkpoint's recorded input "
-                             f"({recorded}); leave it out")
-        input_spec = recorded
-    elif input_spec is None:
-        raise ValueError(f"{path}: a plain state dict records no input normalisation; pass `input_spec=` "
-                         f"(e.g. lightlabel.InputSpec.imagenet(32) for akamaster's CIFAR-10 ResNets)")
-    elif not isinstance(input_spec, InputSpec):
-        raise TypeError(f"`input_spec` must be an InputSpec, got {type(input_spec).__name__}")
+    input_spec = _checkpoint_input(path, meta, input_spec)
     model.eval().requires_grad_(False).to(device)
     model.classes = classes
     model.input_spec = input_spec

@@ -418,88 +418,21 @@ def distill_images(
     Source: RDED Sec. 4.2-4.3, Alg. 1, Eq. 8-9; HeLlO Sec. 3.4, Eq. 6-7, supplementary A.5.
     """
     cfg = config_from(DistillConfig, config, overrides)
-    ipc, patches_per_image, k = cfg.ipc, cfg.patches_per_image, cfg.grid
     if not isinstance(observer, nn.Module):
         raise TypeError(f"`observer` must be an nn.Module, got {type(observer).__name__}")
-    dataset = as_dataset(train_set)
-    classes = list(class_names) if class_names is not None else dataset_classes(dataset)
-    if classes is None:
-        raise ValueError("pass `class_names`: the dataset has no `classes` attribute")
-    targets = torch.tensor(dataset_targets(dataset))
     device = resolve_device(device)
-    is_projector = isinstance(observer, Projector)
-    spec = input_spec_of(observer, "observer")
-    size = int(cfg.image_size or (None if is_projector or spec.image_size is None else spec.image_size[0])
-               or image_size_of(dataset))
-    if size % k:
-        raise ValueError(f"`image_size` {size} is not divisible by the {k}x{k} grid of patches_per_image={patches_per_image}")
-    patch = size // k
-    refiner = on_device(projector, device) if projector is not None else None
-    observer = on_device(observer.eval(), device)  # a copy when it is elsewhere: the caller's model never moves
-    with torch.no_grad():
-        probe = observer(spec.prepare(torch.zeros(1, 3, size, size, device=device)))
-    if probe.shape[-1] != len(classes):
-        raise ValueError(f"the observer outputs {probe.shape[-1]} classes but the dataset has {len(classes)}")
-    settings = dict(ipc=ipc, patches_per_image=patches_per_image, candidates_per_class=cfg.candidates_per_class,
-                    crops_per_image=cfg.crops_per_image, crop_scale=list(cfg.crop_scale), image_size=size,
-                    patch_size=patch, refine=projector is not None, refine_steps=cfg.refine_steps if projector else 0,
-                    refine_lr=cfg.refine_lr, seed=cfg.seed, observer_input=spec.to_dict(),
-                    observer_fingerprint=fingerprint(observer), samples=len(dataset), classes=classes)
-    needed = ipc * patches_per_image
-    per_class_idx = [(targets == c).nonzero().flatten() for c in range(len(classes))]
-    short = [(classes[c], len(i)) for c, i in enumerate(per_class_idx) if len(i) < needed]
-    if short:
-        raise ValueError(f"ipc * patches_per_image = {needed} patches per class need that many images, but "
-                         f"{len(short)} classes have fewer: {short[:5]}")
-
+    job = _Distillation(as_dataset(train_set), observer, cfg, projector, class_names, device)
     rank, world_size = world()
-    mine = [c for c in range(len(classes)) if c % world_size == rank]
+    mine = [c for c in range(len(job.classes)) if c % world_size == rank]
     memory_kind = reset_peak_memory(device)
-    crop = v2.RandomResizedCrop(size, scale=cfg.crop_scale, antialias=True)
     results = Accumulator()
-
-    def one_class(i: int) -> dict[str, Any]:
-        c = mine[i]
-        t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(cfg.seed, "class", c))
-            idx = per_class_idx[c]
-            chosen = idx[torch.randperm(len(idx))[:cfg.candidates_per_class]].tolist()
-            crops = []
-            for i_img in chosen:
-                image = _as_float(dataset[i_img][0])
-                if min(image.shape[-2:]) < patch:
-                    raise ValueError(f"image {i_img} of class {classes[c]!r} is {tuple(image.shape[-2:])} pixels, "
-                                     f"smaller than a {patch}x{patch} patch")
-                for _ in range(cfg.crops_per_image):
-                    crops.append(v2.functional.resized_crop(image, **crop.make_params([image]), size=[size, size],
-                                                            antialias=True))
-            scores = _score(observer, torch.stack(crops), c, spec, cfg.batch_size, device)
-            per_image = scores.view(len(chosen), cfg.crops_per_image)
-            best = per_image.argmax(1)  # Eq. 6: each image's most realistic patch
-            best_scores = per_image.gather(1, best[:, None]).squeeze(1)
-            top = best_scores.argsort(descending=True)[:needed]  # the class's top ipc * k^2 patches
-            top = top[torch.randperm(len(top))]  # RDED Eq. 9: groups drawn at random
-            picked = torch.stack([crops[j * cfg.crops_per_image + int(best[j])] for j in top.tolist()])
-            if k > 1:
-                picked = F.interpolate(picked, size=(patch, patch), mode="bilinear", antialias=True,
-                                       align_corners=False)
-            stitched = stitch_patches(picked, patches_per_image)
-        select_s = time.perf_counter() - t0
-        refine_curve = None
-        if projector is not None and cfg.refine_steps > 0:  # per class: results independent of the other classes
-            stitched, refine_curve = refine_images(stitched, refiner, steps=cfg.refine_steps,
-                                                   lr=cfg.refine_lr)
-        ids = [_source_id(dataset, chosen[j]) for j in top.tolist()]
-        results.items.append({"class": c, "images": (stitched.clamp(0, 1) * 255).round().to(torch.uint8),
-                              "sources": [ids[i:i + patches_per_image] for i in range(0, len(ids), patches_per_image)],
-                              "scores": best_scores[top].tolist(), "select_seconds": select_s,
-                              "refine_seconds": time.perf_counter() - t0 - select_s,
-                              "refine_loss": None if refine_curve is None else [refine_curve[0], refine_curve[-1]]})
-        return {"class": c}
-
     state_path = Path(out_dir) / "distill-state.pt" if out_dir is not None and world_size == 1 else None
-    run_epochs(epochs=len(mine), step=one_class, state={"results": results}, path=state_path, settings=settings,
+
+    def step(i: int) -> dict[str, Any]:  # one "epoch" of the runner is one class of this rank
+        results.items.append(job.one_class(mine[i]))
+        return {"class": mine[i]}
+
+    run_epochs(epochs=len(mine), step=step, state={"results": results}, path=state_path, settings=job.settings,
                what="distill_images", seed=cfg.seed, device=device, progress=progress)
     done = {r["class"]: r for r in results.items}
     if world_size > 1:
@@ -508,25 +441,110 @@ def distill_images(
         gathered: list[dict] = [None] * world_size  # type: ignore[list-item]
         dist.all_gather_object(gathered, {c: done[c] for c in mine})
         done = {c: v for part in gathered for c, v in part.items()}
-    select_s = sum(r["select_seconds"] for r in done.values())
-    refine_s = sum(r["refine_seconds"] for r in done.values())
-
-    images_u8 = torch.cat([done[c]["images"] for c in range(len(classes))])
-    labels = torch.arange(len(classes)).repeat_interleave(ipc)
-    sources = [src for c in range(len(classes)) for src in done[c]["sources"]]
-    n = images_u8.shape[0]
-    peak = peak_memory_bytes(device)
-    manifest = {**settings, "classes": classes, "observer": _describe(observer),
-                "projector": None if projector is None else {"base": projector.base_model,
-                                                             "fingerprint": projector.base_fingerprint},
-                "refine_loss": {classes[c]: done[c]["refine_loss"] for c in range(len(classes))} if projector else None,
-                "observer_input": spec.to_dict(),
-                "seconds_select_per_image": select_s / n, "seconds_refine_per_image": refine_s / n,
-                "peak_memory_bytes": int(peak), "peak_memory_kind": memory_kind,
-                "device": str(device)}
-    result = DistilledSet(images_u8, labels, classes, sources, manifest)
+    result = job.assemble(done, memory_kind)
     if out_dir is not None and is_main_process():
         result.save(Path(out_dir) / "distilled")
-    logger.info("distilled %d images (%d classes x IPC %d) in %.1f s select + %.1f s refine", n, len(classes), ipc,
-                select_s, refine_s)
     return result
+
+
+class _Distillation:
+    """One distillation's setup (data per class, observer, sizes) and the work of one class (RDED Alg. 1)."""
+
+    def __init__(self, dataset: Dataset, observer: nn.Module, cfg: DistillConfig, projector: Projector | None,
+                 class_names: Sequence[str] | None, device: torch.device) -> None:
+        self.dataset, self.cfg, self.device, self.projector = dataset, cfg, device, projector
+        self.classes = list(class_names) if class_names is not None else dataset_classes(dataset)
+        if self.classes is None:
+            raise ValueError("pass `class_names`: the dataset has no `classes` attribute")
+        targets = torch.tensor(dataset_targets(dataset))
+        self.spec = spec = input_spec_of(observer, "observer")
+        k = cfg.grid
+        size = int(cfg.image_size or (None if isinstance(observer, Projector) or spec.image_size is None
+                                      else spec.image_size[0]) or image_size_of(dataset))
+        if size % k:
+            raise ValueError(f"`image_size` {size} is not divisible by the {k}x{k} grid of patches_per_image="
+                             f"{cfg.patches_per_image}")
+        self.size, self.patch = size, size // k
+        self.refiner = on_device(projector, device) if projector is not None else None
+        self.observer = on_device(observer.eval(), device)  # a copy when it is elsewhere: the caller's never moves
+        with torch.no_grad():
+            probe = self.observer(spec.prepare(torch.zeros(1, 3, size, size, device=device)))
+        if probe.shape[-1] != len(self.classes):
+            raise ValueError(f"the observer outputs {probe.shape[-1]} classes but the dataset has {len(self.classes)}")
+        self.needed = cfg.ipc * cfg.patches_per_image
+        self.per_class_idx = [(targets == c).nonzero().flatten() for c in range(len(self.classes))]
+        short = [(self.classes[c], len(i)) for c, i in enumerate(self.per_class_idx) if len(i) < self.needed]
+        if short:
+            raise ValueError(f"ipc * patches_per_image = {self.needed} patches per class need that many images, but "
+                             f"{len(short)} classes have fewer: {short[:5]}")
+        self.crop = v2.RandomResizedCrop(size, scale=cfg.crop_scale, antialias=True)
+        self.settings = dict(
+            ipc=cfg.ipc, patches_per_image=cfg.patches_per_image, candidates_per_class=cfg.candidates_per_class,
+            crops_per_image=cfg.crops_per_image, crop_scale=list(cfg.crop_scale), image_size=size, patch_size=self.patch,
+            refine=projector is not None, refine_steps=cfg.refine_steps if projector else 0, refine_lr=cfg.refine_lr,
+            seed=cfg.seed, observer_input=spec.to_dict(), observer_fingerprint=fingerprint(observer),
+            samples=len(dataset), classes=self.classes)
+
+    def _candidates(self, c: int) -> tuple[list[int], torch.Tensor]:
+        """The class's candidate images (drawn from its generator) and ``crops_per_image`` crops of each."""
+        cfg, idx = self.cfg, self.per_class_idx[c]
+        chosen = idx[torch.randperm(len(idx))[:cfg.candidates_per_class]].tolist()
+        crops = []
+        for i_img in chosen:
+            image = _as_float(self.dataset[i_img][0])
+            if min(image.shape[-2:]) < self.patch:
+                raise ValueError(f"image {i_img} of class {self.classes[c]!r} is {tuple(image.shape[-2:])} pixels, "
+                                 f"smaller than a {self.patch}x{self.patch} patch")
+            for _ in range(cfg.crops_per_image):
+                crops.append(v2.functional.resized_crop(image, **self.crop.make_params([image]),
+                                                        size=[self.size, self.size], antialias=True))
+        return chosen, torch.stack(crops)
+
+    def one_class(self, c: int) -> dict[str, Any]:
+        """Select, stitch and (with a projector) refine class ``c``'s images, from ``(seed, class)`` alone."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(cfg.seed, "class", c))
+            chosen, crops = self._candidates(c)
+            scores = _score(self.observer, crops, c, self.spec, cfg.batch_size, self.device)
+            per_image = scores.view(len(chosen), cfg.crops_per_image)
+            best = per_image.argmax(1)  # Eq. 6: each image's most realistic patch
+            best_scores = per_image.gather(1, best[:, None]).squeeze(1)
+            top = best_scores.argsort(descending=True)[:self.needed]  # the class's top ipc * k^2 patches
+            top = top[torch.randperm(len(top))]  # RDED Eq. 9: groups drawn at random
+            picked = torch.stack([crops[j * cfg.crops_per_image + int(best[j])] for j in top.tolist()])
+            if cfg.grid > 1:
+                picked = F.interpolate(picked, size=(self.patch, self.patch), mode="bilinear", antialias=True,
+                                       align_corners=False)
+            stitched = stitch_patches(picked, cfg.patches_per_image)
+        select_s = time.perf_counter() - t0
+        refine_curve = None
+        if self.refiner is not None and cfg.refine_steps > 0:  # per class: independent of the other classes
+            stitched, refine_curve = refine_images(stitched, self.refiner, steps=cfg.refine_steps, lr=cfg.refine_lr)
+        ids = [_source_id(self.dataset, chosen[j]) for j in top.tolist()]
+        k2 = cfg.patches_per_image
+        return {"class": c, "images": (stitched.clamp(0, 1) * 255).round().to(torch.uint8),
+                "sources": [ids[i:i + k2] for i in range(0, len(ids), k2)], "scores": best_scores[top].tolist(),
+                "select_seconds": select_s, "refine_seconds": time.perf_counter() - t0 - select_s,
+                "refine_loss": None if refine_curve is None else [refine_curve[0], refine_curve[-1]]}
+
+    def assemble(self, done: dict[int, dict[str, Any]], memory_kind: str) -> DistilledSet:
+        """The distilled set from every class's result, in class order, with its manifest."""
+        classes, cfg = self.classes, self.cfg
+        select_s = sum(r["select_seconds"] for r in done.values())
+        refine_s = sum(r["refine_seconds"] for r in done.values())
+        images = torch.cat([done[c]["images"] for c in range(len(classes))])
+        n = images.shape[0]
+        manifest = {**self.settings, "classes": classes, "observer": _describe(self.observer),
+                    "projector": None if self.projector is None else {
+                        "base": self.projector.base_model, "fingerprint": self.projector.base_fingerprint},
+                    "refine_loss": ({classes[c]: done[c]["refine_loss"] for c in range(len(classes))}
+                                    if self.projector else None),
+                    "observer_input": self.spec.to_dict(), "seconds_select_per_image": select_s / n,
+                    "seconds_refine_per_image": refine_s / n, "peak_memory_bytes": int(peak_memory_bytes(self.device)),
+                    "peak_memory_kind": memory_kind, "device": str(self.device)}
+        logger.info("distilled %d images (%d classes x IPC %d) in %.1f s select + %.1f s refine", n, len(classes),
+                    cfg.ipc, select_s, refine_s)
+        return DistilledSet(images, torch.arange(len(classes)).repeat_interleave(cfg.ipc),
+                            classes, [src for c in range(len(classes)) for src in done[c]["sources"]], manifest)

@@ -106,22 +106,13 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]
 
 
 def fit_adapter(
-    train_set: Dataset | str | os.PathLike,
-    class_names: Sequence[str] | None = None,
-    *,
+    train_set: Dataset | str | os.PathLike, class_names: Sequence[str] | None = None, *,
     teachers: Sequence[nn.Module | str | os.PathLike] | TeacherEnsemble | TeacherSelection | None = None,
-    projector: Projector | None = None,
-    base: str = "RN50-quickgelu",
-    pretrained: str | None = "openai",
-    config: AdapterConfig | None = None,
-    templates: str | Sequence[str] | None = None,
-    text_embeddings: torch.Tensor | None = None,
-    fit: FitConfig | None = None,
-    teacher_config: TeacherConfig | None = None,
-    teacher_input: InputSpec | None = None,
-    out_dir: str | os.PathLike | None = None,
-    device: torch.device | str | None = None,
-    on_error: str = "skip",
+    projector: Projector | None = None, base: str = "RN50-quickgelu", pretrained: str | None = "openai",
+    config: AdapterConfig | None = None, templates: str | Sequence[str] | None = None,
+    text_embeddings: torch.Tensor | None = None, fit: FitConfig | None = None,
+    teacher_config: TeacherConfig | None = None, teacher_input: InputSpec | None = None,
+    out_dir: str | os.PathLike | None = None, device: torch.device | str | None = None, on_error: str = "skip",
     progress: bool = True,
 ) -> Projector:
     """Build a projector and fit its adapter to weak teachers: the whole of HeLlO Alg. 1 lines 4-8 in one call.
@@ -179,23 +170,13 @@ def fit_adapter(
                            config=config, templates=templates, text_embeddings=text_embeddings)
     _check_teacher_classes(ensemble, t_spec, size, len(names), device)
     run = _FitRun(projector, ensemble, dataset, cfg, size, device, progress)
-    settings = dict(base=projector.base_model, base_fingerprint=projector.base_fingerprint, classes=names,
-                    templates=projector.templates, config=projector.config.to_dict(), fit=cfg.to_dict(),
-                    image_size=size, samples=len(dataset), teachers=fingerprint(ensemble),
-                    teacher_input=t_spec.to_dict(), world=world()[1])
-    state_path = out_dir / "fit-state.pt"
+    settings, state_path = run.settings(names, len(dataset)), out_dir / "fit-state.pt"
     fidelity = Accumulator(run.fidelity(0) if not state_path.is_file() else [])
-
-    def export(epoch: int, history: list[dict[str, Any]]) -> None:
-        projector.fit_info = _fit_info(cfg, settings, fidelity.items + history, ensemble.num_teachers)
-        if is_main_process():
-            projector.save_pretrained(out_dir)
-
     history = run_epochs(epochs=cfg.epochs, step=run.step, state={"adapter": _AdapterState(projector),
                                                                  "opt": run.opt, "fidelity": fidelity},
                          path=state_path, settings=settings, what="fit_adapter", seed=cfg.seed, device=device,
-                         after_epoch=export)
-    projector.fit_info = _fit_info(cfg, settings, fidelity.items + history, ensemble.num_teachers)
+                         after_epoch=lambda epoch, h: run.export(settings, fidelity.items + h, out_dir))
+    run.export(settings, fidelity.items + history)
     projector.eval()
     if temp is not None:
         temp.cleanup()
@@ -269,6 +250,7 @@ class _FitRun:
     def __init__(self, projector: Projector, ensemble: TeacherEnsemble, dataset: Dataset, cfg: FitConfig, size: int,
                  device: torch.device, progress: bool) -> None:
         self.projector, self.ensemble, self.cfg, self.device, self.progress = projector, ensemble, cfg, device, progress
+        self.size = size
         self.t_spec = input_spec_of(ensemble)
         train_idx, val_idx = _split(len(dataset), cfg.val_fraction, cfg.seed)
         self.train_data = TransformedDataset(Subset(dataset, train_idx),
@@ -283,6 +265,19 @@ class _FitRun:
         per_rank_batch(cfg.batch_size)
         # gradients of the adapter only are all-reduced; the frozen base needs no sync
         self.model = ddp(projector, device, sync_buffers=False) if world()[1] > 1 else projector
+
+    def settings(self, names: list[str], samples: int) -> dict[str, Any]:
+        """What a resumed fit must share with the saved one."""
+        p = self.projector
+        return dict(base=p.base_model, base_fingerprint=p.base_fingerprint, classes=names, templates=p.templates,
+                    config=p.config.to_dict(), fit=self.cfg.to_dict(), image_size=self.size, samples=samples,
+                    teachers=fingerprint(self.ensemble), teacher_input=self.t_spec.to_dict(), world=world()[1])
+
+    def export(self, settings: dict[str, Any], history: list[dict[str, Any]], out_dir: Path | None = None) -> None:
+        """Record the fit in ``projector.fit_info``; with ``out_dir``, also save the adapter there (main process)."""
+        self.projector.fit_info = _fit_info(self.cfg, settings, history, self.ensemble.num_teachers)
+        if out_dir is not None and is_main_process():
+            self.projector.save_pretrained(out_dir)
 
     def fidelity(self, epoch: int) -> list[dict[str, Any]]:
         """``[{"epoch", fidelity...}]`` on the held-out split, or ``[]`` without one."""

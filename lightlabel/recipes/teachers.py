@@ -84,63 +84,75 @@ def train_teachers(
     """
     cfg = config_from(TeacherConfig, config, overrides)
     dataset = as_dataset(train_set, on_error=on_error)
-    classes = dataset_classes(dataset)
-    if classes is None:
+    if dataset_classes(dataset) is None:
         raise ValueError("`train_set` must have a `classes` attribute (class names in label order)")
-    size = int(cfg.image_size or image_size_of(dataset))
-    low_res = size <= 64 if cfg.low_res is None else bool(cfg.low_res)
-    spec = InputSpec(input_spec.mean, input_spec.std, size) if input_spec is not None else InputSpec.imagenet(size)
-    device = resolve_device(device)
-    out_dir = Path(out_dir)
-    settings = {**config_to_dict(cfg), "image_size": size, "low_res": low_res, "input_spec": spec.to_dict(),
-                "classes": classes, "samples": len(dataset)}
-    paths = {e: out_dir / f"teacher-epoch{e:03d}.pt" for e in cfg.checkpoint_epochs}
+    run = _TeacherRun(dataset, cfg, input_spec, val_set, resolve_device(device), on_error, progress)
+    paths = {e: Path(out_dir) / f"teacher-epoch{e:03d}.pt" for e in cfg.checkpoint_epochs}
+    run_epochs(epochs=cfg.epochs, step=run.step, state=run.state(), path=Path(out_dir) / "trainer-state.pt",
+               settings=run.settings(), what="train_teachers", seed=cfg.seed, device=run.device,
+               after_epoch=lambda epoch, history: run.save(paths.get(epoch + 1), epoch, history))
+    return [paths[e] for e in cfg.checkpoint_epochs]
 
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg.arch, len(classes), low_res=low_res, image_size=size).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
-    train_data = TransformedDataset(dataset, train_transform(size, low_res=low_res), seed=cfg.seed)
-    per_rank_batch(cfg.batch_size)
-    net: nn.Module = model
-    if world()[1] > 1:  # DDP; BatchNorm statistics stay per process (as in torchvision's reference recipe)
-        net = ddp(model, device)
-    val_data = (TransformedDataset(as_dataset(val_set, on_error=on_error), eval_transform(size))
-                if val_set is not None else None)
 
-    def step(epoch: int) -> dict[str, Any]:
-        net.train()
+class _TeacherRun:
+    """One teacher trajectory: model, SGD + StepLR, data, and the step of one epoch (HeLlO supp. Table 1)."""
+
+    def __init__(self, dataset: Dataset, cfg: TeacherConfig, input_spec: InputSpec | None, val_set: Any,
+                 device: torch.device, on_error: str, progress: bool) -> None:
+        self.dataset, self.cfg, self.device, self.progress = dataset, cfg, device, progress
+        self.classes = dataset_classes(dataset)
+        self.size = size = int(cfg.image_size or image_size_of(dataset))
+        self.low_res = size <= 64 if cfg.low_res is None else bool(cfg.low_res)
+        self.spec = InputSpec(input_spec.mean, input_spec.std, size) if input_spec is not None else InputSpec.imagenet(size)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)
+            self.model = build_model(cfg.arch, len(self.classes), low_res=self.low_res, image_size=size).to(device)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.step_size, gamma=cfg.gamma)
+        self.train_data = TransformedDataset(dataset, train_transform(size, low_res=self.low_res), seed=cfg.seed)
+        per_rank_batch(cfg.batch_size)
+        # DDP; BatchNorm statistics stay per process (as in torchvision's reference recipe)
+        self.net: nn.Module = ddp(self.model, device) if world()[1] > 1 else self.model
+        self.val_data = (TransformedDataset(as_dataset(val_set, on_error=on_error), eval_transform(size))
+                         if val_set is not None else None)
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model, "opt": self.opt, "sched": self.sched}
+
+    def settings(self) -> dict[str, Any]:
+        """What a resumed trajectory must share with the saved one."""
+        return {**config_to_dict(self.cfg), "image_size": self.size, "low_res": self.low_res,
+                "input_spec": self.spec.to_dict(), "classes": self.classes, "samples": len(self.dataset)}
+
+    def step(self, epoch: int) -> dict[str, Any]:
+        cfg, device = self.cfg, self.device
+        self.net.train()
         total = correct = seen = 0
-        loader = make_loader(train_data, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+        loader = make_loader(self.train_data, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
                              epoch=epoch, seed=cfg.seed, device=device)
-        bar = progress_bar(loader, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}",
-                           disable=not progress or not is_main_process())
-        for images, labels in bar:
-            images = spec.normalize(images.to(device, non_blocking=True))
+        for images, labels in progress_bar(loader, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}",
+                                           disable=not self.progress or not is_main_process()):
+            images = self.spec.normalize(images.to(device, non_blocking=True))
             labels = labels.to(device, non_blocking=True)
-            logits = net(images)
+            logits = self.net(images)
             loss = F.cross_entropy(logits, labels)
-            opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.opt.step()
             total += loss.detach() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
-        sched.step()
+        self.sched.step()
         record = {"loss": float(total) / seen, "train_top1": float(correct) / seen}
-        if val_data is not None:
-            record["val_top1"] = evaluate(model, val_data, input_spec=spec, device=device)
+        if self.val_data is not None:
+            record["val_top1"] = evaluate(self.model, self.val_data, input_spec=self.spec, device=device)
         logger.info("teacher epoch %d/%d: %s", epoch + 1, cfg.epochs,
                     ", ".join(f"{k} {v:.4g}" for k, v in record.items()))
         return record
 
-    def save_checkpoint(epoch: int, history: list[dict[str, Any]]) -> None:
-        if epoch + 1 in paths and is_main_process():
-            save_teacher(model, paths[epoch + 1], arch=cfg.arch, classes=classes, low_res=low_res, input_spec=spec,
-                         epoch=epoch + 1, history=list(history))
-
-    run_epochs(epochs=cfg.epochs, step=step, state={"model": model, "opt": opt, "sched": sched},
-               path=out_dir / "trainer-state.pt", settings=settings, what="train_teachers", seed=cfg.seed,
-               device=device, after_epoch=save_checkpoint)
-    return [paths[e] for e in cfg.checkpoint_epochs]
+    def save(self, path: Path | None, epoch: int, history: list[dict[str, Any]]) -> None:
+        """Write the checkpoint of ``epoch`` (0-based) when it is one to keep (main process only)."""
+        if path is not None and is_main_process():
+            save_teacher(self.model, path, arch=self.cfg.arch, classes=self.classes, low_res=self.low_res,
+                         input_spec=self.spec, epoch=epoch + 1, history=list(history))
