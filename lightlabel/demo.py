@@ -35,6 +35,7 @@ import torch
 
 from .configs import AdapterConfig, DistillConfig, EvalProtocol, FitConfig, TeacherConfig
 from .core.base import cache_root, fingerprint
+from .core.projector import Projector
 from .core.proxy import CIFAR10_AS_IMAGENET, PROXY_BASE, PROXY_CHECKPOINT, proxy_available, proxy_head
 from .data import (
     TensorImageDataset,
@@ -311,45 +312,14 @@ def run_demo(*, data: str | None = None, work_dir: str | None = None, base: str 
     echo(f"base model: {base_note}")
 
     t0 = time.time()
-    if teacher is not None or is_cifar:
-        strong, strong_note = _strong_teacher(teacher, cfg.teacher, download)
-    else:
-        strong, strong_note = None, ""
-    if weak_teachers:
-        weak = [Path(p) for p in weak_teachers]
-        weak_note = f"{len(weak)} given checkpoints"
-    elif is_cifar:
-        weak = _weak_teachers()
-        weak_note = "epochs 1-3 of a CIFAR ResNet-20 trajectory (packaged)"
-    else:
-        out = work / f"teachers-{_key(asdict(cfg.teachers), source.fingerprint, seed)}"
-        paths = train_teachers(train, replace(cfg.teachers, seed=seed), out_dir=out, input_spec=InputSpec.imagenet(size),
-                               device=device, progress=progress)
-        weak, weak_note = paths[:-1], (f"epochs {', '.join(p.stem[-3:].lstrip('0') for p in paths[:-1])} of a "
-                                       f"{cfg.teachers.arch} trajectory trained here on your data (weak)")
-        if strong is None:
-            strong, strong_note = load_teacher(paths[-1]), f"the last epoch of that trajectory ({paths[-1].name})"
-    if strong is None:
-        raise FileNotFoundError("no strong teacher for this data: pass --teacher")
+    strong, strong_note, weak, weak_note = _demo_teachers(cfg, source, work, teacher, weak_teachers, is_cifar, size,
+                                                          seed, device, download, progress)
     timings["teachers"] = time.time() - t0
     echo(f"teachers: full {type(strong).__name__} ({strong_note}); weak: {weak_note}")
-
     t0 = time.time()
-    fit_train = train
-    if cfg.fit_per_class is not None:
-        fit_train = train.subset([i for c in range(len(train.classes)) for i in
-                                  [j for j, t in enumerate(train.targets) if t == c][:cfg.fit_per_class]])
-    teacher_hashes = [hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] for p in weak]
-    fit_dir = work / f"fit-{_key(cfg.adapter.to_dict(), cfg.fit.to_dict(), cfg.fit_per_class, source.fingerprint, teacher_hashes, base, pretrained, seed)}"
-    projector = fit_adapter(fit_train, names, teachers=weak, teacher_input=TEACHER_INPUT if is_cifar else None,
-                            base=base, pretrained=pretrained, text_embeddings=text, config=cfg.adapter,
-                            fit=replace(cfg.fit, image_size=size, seed=seed), out_dir=fit_dir, device=device,
-                            progress=progress)
-    projector.save_pretrained(work / "adapter", dataset=source.name)
+    projector = _demo_fit(cfg, source, work, names, text, weak, is_cifar, base, pretrained, size, seed, device,
+                          progress)
     timings["fit"] = time.time() - t0
-    fit = projector.fit_info
-    before, after = fit["history"][0], fit["history"][-1]
-
     t0 = time.time()
     refine = projector if cfg.distill.refine_steps > 0 else None  # HeLlO Eq. 7 on the projector's image tower
     refine_key = None if refine is None else fingerprint(refine)
@@ -357,23 +327,59 @@ def run_demo(*, data: str | None = None, work_dir: str | None = None, base: str 
     distilled = distill_images(train, strong, replace(cfg.distill, image_size=size, seed=seed), projector=refine,
                                device=device, out_dir=distill_dir, progress=progress)
     timings["distill"] = time.time() - t0
-
     protocol = cfg.protocol.replace(augment=replace(cfg.protocol.augment,
                                                     patches_per_side=math.isqrt(cfg.distill.patches_per_image)))
-    val_f = val.with_transform(lambda x: x.float() / 255)
     rows = []
     for kind, labels in (("projector", projector), ("teacher", strong), ("hard", "hard")):
         t0 = time.time()
-        out_dir = work / f"student-{kind}-{_key(protocol.to_dict(), images_digest(distilled.images), fingerprint(projector) if kind == 'projector' else None, seed)}"
-        result = train_student(distilled, labels, protocol, val_set=val_f, seed=seed, device=device, out_dir=out_dir,
-                               progress=progress)
+        key = _key(protocol.to_dict(), images_digest(distilled.images),
+                   fingerprint(projector) if kind == "projector" else None, seed)
+        out_dir = work / f"student-{kind}-{key}"
+        rows.append(train_student(distilled, labels, protocol, val_set=val.with_transform(lambda x: x.float() / 255),
+                                  seed=seed, device=device, out_dir=out_dir, progress=progress))
         timings[f"student_{kind}"] = time.time() - t0
-        rows.append(result)
 
-    stored_here = soft_label_nbytes(num_classes=len(names), ipc=cfg.distill.ipc, epochs=cfg.stored_epochs)
-    stored_in1k = soft_label_nbytes(num_classes=1000, ipc=10, epochs=300)
-    total = time.time() - started
-    results = {
+    results = _demo_results(cfg, source, names, base, pretrained, strong_note, weak_note, seed, projector, protocol,
+                            rows, distilled, timings, time.time() - started, device)
+    _print_table(results, protocol, echo)
+    echo(f"\nwall time {results['wall_seconds'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}); work folder "
+         f"{work} (a re-run resumes from it); results in {work / 'results.json'}")
+    atomic_write_text(work / "results.json", json.dumps(results, indent=1, default=str))
+    return results
+
+
+def _demo_teachers(cfg: DemoSettings, source: DataSource, work: Path, teacher: str | None,
+                   weak_teachers: Sequence[str] | None, is_cifar: bool, size: int, seed: int, device: str | None,
+                   download: bool, progress: bool) -> tuple[torch.nn.Module, str, list[Path], str]:
+    """``(strong teacher, what it is, weak-teacher checkpoints, what they are)``: given, packaged (CIFAR-10), or a
+    short trajectory trained on the data (its last epoch the strong teacher when none is given).
+
+    Raises:
+        FileNotFoundError: no strong teacher for this data.
+    """
+    strong, strong_note = (_strong_teacher(teacher, cfg.teacher, download) if teacher is not None or is_cifar
+                           else (None, ""))
+    if weak_teachers:
+        return (*_require(strong), [Path(p) for p in weak_teachers], f"{len(weak_teachers)} given checkpoints")
+    if is_cifar:
+        return (*_require(strong), _weak_teachers(), "epochs 1-3 of a CIFAR ResNet-20 trajectory (packaged)")
+    out = work / f"teachers-{_key(asdict(cfg.teachers), source.fingerprint, seed)}"
+    paths = train_teachers(source.train, replace(cfg.teachers, seed=seed), out_dir=out,
+                           input_spec=InputSpec.imagenet(size), device=device, progress=progress)
+    weak_note = (f"epochs {', '.join(p.stem[-3:].lstrip('0') for p in paths[:-1])} of a {cfg.teachers.arch} "
+                 "trajectory trained here on your data (weak)")
+    if strong is None:
+        strong, strong_note = load_teacher(paths[-1]), f"the last epoch of that trajectory ({paths[-1].name})"
+    return strong, strong_note, paths[:-1], weak_note
+
+
+def _demo_results(cfg: DemoSettings, source: DataSource, names: list[str], base: str, pretrained: str | None,
+                  strong_note: str, weak_note: str, seed: int, projector: Projector, protocol: EvalProtocol,
+                  rows: list, distilled: Any, timings: dict[str, float], total: float,
+                  device: str | None) -> dict[str, Any]:
+    """The demo's results as one JSON-ready record (what ``results.json`` holds)."""
+    before, after = projector.fit_info["history"][0], projector.fit_info["history"][-1]
+    return {
         "dataset": source.name, "data_origin": source.origin, "classes": names, "base": base, "pretrained": pretrained,
         "teacher": strong_note, "weak_teachers": weak_note, "settings": {
             "adapter": cfg.adapter.to_dict(), "fit": cfg.fit.to_dict(), "fit_per_class": cfg.fit_per_class,
@@ -382,15 +388,39 @@ def run_demo(*, data: str | None = None, work_dir: str | None = None, base: str 
         "fit_ok": bool(after.get("agreement", 0) > before.get("agreement", 1) and after.get("top1", 0) >= before.get("top1", 1)),
         "students": [{"labels": r.label_kind, "top1": r.top1, "extra_storage_bytes": r.extra_storage_bytes,
                       "seconds_per_iter": r.seconds_per_iter, "iterations": r.iterations} for r in rows],
-        "stored_soft_label_bytes": stored_here, "stored_soft_label_bytes_imagenet1k": stored_in1k,
+        "stored_soft_label_bytes": soft_label_nbytes(num_classes=len(names), ipc=cfg.distill.ipc,
+                                                     epochs=cfg.stored_epochs),
+        "stored_soft_label_bytes_imagenet1k": soft_label_nbytes(num_classes=1000, ipc=10, epochs=300),
         "teacher_bytes_imagenet1k_resnet18": teacher_nbytes("resnet18", 1000),
         "distilled_bytes": distilled.storage_nbytes, "timings": timings, "wall_seconds": total,
         "device": str(torch.device(device)) if device else ("cuda" if torch.cuda.is_available() else "cpu")}
-    _print_table(results, protocol, echo)
-    echo(f"\nwall time {total / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}); work folder "
-         f"{work} (a re-run resumes from it); results in {work / 'results.json'}")
-    atomic_write_text(work / "results.json", json.dumps(results, indent=1, default=str))
-    return results
+
+
+def _require(strong: torch.nn.Module | None, note: str = "") -> tuple[torch.nn.Module, str]:
+    if strong is None:
+        raise FileNotFoundError("no strong teacher for this data: pass --teacher")
+    return strong, note
+
+
+def _demo_fit(cfg: DemoSettings, source: DataSource, work: Path, names: list[str], text: torch.Tensor | None,
+              weak: list[Path], is_cifar: bool, base: str, pretrained: str | None, size: int, seed: int,
+              device: str | None, progress: bool) -> Projector:
+    """The adapter fitted to the weak teachers (HeLlO Eq. 5), in a work folder named by its inputs; saved to
+    ``<work>/adapter``."""
+    train = source.train
+    if cfg.fit_per_class is not None:
+        train = train.subset([i for c in range(len(train.classes)) for i in
+                              [j for j, t in enumerate(train.targets) if t == c][:cfg.fit_per_class]])
+    hashes = [hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] for p in weak]
+    key = _key(cfg.adapter.to_dict(), cfg.fit.to_dict(), cfg.fit_per_class, source.fingerprint, hashes, base,
+               pretrained, seed)
+    fit_dir = work / f"fit-{key}"
+    projector = fit_adapter(train, names, teachers=weak, teacher_input=TEACHER_INPUT if is_cifar else None,
+                            base=base, pretrained=pretrained, text_embeddings=text, config=cfg.adapter,
+                            fit=replace(cfg.fit, image_size=size, seed=seed), out_dir=fit_dir, device=device,
+                            progress=progress)
+    projector.save_pretrained(work / "adapter", dataset=source.name)
+    return projector
 
 
 def _print_table(r: dict[str, Any], protocol: EvalProtocol, echo: Callable[[str], None]) -> None:

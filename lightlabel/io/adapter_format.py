@@ -157,14 +157,10 @@ class AdapterInfo:
             raise AdapterError(f"{source}: adapter format version {version} is invalid (expected 1..{FORMAT_VERSION})")
         try:
             config = AdapterConfig(
-                image_rank=int(get("image_rank")),
-                image_alpha=float(get("image_alpha")),
-                head_rank=int(get("head_rank")),
-                head_alpha=float(get("head_alpha")),
-                targets=tuple(load_json("lora_targets", list)),
-                head_mode=get("head_mode"),
-                label_size=int(meta["label_size"]) if "label_size" in meta else None,
-            )
+                image_rank=int(get("image_rank")), image_alpha=float(get("image_alpha")),
+                head_rank=int(get("head_rank")), head_alpha=float(get("head_alpha")),
+                targets=tuple(load_json("lora_targets", list)), head_mode=get("head_mode"),
+                label_size=int(meta["label_size"]) if "label_size" in meta else None)
         except (ValueError, TypeError) as e:
             if isinstance(e, AdapterError):
                 raise

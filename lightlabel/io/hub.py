@@ -236,18 +236,7 @@ def model_card(info: AdapterInfo, *, adapter_nbytes: int, num_parameters: int, i
     data = ModelCardData(library_name="lightlabel", tags=list(TAGS), license=license,
                          base_model=base_id, datasets=[dataset] if dataset else None)
     c = info.config
-    fit: dict[str, Any] = dict(info.fit_info or {})
-    fit_rows = []
-    for key, label in (("final_agreement", "top-1 agreement with the teachers (held-out)"),
-                       ("final_kl", "KL(teacher || projector), nats (held-out)"),
-                       ("final_top1", "projector top-1 (held-out)"), ("final_teacher_top1", "teacher top-1 (held-out)"),
-                       ("student_top1", "student top-1 with projector labels")):
-        if key in fit:
-            fit_rows.append(f"| {label} | {fit[key]:.4f} |")
-    for key in ("epochs", "num_teachers", "samples", "lr", "batch_size", "ce_weight"):
-        if key in fit:
-            fit_rows.append(f"| fit {key} | {fit[key]} |")
-    fit_table = ("| figure | value |\n|---|---|\n" + "\n".join(fit_rows)) if fit_rows else "_No fit-time figures recorded._"
+    fit_table = _fit_table(dict(info.fit_info or {}))
     where = repo_id or "path/to/this/folder"
     names = ", ".join(info.class_names[:8]) + (", ..." if num_classes > 8 else "")
     size = info.image_size
@@ -296,6 +285,21 @@ at {size[0]}x{size[1]} pixels; the relabeler converts from your loader's normali
 lightlabel {__version__}.
 """
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def _fit_table(fit: dict[str, Any]) -> str:
+    """The model card's table of fit-time figures (fidelity, student top-1, fit settings), or a note that none are
+    recorded."""
+    rows = []
+    for key, label in (("final_agreement", "top-1 agreement with the teachers (held-out)"),
+                       ("final_kl", "KL(teacher || projector), nats (held-out)"),
+                       ("final_top1", "projector top-1 (held-out)"), ("final_teacher_top1", "teacher top-1 (held-out)"),
+                       ("student_top1", "student top-1 with projector labels")):
+        if key in fit:
+            rows.append(f"| {label} | {fit[key]:.4f} |")
+    rows += [f"| fit {key} | {fit[key]} |" for key in ("epochs", "num_teachers", "samples", "lr", "batch_size",
+                                                        "ce_weight") if key in fit]
+    return ("| figure | value |\n|---|---|\n" + "\n".join(rows)) if rows else "_No fit-time figures recorded._"
 
 
 def write_model_card(card: ModelCard, directory: str | os.PathLike) -> Path:

@@ -451,46 +451,84 @@ def factorize_images(
     if classes is None or len(classes) < 2:
         raise ValueError(f"`train_set` needs a `classes` attribute with at least 2 classes, got {classes}")
     input_spec_of(observer, "observer")
-    targets = torch.tensor(dataset_targets(dataset))
     init = distill_images(dataset, observer, DistillConfig(
         ipc=cfg.bases_per_class, patches_per_image=1, candidates_per_class=cfg.candidates_per_class,
         crops_per_image=cfg.crops_per_image, refine_steps=0, seed=cfg.seed), device=device, progress=False)
-    size = init.images.shape[-1]
-    spec = InputSpec.imagenet()  # the DM and adversary networks see ImageNet-normalised images
-    bases = nn.Parameter(init.images.float().div(255).to(device))
-    labels = init.labels.to(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(cfg.seed)
-        bank = HallucinatorBank(count=cfg.hallucinators, image_size=size, hidden=cfg.hidden_channels,
-                                init=cfg.hallucinator_init).to(device)
-        adversary = conv_net(len(classes), width=cfg.net_width, depth=cfg.net_depth, image_size=size).to(device)
-    opt = torch.optim.Adam([{"params": [bases], "lr": cfg.bases_lr}, {"params": list(bank.parameters())}], lr=cfg.lr)
-    opt_adv = torch.optim.Adam(adversary.parameters(), lr=cfg.adversary_lr)
-    per_class = [(targets == c).nonzero().flatten() for c in range(len(classes))]
+    run = _HabaRun(dataset, init, cfg, device)
     history = Accumulator()
-    chunk = 50
+    chunk = 50  # iterations per unit of the runner: resumable every 50 iterations
 
-    def real_batch(c: int, gen: torch.Generator) -> torch.Tensor:
-        idx = per_class[c][torch.randint(len(per_class[c]), (cfg.real_per_class,), generator=gen)]
-        return torch.stack([_as_float(dataset[int(i)][0], size) for i in idx]).to(device)
+    def step(unit: int) -> dict[str, Any]:
+        start = unit * chunk
+        records = [run.iteration(it) for it in range(start, min(start + chunk, cfg.iterations))]
+        history.items.extend(records)
+        mean = {k: sum(r[k] for r in records) / len(records) for k in records[0]}
+        logger.info("factorize iterations %d-%d/%d: %s", start + 1, start + len(records), cfg.iterations,
+                    ", ".join(f"{k} {v:.4g}" for k, v in mean.items()))
+        return mean
 
-    def one_iteration(it: int) -> dict[str, float]:
+    settings = {"config": cfg.to_dict(), "observer": fingerprint(observer), "classes": classes,
+                "samples": len(dataset), "init": hashlib.sha256(init.images.numpy().tobytes()).hexdigest()}
+    run_epochs(epochs=math.ceil(cfg.iterations / chunk), step=step, state={"params": run, "history": history},
+               path=None if out_dir is None else Path(out_dir) / "factorize-state.pt", settings=settings,
+               what="factorize_images", seed=cfg.seed, device=device, progress=progress)
+    manifest = {"bases_per_class": cfg.bases_per_class, "config": cfg.to_dict(), "observer": fingerprint(observer),
+                "init": "RDED selection (distill_images)", "objective": "dm", "history": history.items[-10:],
+                "iterations_done": len(history.items)}
+    result = FactorizedSet((run.bases.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu(), run.labels.cpu(),
+                           classes, run.bank.cpu(), manifest)
+    if out_dir is not None:
+        result.save(Path(out_dir) / "factorized.safetensors")
+    return result
+
+
+class _HabaRun:
+    """One HaBa build: the bases, the hallucinator bank, the adversary, their optimisers, and one iteration of
+    HaBa Eq. 1-6 with distribution matching as L_DD; its ``state_dict`` is what a resumed build restores."""
+
+    def __init__(self, dataset: Dataset, init: DistilledSet, cfg: FactorizeConfig, device: torch.device) -> None:
+        self.dataset, self.cfg, self.device = dataset, cfg, device
+        self.classes = list(init.classes)
+        self.size = size = init.images.shape[-1]
+        self.spec = InputSpec.imagenet()  # the DM and adversary networks see ImageNet-normalised images
+        self.bases = nn.Parameter(init.images.float().div(255).to(device))
+        self.labels = init.labels.to(device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)
+            self.bank = HallucinatorBank(count=cfg.hallucinators, image_size=size, hidden=cfg.hidden_channels,
+                                         init=cfg.hallucinator_init).to(device)
+            self.adversary = conv_net(len(self.classes), width=cfg.net_width, depth=cfg.net_depth,
+                                      image_size=size).to(device)
+        self.opt = torch.optim.Adam([{"params": [self.bases], "lr": cfg.bases_lr},
+                                     {"params": list(self.bank.parameters())}], lr=cfg.lr)
+        self.opt_adv = torch.optim.Adam(self.adversary.parameters(), lr=cfg.adversary_lr)
+        targets = torch.tensor(dataset_targets(dataset))
+        self.per_class = [(targets == c).nonzero().flatten() for c in range(len(self.classes))]
+
+    def _real_batch(self, c: int, gen: torch.Generator) -> torch.Tensor:
+        idx = self.per_class[c][torch.randint(len(self.per_class[c]), (self.cfg.real_per_class,), generator=gen)]
+        return torch.stack([_as_float(self.dataset[int(i)][0], self.size) for i in idx]).to(self.device)
+
+    def iteration(self, it: int) -> dict[str, float]:
+        """One step of the set (bases and hallucinators), then one of the adversary; all randomness from
+        ``(seed, it)``."""
+        cfg, device, spec, labels = self.cfg, self.device, self.spec, self.labels
         gen = generator(cfg.seed, it, "factorize")
         chosen = torch.randperm(cfg.hallucinators, generator=gen)[:cfg.hallucinators_per_iteration]
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(int(torch.randint(2**62, (), generator=gen)))
-            net = conv_net(len(classes), width=cfg.net_width, depth=cfg.net_depth, image_size=size).to(device)
+            net = conv_net(len(self.classes), width=cfg.net_width, depth=cfg.net_depth, image_size=self.size).to(device)
         net.requires_grad_(False)
-        n = bases.shape[0]
-        raw = [bank(bases.clamp(0, 1), torch.full((n,), int(h), device=device)) for h in chosen]
+        n = self.bases.shape[0]
+        raw = [self.bank(self.bases.clamp(0, 1), torch.full((n,), int(h), device=device)) for h in chosen]
         views = [x.clamp(0, 1) for x in raw]
-        real = [spec.normalize(real_batch(c, gen)) for c in range(len(classes))]
-        syn = [spec.normalize(torch.cat([v[labels == c] for v in views])) for c in range(len(classes))]
+        real = [spec.normalize(self._real_batch(c, gen)) for c in range(len(self.classes))]
+        syn = [spec.normalize(torch.cat([v[labels == c] for v in views])) for c in range(len(self.classes))]
         loss_dd = dm_loss(net, real, syn)
         record = {"dm": float(loss_dd.detach())}
         loss = cfg.lambda_dd * loss_dd
         if cfg.adversarial:
-            za, zb = (adversary.features(spec.normalize(v)) for v in views[:2])
+            za, zb = (self.adversary.features(spec.normalize(v)) for v in views[:2])
             loss_cos = F.cosine_similarity(za, zb, dim=1).mean()  # Eq. 5: the set pushes the two views apart
             loss = loss + cfg.lambda_cos * loss_cos
             record["cos"] = float(loss_cos.detach())
@@ -498,58 +536,39 @@ def factorize_images(
             loss_range = torch.stack([range_loss(x) for x in raw]).mean()
             loss = loss + cfg.lambda_range * loss_range
             record["range"] = float(loss_range.detach())
-        opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        self.opt.step()
         with torch.no_grad():
-            bases.clamp_(0, 1)
-        if cfg.adversarial:  # Eq. 4: the adversary pulls the two views together and classifies them
-            detached = [spec.normalize(v.detach()) for v in views[:2]]
-            za, zb = (adversary.features(v) for v in detached)
-            loss_adv = cfg.lambda_con * _contrastive(za, zb, cfg.temperature) + cfg.lambda_task * 0.5 * sum(
-                F.cross_entropy(adversary.classifier(z), labels) for z in (za, zb))
-            opt_adv.zero_grad(set_to_none=True)
-            loss_adv.backward()
-            opt_adv.step()
-            record["adversary"] = float(loss_adv.detach())
+            self.bases.clamp_(0, 1)
+        if cfg.adversarial:
+            record["adversary"] = self._adversary_step(views)
         return record
 
-    def step(unit: int) -> dict[str, Any]:
-        start = unit * chunk
-        records = [one_iteration(it) for it in range(start, min(start + chunk, cfg.iterations))]
-        history.items.extend(records)
-        mean = {k: sum(r[k] for r in records) / len(records) for k in records[0]}
-        logger.info("factorize iterations %d-%d/%d: %s", start + 1, start + len(records), cfg.iterations,
-                    ", ".join(f"{k} {v:.4g}" for k, v in mean.items()))
-        return mean
+    def _adversary_step(self, views: list[torch.Tensor]) -> float:
+        """HaBa Eq. 4: the adversary pulls the two views together and classifies them."""
+        cfg = self.cfg
+        za, zb = (self.adversary.features(self.spec.normalize(v.detach())) for v in views[:2])
+        loss = cfg.lambda_con * _contrastive(za, zb, cfg.temperature) + cfg.lambda_task * 0.5 * sum(
+            F.cross_entropy(self.adversary.classifier(z), self.labels) for z in (za, zb))
+        self.opt_adv.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_adv.step()
+        return float(loss.detach())
 
-    class _Params:
-        def state_dict(self) -> dict[str, Any]:
-            return {"bases": bases.detach().cpu().clone(), "bank": {k: v.cpu() for k, v in bank.state_dict().items()},
-                    "adversary": adversary.state_dict(), "opt": opt.state_dict(), "opt_adv": opt_adv.state_dict()}
+    def state_dict(self) -> dict[str, Any]:
+        return {"bases": self.bases.detach().cpu().clone(),
+                "bank": {k: v.cpu() for k, v in self.bank.state_dict().items()},
+                "adversary": self.adversary.state_dict(), "opt": self.opt.state_dict(),
+                "opt_adv": self.opt_adv.state_dict()}
 
-        def load_state_dict(self, state: dict[str, Any]) -> None:
-            with torch.no_grad():
-                bases.copy_(state["bases"])
-            bank.load_state_dict(state["bank"])
-            adversary.load_state_dict(state["adversary"])
-            opt.load_state_dict(state["opt"])
-            opt_adv.load_state_dict(state["opt_adv"])
-
-    settings = {"config": cfg.to_dict(), "observer": fingerprint(observer), "classes": classes,
-                "samples": len(dataset), "init": hashlib.sha256(init.images.numpy().tobytes()).hexdigest()}
-    units = math.ceil(cfg.iterations / chunk)
-    run_epochs(epochs=units, step=step, state={"params": _Params(), "history": history},
-               path=None if out_dir is None else Path(out_dir) / "factorize-state.pt", settings=settings,
-               what="factorize_images", seed=cfg.seed, device=device, progress=progress)
-    manifest = {"bases_per_class": cfg.bases_per_class, "config": cfg.to_dict(), "observer": fingerprint(observer),
-                "init": "RDED selection (distill_images)", "objective": "dm", "history": history.items[-10:],
-                "iterations_done": len(history.items)}
-    result = FactorizedSet((bases.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu(), labels.cpu(), classes,
-                           bank.cpu(), manifest)
-    if out_dir is not None:
-        result.save(Path(out_dir) / "factorized.safetensors")
-    return result
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.bases.copy_(state["bases"])
+        self.bank.load_state_dict(state["bank"])
+        self.adversary.load_state_dict(state["adversary"])
+        self.opt.load_state_dict(state["opt"])
+        self.opt_adv.load_state_dict(state["opt_adv"])
 
 
 def _as_float(image: Any, size: int) -> torch.Tensor:
