@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .version import __version__
 
 #: The one list of public names: name -> (the module that defines it, one line). ``__all__``, the lazy loader and
-#: the module docstring are derived from it; docs/api.md is generated from ``__all__``.
+#: the module docstring are derived from it, and so is the generated API reference.
 _EXPORTS: dict[str, tuple[str, str]] = {
     "Projector": ("core.projector", "frozen open_clip image tower + LoRA + text-initialised low-rank head (packaged(): offline)"),
     "AdapterConfig": ("configs", "its ranks, alphas, LoRA targets, head mode and labelling size"),

@@ -147,15 +147,20 @@ def _add_fit(sub: argparse._SubParsersAction, fmt: type) -> None:
     _common(p)
 
 
+def _observer_args(p: argparse.ArgumentParser, role: str) -> None:
+    """DATA, --observer and --observer-input, shared by the commands that select images with a teacher."""
+    p.add_argument("data", help="training ImageFolder")
+    p.add_argument("--observer", required=True, help=f"teacher checkpoint or name (torchvision:resnet18, timm:NAME, "
+                                                     f"lightlabel:NAME) that {role}")
+    p.add_argument("--observer-input", type=_input_spec, default=None, help=INPUT_HELP)
+
+
 def _add_distill(sub: argparse._SubParsersAction, fmt: type) -> None:
     p = sub.add_parser("distill", formatter_class=fmt, help="build distilled images (RDED + Eq. 7 refinement)",
                        description="Select, stitch and optionally refine distilled images from DATA.",
                        epilog="example:\n  lightlabel distill cifar10/train --observer resnet56.th --observer-input "
                               "imagenet@32 --ipc 10 --patches-per-image 1 --out distilled/")
-    p.add_argument("data", help="training ImageFolder")
-    p.add_argument("--observer", required=True, help="teacher checkpoint or name (torchvision:resnet18, timm:NAME, "
-                                                     "lightlabel:NAME) that scores the patches")
-    p.add_argument("--observer-input", type=_input_spec, default=None, help=INPUT_HELP)
+    _observer_args(p, "scores the patches")
     p.add_argument("--out", required=True, help="output folder (ImageFolder of PNGs + manifest.json)")
     p.add_argument("--projector", default=None, help="adapter for the Eq. 7 refinement")
     add_config_flags(p, configs.DistillConfig, skip=("seed",))
@@ -169,9 +174,7 @@ def _add_factorize(sub: argparse._SubParsersAction, fmt: type) -> None:
                                    "distribution matching); every (basis, hallucinator) pair is a training image.",
                        epilog="example:\n  lightlabel factorize cifar10/train --observer resnet56.th --observer-input "
                               "imagenet@32 --bases-per-class 5 --out factorized.safetensors")
-    p.add_argument("data", help="training ImageFolder")
-    p.add_argument("--observer", required=True, help="teacher checkpoint that selects the initial bases (RDED)")
-    p.add_argument("--observer-input", type=_input_spec, default=None, help=INPUT_HELP)
+    _observer_args(p, "selects the initial bases (RDED)")
     p.add_argument("--out", required=True, help="the factorised set's .safetensors file")
     p.add_argument("--work-dir", default=None, help="state for resuming (default: <out>.work)")
     add_config_flags(p, configs.FactorizeConfig, skip=("seed",))
