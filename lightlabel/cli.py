@@ -526,14 +526,10 @@ def cmd_info(args) -> None:
 
 
 def _is_factorized(path: Path) -> bool:
-    import struct
+    from .utils.hashing import safetensors_header
 
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            return False
-        header = f.read(min(struct.unpack("<Q", head)[0], 1 << 20))
-    return b'"lightlabel-factorized"' in header
+    parsed = safetensors_header(path.read_bytes())
+    return parsed is not None and (parsed[0].get("__metadata__") or {}).get("format") == "lightlabel-factorized"
 
 
 def _info_factorized(args) -> None:

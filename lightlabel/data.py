@@ -7,8 +7,6 @@ last, so a half-extracted folder is never mistaken for a complete one).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -23,6 +21,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from .utils.files import atomic_path, atomic_write_text, cache_root
+from .utils.hashing import json_digest
 from .utils.progress import progress_bar
 from .utils.seeding import derive_seed
 
@@ -61,7 +60,7 @@ _MARKER = ".lightlabel-extracted"
 
 
 def _fingerprint(parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest(parts)
 
 
 def default_data_root() -> Path | None:

@@ -53,6 +53,7 @@ from .recipes.student import train_student
 from .recipes.teachers import train_teachers
 from .storage import soft_label_nbytes, teacher_nbytes
 from .utils.files import atomic_write_text
+from .utils.hashing import json_digest
 
 __all__ = ["DemoSettings", "resolve_data", "run_demo"]
 
@@ -130,7 +131,7 @@ class DataSource:
 
 
 def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return json_digest(parts)[:12]
 
 
 def _no_data(reason: str) -> FileNotFoundError:

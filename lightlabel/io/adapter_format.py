@@ -30,6 +30,7 @@ import torch
 
 from ..configs import AdapterConfig
 from ..errors import AdapterError
+from ..utils.hashing import safetensors_header
 from ..version import __version__
 
 __all__ = [
@@ -264,15 +265,12 @@ def decode_adapter(data: bytes, source: str = "<adapter>") -> tuple[AdapterInfo,
     """
     if len(data) < 8:
         raise AdapterError(f"{source}: file is {len(data)} bytes, too short to be a safetensors adapter")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > len(data) - 8:
-        raise AdapterError(
-            f"{source}: not a valid safetensors file or truncated (header claims {header_len} bytes, "
-            f"file has {len(data) - 8} after the length prefix)"
-        )
+    parsed = safetensors_header(data)
+    if parsed is None:
+        raise AdapterError(f"{source}: not a valid safetensors file, truncated, or a damaged header (its length "
+                           f"prefix claims {struct.unpack('<Q', data[:8])[0]} bytes, the file has {len(data) - 8})")
     try:
-        header = json.loads(data[8 : 8 + header_len])
-        meta = header.get("__metadata__") if isinstance(header, dict) else None
+        meta = parsed[0].get("__metadata__")
         stored = safetensors.torch.load(data)
     except Exception as e:  # safetensors raises its own SafetensorError; JSON and UTF-8 errors too
         raise AdapterError(f"{source}: not a valid safetensors file or damaged header ({e})") from e

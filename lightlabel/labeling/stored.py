@@ -23,6 +23,7 @@ import torch
 from ..configs import AugmentConfig, LabelCompression
 from ..errors import StoredLabelsError
 from ..utils.files import atomic_path, atomic_write_text
+from ..utils.hashing import tensor_digest
 from ..utils.progress import progress_bar
 from ..utils.seeding import derive_seed, generator
 from .augment import Augmenter, epoch_order, epoch_views
@@ -107,7 +108,7 @@ def decompress_logits(data: dict[str, torch.Tensor], num_classes: int, fill: str
 
 def images_digest(images: torch.Tensor) -> str:
     """sha256 of a uint8 image tensor (ties stored labels to the exact distilled images)."""
-    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    return tensor_digest(images)
 
 
 def store_soft_labels(

@@ -43,6 +43,7 @@ from ..core.base import fingerprint
 from ..core.projector import Projector
 from ..data import as_dataset, dataset_classes, dataset_targets, decode_rgb, image_size_of
 from ..inputs import InputSpec, input_spec_of
+from ..utils.hashing import tensor_digest
 from ..utils.memory import peak_memory_bytes, reset_peak_memory
 from ..utils.placement import on_device
 from ..utils.progress import progress_bar
@@ -205,7 +206,7 @@ class DistilledSet(Dataset):
     @property
     def fingerprint(self) -> str:
         """sha256 of the uint8 images (ties stored labels and resume states to them)."""
-        return hashlib.sha256(self.images.contiguous().numpy().tobytes()).hexdigest()
+        return tensor_digest(self.images)
 
     def epoch_images(self, seed: int, epoch: int, device: torch.device | str | None = None) -> torch.Tensor:
         """The images of every epoch: ``(N, 3, S, S)`` uint8 (the same each epoch), on ``device``.

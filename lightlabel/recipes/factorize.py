@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from ..data import as_dataset, dataset_classes, dataset_targets
 from ..errors import StoredLabelsError
 from ..inputs import InputSpec, input_spec_of
 from ..utils.files import atomic_write_bytes
+from ..utils.hashing import safetensors_header, tensor_digest
 from ..utils.placement import module_device, on_device
 from ..utils.seeding import generator
 from ..version import __version__
@@ -316,10 +316,11 @@ class FactorizedSet(Dataset):
         if not path.is_file():
             raise FileNotFoundError(f"factorised set not found: {path}")
         data = path.read_bytes()
-        if len(data) < 8 or struct.unpack("<Q", data[:8])[0] > len(data) - 8:
+        parsed = safetensors_header(data)
+        if parsed is None:
             raise FactorizedSetError(f"{path}: truncated or not a safetensors file")
         try:
-            meta = json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]]).get("__metadata__") or {}
+            meta = parsed[0].get("__metadata__") or {}
             tensors = safetensors.torch.load(data)
         except Exception as e:
             raise FactorizedSetError(f"{path}: not a readable safetensors file ({e})") from e
@@ -356,8 +357,7 @@ def _canonical(data: bytes) -> bytes:
     """The same safetensors file with its JSON header's keys sorted: safetensors writes the metadata in hash order,
     which differs between processes, and a set's file must be the same bytes for the same content (its sha256 is
     its identity). The sorted header has the same length; the padding safetensors adds is kept."""
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
+    header, n = safetensors_header(data)
     canonical = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     if len(canonical) > n:  # cannot happen for a header safetensors wrote; keep its bytes rather than break offsets
         return data
@@ -468,7 +468,7 @@ def factorize_images(
         return mean
 
     settings = {"config": cfg.to_dict(), "observer": fingerprint(observer), "classes": classes,
-                "samples": len(dataset), "init": hashlib.sha256(init.images.numpy().tobytes()).hexdigest()}
+                "samples": len(dataset), "init": tensor_digest(init.images)}
     run_epochs(epochs=math.ceil(cfg.iterations / chunk), step=step, state={"params": run, "history": history},
                path=None if out_dir is None else Path(out_dir) / "factorize-state.pt", settings=settings,
                what="factorize_images", seed=cfg.seed, device=device, progress=progress)

@@ -10,7 +10,6 @@ run resumed at an epoch boundary from the saved state therefore computes exactly
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import json
 import logging
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sequential
 
 from ..inputs import InputSpec
 from ..utils.files import atomic_path
+from ..utils.hashing import json_digest
 from ..utils.progress import progress_bar
 from ..utils.seeding import derive_seed
 
@@ -126,7 +126,7 @@ def make_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, epoch: int 
 
 
 def settings_digest(settings: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest(settings)
 
 
 def _flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
