@@ -26,6 +26,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "with_input_spec": ("inputs", "attach an InputSpec to a plain torchvision or timm module"),
     "OnlineRelabeler": ("labeling.relabel", "augment a batch on its device, then label the views online"),
     "AugmentConfig": ("configs", "the views (RDED's ShufflePatches + crop + flip + CutMix by default)"),
+    "TrainingSet": ("labeling.sets", "the protocol of training images; DistilledSet and FactorizedSet implement it"),
     "LabelSource": ("labeling.sources", "the protocol of label sources; HardLabels, StoredSoftLabels and any model implement it"),
     "HardLabels": ("labeling.sources", "no soft labels: the mixed hard targets"),
     "SoftLabelLoss": ("labeling.losses", "MSE on logits + ce_weight * CE (HeLlO Alg. 1 line 14), KL or soft CE"),
@@ -110,6 +111,7 @@ if TYPE_CHECKING:  # static tools see the names as ordinary imports
     from .io.registry import list_adapters
     from .labeling.losses import SoftLabelLoss, soft_label_loss
     from .labeling.relabel import OnlineRelabeler
+    from .labeling.sets import TrainingSet
     from .labeling.sources import HardLabels, LabelSource
     from .labeling.stored import StoredSoftLabels, store_soft_labels
     from .labeling.teachers import TeacherEnsemble, load_teachers

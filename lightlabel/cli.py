@@ -444,14 +444,13 @@ def _training_set(path: str):
 
 
 def cmd_train(args) -> None:
-    import math
 
     from .recipes.student import train_student
 
     distilled = _training_set(args.distilled)
     labels = load_labels(args.labels, teacher_input=args.teacher_input)
     overrides = config_overrides(args, configs.EvalProtocol)
-    f = max(1, math.isqrt(int(distilled.manifest.get("patches_per_image", 1))))
+    f = distilled.patches_per_side
     ipc = distilled.num_epoch_images // len(distilled.classes)
     protocol = configs.EvalProtocol.preset(args.protocol, ipc=ipc, num_classes=len(distilled.classes),
                                            patches_per_side=f, **overrides)
@@ -466,7 +465,6 @@ def cmd_train(args) -> None:
 
 
 def cmd_select(args) -> None:
-    import math
 
     from .data import ImageFolderDataset
     from .models import load_teacher
@@ -475,7 +473,7 @@ def cmd_select(args) -> None:
 
     distilled = _training_set(args.distilled)
     trajectory = [load_teacher(c, input_spec=args.teacher_input) for c in args.checkpoints]
-    f = max(1, math.isqrt(int(distilled.manifest.get("patches_per_image", 1))))
+    f = distilled.patches_per_side
     protocol = configs.EvalProtocol.preset(args.protocol, ipc=distilled.num_epoch_images // len(distilled.classes),
                                            num_classes=len(distilled.classes), patches_per_side=f)
     selection = select_teachers(trajectory, distilled, protocol, val_set=ImageFolderDataset(args.val),

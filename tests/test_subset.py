@@ -47,3 +47,11 @@ def test_subset_saves_loads_and_trains_a_student(cifar_ds, tmp_path):
 def test_bad_ipc_is_named(cifar_ds, ipc, error):
     with pytest.raises(ValueError, match=error):
         ll.random_subset(cifar_ds, ipc)
+
+
+def test_every_training_set_implements_the_protocol(cifar_ds):
+    subset = ll.random_subset(cifar_ds, 1)
+    assert isinstance(subset, ll.TrainingSet) and subset.patches_per_side == 1
+    mosaic = ll.DistilledSet(subset.images, subset.labels, subset.classes, subset.sources, {"patches_per_image": 4})
+    assert mosaic.patches_per_side == 2
+    assert ll.train_student.__module__ == "lightlabel.recipes.student"

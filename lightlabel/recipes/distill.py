@@ -200,6 +200,11 @@ class DistilledSet(Dataset):
         return len(self)
 
     @property
+    def patches_per_side(self) -> int:
+        """``f``: patches per side of an image (its manifest's ``patches_per_image``; 1 for whole images)."""
+        return max(1, math.isqrt(int(self.manifest.get("patches_per_image", 1))))
+
+    @property
     def hallucinated(self) -> bool:
         return False
 

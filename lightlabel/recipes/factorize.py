@@ -224,6 +224,11 @@ class FactorizedSet(Dataset):
         return int(self.bases.shape[0])
 
     @property
+    def patches_per_side(self) -> int:
+        """1: a basis is one whole image (the bases are RDED selections with one patch each)."""
+        return 1
+
+    @property
     def hallucinated(self) -> bool:
         return True
 

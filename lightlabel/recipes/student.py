@@ -8,7 +8,6 @@ of a comparison, and the labeller labels exactly the views the student trains on
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 import warnings
@@ -77,14 +76,9 @@ class StudentResult:
         return self.label_kind
 
 
-def _patches_per_side(distilled: DistilledSet) -> int:
-    ppi = int(distilled.manifest.get("patches_per_image", 1))
-    return max(1, math.isqrt(ppi))
-
-
 def default_protocol(distilled: DistilledSet) -> EvalProtocol:
     """HeLlO's preset on RDED's views for the set's patch grid (its manifest's ``patches_per_image``)."""
-    return EvalProtocol.helio(patches_per_side=_patches_per_side(distilled))
+    return EvalProtocol.helio(patches_per_side=distilled.patches_per_side)
 
 
 def _param_groups(model: nn.Module, protocol: EvalProtocol) -> list[dict[str, Any]]:
