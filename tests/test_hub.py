@@ -253,3 +253,34 @@ def test_hub_failure_leaves_other_errors_alone():
     assert hub.hub_failure("push", "org/repo", KeyError("x")) is None
     with pytest.raises(KeyError), hub.hub_errors("push", "org/repo"):
         raise KeyError("a bug, not a network fault")
+
+
+def test_the_packaged_adapter_loads_offline_and_its_registry_entry_matches_the_file():
+    from lightlabel.io.registry import adapter_entry
+
+    entries = ll.list_adapters()
+    assert entries and entries[0].name == "lightlabel/cifar10-proxy-rn" and entries[0].packaged
+    entry = adapter_entry("lightlabel/cifar10-proxy-rn")
+    file = entry.file()
+    assert file.stat().st_size == entry.nbytes and hashlib.sha256(file.read_bytes()).hexdigest() == entry.sha256
+    info, _ = ll.read_adapter(file)
+    assert (info.base_model, info.base_pretrained, list(info.class_names)) == (entry.base, entry.pretrained,
+                                                                               list(entry.classes))
+    assert info.fit_info["final_agreement"] == pytest.approx(entry.fidelity["agreement"], abs=1e-4)
+    assert info.fit_info["student_top1"] == entry.student["top1"] and entry.command.startswith("python benchmarks/")
+    projector = ll.Projector.from_pretrained("lightlabel/cifar10-proxy-rn")  # HF_HUB_OFFLINE=1 in the tests
+    assert projector.num_classes == 10 and projector.base_pretrained == "lightlabel:packaged"
+
+
+def test_a_damaged_packaged_adapter_is_refused(tmp_path, monkeypatch):
+    import lightlabel.io.registry as registry
+
+    entry = registry.adapter_entry("lightlabel/cifar10-proxy-rn")
+    damaged = tmp_path / "cifar10-proxy-rn"
+    damaged.mkdir()
+    data = bytearray(entry.file().read_bytes())
+    data[-5] ^= 0xFF
+    (damaged / "adapter.safetensors").write_bytes(bytes(data))
+    monkeypatch.setattr(registry, "ADAPTERS", tmp_path)
+    with pytest.raises(ll.AdapterError, match="registry checksum"):
+        ll.Projector.from_pretrained("lightlabel/cifar10-proxy-rn")

@@ -39,7 +39,8 @@ def test_wheel_from_an_empty_folder(tmp_path, make_projector):
     entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "lightlabel = lightlabel.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
     for asset in ("proxy-base.safetensors", "imagenet1k_wnids.txt", "clip-vit-b32-imagenet1k-text.fp16.safetensors",
-                  "lightlabel-proxy-rn.json", "cifar10-resnet20-epoch001.pt"):
+                  "lightlabel-proxy-rn.json", "cifar10-resnet20-epoch001.pt", "adapters/registry.json",
+                  "adapters/cifar10-proxy-rn/adapter.safetensors", "adapters/cifar10-proxy-rn/text_embeddings.safetensors"):
         assert any(n.endswith(asset) for n in names), f"{asset} is not in the wheel"
     assert not any(n.startswith(("tests/", "benchmarks/", "shared/")) for n in names)
 
@@ -78,6 +79,9 @@ def test_wheel_from_an_empty_folder(tmp_path, make_projector):
         images = torch.stack([decode_rgb(f) for f in sorted(glob.glob("img*.png"))]).float() / 255
         logits = ll.labeling.ModelLabels(projector).label(images)
         assert logits.shape == (4, 3) and torch.isfinite(logits).all()
+        fitted = ll.Projector.from_pretrained("lightlabel/cifar10-proxy-rn")  # the adapter shipped in the wheel
+        entry = ll.list_adapters()[0]
+        assert fitted.num_classes == 10 and entry.nbytes == fitted.adapter_nbytes, (entry, fitted.adapter_nbytes)
         print("labelled", tuple(logits.shape), names)
     """) % str(site)
     assert "labelled (4, 3)" in _run([str(python), "-c", script], empty, env)
