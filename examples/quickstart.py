@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"argmax = dominant CutMix class on {top1:.0%} (zero-shot, unfitted)")
     print(f"mixed_targets rows sum to 1: {bool(torch.allclose(mixed_targets.sum(1), torch.ones(len(mixed))))}")
     print(f"adapter: {projector.num_adapter_parameters():,} parameters, {projector.adapter_nbytes:,} bytes -> {path}")
-    print(projector.storage_report(ipc=10, epochs=300))
+    print(ll.storage_report(num_classes=projector.num_classes, ipc=10, epochs=300,
+                            adapter_nbytes=projector.adapter_nbytes, adapter_note="this adapter, fp32"))
     return {"soft_logits": soft_logits, "adapter": path}
 
 

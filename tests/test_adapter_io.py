@@ -225,7 +225,8 @@ def test_storage_report_matches_paper_arithmetic(fitted):
     # torchvision resnet18, 1000 classes, as an fp32 state dict: 11,689,512 parameters, BatchNorm running means and
     # variances of 4,800 channels, and 20 int64 step counters
     assert r.teacher_bytes == 4 * 11_689_512 + 4 * 2 * 4_800 + 8 * 20 == 46_796_608
-    own = fitted.storage_report(ipc=10, epochs=300)
+    own = ll.storage_report(num_classes=fitted.num_classes, ipc=10, epochs=300,
+                           adapter_nbytes=fitted.adapter_nbytes, adapter_note="this adapter, fp32")
     assert own.adapter_bytes == fitted.adapter_nbytes and own.num_classes == 10
     assert "stored soft labels" in str(own)
     with pytest.raises(ValueError, match="ipc"):

@@ -99,7 +99,8 @@ def test_model_card_contents(fitted, tmp_path):
     assert "dataset-distillation" in card.data.tags and "lora" in card.data.tags
     assert card.data.license == "mit" and card.data.datasets == ["cifar10"]
     text = card.text
-    report = fitted.storage_report(ipc=10, epochs=300)
+    report = ll.storage_report(num_classes=fitted.num_classes, ipc=10, epochs=300,
+                           adapter_nbytes=fitted.adapter_nbytes, adapter_note="this adapter, fp32")
     for expected in ("lightlabel-tiny-rn", "rank 8", "rank 4", f"{fitted.adapter_nbytes:,} bytes",
                      f"{report.soft_label_bytes:,} bytes (fp16, IPC 10, 300 epochs)", "0.8750", "0.1234",
                      'from_pretrained("org/lightlabel-tiny-cifar10-r8")', "10 (airplane, automobile"):

@@ -414,8 +414,8 @@ class Projector(nn.Module):
         return len(self.to_bytes("fp32"))
 
     def extra_bytes(self) -> int:
-        """Bytes a student's training needs besides the images when this projector labels: :attr:`adapter_nbytes`
-        (the label-source contract of :class:`lightlabel.LabelSource`)."""
+        """Deprecated: :attr:`adapter_nbytes` (what a projector's labels cost besides the images)."""
+        warnings.warn("Projector.extra_bytes() is deprecated: use adapter_nbytes", DeprecationWarning, stacklevel=2)
         return self.adapter_nbytes
 
     def num_adapter_parameters(self) -> int:
@@ -424,10 +424,10 @@ class Projector(nn.Module):
 
     def storage_report(self, *, ipc: int, epochs: int, label_bytes: int = 2, teacher: str | nn.Module | int = "resnet18",
                        dtype: str = "fp32") -> StorageReport:
-        """Compare this adapter's bytes with stored soft labels and with a teacher checkpoint.
-
-        See :func:`lightlabel.storage_report`; ``num_classes`` is this projector's.
-        """
+        """Deprecated: ``ll.storage_report(num_classes=p.num_classes, ipc=..., epochs=..., adapter_nbytes=len(
+        p.to_bytes(dtype)))``; byte accounting lives in :mod:`lightlabel.storage`."""
+        warnings.warn("Projector.storage_report() is deprecated: use lightlabel.storage_report(num_classes=..., "
+                      "adapter_nbytes=projector.adapter_nbytes, ...)", DeprecationWarning, stacklevel=2)
         return storage_report(num_classes=self.num_classes, ipc=ipc, epochs=epochs, label_bytes=label_bytes,
                               teacher=teacher, adapter_nbytes=len(self.to_bytes(dtype)), adapter_note=f"this adapter, {dtype}")
 

@@ -250,7 +250,7 @@ class ModelLabels(_OnlineHooks):
         labeller as given, also for an :meth:`optimized` copy)."""
         if self._origin is not None:
             return self._origin.extra_bytes()
-        return self.model.extra_bytes() if self.is_projector else module_nbytes(self.model)
+        return self.model.adapter_nbytes if self.is_projector else module_nbytes(self.model)
 
     def describe(self) -> dict[str, Any]:
         if self._origin is not None:
