@@ -238,3 +238,14 @@ def test_teacher_module_under_data_parallel_on_two_gpus_equals_one_module(make_p
     single = teacher(images)
     parallel = torch.nn.DataParallel(teacher, device_ids=[0, 1])(images)
     torch.testing.assert_close(parallel, single, rtol=1e-4, atol=1e-4)
+
+
+def test_overlapped_labelling_on_a_side_stream_gives_the_same_student(make_projector, cifar_ds):
+    """Issue 31: labelling the next batch on a side stream while the student trains changes nothing."""
+    projector = make_projector()
+    randomize_adapter(projector)
+    distilled = ll.random_subset(cifar_ds, 4, seed=0)
+    protocol = ll.EvalProtocol.helio(student="cifar_resnet20", epochs=2, batch_size=8)
+    runs = [ll.train_student(distilled, projector, protocol, device=CUDA, progress=False, overlap=flag)
+            for flag in (False, True)]
+    assert [h["loss"] for h in runs[0].history] == pytest.approx([h["loss"] for h in runs[1].history], rel=1e-5)

@@ -383,3 +383,14 @@ def test_on_device_copies_a_module_elsewhere_and_keeps_one_already_there():
     assert moved is not module and moved.weight.device.type == "meta" and module.weight.device.type == "cpu"
     relu = nn.ReLU()
     assert on_device(relu, "meta") is relu, "a module without tensors has nothing to move"
+
+
+def test_overlap_is_ignored_with_a_warning_on_cpu_and_changes_nothing():
+    distilled = _toy_set()
+    torch.manual_seed(0)
+    plain = ll.train_student(distilled, "hard", student_model=_Tiny(), device="cpu", progress=False, **TOY)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="overlap"):
+        overlapped = ll.train_student(distilled, "hard", student_model=_Tiny(), device="cpu", progress=False,
+                                      overlap=True, **TOY)
+    assert [h["loss"] for h in overlapped.history] == [h["loss"] for h in plain.history]

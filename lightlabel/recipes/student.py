@@ -103,6 +103,7 @@ def train_student(
     device: torch.device | str | None = None,
     progress: bool = True,
     save_interval_s: float = 60.0,
+    overlap: bool = False,
     labels: LabelSource | nn.Module | list[nn.Module] | str | None = None,
     **overrides: Any,
 ) -> StudentResult:
@@ -130,6 +131,8 @@ def train_student(
         student_model: a student module instead of ``protocol.student`` (its weights are trained in place).
         device: default CUDA when available.
         progress: a progress bar over the epochs.
+        overlap: on CUDA, label the next batch on a side stream while the student trains on the current one (the
+            labels do not change: the views come from ``(seed, epoch, rank)``). Ignored, with a warning, on CPU.
         labels: the deprecated name of ``labeller`` (lightlabel 0.2).
         **overrides: fields of the protocol to replace (e.g. ``epochs=2``).
 
@@ -148,8 +151,11 @@ def train_student(
     protocol = (protocol or default_protocol(distilled)).replace(**overrides)
     device = resolve_device(device)
     source = _fast_source(labeller, len(distilled.classes), device)
+    if overlap and device.type != "cuda":
+        warnings.warn("train_student(overlap=True) overlaps labelling with training on CUDA streams; on "
+                      f"{device.type} it is ignored", stacklevel=2)
     run = _StudentRun(distilled, source, protocol, seed=seed, device=device, val_set=val_set,
-                      student_model=student_model)
+                      student_model=student_model, overlap=overlap)
     memory_kind = reset_peak_memory(device)
     history = run_epochs(epochs=protocol.epochs, step=run.step, state=run.state(),
                          path=None if out_dir is None else Path(out_dir) / "student-state.pt",
@@ -194,8 +200,10 @@ class _StudentRun:
     """One student run: its model, optimiser, schedule, views and the step of one epoch (HeLlO Alg. 1 lines 12-15)."""
 
     def __init__(self, distilled: DistilledSet | FactorizedSet, source: LabelSource, protocol: EvalProtocol, *,
-                 seed: int, device: torch.device, val_set: Any, student_model: nn.Module | None) -> None:
+                 seed: int, device: torch.device, val_set: Any, student_model: nn.Module | None,
+                 overlap: bool = False) -> None:
         self.distilled, self.source, self.protocol, self.seed, self.device = distilled, source, protocol, seed, device
+        self.side = torch.cuda.Stream(device) if overlap and device.type == "cuda" else None
         self.rank, self.world_size = world()
         per_rank_batch(protocol.batch_size)  # validates that the processes divide the global batch
         num_images, size = distilled.num_epoch_images, distilled.image_size
@@ -240,6 +248,31 @@ class _StudentRun:
         p = self.protocol
         return soft_label_loss(out, soft, targets, kind=p.soft_loss, ce_weight=p.ce_weight, temperature=p.temperature)
 
+    def _labelled(self, views: Any, epoch: int) -> Any:
+        """``(view, soft labels)`` per batch; with ``overlap`` on CUDA, each batch is labelled on a side stream while
+        the student trains on the one before (the views come from ``(seed, epoch, rank)``, so the labels are the
+        same either way)."""
+        if self.side is None:
+            for view in views:
+                yield view, self.source.label(view.views, epoch=epoch, step=view.step)
+            return
+        main, pending = torch.cuda.current_stream(self.device), None
+        for view in views:
+            self.side.wait_stream(main)  # the views were made on the main stream
+            with torch.cuda.stream(self.side):
+                soft = self.source.label(view.views, epoch=epoch, step=view.step)
+            view.views.record_stream(self.side)
+            if soft is not None:
+                soft.record_stream(main)
+            done = torch.cuda.Event()
+            done.record(self.side)
+            if pending is not None:
+                yield pending
+            pending = view, soft, done
+            main.wait_event(done)  # the next student step reads these labels
+        if pending is not None:
+            yield pending[0], pending[1]
+
     def step(self, epoch: int) -> dict[str, Any]:
         """One epoch: views from ``(seed, epoch)``, labelled online (or read), one optimiser step per batch."""
         device, protocol = self.device, self.protocol
@@ -247,9 +280,10 @@ class _StudentRun:
         t0 = time.perf_counter()
         planned = self.source.view_epoch(epoch)  # pruned stored labels replay a kept epoch's views
         images = self.resident.epoch_images(self.seed, planned, device)
-        for view in epoch_views(images, self.targets, self.augmenter, batch_size=protocol.batch_size, seed=self.seed,
-                                epoch=planned, rank=self.rank, world_size=self.world_size):
-            soft = self.source.label(view.views, epoch=planned, step=view.step)
+        views = epoch_views(images, self.targets, self.augmenter, batch_size=protocol.batch_size, seed=self.seed,
+                            epoch=planned, rank=self.rank, world_size=self.world_size)
+        for item in self._labelled(views, planned):
+            view, soft = item[0], item[1]
             x = protocol.student_input.normalize(view.views)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
