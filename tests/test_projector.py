@@ -234,3 +234,20 @@ def test_half_precision_labels_are_finite_and_close(make_projector):
             low = projector(x)
     assert low.dtype == torch.float32 and torch.isfinite(low).all()
     assert (low - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_merging_a_copy_leaves_the_original_working(make_projector, cifar_batch):
+    """copy.deepcopy shares parametrize's per-module classes; 0.2's merged copy (train_student's) deleted the
+    original's weight property, so the caller's unmerged projector failed on its next call."""
+    import copy
+
+    projector = make_projector().eval()
+    x = projector.normalize(cifar_batch[0][:2])
+    with torch.no_grad():
+        before = projector(x)
+        copy.deepcopy(projector).merge()
+        copy.deepcopy(projector).merge()
+        torch.testing.assert_close(projector(x), before)
+    projector.merge().unmerge()
+    with torch.no_grad():
+        torch.testing.assert_close(projector(x), before, rtol=1e-5, atol=1e-5)

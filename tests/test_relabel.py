@@ -204,3 +204,14 @@ def test_a_label_source_in_0_2_style_gets_the_hooks(projector):
     source = as_label_source(Old())
     assert isinstance(source, ll.LabelSource) and source.view_epoch(3) == 3 and source.prepare(None) is None
     assert source.extra_bytes() == 7 and source.kind == "mine"
+
+
+def test_optimized_labeller_compiles_on_request(projector, cifar_batch):
+    """The opt-in compiled fast path labels as the eager one (backend 'eager' here: the wiring, not inductor)."""
+    from lightlabel.labeling.sources import ModelLabels
+
+    source = ModelLabels(projector)
+    eager = source.optimized("cpu")
+    compiled = source.optimized("cpu", compile={"backend": "eager"})
+    torch.testing.assert_close(compiled.label(cifar_batch[0][:4]), eager.label(cifar_batch[0][:4]))
+    assert compiled.describe() == source.describe() and compiled.extra_bytes() == source.extra_bytes()

@@ -134,6 +134,11 @@ def merge_lora(root: nn.Module, names: Sequence[str]) -> None:
             raise ValueError(f"merging the LoRA update into {name!r} gave non-finite values; adapter left unmerged")
     for name in names:
         owner, param = _owner(root, name)
+        # parametrize keeps the weight as a property of a class made for the module; copy.deepcopy shares that class
+        # between a module and its copy, and removing the parametrisation deletes the property from the class. Give
+        # the module a class of its own first, so merging a copy never breaks the original (and vice versa).
+        cls = type(owner)
+        owner.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
         parametrize.remove_parametrizations(owner, param, leave_parametrized=True)
         getattr(owner, param).requires_grad_(False)
 

@@ -224,13 +224,19 @@ class ModelLabels(_OnlineHooks):
         moved._origin = self._origin or self
         return moved
 
-    def optimized(self, device: torch.device | str) -> ModelLabels:
+    def optimized(self, device: torch.device | str, *, compile: bool | dict[str, Any] = False) -> ModelLabels:
         """This labeller on its fast inference path, on ``device``: a copy, so the caller's model is not changed.
 
         Projector and teacher take the same path, so comparisons between them stay fair: a projector is merged
         (LoRA and BatchNorm folded, one-token attention pool, head precomputed), a teacher gets its BatchNorm folded
         and its classifier in float32 (:func:`~lightlabel.core.fastpath.fast_teacher`); on CUDA both are made
         channels-last. Labels equal the unoptimised ones to float rounding.
+
+        Args:
+            device: where the copy labels.
+            compile: opt-in ``torch.compile`` of the copy (``True``, or a dict of ``torch.compile`` options such as
+                ``{"mode": "reduce-overhead"}`` for CUDA graphs when the batch shape is fixed). The first batch of
+                each shape compiles (seconds to minutes): time it apart from the steady state.
         """
         device = torch.device(device)
         model = copy.deepcopy(self.model)
@@ -241,6 +247,8 @@ class ModelLabels(_OnlineHooks):
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
+        if compile:
+            model.compile(**({} if compile is True else dict(compile)))  # in place: keeps the module's attributes
         fast = ModelLabels(model, input_spec=self.input_spec, kind=self.kind, autocast=self.autocast)
         fast._origin = self._origin or self  # bytes and identity stay those of the labeller as given
         return fast
