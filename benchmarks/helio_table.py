@@ -397,16 +397,28 @@ def _sets_line(cells: list[dict]) -> str:
     """Which distilled set(s) the cells trained on: rows only compare labels alike when they share the images.
 
     A set rebuilt from other caches (a teacher retrained on another machine, say) hashes differently; mixing such cells
-    in one table is then said in bold, with the rows on each set.
+    in one table is then said in bold, with the rows on each set. Random-subset rows draw their images per seed by
+    design (``ll.random_subset``), so their hashes are listed apart and never count as a mix.
     """
     by_set: dict[str, list[str]] = {}
+    drawn: dict[int, set[str]] = {}
     for c in cells:
+        if c["row"] in RANDOM:
+            drawn.setdefault(c["seed"], set()).add(c["distilled_sha256"][:12])
+            continue
         by_set.setdefault(c["distilled_sha256"][:12], []).append(f"{c['row']} s{c['seed']}")
-    if len(by_set) == 1:
-        return f"Every cell trained on the distilled set whose images hash to {next(iter(by_set))} (sha256 prefix)."
+    random_note = ("" if not drawn else " The random-subset rows train on the real images each seed draws (the same "
+                   "draw for every label source of a seed): "
+                   + ", ".join(f"seed {s} " + (next(iter(shas)) if len(shas) == 1 else  # one seed, two draws: said plainly
+                                              f"{' and '.join(sorted(shas))} (**{len(shas)} draws for one seed**)")
+                               for s, shas in sorted(drawn.items())) + ".")
+    if len(by_set) <= 1:
+        return ("" if not by_set else f"Every distilled-image cell trained on the distilled set whose images hash to "
+                f"{next(iter(by_set))} (sha256 prefix).") + random_note
     return (f"**These cells trained on {len(by_set)} different distilled sets** (rebuilt from other caches), so rows "
             "on different sets do not compare labels on the same images: "
-            + "; ".join(f"{sha}: {', '.join(sorted(rows))}" for sha, rows in sorted(by_set.items())) + ".")
+            + "; ".join(f"{sha}: {', '.join(sorted(rows))}" for sha, rows in sorted(by_set.items())) + "."
+            + random_note)
 
 
 def _random_gain(ds: str, rows: dict[str, list[dict]]) -> str:
