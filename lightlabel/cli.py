@@ -147,38 +147,39 @@ def _add_fit(sub: argparse._SubParsersAction, fmt: type) -> None:
     _common(p)
 
 
-def _observer_args(p: argparse.ArgumentParser, role: str) -> None:
-    """DATA, --observer and --observer-input, shared by the commands that select images with a teacher."""
+def _observer_command(sub: argparse._SubParsersAction, fmt: type, name: str, *, help: str, description: str,
+                      example: str, role: str, out: str, config: type) -> argparse.ArgumentParser:
+    """A command that selects images from DATA with an observer teacher: DATA, --observer, --observer-input, --out,
+    the config's flags (not its seed: --seed comes with the common flags) and the common flags."""
+    p = sub.add_parser(name, formatter_class=fmt, help=help, description=description,
+                       epilog=f"example:\n  lightlabel {name} cifar10/train --observer resnet56.th --observer-input "
+                              f"imagenet@32 {example}")
     p.add_argument("data", help="training ImageFolder")
     p.add_argument("--observer", required=True, help=f"teacher checkpoint or name (torchvision:resnet18, timm:NAME, "
                                                      f"lightlabel:NAME) that {role}")
     p.add_argument("--observer-input", type=_input_spec, default=None, help=INPUT_HELP)
+    p.add_argument("--out", required=True, help=out)
+    add_config_flags(p, config, skip=("seed",))
+    _common(p)
+    return p
 
 
 def _add_distill(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = sub.add_parser("distill", formatter_class=fmt, help="build distilled images (RDED + Eq. 7 refinement)",
-                       description="Select, stitch and optionally refine distilled images from DATA.",
-                       epilog="example:\n  lightlabel distill cifar10/train --observer resnet56.th --observer-input "
-                              "imagenet@32 --ipc 10 --patches-per-image 1 --out distilled/")
-    _observer_args(p, "scores the patches")
-    p.add_argument("--out", required=True, help="output folder (ImageFolder of PNGs + manifest.json)")
+    p = _observer_command(sub, fmt, "distill", help="build distilled images (RDED + Eq. 7 refinement)",
+                          description="Select, stitch and optionally refine distilled images from DATA.",
+                          example="--ipc 10 --patches-per-image 1 --out distilled/", role="scores the patches",
+                          out="output folder (ImageFolder of PNGs + manifest.json)", config=configs.DistillConfig)
     p.add_argument("--projector", default=None, help="adapter for the Eq. 7 refinement")
-    add_config_flags(p, configs.DistillConfig, skip=("seed",))
-    _common(p)
 
 
 def _add_factorize(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = sub.add_parser("factorize", formatter_class=fmt, help="learn factorised distilled images (HaBa bases + "
-                                                              "hallucinators)",
-                       description="Learn a few bases per class and shared hallucinators from DATA (HaBa with "
-                                   "distribution matching); every (basis, hallucinator) pair is a training image.",
-                       epilog="example:\n  lightlabel factorize cifar10/train --observer resnet56.th --observer-input "
-                              "imagenet@32 --bases-per-class 5 --out factorized.safetensors")
-    _observer_args(p, "selects the initial bases (RDED)")
-    p.add_argument("--out", required=True, help="the factorised set's .safetensors file")
+    p = _observer_command(sub, fmt, "factorize", help="learn factorised distilled images (HaBa bases + hallucinators)",
+                          description="Learn a few bases per class and shared hallucinators from DATA (HaBa with "
+                                      "distribution matching); every (basis, hallucinator) pair is a training image.",
+                          example="--bases-per-class 5 --out factorized.safetensors",
+                          role="selects the initial bases (RDED)", out="the factorised set's .safetensors file",
+                          config=configs.FactorizeConfig)
     p.add_argument("--work-dir", default=None, help="state for resuming (default: <out>.work)")
-    add_config_flags(p, configs.FactorizeConfig, skip=("seed",))
-    _common(p)
 
 
 def _add_train(sub: argparse._SubParsersAction, fmt: type) -> None:
