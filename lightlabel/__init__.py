@@ -26,7 +26,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "with_input_spec": ("inputs", "attach an InputSpec to a plain torchvision or timm module"),
     "OnlineRelabeler": ("labeling.relabel", "augment a batch on its device, then label the views online"),
     "AugmentConfig": ("configs", "the views (RDED's ShufflePatches + crop + flip + CutMix by default)"),
-    "TrainingSet": ("labeling.sets", "the protocol of training images; DistilledSet and FactorizedSet implement it"),
+    "TrainingSet": ("sets.protocol", "the protocol of training images; DistilledSet and FactorizedSet implement it"),
     "LabelSource": ("labeling.sources", "the protocol of label sources; HardLabels, StoredSoftLabels and any model implement it"),
     "HardLabels": ("labeling.sources", "no soft labels: the mixed hard targets"),
     "SoftLabelLoss": ("labeling.losses", "MSE on logits + ce_weight * CE (HeLlO Alg. 1 line 14), KL or soft CE"),
@@ -44,11 +44,11 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "FitConfig": ("configs", "the settings of fit_adapter"),
     "distill_images": ("recipes.distill", "RDED patch selection + stitching + Eq. 7 refinement"),
     "DistillConfig": ("configs", "the settings of distill_images"),
-    "DistilledSet": ("recipes.distill", "distilled images with provenance; save/load as an ImageFolder"),
+    "DistilledSet": ("sets.distilled", "distilled images with provenance; save/load as an ImageFolder"),
     "random_subset": ("recipes.subset", "the random-subset baseline: IPC real images per class by seed, as a DistilledSet"),
     "factorize_images": ("recipes.factorize", "HaBa bases + shared hallucinators (distribution matching)"),
     "FactorizeConfig": ("configs", "the settings of factorize_images"),
-    "FactorizedSet": ("recipes.factorize", "bases + hallucinators: new images every epoch"),
+    "FactorizedSet": ("sets.factorized", "bases + hallucinators: new images every epoch"),
     "train_student": ("recipes.student", "a student on a distilled or factorised set under an EvalProtocol"),
     "EvalProtocol": ("configs", "the student protocol (rded / helio presets)"),
     "StudentResult": ("recipes.student", "what train_student returns"),
@@ -111,16 +111,18 @@ if TYPE_CHECKING:  # static tools see the names as ordinary imports
     from .io.registry import list_adapters
     from .labeling.losses import SoftLabelLoss, soft_label_loss
     from .labeling.relabel import OnlineRelabeler
-    from .labeling.sets import TrainingSet
     from .labeling.sources import HardLabels, LabelSource
     from .labeling.stored import StoredSoftLabels, store_soft_labels
     from .labeling.teachers import TeacherEnsemble, load_teachers
     from .models import load_teacher
-    from .recipes.distill import DistilledSet, distill_images
-    from .recipes.factorize import FactorizedSet, factorize_images
+    from .recipes.distill import distill_images
+    from .recipes.factorize import factorize_images
     from .recipes.fit import fit_adapter
     from .recipes.select import TeacherSelection, select_teachers
     from .recipes.student import StudentResult, label_view_agreement, train_student
     from .recipes.subset import random_subset
     from .recipes.teachers import train_teachers
+    from .sets.distilled import DistilledSet
+    from .sets.factorized import FactorizedSet
+    from .sets.protocol import TrainingSet
     from .storage import StorageReport, storage_report

@@ -438,8 +438,7 @@ def cmd_factorize(args) -> None:
 
 
 def _training_set(path: str):
-    from .recipes.distill import DistilledSet
-    from .recipes.factorize import FactorizedSet
+    from .sets import DistilledSet, FactorizedSet
 
     return FactorizedSet.load(path) if Path(path).is_file() else DistilledSet.load(path)
 
@@ -532,7 +531,7 @@ def _is_factorized(path: Path) -> bool:
 
 
 def _info_factorized(args) -> None:
-    from .recipes.factorize import FactorizedSet
+    from .sets import FactorizedSet
 
     fs = FactorizedSet.load(args.adapter)
     record = {"file": args.adapter, "bytes": Path(args.adapter).stat().st_size, "format": "lightlabel-factorized",

@@ -742,7 +742,7 @@ class LabelCompression(_Config):
 #: Dataset-distillation objectives of :func:`lightlabel.factorize_images` (HaBa's MTT is not built: see its docs).
 FACTORIZE_OBJECTIVES: tuple[str, ...] = ("dm",)
 
-#: Initialisations of HaBa's hallucinators (:class:`lightlabel.recipes.factorize.HallucinatorBank`).
+#: Initialisations of HaBa's hallucinators (:class:`lightlabel.sets.HallucinatorBank`).
 HALLUCINATOR_INITS: tuple[str, ...] = ("identity", "random")
 
 

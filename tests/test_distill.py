@@ -138,7 +138,7 @@ def test_save_load_round_trip_is_exact_and_atomic(cifar_ds, resnet56, tmp_path, 
     folder = ImageFolder(str(path))
     assert folder.classes == CIFAR10_CLASSES and sorted(folder.targets) == sorted(out.targets)
 
-    import lightlabel.recipes.distill as distill_module
+    import lightlabel.sets.distilled as distill_module
 
     def broken_png(image):
         raise OSError("disk full")

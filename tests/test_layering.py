@@ -19,6 +19,7 @@ LAYERS = [
     {"io"},
     {"core"},
     {"models", "pretrained"},
+    {"sets"},
     {"labeling"},
     {"recipes"},
     {"cli", "demo", "testing", "__main__"},

@@ -7,7 +7,6 @@ build on this layer.
 from .augment import Augmenter, epoch_views, shuffle_patches
 from .losses import SoftLabelLoss, soft_label_loss
 from .relabel import OnlineRelabeler
-from .sets import TrainingSet
 from .sources import HardLabels, LabelSource, ModelLabels, RunInfo, as_label_source
 from .stored import StoredSoftLabels, store_soft_labels
 from .teachers import TeacherEnsemble, load_teachers
@@ -22,7 +21,6 @@ __all__ = [
     "SoftLabelLoss",
     "StoredSoftLabels",
     "TeacherEnsemble",
-    "TrainingSet",
     "as_label_source",
     "epoch_views",
     "load_teachers",

@@ -24,8 +24,8 @@ from torch.utils.data import Dataset
 from ..configs import EvalProtocol
 from ..labeling.teachers import TeacherEnsemble
 from ..models import load_teacher
+from ..sets import DistilledSet
 from ..utils.progress import progress_bar
-from .distill import DistilledSet
 from .student import default_protocol, train_student
 
 __all__ = ["TeacherSelection", "select_teachers", "trajectory_windows"]

@@ -26,9 +26,8 @@ from ..labeling.augment import Augmenter, epoch_views
 from ..labeling.losses import soft_label_loss
 from ..labeling.sources import LabelSource, ModelLabels, RunInfo, as_label_source
 from ..models import build_model
+from ..sets import DistilledSet, FactorizedSet
 from ..utils.memory import peak_memory_bytes, reset_peak_memory
-from .distill import DistilledSet
-from .factorize import FactorizedSet
 from .loop import check_save_interval, ddp, evaluate, per_rank_batch, resolve_device, run_epochs, world
 
 __all__ = ["StudentResult", "label_view_agreement", "train_student"]

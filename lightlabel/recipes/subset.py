@@ -18,8 +18,9 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ..data import as_dataset, dataset_classes, dataset_targets
+from ..sets import DistilledSet
 from ..utils.seeding import generator
-from .distill import DistilledSet, _as_float, _source_id
+from .distill import _as_float, _source_id
 
 __all__ = ["random_subset"]
 

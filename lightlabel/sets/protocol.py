@@ -2,8 +2,8 @@
 
 A :class:`~lightlabel.DistilledSet` (RDED images, or a random subset) and a :class:`~lightlabel.FactorizedSet`
 (HaBa bases and hallucinators, new images every epoch) both implement it, so :func:`lightlabel.train_student`,
-stored labels and the label-view diagnostic treat them alike; it sits next to :class:`~lightlabel.LabelSource`, the
-protocol of where the labels come from.
+stored labels and the label-view diagnostic treat them alike; it is the counterpart of :class:`~lightlabel.LabelSource`,
+the protocol of where the labels come from.
 """
 
 from __future__ import annotations
