@@ -16,10 +16,16 @@ import torch
 
 from lightlabel.data import default_data_root, extract_image_folder, load_image_folder
 from lightlabel.utils.files import atomic_write_text
+from lightlabel.utils.hashing import json_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("LIGHTLABEL_BENCH_CACHE", ROOT / "benchmarks" / ".cache"))
 RESULTS = ROOT / "docs" / "results.md"
+
+
+def digest(*parts) -> str:
+    """A short fingerprint of JSON-able parts (settings, hashes of inputs): the name of a cache folder."""
+    return json_digest(list(parts))[:12]
 
 
 def data_root() -> Path:

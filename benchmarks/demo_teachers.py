@@ -2,11 +2,14 @@
 
     python benchmarks/demo_teachers.py
 
-Trains (or reuses from the fingerprinted cache) the same 4-epoch trajectory that the HeLlO table's CIFAR-10 adapter
-is fitted to (``benchmarks/helio_table.py``: SGD 0.1, batch 128, the library's CIFAR augmentation, ImageNet input
-statistics at 32 px), then writes its epoch-1..3 checkpoints with fp16 weights to
-``lightlabel/assets/demo-teachers/`` and prints their test top-1 for ``lightlabel/assets/README.md``. Weak teachers
-are early checkpoints of one real training run, as in HeLlO (Sec. 3.3); ``lightlabel demo`` never trains them.
+Trains (or reuses from the fingerprinted cache) a 4-epoch CIFAR ResNet-20 trajectory on the 50,000 CIFAR-10 training
+images (SGD lr 0.1, batch 128, the library's CIFAR augmentation, ImageNet input statistics at 32 px), then writes
+its epoch-1..3 checkpoints with fp16 weights to ``lightlabel/assets/demo-teachers/`` and prints their test top-1 for
+``lightlabel/assets/README.md``. Weak teachers are early checkpoints of one real training run, as in HeLlO
+(Sec. 3.3); ``lightlabel demo`` never trains them.
+
+The settings below are the CIFAR-10 trajectory of the HeLlO grid (``helio_grid.SETUP["cifar10"]``), and the cache
+folder is named the same way, so either script reuses the other's trajectory; a test checks the two agree.
 """
 
 from __future__ import annotations
@@ -16,14 +19,28 @@ import hashlib
 import logging
 
 import torch
-from _common import ROOT
-from helio_table import Run
+from _common import CACHE, ROOT, dataset, digest
 
 import lightlabel as ll
+from lightlabel.labeling.stored import images_digest
 from lightlabel.models import save_teacher
 from lightlabel.recipes.loop import evaluate
 
 OUT = ROOT / "lightlabel" / "assets" / "demo-teachers"
+#: the trajectory: 4 epochs of a CIFAR ResNet-20, every checkpoint kept; epochs 1-3 are shipped
+CONFIG = ll.TeacherConfig(arch="cifar_resnet20", epochs=4, save_epochs=(1, 2, 3, 4), batch_size=128, lr=0.1,
+                          image_size=32)
+SHIPPED_EPOCHS = (1, 2, 3)
+
+
+def trajectory(progress: bool) -> tuple[list, object]:
+    """The trajectory's checkpoint paths (trained once, cached by the fingerprint of its settings and data) and the
+    test split."""
+    train, test = dataset("cifar10", "train"), dataset("cifar10", "test")
+    key = digest(CONFIG.__dict__, digest(images_digest(train.images), train.classes))
+    out = CACHE / "helio" / "cifar10" / f"teachers-{key}"
+    return ll.train_teachers(train, CONFIG, out_dir=out, input_spec=ll.InputSpec.imagenet(32),
+                             val_set=test.with_transform(lambda x: x.float() / 255), progress=progress), test
 
 
 def main() -> None:
@@ -33,18 +50,21 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
-    run = Run("cifar10", args)
+    paths, test = trajectory(progress=not args.quiet)
+    test_f = test.with_transform(lambda x: x.float() / 255)
     OUT.mkdir(parents=True, exist_ok=True)
-    for path in run.checkpoints():
+    for path in paths:
         blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob["epoch"] not in SHIPPED_EPOCHS:
+            continue
         teacher = ll.load_teacher(path)
-        top1 = evaluate(teacher, run.val_f, input_spec=teacher.input_spec)
+        top1 = evaluate(teacher, test_f, input_spec=teacher.input_spec)
         out = OUT / f"cifar10-resnet20-epoch{blob['epoch']:03d}.pt"
         save_teacher(teacher.half(), out, arch=blob["arch"], classes=blob["classes"], low_res=blob["low_res"],
                      input_spec=teacher.input_spec, epoch=blob["epoch"], test_top1=round(top1, 4),
                      made_by="python benchmarks/demo_teachers.py")
-        digest = hashlib.sha256(out.read_bytes()).hexdigest()
-        print(f"| `demo-teachers/{out.name}` | {out.stat().st_size:,} | `{digest}` | epoch {blob['epoch']}: "
+        sha = hashlib.sha256(out.read_bytes()).hexdigest()
+        print(f"| `demo-teachers/{out.name}` | {out.stat().st_size:,} | `{sha}` | epoch {blob['epoch']}: "
               f"{100 * top1:.1f} % top-1 on the 10,000 CIFAR-10 test images |")
 
 

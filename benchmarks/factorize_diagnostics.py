@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import ROOT, data_root, dataset
-from helio_table import commit
+from _common import ROOT, commit, data_root, dataset
 
 import lightlabel as ll
 from lightlabel.recipes.factorize import conv_net, dm_loss, range_loss

@@ -30,9 +30,10 @@ import statistics
 import time
 
 import torch
-from _common import CACHE, ROOT, write_section
+from _common import CACHE, ROOT, commit, digest, write_section
 from _plot import scatter_chart
-from helio_table import FITTED, Run, cell_path, commit, digest
+from helio_grid import FITTED, cell_path
+from helio_table import Run
 
 import lightlabel as ll
 from lightlabel.core.base import fingerprint

@@ -15,10 +15,9 @@ import argparse
 import time
 
 from _common import CACHE, data_root, dataset, write_section
-from helio_table import cifar_text_embeddings
 
 import lightlabel as ll
-from lightlabel.core.proxy import PROXY_BASE, PROXY_CHECKPOINT
+from lightlabel.core.proxy import PROXY_BASE, PROXY_CHECKPOINT, proxy_head
 from lightlabel.recipes.fit import label_fidelity
 
 
@@ -32,7 +31,7 @@ def main() -> None:
     train = dataset("cifar10", "train", per_class=args.per_class)
     test = dataset("cifar10", "test").with_transform(lambda x: x.float() / 255)
     teacher_path = data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th"
-    text = cifar_text_embeddings(list(train.classes))
+    text = proxy_head(list(train.classes))[1]  # mean CLIP text embedding of related ImageNet classes
     t0 = time.time()
     spec = ll.InputSpec.imagenet(32)
     projector = ll.fit_adapter(train, teachers=[teacher_path], teacher_input=spec, base=PROXY_BASE,

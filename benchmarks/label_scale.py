@@ -23,8 +23,8 @@ import json
 import logging
 
 import torch
-from _common import ROOT, write_section
-from helio_table import Run, commit
+from _common import ROOT, commit, write_section
+from helio_table import Run
 from torch.nn import functional as F
 
 import lightlabel as ll

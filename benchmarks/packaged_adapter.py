@@ -26,8 +26,9 @@ import logging
 import shutil
 
 import torch
-from _common import CACHE, dataset
-from helio_table import EVAL_EVERY, Run, digest
+from _common import CACHE, dataset, digest
+from helio_grid import EVAL_EVERY
+from helio_table import Run
 
 import lightlabel as ll
 from lightlabel.io.registry import ADAPTERS

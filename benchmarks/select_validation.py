@@ -23,7 +23,8 @@ import time
 
 import torch
 from _common import ROOT, commit, device_name, write_section
-from helio_table import EVAL_EVERY, RESULTS, Run
+from helio_grid import EVAL_EVERY, RESULTS
+from helio_table import Run
 
 import lightlabel as ll
 from lightlabel.utils.files import atomic_write_text

@@ -22,21 +22,18 @@ def test_benchmarks_import_no_private_module():
     assert not bad, bad
 
 
-def _helio_table():
-    import importlib.util
+def _module(name: str):
+    import importlib
     import sys
-    spec = importlib.util.spec_from_file_location("helio_table", BENCHMARKS / "helio_table.py")
-    module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        spec.loader.exec_module(module)
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCHMARKS))
-    return module
 
 
 def test_sets_line_keeps_random_draws_apart_and_flags_a_real_mix():
-    sets_line = _helio_table()._sets_line
+    sets_line = _module("helio_report")._sets_line
     cell = lambda row, seed, sha: {"row": row, "seed": seed, "distilled_sha256": sha * 12}  # noqa: E731
     one = sets_line([cell("hard", 0, "a"), cell("teacher", 1, "a"), cell("random_hard", 0, "b"),
                      cell("random_teacher", 0, "b"), cell("random_hard", 1, "c")])
@@ -46,3 +43,45 @@ def test_sets_line_keeps_random_draws_apart_and_flags_a_real_mix():
     assert "**These cells trained on 2 different distilled sets**" in mixed
     two_draws = sets_line([cell("random_hard", 0, "b"), cell("random_teacher", 0, "e")])
     assert "**2 draws for one seed**" in two_draws
+
+
+def test_the_grid_is_consistent_data():
+    import inspect
+    grid = _module("helio_grid")
+    run_fit = inspect.signature(_module("helio_table").Run.fit).parameters
+    for name, row in grid.GRID.items():
+        for other in [*row.labels_of.values(), row.stored_from, row.imitates]:
+            assert other is None or other in grid.GRID, (name, other)
+        if row.imitates:
+            assert grid.GRID[row.imitates].labels == "ensemble", name
+        assert set(row.fit) <= set(run_fit), (name, row.fit)
+        if row.labels == "ensemble":
+            assert all(row.stage in setup or row.only for setup in grid.SETUP.values()), name
+        assert (row.labels == "stored") == (row.compression is not None), name
+        assert (row.labels == "row") == bool(row.labels_of) == (row.images == "random"), name
+
+
+def test_the_grid_selects_the_cells_of_the_table():
+    grid = _module("helio_grid")
+    cells = {(ds, ipc, seed, name) for name, row in grid.GRID.items() for ds in grid.SETUP for ipc in (1, 10, 50)
+             for seed in (0, 1, 2) if row.runs(ds, ipc, seed)}
+    assert ("cifar10", 50, 1, "projector") not in cells and ("cifar10", 50, 0, "projector") in cells
+    assert ("cifar10", 50, 0, "stored") not in cells and ("cifar10", 10, 2, "stored") in cells
+    assert ("cifar10", 10, 1, "teacher_kl") not in cells and ("imagenette", 10, 0, "teacher_kl") in cells
+    assert ("imagenette", 10, 0, "stored_top3") not in cells and ("cifar10", 10, 2, "stored_top3") in cells
+    assert ("cifar10", 10, 1, "stored_weak") not in cells and ("cifar10", 10, 0, "stored_weak") in cells
+    assert {c[3] for c in cells if c[:3] == ("cifar10", 50, 0)} == {
+        "projector", "projector_fit10", "projector_full", "teacher", "hard", "weak_teachers", "late_teachers",
+        "projector_late", "random_projector", "random_teacher", "random_hard"}
+    import lightlabel as ll
+    try:
+        grid.Row("x", "teacher", images="mosaic")
+    except ValueError as e:
+        assert "`images`" in str(e)
+    else:
+        raise AssertionError("a bad images kind was accepted")
+    assert isinstance(grid.GRID["stored_top3_int8"].compression, ll.LabelCompression)
+
+
+def test_the_demo_teachers_recipe_trains_the_grids_cifar10_trajectory():
+    assert _module("demo_teachers").CONFIG == _module("helio_grid").trajectory_config("cifar10")

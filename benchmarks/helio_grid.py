@@ -1,0 +1,166 @@
+"""The HeLlO comparison's grid as data: every row (a label source on a kind of images) with its settings, and every
+dataset's setup. ``helio_table.py`` runs cells of this grid, ``helio_report.py`` writes docs/results.md from the
+committed cells; neither holds a setting of its own.
+
+A row says where its labels come from (``labels``), on which images (``images``), the settings of that kind of
+labeller, which of the dataset x IPC x seed cells it runs on, and which online ensemble it imitates (the report reads
+a fitted row's gap to the teacher off that ensemble's cells). The order of ``GRID`` is the order of the report's
+tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT
+
+import lightlabel as ll
+
+#: where a row's labels come from: a fitted adapter (``fit``: the arguments of ``Run.fit``), an online ensemble of the
+#: trajectory's ``stage`` checkpoints, the online full teacher (optionally with its logits scaled), the base as-is,
+#: hard labels, stored labels of another row (``stored_from``, ``compression``), or another row's labeller per dataset
+#: (``labels_of``, for the random-subset rows)
+LABEL_KINDS = ("fit", "ensemble", "teacher", "clip", "hard", "stored", "row")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the grid. ``title`` is the report's label; see LABEL_KINDS for ``labels``."""
+
+    title: str
+    labels: str
+    images: str = "distilled"  # or "random": ll.random_subset, IPC real images per class drawn by the seed
+    fit: dict[str, Any] = field(default_factory=dict)
+    stage: str | None = None
+    logit_scale: float | None = None
+    stored_from: str | None = None
+    compression: ll.LabelCompression | None = None
+    labels_of: dict[str, str] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)  # EvalProtocol fields replaced for this row
+    imitates: str | None = None
+    at_ipc50: bool = False  # also runs at IPC 50 (seed 0 only)
+    seed0_only: bool = False
+    only: tuple[str, int] | None = None  # runs on this (dataset, IPC) alone
+
+    def __post_init__(self) -> None:
+        if self.labels not in LABEL_KINDS:
+            raise ValueError(f"`labels` must be one of {list(LABEL_KINDS)}, got {self.labels!r}")
+        if self.images not in ("distilled", "random"):
+            raise ValueError(f"`images` must be 'distilled' or 'random', got {self.images!r}")
+
+    def runs(self, dataset: str, ipc: int, seed: int) -> bool:
+        """Whether the cell (dataset, IPC, seed) of this row is part of the grid."""
+        if ipc == 50 and (not self.at_ipc50 or seed != 0):
+            return False
+        if self.seed0_only and seed != 0:
+            return False
+        return self.only is None or self.only == (dataset, ipc)
+
+
+_RANDOM_PROJECTOR = {"cifar10": "projector_fit10", "imagenette": "projector_full"}
+
+GRID: dict[str, Row] = {
+    "projector": Row("projector (HeLlO: proxy base + LoRA, the short fit to the weak teachers: 3 epochs on CIFAR-10, "
+                     "2 on Imagenette)", "fit", imitates="weak_teachers", at_ipc50=True),
+    "teacher": Row("online full teacher (RDED)", "teacher", at_ipc50=True),
+    "weak_teachers": Row("online weak-teacher ensemble (what the projector imitates)", "ensemble", stage="weak",
+                         at_ipc50=True),
+    "stored": Row("stored fp16 soft labels (SRe2L/FKD)", "stored", stored_from="teacher",
+                  compression=ll.LabelCompression()),
+    "stored_weak": Row("stored fp16 soft labels of the weak-teacher ensemble (the projector's labeller, stored)",
+                       "stored", stored_from="weak_teachers", compression=ll.LabelCompression(), seed0_only=True,
+                       only=("cifar10", 10)),
+    "hard": Row("hard labels only", "hard", at_ipc50=True),
+    "clip": Row("base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')", "clip"),
+    "no_text_init": Row("LoRA without text initialisation (HeLlO Table 3 ablation)", "fit", fit=dict(text_init=False)),
+    "projector_fit10": Row("projector fitted 10 epochs (HeLlO fits 20; the short fit is a CPU shortcut)", "fit",
+                           fit=dict(epochs=10), imitates="weak_teachers", at_ipc50=True),
+    "projector_full": Row("projector fitted as HeLlO does: 20 epochs on the whole train split (a GPU row)", "fit",
+                          fit=dict(epochs=20, per_class=0), imitates="weak_teachers", at_ipc50=True),
+    "projector_fit10_32px": Row("projector_fit10, fitted and labelling at 32 px instead of the base's 64 "
+                                "(label_size=32)", "fit", fit=dict(epochs=10, label_size=32), imitates="weak_teachers",
+                                only=("cifar10", 10)),
+    "late_teachers": Row("online ensemble of later checkpoints (epochs 2-4 on CIFAR-10, 6-8 on Imagenette: a stage "
+                         "check)", "ensemble", stage="late", at_ipc50=True),
+    "projector_late": Row("projector fitted as projector_full is, to those later checkpoints (a GPU row)", "fit",
+                          fit=dict(epochs=20, per_class=0, stage="late"), imitates="late_teachers", at_ipc50=True),
+    "teacher_kl": Row("online full teacher, RDED's loss (KL, T = 20)", "teacher",
+                      loss=dict(soft_loss="kl", temperature=20.0, ce_weight=0.0), seed0_only=True),
+    # the same teacher with its logits at the projector's spread (benchmarks/label_scale.py: 6.4 vs 2.1)
+    "teacher_div3": Row("online full teacher, logits / 3 (the projector's logit spread; a check of the labels' scale)",
+                        "teacher", logit_scale=1 / 3, seed0_only=True),
+    "stored_top3": Row("stored labels, top-3 logits fp16 (LPQLD-style)", "stored", stored_from="teacher",
+                       compression=ll.LabelCompression(topk=3), only=("cifar10", 10)),
+    "stored_top3_int8": Row("stored labels, top-3 logits int8 (LPQLD-style)", "stored", stored_from="teacher",
+                            compression=ll.LabelCompression(topk=3, values="int8"), only=("cifar10", 10)),
+    "stored_top1": Row("stored labels, top-1 logit fp16, the rest of the mass spread (RDED keep_top_k)", "stored",
+                       stored_from="teacher", compression=ll.LabelCompression(topk=1, fill="mass"),
+                       only=("cifar10", 10)),
+    "first_checkpoint": Row("online: the trajectory's first checkpoint alone (CIFAR-10: epoch 1; a select_teachers "
+                            "candidate)", "ensemble", stage="first", only=("cifar10", 10)),
+    "final_checkpoint": Row("online: the trajectory's last checkpoint alone (CIFAR-10: epoch 4; a select_teachers "
+                            "candidate)", "ensemble", stage="final", only=("cifar10", 10)),
+    "random_projector": Row("random real images (IPC per class, drawn by the seed) + the best projector (CIFAR-10: "
+                            "the 10-epoch fit; Imagenette: the 20-epoch fit)", "row", images="random",
+                            labels_of=_RANDOM_PROJECTOR, at_ipc50=True),
+    "random_teacher": Row("random real images + online full teacher", "row", images="random",
+                          labels_of={"cifar10": "teacher", "imagenette": "teacher"}, at_ipc50=True),
+    "random_hard": Row("random real images + hard labels", "row", images="random",
+                       labels_of={"cifar10": "hard", "imagenette": "hard"}, at_ipc50=True),
+}
+
+#: each dataset's setup: image size, RDED patches per image, the trajectory (arch, epochs, which checkpoints each
+#: stage takes, batch, lr) and the adapter fit (epochs, lr, head rank, images per class)
+SETUP = {
+    "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), late=(6, 7, 8),
+                       teacher_batch=64, teacher_lr=0.05, fit_epochs=2, fit_lr=2e-3, head_rank=16, fit_per_class=400),
+    "cifar10": dict(size=32, ppi=1, weak_arch="cifar_resnet20", weak_epochs=4, weak=(1, 2, 3), late=(2, 3, 4),
+                    first=(1,), final=(4,),
+                    teacher_batch=128, teacher_lr=0.1, fit_epochs=3, fit_lr=2e-3, head_rank=16, fit_per_class=1000),
+}
+
+
+def trajectory_config(dataset: str) -> ll.TeacherConfig:
+    """The teacher trajectory of a dataset's SETUP: every checkpoint a stage takes, and the last, are kept."""
+    c = SETUP[dataset]
+    stages = set(c["weak"]) | set(c["late"]) | {c["weak_epochs"]}
+    return ll.TeacherConfig(arch=c["weak_arch"], epochs=c["weak_epochs"], save_epochs=tuple(sorted(stages)),
+                            batch_size=c["teacher_batch"], lr=c["teacher_lr"], image_size=c["size"])
+
+
+EVAL_EVERY = 50  # evaluations at epochs 250 and 300 (see helio_table's docstring)
+
+# views of the grid the runner, the report and other scripts read
+ROWS = {name: row.title for name, row in GRID.items()}
+RANDOM = {name: row.labels_of for name, row in GRID.items() if row.images == "random"}
+STORED = {name: (row.stored_from, row.compression) for name, row in GRID.items() if row.labels == "stored"}
+FITTED = {name: row.fit for name, row in GRID.items() if row.labels == "fit"}
+ENSEMBLES = {name: row.stage for name, row in GRID.items() if row.labels == "ensemble"}
+IMITATES = {name: row.imitates for name, row in GRID.items() if row.imitates}
+
+#: the setting, stated in the report above the tables
+SETTING = """- Student: the HeLlO protocol (``EvalProtocol.helio``: ResNet-18 with the low-resolution stem, AdamW 1e-3 cosine, 300
+  epochs at batch 100, MSE + 0.025 CE) on RDED's views for the set's patch grid (ShufflePatches + RandomResizedCrop
+  (1/f, 1) + flip + CutMix 1.0). Scored on the whole real test / validation split. Reported: top-1 after the last
+  epoch, and the best of the evaluations at epochs 250 and 300 (RDED evaluates every 10 epochs in the last 20 %; two
+  evaluations keep the CPU cost down).
+- CIFAR-10 at 32 px (train 50,000 / test 10,000): the full teacher and the distillation observer are the real
+  ResNet-56 (93.6 % in its source's report; 83 % on this JPEG copy of the test set); the weak teachers are epochs 1-3 of a 4-epoch CIFAR ResNet-20 trajectory; the adapter
+  (offline proxy base, LoRA r8 on every conv, head r16) is fitted on 1,000 images per class for 3 epochs (lr 2e-3).
+  Distilled images: RDED with 1 patch per image, 300 candidates per class, 5 crops each.
+- Imagenette at 64 px (train 9,469 / val 3,925): one ResNet-18 trajectory (low-res stem, SGD 0.05, batch 64,
+  8 epochs) gives the weak teachers (epochs 2-4) and the observer / full teacher (epoch 8); the adapter is
+  fitted on 400 images per class for 2 epochs (`projector_full`: 20 epochs on the whole train split). Distilled
+  images: 2 x 2 patches per image.
+- Base: the offline proxy base (lightlabel-proxy-rn), head from real CLIP ViT-B/32 text embeddings; CIFAR-10 classes
+  use the mean embedding of related ImageNet classes (lightlabel.core.proxy.CIFAR10_AS_IMAGENET)."""
+
+#: where the committed cells live: one small JSON file per (dataset, IPC, row, seed)
+RESULTS = ROOT / "benchmarks" / "results" / "helio"
+
+
+def cell_path(dataset: str, ipc: int, row: str, seed: int) -> Path:
+    """The committed JSON file of one cell."""
+    return RESULTS / dataset / f"ipc{ipc}" / f"{row}-seed{seed}.json"

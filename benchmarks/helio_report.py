@@ -1,0 +1,261 @@
+"""The HeLlO comparison's report: docs/results.md's ``helio-table`` section and the top-1-vs-bytes charts, built from
+the committed cells under ``benchmarks/results/helio/`` alone (the grid's rows and setting from ``helio_grid.py``).
+
+    python benchmarks/helio_report.py        # or: python benchmarks/helio_table.py --report
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+from _common import ROOT, write_section
+from _plot import _fmt, scatter_chart
+from helio_grid import FITTED, IMITATES, RANDOM, RESULTS, ROWS, SETTING
+
+TRIAGE = ROOT / "benchmarks" / "results" / "triage"
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.1f} (1 seed)"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} ({len(values)} seeds)"
+
+
+def _devices_line(cells: list[dict]) -> str:
+    """Where a table's cells ran, and why its s / iteration is no speed comparison between rows."""
+    cpu = [c for c in cells if not _on_gpu(c)]
+    gpus = sorted({c["device"].removeprefix("cuda: ") for c in cells if _on_gpu(c)})
+    parts = []
+    if cpu:
+        threads = " or ".join(map(str, sorted({c["torch_threads"] for c in cpu})))
+        parts.append(f"{len(cpu)} cells ran on the 2-core CPU with {threads} torch thread(s) while two or three jobs "
+                     "shared the cores, a load that changed during the runs")
+    if gpus:
+        parts.append(f"{len(cells) - len(cpu)} cells ran on one {' or '.join(gpus)} (online labels under bf16 "
+                     "autocast, the student in fp32), each alone on it")
+    return ("; ".join(parts) + ". s / iteration here is not a speed comparison between rows; the speed of each "
+            "label source is measured alone in 'Student iteration time by label source'.")
+
+
+def _on_gpu(cell: dict) -> bool:
+    return cell.get("device", "cpu").startswith("cuda")
+
+
+def _by_device(cells: list[dict], key: str, unit: float, fmt: str) -> str:
+    """Mean of ``key`` over a row's cells, one figure per device kind (CPU and GPU figures never averaged)."""
+    out = []
+    for name, group in (("CPU", [c for c in cells if not _on_gpu(c)]), ("GPU", [c for c in cells if _on_gpu(c)])):
+        if group:
+            out.append(fmt.format(statistics.mean(c[key] for c in group) / unit) + f" ({name})")
+    return ", ".join(out)
+
+
+def triage_section() -> str:
+    cells = [json.loads(p.read_text()) for p in sorted(TRIAGE.glob("cifar10-*.json"))]
+    if not cells:
+        return ""
+    groups: dict[tuple, list[float]] = {}
+    for c in cells:
+        groups.setdefault((c["steps"], c["labels"], c["views"]), []).append(100 * c["top1"])
+    views = {"rded_f1": "RDED's views (f = 1: no crop)", "rrc008": "RRC(0.08, 1) views (lightlabel 0.1)"}
+    lines = ["| steps | labels | " + " | ".join(views.values()) + " |", "|---|---|---|---|"]
+    for steps in sorted({k[0] for k in groups}):
+        for labels in ("teacher", "hard"):
+            cols = [_mean_std(groups[(steps, labels, v)]) if (steps, labels, v) in groups else "not run yet"
+                    for v in views]
+            name = "online ResNet-56" if labels == "teacher" else "hard"
+            lines.append(f"| {steps} | {name} | " + " | ".join(cols) + " |")
+    agree = []
+    for v, title in views.items():
+        p = TRIAGE / f"agreement-{v}.json"
+        if p.is_file():
+            a = json.loads(p.read_text())
+            agree.append(f"| {title} | {100 * a['dominant_class']:.0f} % | {100 * a['either_source_class']:.0f} % | "
+                         f"{a['mean_p_max']:.2f} |")
+    commits = sorted({c["commit"][:7] for c in cells})
+    sets = sorted({c["distilled_images_sha256"][:12] for c in cells})
+    threads = sorted({c.get("threads", 2) for c in cells})
+    return ("### Protocol triage (CIFAR-10, IPC 10)\n\n"
+            "Top-1 % on the 10,000 CIFAR-10 test images, mean ± std over seeds, of a ResNet-18 "
+            "student trained on one RDED IPC-10 set (300 candidates per class, 5 crops, ResNet-56 observer) with "
+            "online ResNet-56 labels (MSE + 0.025 CE) or hard labels (CE on the CutMix targets), AdamW 1e-3 cosine, "
+            "batch 100, so steps = epochs. Views: flip + CutMix, with or without RandomResizedCrop(0.08, 1).\n\n"
+            + "\n".join(lines) + "\n\nThe real ResNet-56 on 1,000 views of each kind (seed 0): how often its argmax "
+            "is the dominant class of the CutMix view, or either of its two source classes, and its mean max "
+            "probability.\n\n| views | dominant class | either source class | mean p_max |\n|---|---|---|---|\n"
+            + "\n".join(agree) + f"\n\nCommand: `python benchmarks/protocol_triage.py --out benchmarks/results/triage` "
+            f"(cells ran against commits {', '.join(commits)} from a separate worktree, with {' or '.join(map(str, threads))} "
+            f"torch thread(s); " + (f"every cell trained on the distilled set whose images hash to {sets[0]} (sha256 "
+            "prefix), so the cells compare labels and views on the same images" if len(sets) == 1 else
+            f"the cells trained on distilled sets whose images hash to {', '.join(sets)} (sha256 prefixes)")
+            + "; a cell records its commit).")
+
+
+def _sets_line(cells: list[dict]) -> str:
+    """Which distilled set(s) the cells trained on: rows only compare labels alike when they share the images.
+
+    A set rebuilt from other caches (a teacher retrained on another machine, say) hashes differently; mixing such cells
+    in one table is then said in bold, with the rows on each set. Random-subset rows draw their images per seed by
+    design (``ll.random_subset``), so their hashes are listed apart and never count as a mix.
+    """
+    by_set: dict[str, list[str]] = {}
+    drawn: dict[int, set[str]] = {}
+    for c in cells:
+        if c["row"] in RANDOM:
+            drawn.setdefault(c["seed"], set()).add(c["distilled_sha256"][:12])
+            continue
+        by_set.setdefault(c["distilled_sha256"][:12], []).append(f"{c['row']} s{c['seed']}")
+    random_note = ("" if not drawn else " The random-subset rows train on the real images each seed draws (the same "
+                   "draw for every label source of a seed): "
+                   + ", ".join(f"seed {s} " + (next(iter(shas)) if len(shas) == 1 else  # one seed, two draws: said plainly
+                                              f"{' and '.join(sorted(shas))} (**{len(shas)} draws for one seed**)")
+                               for s, shas in sorted(drawn.items())) + ".")
+    if len(by_set) <= 1:
+        return ("" if not by_set else f"Every distilled-image cell trained on the distilled set whose images hash to "
+                f"{next(iter(by_set))} (sha256 prefix).") + random_note
+    return (f"**These cells trained on {len(by_set)} different distilled sets** (rebuilt from other caches), so rows "
+            "on different sets do not compare labels on the same images: "
+            + "; ".join(f"{sha}: {', '.join(sorted(rows))}" for sha, rows in sorted(by_set.items())) + "."
+            + random_note)
+
+
+def _random_gain(ds: str, rows: dict[str, list[dict]]) -> str:
+    """The distilled-over-random table: per label source, mean top-1 on the distilled set minus on random subsets.
+
+    This is DD-Ranking's IOR term (Acc(synthetic, soft) - Acc(random, soft)), the plain difference of means over the
+    seeds run; DD-Ranking's LRS also needs a student trained on the full real set (its HLR term), not run here.
+    """
+    out = []
+    for random_row, by_dataset in RANDOM.items():
+        source = by_dataset[ds]
+        mine, theirs = rows.get(source) or [], rows.get(random_row) or []
+        if not theirs:
+            continue
+        r = [100 * c["top1"] for c in theirs]
+        if mine:
+            d = [100 * c["top1"] for c in mine]
+            gain = f"{statistics.mean(d) - statistics.mean(r):+.1f}"
+            distilled = _mean_std(d)
+        else:
+            gain, distilled = "distilled row not run", "not run"
+        out.append(f"| {source} | {distilled} | {_mean_std(r)} | {gain} |")
+    if not out:
+        return ""
+    return ("Distilled over random, per label source: mean top-1 on the distilled set minus on random subsets (IPC "
+            "real images per class, drawn by each seed; whole images, so their views have no patch grid), the same "
+            "protocol and seeds. This is DD-Ranking's IOR term as a plain difference of means; its LRS would also need "
+            "a student trained on the whole real set, which is not run here.\n\n"
+            "| labels | distilled images | random images | gain (points) |\n|---|---|---|---|\n" + "\n".join(out) + "\n\n")
+
+
+def _mean(cells: list[dict]) -> float | None:
+    return statistics.mean(100 * c["top1"] for c in cells) if cells else None
+
+
+def gap_table(cells: list[dict]) -> str:
+    """Per (dataset, IPC): the online teacher, the best projector row, the gap, the ensemble it imitates, the random
+    baselines, and the measured reason where the projector is not within 2 points of the teacher."""
+    lines = ["| cell | online teacher | best projector (row) | gap | ensemble it imitates | random images: "
+             "projector / teacher / hard | why |", "|---|---|---|---|---|---|---|"]
+    for ds in ("cifar10", "imagenette"):
+        for ipc in sorted({c["ipc"] for c in cells if c["dataset"] == ds}):
+            mine = [c for c in cells if c["dataset"] == ds and c["ipc"] == ipc]
+            by_row = {r: [c for c in mine if c["row"] == r] for r in ROWS}
+            teacher = _mean(by_row["teacher"])
+            fitted = {r: _mean(by_row[r]) for r in IMITATES if by_row[r]}
+            if teacher is None or not fitted:
+                continue
+            best = max(fitted, key=fitted.get)
+            proj, ens = fitted[best], _mean(by_row[IMITATES[best]])
+            gap = proj - teacher
+            if gap >= -2:
+                why = "within 2 points" if gap < 2 else "the projector leads"
+            elif ens is not None and ens < teacher - 2:
+                why = (f"the checkpoints it imitates teach {ens:.1f} themselves: their stage, not the fit (a later "
+                       "stage, chosen by select_teachers, is the remedy)")
+            elif ens is not None:
+                why = f"imitation: its ensemble teaches {ens:.1f}, the fit falls {ens - proj:.1f} short"
+            else:
+                why = "its ensemble's cell is not run yet"
+            rnd = " / ".join(f"{_mean(by_row[r]):.1f}" if by_row[r] else "-" for r in RANDOM)
+            seeds = len(by_row[best])
+            lines.append(f"| {ds} IPC {ipc} | {teacher:.1f} | {proj:.1f} (`{best}`, {seeds} seed{'s' * (seeds > 1)}) | "
+                         f"{gap:+.1f} | {'-' if ens is None else f'{ens:.1f}'} | {rnd} | {why} |")
+    return ("### The projector against the online teacher, cell by cell\n\nMean top-1 % over the seeds run (the "
+            "tables below give each row's seeds and spread). \"Why\" is read off the measured cells: the ensemble of "
+            "checkpoints the projector imitates, run online under the same protocol, shows whether the gap is the "
+            "checkpoints' stage or the fit.\n\n" + "\n".join(lines))
+
+
+def report() -> None:
+    cells = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*/ipc*/*.json"))]
+    sections = [gap_table(cells)]
+    triage = triage_section()
+    if triage:
+        sections.append(triage)
+    for ds in ("cifar10", "imagenette"):
+        mine = [c for c in cells if c["dataset"] == ds]
+        if not mine:
+            continue
+        for ipc in sorted({c["ipc"] for c in mine}):
+            rows = {r: [c for c in mine if c["ipc"] == ipc and c["row"] == r] for r in ROWS}
+            lines = ["| labels | top-1 % (last epoch) | best of epochs 250, 300 | extra bytes | s / iteration | "
+                     "peak memory (MiB) | label-view agreement: source / dominant / p_max |",
+                     "|---|---|---|---|---|---|---|"]
+            points: list[tuple[str, float, float]] = []
+            for row, cs in rows.items():
+                if not cs:
+                    continue
+                top = [100 * c["top1"] for c in cs]
+                best = [100 * c["best_top1"] for c in cs]
+                nbytes = int(statistics.mean(c["extra_storage_bytes"] for c in cs))
+                a = cs[0].get("label_view_agreement")
+                agree = (f"{100 * a['source_class']:.0f} % / {100 * a['dominant_class']:.0f} % / {a['mean_p_max']:.2f}"
+                         if a else "n/a")
+                lines.append(f"| {ROWS[row]} | {_mean_std(top)} | {_mean_std(best)} | {nbytes:,} | "
+                             f"{_by_device(cs, 'seconds_per_iter', 1, '{:.2f}')} | "
+                             f"{_by_device(cs, 'peak_memory_bytes', 2**20, '{:,.0f}')} | {agree} |")
+                points.append((f"{row} ({_fmt(nbytes, 'bytes') if nbytes else '0 bytes'})", max(nbytes, 1),
+                               statistics.mean(top)))
+            gain = _random_gain(ds, rows)
+            chart = f"helio-{ds}-ipc{ipc}-bytes.png"
+            if points:
+                scatter_chart(ROOT / "docs" / chart, points, title=f"{ds}, IPC {ipc}: student top-1 vs extra bytes "
+                              "(hard labels plotted at 1 byte)", xlabel="extra bytes (log)", ylabel="top-1 %",
+                              logx=True, xunit="bytes")
+            steps = sorted({c["steps"] for c in mine if c["ipc"] == ipc})
+            hours = sum(c["wall_seconds"] for c in mine if c["ipc"] == ipc) / 3600
+            fit_line = ""
+            for fit_row in FITTED:
+                fit = next((c["fit"] for c in mine if c["ipc"] == ipc and c["row"] == fit_row and "fit" in c), None)
+                if fit:
+                    curve = fit.get("agreement_by_epoch")
+                    fit_line += (
+                        f"Adapter fit (`{fit_row}`): {fit['epochs']} epochs on {fit['samples']:,} images, "
+                        f"{fit['num_teachers']} weak teachers; held-out top-1 agreement with them "
+                        f"{fit.get('final_agreement', float('nan')):.3f}"
+                        + (f" (by epoch, from 0 = before fitting: {', '.join(f'{a:.3f}' for a in curve)})" if curve else "")
+                        + f", projector top-1 {fit.get('final_top1', float('nan')):.3f}, weak-teacher ensemble top-1 "
+                        f"{fit.get('final_teacher_top1', float('nan')):.3f}"
+                        + (f", {fit['fit_seconds'] / 60:.0f} min of fitting" if fit.get("fit_seconds") else "") + ".\n\n")
+            sections.append(f"### {ds}, IPC {ipc} ({', '.join(map(str, steps))} student steps)\n\n{fit_line}"
+                            + "\n".join(lines) + f"\n\n{gain}![{ds} IPC {ipc}: top-1 vs bytes]({chart})\n\n"
+                            f"{len([c for c in mine if c['ipc'] == ipc])} cells, {hours:.1f} hours of student wall time "
+                            f"(a resumed cell counts its last process only). "
+                            f"{_devices_line([c for c in mine if c['ipc'] == ipc])} "
+                            f"{_sets_line([c for c in mine if c['ipc'] == ipc])} "
+                            f"Each cell: `python benchmarks/helio_table.py --dataset {ds} --ipc {ipc} --seeds S "
+                            f"--rows ROW`; the files are in `benchmarks/results/helio/{ds}/ipc{ipc}/`.")
+    write_section("helio-table", "## The HeLlO comparison on real data\n\nSetting:\n\n" + SETTING + "\n\n"
+                  + "\n\n".join(sections))
+
+
+def main() -> None:
+    import argparse
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    report()
+
+
+if __name__ == "__main__":
+    main()
