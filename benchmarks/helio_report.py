@@ -11,7 +11,7 @@ import statistics
 
 from _common import ROOT, write_section
 from _plot import _fmt, scatter_chart
-from helio_grid import FITTED, IMITATES, RANDOM, RESULTS, ROWS, SETTING
+from helio_grid import FITTED, GRID, IMITATES, RANDOM, RESULTS, ROWS, SETTING
 
 TRIAGE = ROOT / "benchmarks" / "results" / "triage"
 
@@ -101,9 +101,13 @@ def _sets_line(cells: list[dict]) -> str:
     """
     by_set: dict[str, list[str]] = {}
     drawn: dict[int, set[str]] = {}
+    own: list[str] = []
     for c in cells:
         if c["row"] in RANDOM:
             drawn.setdefault(c["seed"], set()).add(c["distilled_sha256"][:12])
+            continue
+        if c["row"] in GRID and GRID[c["row"]].own_images:  # images of its own by design (observer, Eq. 7)
+            own.append(f"{c['row']} s{c['seed']} {c['distilled_sha256'][:12]}")
             continue
         by_set.setdefault(c["distilled_sha256"][:12], []).append(f"{c['row']} s{c['seed']}")
     random_note = ("" if not drawn else " The random-subset rows train on the real images each seed draws (the same "
@@ -111,6 +115,9 @@ def _sets_line(cells: list[dict]) -> str:
                    + ", ".join(f"seed {s} " + (next(iter(shas)) if len(shas) == 1 else  # one seed, two draws: said plainly
                                               f"{' and '.join(sorted(shas))} (**{len(shas)} draws for one seed**)")
                                for s, shas in sorted(drawn.items())) + ".")
+    if own:
+        random_note += (" Rows on images of their own by design (another observer, or Eq. 7 refinement): "
+                        + ", ".join(sorted(own)) + ".")
     if len(by_set) <= 1:
         return ("" if not by_set else f"Every distilled-image cell trained on the distilled set whose images hash to "
                 f"{next(iter(by_set))} (sha256 prefix).") + random_note
@@ -228,6 +235,8 @@ def report() -> None:
             hours = sum(c["wall_seconds"] for c in mine if c["ipc"] == ipc) / 3600
             fit_line = ""
             for fit_row in FITTED:
+                if any(FITTED[other] == FITTED[fit_row] for other in list(FITTED)[:list(FITTED).index(fit_row)]):
+                    continue  # the same adapter as an earlier row's (on other images): said once
                 fit = next((c["fit"] for c in mine if c["ipc"] == ipc and c["row"] == fit_row and "fit" in c), None)
                 if fit:
                     curve = fit.get("agreement_by_epoch")

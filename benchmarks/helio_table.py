@@ -124,15 +124,18 @@ class Run:
         return ll.Projector(base=PROXY_BASE, pretrained=str(PROXY_CHECKPOINT), class_names=self.names,
                             text_embeddings=self.text, config=ll.AdapterConfig(head_rank=self.cfg["head_rank"]))
 
-    def distilled(self, ipc: int) -> ll.DistilledSet:
+    def distilled(self, ipc: int, observer: torch.nn.Module | None = None,
+                  refine: ll.Projector | None = None) -> ll.DistilledSet:
+        """RDED's images scored by ``observer`` (default: the full teacher), refined by Eq. 7 through ``refine``."""
         c = self.cfg
         config = ll.DistillConfig(ipc=ipc, patches_per_image=c["ppi"], candidates_per_class=300, crops_per_image=5,
                                   image_size=c["size"])
-        observer = self.full_teacher()
-        path = self.dir / f"distilled-{digest(config.__dict__, fingerprint(observer), self.data_key)}"
+        observer = self.full_teacher() if observer is None else observer
+        parts = [config.__dict__, fingerprint(observer), self.data_key] + ([fingerprint(refine)] if refine else [])
+        path = self.dir / f"distilled-{digest(*parts)}"
         if (path / "manifest.json").is_file():
             return ll.DistilledSet.load(path)
-        out = ll.distill_images(self.train, observer, config, out_dir=path.with_suffix(".work"),
+        out = ll.distill_images(self.train, observer, config, projector=refine, out_dir=path.with_suffix(".work"),
                                 progress=not self.args.quiet)
         out.save(path)
         return out
@@ -141,9 +144,14 @@ class Run:
         """The random-subset baseline of this seed: IPC whole real images per class (one picture per image)."""
         return ll.random_subset(self.train, ipc, seed=seed)
 
-    def images(self, row: str, ipc: int, seed: int) -> ll.DistilledSet:
-        """The images a row trains on: the random subset of its seed for the random rows, else the distilled set."""
-        return self.random(ipc, seed) if GRID[row].images == "random" else self.distilled(ipc)
+    def images(self, row: str, ipc: int, seed: int, labels=None) -> ll.DistilledSet:
+        """The images a row trains on: the random subset of its seed for the random rows, else the distilled set
+        (selected by the row's own ``labels`` or refined through them where the grid says so)."""
+        spec = GRID[row]
+        if spec.images == "random":
+            return self.random(ipc, seed)
+        return self.distilled(ipc, observer=labels if spec.observer == "labeller" else None,
+                              refine=labels if spec.refine else None)
 
     def protocol(self, row: str) -> ll.EvalProtocol:
         spec = GRID[row]
@@ -189,8 +197,13 @@ class Run:
         path = cell_path(self.name, ipc, row, seed)
         if path.is_file():
             return json.loads(path.read_text())
-        distilled = self.images(row, ipc, seed)
-        labels = self.labels(row, ipc, seed, distilled)
+        spec = GRID[row]
+        if spec.observer == "labeller" or spec.refine:  # the images depend on the labeller (a fitted row)
+            labels = self.labels(row, ipc, seed, None)
+            distilled = self.images(row, ipc, seed, labels)
+        else:
+            distilled = self.images(row, ipc, seed)
+            labels = self.labels(row, ipc, seed, distilled)
         protocol = self.protocol(row)
         agreement = None
         if not isinstance(labels, str) and GRID[row].labels != "stored":
@@ -204,7 +217,7 @@ class Run:
                              out_dir=CACHE / "helio" / "student-states" / f"{self.name}-ipc{ipc}-{row}-seed{seed}-{state_key}",
                              progress=not self.args.quiet)
         record = {"dataset": self.name, "ipc": ipc, "row": row, "seed": seed, "top1": r.top1, "best_top1": r.best_top1,
-                  "images": GRID[row].images,
+                  "images": spec.images, "observer": spec.observer, "eq7_refined": spec.refine,
                   "evaluated_epochs": [h["epoch"] for h in r.history if "top1" in h],
                   "val_images": len(self.val), "steps": r.iterations, "seconds_per_iter": r.seconds_per_iter,
                   "extra_storage_bytes": r.extra_storage_bytes, "peak_memory_bytes": r.peak_memory_bytes,

@@ -85,3 +85,18 @@ def test_the_grid_selects_the_cells_of_the_table():
 
 def test_the_demo_teachers_recipe_trains_the_grids_cifar10_trajectory():
     assert _module("demo_teachers").CONFIG == _module("helio_grid").trajectory_config("cifar10")
+
+
+def test_rows_on_their_own_images_are_listed_apart_and_need_a_fitted_labeller():
+    grid, report = _module("helio_grid"), _module("helio_report")
+    assert grid.GRID["projector_observer"].own_images and grid.GRID["projector_eq7"].own_images
+    assert not grid.GRID["projector_fit10"].own_images
+    cell = lambda row, sha: {"row": row, "seed": 0, "distilled_sha256": sha * 12}  # noqa: E731
+    line = report._sets_line([cell("projector_fit10", "a"), cell("projector_eq7", "f")])
+    assert "different distilled sets" not in line and "projector_eq7 s0 ffffffffffff" in line
+    for bad in (dict(labels="teacher", observer="labeller"), dict(labels="hard", refine=True)):
+        try:
+            grid.Row("x", **bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad}")
