@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import logging
 import os
 import platform
 import re
@@ -21,6 +23,18 @@ from lightlabel.utils.hashing import json_digest
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("LIGHTLABEL_BENCH_CACHE", ROOT / "benchmarks" / ".cache"))
 RESULTS = ROOT / "docs" / "results.md"
+
+
+def parse_run_args(parser: argparse.ArgumentParser, *, threads: int = 2, quiet: bool = True) -> argparse.Namespace:
+    """Add ``--threads`` (torch threads, default ``threads``) and, with ``quiet``, ``--quiet`` (no progress bars);
+    parse; then set the torch threads and log INFO with timestamps. Every long-running benchmark starts so."""
+    parser.add_argument("--threads", type=int, default=threads, help=f"torch threads (default {threads})")
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    return args
 
 
 def digest(*parts) -> str:

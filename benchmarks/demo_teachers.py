@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import logging
 
 import torch
-from _common import CACHE, ROOT, dataset, digest
+from _common import CACHE, ROOT, dataset, digest, parse_run_args
 
 import lightlabel as ll
 from lightlabel.labeling.stored import images_digest
@@ -45,11 +44,7 @@ def trajectory(progress: bool) -> tuple[list, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     paths, test = trajectory(progress=not args.quiet)
     test_f = test.with_transform(lambda x: x.float() / 255)
     OUT.mkdir(parents=True, exist_ok=True)

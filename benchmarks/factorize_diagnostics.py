@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from _common import ROOT, commit, data_root, dataset
+from _common import ROOT, commit, data_root, dataset, parse_run_args
 
 import lightlabel as ll
 from lightlabel.recipes.factorize import conv_net, dm_loss, range_loss
@@ -177,10 +176,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01,
                         help="the hallucinators' rate of the builds (default 0.01, the rate of the builds measured "
                              "before FactorizeConfig's default became 1e-3; other rates are named in the file)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_run_args(parser, threads=1, quiet=False)
     observer = ll.load_teacher(data_root().parent / "models" / "cifar10-resnet56-4bfd9763.th",
                                input_spec=ll.InputSpec.imagenet(32)).eval()
     if args.render:

@@ -30,7 +30,7 @@ import statistics
 import time
 
 import torch
-from _common import CACHE, ROOT, commit, digest, write_section
+from _common import CACHE, ROOT, commit, digest, parse_run_args, write_section
 from _plot import scatter_chart
 from helio_grid import FITTED, cell_path
 from helio_table import Run
@@ -202,12 +202,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", action="store_true")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     if not args.report:
         run = Run("cifar10", args)
         for seed in args.seeds:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import CACHE, ROOT, commit, data_root, dataset, device_name, digest  # noqa: F401 (re-exported)
+from _common import CACHE, ROOT, commit, data_root, dataset, device_name, digest, parse_run_args  # noqa: F401
 from helio_grid import EVAL_EVERY, FITTED, GRID, RANDOM, RESULTS, ROWS, SETUP, cell_path, trajectory_config  # noqa: F401 (re-exported)
 from helio_report import report
 
@@ -248,12 +248,8 @@ def main() -> None:
     parser.add_argument("--ipc", type=int, nargs="+", default=[10])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", action="store_true", help="only rebuild docs/results.md from the cells")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     if not args.report:
         run = Run(args.dataset, args)
         for ipc in args.ipc:

@@ -23,7 +23,7 @@ import json
 import logging
 
 import torch
-from _common import ROOT, commit, write_section
+from _common import ROOT, commit, parse_run_args, write_section
 from helio_table import Run
 from torch.nn import functional as F
 
@@ -55,12 +55,8 @@ def grad_norms(labels, distilled: ll.DistilledSet, protocol: ll.EvalProtocol) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
-    run = Run("cifar10", argparse.Namespace(quiet=True))
+    args = parse_run_args(parser)
+    run = Run("cifar10", args)
     distilled = run.distilled(10)
     protocol = run.protocol("projector")
     labellers = {"online ResNet-56 (teacher row)": run.full_teacher(),

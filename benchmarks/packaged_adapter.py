@@ -25,8 +25,7 @@ import json
 import logging
 import shutil
 
-import torch
-from _common import CACHE, dataset, digest
+from _common import CACHE, dataset, digest, parse_run_args
 from helio_grid import EVAL_EVERY
 from helio_table import Run
 
@@ -68,11 +67,7 @@ def student(projector: ll.Projector, quiet: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     train = dataset("cifar10", "train", progress=not args.quiet)
     projector = fit(train, args.quiet).eval()
     measured = student(projector, args.quiet)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import CACHE, commit, data_root, dataset, device_name
+from _common import CACHE, commit, data_root, dataset, device_name, parse_run_args
 
 import lightlabel as ll
 from lightlabel.labeling.stored import images_digest
@@ -61,10 +61,7 @@ def main() -> None:
                         help="only these view kinds (two processes can split the cells between them)")
     parser.add_argument("--labels", nargs="+", default=["teacher", "hard"], choices=["teacher", "hard"])
     parser.add_argument("--candidates", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_run_args(parser, quiet=False)
     args.out.mkdir(parents=True, exist_ok=True)
     train = dataset("cifar10", "train", progress=False)
     test = dataset("cifar10", "test", progress=False).with_transform(lambda x: x.float() / 255)

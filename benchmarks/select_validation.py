@@ -21,8 +21,7 @@ import logging
 import statistics
 import time
 
-import torch
-from _common import ROOT, commit, device_name, write_section
+from _common import ROOT, commit, device_name, parse_run_args, write_section
 from helio_grid import EVAL_EVERY, RESULTS
 from helio_table import Run
 
@@ -114,12 +113,8 @@ def main() -> None:
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fraction", type=float, default=1 / 6)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", action="store_true")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_run_args(parser)
     if not args.report:
         measure(args.dataset, args.ipc, args.seed, args.fraction, args.quiet)
     report()
