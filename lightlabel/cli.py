@@ -20,7 +20,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
 
 
+#: name -> (the function that adds its arguments, its help, description and epilog), in the order of ``--help``
+_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], dict[str, str | None]]] = {}
+
+
+def _command(name: str, *, help: str, description: str | None = None, epilog: str | None = None):
+    """Register the decorated function as the argument builder of the subcommand ``name``."""
+    def register(add: Callable[[argparse.ArgumentParser], None]) -> Callable[[argparse.ArgumentParser], None]:
+        _COMMANDS[name] = (add, {"help": help, "description": description, "epilog": epilog})
+        return add
+    return register
+
+
 def _input_spec(text: str) -> InputSpec:
     try:
         return InputSpec.parse(text)
@@ -119,12 +131,12 @@ INPUT_HELP = ("input normalisation of plain teacher state dicts, which record no
               "'m1,m2,m3/s1,s2,s3', optionally '@SIZE' (akamaster's CIFAR-10 ResNets: imagenet@32)")
 
 
-def _add_fit(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = sub.add_parser("fit", formatter_class=fmt, help="fit an adapter to weak teachers (trains them if none given)",
-                       description="Fit a projector's adapter to (weak) teachers on DATA, an ImageFolder (HeLlO Eq. 5).",
-                       epilog="examples:\n  lightlabel fit imagenet/train --teachers t/teacher-epoch0*.pt --out a.safetensors\n"
-                              "  lightlabel fit imagenette/train --base RN50-quickgelu --pretrained openai \\\n"
-                              "      --teacher-epochs 10 --out imagenette-adapter/")
+@_command("fit", help="fit an adapter to weak teachers (trains them if none given)",
+          description="Fit a projector's adapter to (weak) teachers on DATA, an ImageFolder (HeLlO Eq. 5).",
+          epilog="examples:\n  lightlabel fit imagenet/train --teachers t/teacher-epoch0*.pt --out a.safetensors\n"
+                 "  lightlabel fit imagenette/train --base RN50-quickgelu --pretrained openai \\\n"
+                 "      --teacher-epochs 10 --out imagenette-adapter/")
+def _add_fit(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="training ImageFolder (root/<class>/<image>)")
     p.add_argument("--out", required=True, help="adapter .safetensors file, or a folder (adds a model card)")
     p.add_argument("--base", default="RN50-quickgelu", help="open_clip model name (default: RN50-quickgelu)")
@@ -144,52 +156,52 @@ def _add_fit(sub: argparse._SubParsersAction, fmt: type) -> None:
     add_config_flags(p, configs.FitConfig, skip=("seed",))
     add_config_flags(p, configs.TeacherConfig, prefix="teacher-", skip=("seed",),
                      title="TeacherConfig settings, when no --teachers are given (lightlabel.configs.TeacherConfig)")
-    _common(p)
 
 
-def _observer_command(sub: argparse._SubParsersAction, fmt: type, name: str, *, help: str, description: str,
-                      example: str, role: str, out: str, config: type) -> argparse.ArgumentParser:
-    """A command that selects images from DATA with an observer teacher: DATA, --observer, --observer-input, --out,
-    the config's flags (not its seed: --seed comes with the common flags) and the common flags."""
-    p = sub.add_parser(name, formatter_class=fmt, help=help, description=description,
-                       epilog=f"example:\n  lightlabel {name} cifar10/train --observer resnet56.th --observer-input "
-                              f"imagenet@32 {example}")
-    p.add_argument("data", help="training ImageFolder")
-    p.add_argument("--observer", required=True, help=f"teacher checkpoint or name (torchvision:resnet18, timm:NAME, "
-                                                     f"lightlabel:NAME) that {role}")
-    p.add_argument("--observer-input", type=_input_spec, default=None, help=INPUT_HELP)
-    p.add_argument("--out", required=True, help=out)
-    add_config_flags(p, config, skip=("seed",))
-    _common(p)
-    return p
+def _observer_command(name: str, *, help: str, description: str, example: str, role: str, out: str, config: type):
+    """Register a command that selects images from DATA with an observer teacher: DATA, --observer, --observer-input,
+    --out and the config's flags (not its seed: --seed comes with the common flags), then the decorated function's."""
+    def register(add_own: Callable[[argparse.ArgumentParser], None]) -> Callable[[argparse.ArgumentParser], None]:
+        def add(p: argparse.ArgumentParser) -> None:
+            p.add_argument("data", help="training ImageFolder")
+            p.add_argument("--observer", required=True, help=f"teacher checkpoint or name (torchvision:resnet18, "
+                                                             f"timm:NAME, lightlabel:NAME) that {role}")
+            p.add_argument("--observer-input", type=_input_spec, default=None, help=INPUT_HELP)
+            p.add_argument("--out", required=True, help=out)
+            add_config_flags(p, config, skip=("seed",))
+            add_own(p)
+        epilog = f"example:\n  lightlabel {name} cifar10/train --observer resnet56.th --observer-input imagenet@32 {example}"
+        _command(name, help=help, description=description, epilog=epilog)(add)
+        return add_own
+    return register
 
 
-def _add_distill(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = _observer_command(sub, fmt, "distill", help="build distilled images (RDED + Eq. 7 refinement)",
-                          description="Select, stitch and optionally refine distilled images from DATA.",
-                          example="--ipc 10 --patches-per-image 1 --out distilled/", role="scores the patches",
-                          out="output folder (ImageFolder of PNGs + manifest.json)", config=configs.DistillConfig)
+@_observer_command("distill", description="Select, stitch and optionally refine distilled images from DATA.",
+                   help="build distilled images (RDED + Eq. 7 refinement)", config=configs.DistillConfig,
+                   example="--ipc 10 --patches-per-image 1 --out distilled/", role="scores the patches",
+                   out="output folder (ImageFolder of PNGs + manifest.json)")
+def _add_distill(p: argparse.ArgumentParser) -> None:
+    """The Eq. 7 refinement's labeller, on top of the observer's arguments."""
     p.add_argument("--projector", default=None, help="adapter for the Eq. 7 refinement")
 
 
-def _add_factorize(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = _observer_command(sub, fmt, "factorize", help="learn factorised distilled images (HaBa bases + hallucinators)",
-                          description="Learn a few bases per class and shared hallucinators from DATA (HaBa with "
-                                      "distribution matching); every (basis, hallucinator) pair is a training image.",
-                          example="--bases-per-class 5 --out factorized.safetensors",
-                          role="selects the initial bases (RDED)", out="the factorised set's .safetensors file",
-                          config=configs.FactorizeConfig)
+@_observer_command("factorize", help="learn factorised distilled images (HaBa bases + hallucinators)",
+                   description="Learn a few bases per class and shared hallucinators from DATA (HaBa with "
+                               "distribution matching); every (basis, hallucinator) pair is a training image.",
+                   example="--bases-per-class 5 --out factorized.safetensors", role="selects the initial bases (RDED)",
+                   out="the factorised set's .safetensors file", config=configs.FactorizeConfig)
+def _add_factorize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", default=None, help="state for resuming (default: <out>.work)")
 
 
-def _add_train(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = sub.add_parser("train", formatter_class=fmt, help="train a student on a distilled set, report top-1",
-                       description="Train a student on DISTILLED with online projector or teacher labels, stored "
-                                   "labels, or hard labels, under an evaluation protocol (RDED's or HeLlO's preset).",
-                       epilog="examples:\n  lightlabel train distilled/ --labels adapter.safetensors --val cifar10/test\n"
-                              "  lightlabel train distilled/ --labels resnet56.th --teacher-input imagenet@32 "
-                              "--protocol rded --val cifar10/test\n"
-                              "  lightlabel train distilled/ --labels hard --epochs 50 --val cifar10/test")
+@_command("train", help="train a student on a distilled set, report top-1",
+          description="Train a student on DISTILLED with online projector or teacher labels, stored "
+                      "labels, or hard labels, under an evaluation protocol (RDED's or HeLlO's preset).",
+          epilog="examples:\n  lightlabel train distilled/ --labels adapter.safetensors --val cifar10/test\n"
+                 "  lightlabel train distilled/ --labels resnet56.th --teacher-input imagenet@32 "
+                 "--protocol rded --val cifar10/test\n"
+                 "  lightlabel train distilled/ --labels hard --epochs 50 --val cifar10/test")
+def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("distilled", help="a distilled set folder (from `lightlabel distill`) or a factorised set file (from "
                                      "`lightlabel factorize`)")
     p.add_argument("--labels", required=True, help="adapter file/folder/registry name/Hub id, teacher .pt/.th or name "
@@ -204,16 +216,15 @@ def _add_train(sub: argparse._SubParsersAction, fmt: type) -> None:
                    help="seconds between saves of the training state in --out-dir (default 60; 0: every epoch)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_config_flags(p, configs.EvalProtocol, skip=("name", "source"))
-    _common(p)
 
 
-def _add_select(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = sub.add_parser("select", formatter_class=fmt, help="choose which checkpoints of a trajectory to imitate",
-                       description="Short student runs with each candidate group of CHECKPOINTS (a training run's "
-                                   "checkpoints in order) labelling online; the group that teaches DISTILLED best on "
-                                   "--val (held-out real training images, not the test split) is chosen.",
-                       epilog="example:\n  lightlabel select t/teacher-epoch00*.pt --distilled distilled/ --val heldout/ "
-                              "--out selection.json\n  lightlabel fit data/train --teachers-from selection.json --out a/")
+@_command("select", help="choose which checkpoints of a trajectory to imitate",
+          description="Short student runs with each candidate group of CHECKPOINTS (a training run's "
+                      "checkpoints in order) labelling online; the group that teaches DISTILLED best on "
+                      "--val (held-out real training images, not the test split) is chosen.",
+          epilog="example:\n  lightlabel select t/teacher-epoch00*.pt --distilled distilled/ --val heldout/ "
+                 "--out selection.json\n  lightlabel fit data/train --teachers-from selection.json --out a/")
+def _add_select(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", help="the trajectory's checkpoints (files or names), in training order")
     p.add_argument("--distilled", required=True, help="the distilled set folder the adapter will label")
     p.add_argument("--val", required=True, help="ImageFolder of held-out real training images to score on")
@@ -222,21 +233,19 @@ def _add_select(sub: argparse._SubParsersAction, fmt: type) -> None:
     p.add_argument("--fraction", type=float, default=1 / 6, help="of the protocol's epochs per candidate (default 1/6)")
     p.add_argument("--protocol", choices=configs.EvalProtocol.PRESETS, default="helio",
                    help="evaluation protocol preset (default: helio)")
-    _common(p)
 
 
-def _add_info(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = sub.add_parser("info", formatter_class=fmt, help="describe an adapter (file, folder or Hub id) or a factorised set",
-                       epilog="example:\n  lightlabel info org/lightlabel-rn50-quickgelu-imagenet1k-r8")
+@_command("info", help="describe an adapter (file, folder or Hub id) or a factorised set",
+          epilog="example:\n  lightlabel info org/lightlabel-rn50-quickgelu-imagenet1k-r8")
+def _add_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("adapter")
     p.add_argument("--json", action="store_true")
-    _common(p)
 
 
-def _add_storage(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = sub.add_parser("storage", formatter_class=fmt, help="stored soft labels vs teacher vs adapter, in bytes",
-                       epilog="examples:\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300\n"
-                              "  lightlabel storage --classes 10 --ipc 50 --epochs 300 --adapter adapter.safetensors")
+@_command("storage", help="stored soft labels vs teacher vs adapter, in bytes",
+          epilog="examples:\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300\n"
+                 "  lightlabel storage --classes 10 --ipc 50 --epochs 300 --adapter adapter.safetensors")
+def _add_storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=int, required=True)
     p.add_argument("--ipc", type=int, required=True)
     p.add_argument("--epochs", type=int, default=300)
@@ -246,34 +255,32 @@ def _add_storage(sub: argparse._SubParsersAction, fmt: type) -> None:
                                                    "layout, LoRA r8 on every conv + head r128, for --classes)")
     add_config_flags(p, configs.LabelCompression, title="a compressed stored-label row (LPLD / LPQLD), e.g. --topk 100 "
                                                          "--values int8 --keep-epochs 0.1")
-    _common(p)
 
 
-def _add_doctor(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = sub.add_parser("doctor", formatter_class=fmt, help="versions, device, bases, data and caches, for bug reports",
-                       description="Print what lightlabel sees on this machine: versions, the device, which bases are "
-                                   "shipped or cached, the data sources found, and the cache folders with their sizes.",
-                       epilog="example:\n  lightlabel doctor        # paste its output into a bug report")
-    _common(p)
+@_command("doctor", help="versions, device, bases, data and caches, for bug reports",
+          description="Print what lightlabel sees on this machine: versions, the device, which bases are "
+                      "shipped or cached, the data sources found, and the cache folders with their sizes.",
+          epilog="example:\n  lightlabel doctor        # paste its output into a bug report")
+def _add_doctor(p: argparse.ArgumentParser) -> None:
+    """No arguments but the common ones."""
 
 
-def _add_push(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = sub.add_parser("push", formatter_class=fmt, help="upload an adapter and its model card to the Hub",
-                       epilog="example:\n  lightlabel push adapter.safetensors me/lightlabel-rn50-quickgelu-imagenet1k-r8")
+@_command("push", help="upload an adapter and its model card to the Hub",
+          epilog="example:\n  lightlabel push adapter.safetensors me/lightlabel-rn50-quickgelu-imagenet1k-r8")
+def _add_push(p: argparse.ArgumentParser) -> None:
     p.add_argument("adapter")
     p.add_argument("repo_id")
     p.add_argument("--private", action="store_true")
     p.add_argument("--token", default=None)
     p.add_argument("--message", default=None)
-    _common(p)
 
 
-def _add_demo(sub: argparse._SubParsersAction, fmt: type) -> None:
-    p = sub.add_parser("demo", formatter_class=fmt, help="the whole pipeline on real images, offline (< 15 min on CPU)",
-                       description="Real weak and strong teachers -> fit_adapter -> distill_images (IPC 10) -> students "
-                                   "with projector, online-teacher and hard labels under the HeLlO protocol, sized for "
-                                   "a CPU (--full: the paper's sizes).",
-                       epilog="examples:\n  lightlabel demo\n  lightlabel demo --data path/to/imagenet-subset --work-dir demo/")
+@_command("demo", help="the whole pipeline on real images, offline (< 15 min on CPU)",
+          description="Real weak and strong teachers -> fit_adapter -> distill_images (IPC 10) -> students "
+                      "with projector, online-teacher and hard labels under the HeLlO protocol, sized for "
+                      "a CPU (--full: the paper's sizes).",
+          epilog="examples:\n  lightlabel demo\n  lightlabel demo --data path/to/imagenet-subset --work-dir demo/")
+def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None,
                    help="ImageFolder root with train/ and val/ (or test/), or a .tar.gz of one (default: CIFAR-10 from "
                         "LIGHTLABEL_DATA or shared/data beside the checkout, else downloaded)")
@@ -287,7 +294,6 @@ def _add_demo(sub: argparse._SubParsersAction, fmt: type) -> None:
                                                                      "ones for CIFAR-10)")
     p.add_argument("--no-download", action="store_true", help="never download data or teachers")
     p.add_argument("--full", action="store_true", help="paper-size epochs instead of the CPU-sized defaults")
-    _common(p)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -299,8 +305,10 @@ def _parser() -> argparse.ArgumentParser:
                "  lightlabel info adapter.safetensors\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300")
     parser.add_argument("--version", action="version", version=f"lightlabel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_fit, _add_distill, _add_factorize, _add_train, _add_select, _add_info, _add_storage, _add_doctor, _add_push, _add_demo):
-        add(sub, fmt)
+    for name, (add, texts) in _COMMANDS.items():
+        p = sub.add_parser(name, formatter_class=fmt, **texts)
+        add(p)
+        _common(p)
     return parser
 
 

@@ -151,3 +151,16 @@ def test_one_list_of_public_names():
                     if isinstance(n, ast.If) and getattr(n.test, "id", None) == "TYPE_CHECKING")
     imported = {a.asname or a.name for node in checking.body for a in node.names}
     assert imported == set(ll._EXPORTS)
+
+
+def test_no_function_is_longer_than_80_lines():
+    """Recipes read as short top-level functions over named helpers: no function or method in the library, nested
+    ones included, spans more than 80 lines (decorators and docstring counted)."""
+    long = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if node.end_lineno - first + 1 > 80:
+                    long.append(f"{path.relative_to(PROJECT)}:{first} {node.name} ({node.end_lineno - first + 1} lines)")
+    assert not long, long
