@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -116,12 +117,18 @@ def test_refinement_lowers_eq7_loss_and_keeps_range(cifar_batch, make_projector)
 
 def test_distill_with_projector_refinement_and_projector_observer(cifar_ds, resnet56, make_projector):
     projector = make_projector()
-    out = ll.distill_images(cifar_ds, resnet56, ipc=1, patches_per_image=1, candidates_per_class=3,
-                            crops_per_image=2, image_size=32, projector=projector, refine_steps=3, progress=False)
+    with pytest.warns(UserWarning, match="no information loss to compensate"):  # 1 patch: measured to hurt
+        out = ll.distill_images(cifar_ds, resnet56, ipc=1, patches_per_image=1, candidates_per_class=3,
+                                crops_per_image=2, image_size=32, projector=projector, refine_steps=3, progress=False)
     assert out.manifest["refine"] and set(out.manifest["refine_loss"]) == set(CIFAR10_CLASSES)
     by_projector = ll.distill_images(cifar_ds, projector.eval(), ipc=1, patches_per_image=1, candidates_per_class=3,
                                      crops_per_image=2, progress=False)
     assert by_projector.images.shape == (10, 3, 32, 32)
+    with warnings.catch_warnings():  # a 2 x 2 grid down-samples its patches: Eq. 7 has a loss to compensate
+        warnings.simplefilter("error")
+        grid = ll.distill_images(cifar_ds, resnet56, ipc=1, patches_per_image=4, candidates_per_class=4,
+                                 crops_per_image=2, image_size=32, projector=projector, refine_steps=2, progress=False)
+    assert grid.manifest["refine"] and grid.images.shape == (10, 3, 32, 32)
 
 
 def test_save_load_round_trip_is_exact_and_atomic(cifar_ds, resnet56, tmp_path, monkeypatch):
