@@ -45,6 +45,20 @@ def test_sets_line_keeps_random_draws_apart_and_flags_a_real_mix():
     assert "**2 draws for one seed**" in two_draws
 
 
+def test_the_random_gain_lists_every_random_row_and_says_why_a_cell_is_missing():
+    gain = _module("helio_report")._random_gain
+    cell = lambda top1: {"top1": top1}  # noqa: E731
+    text = gain("cifar10", 10, {"projector_fit10": [cell(0.4), cell(0.5)], "random_projector": [cell(0.3)],
+                                "hard": [cell(0.3)]})
+    assert "| projector_fit10 | 45.0 ± 7.1 (2 seeds) | 30.0 (1 seed) | +15.0 |" in text
+    assert "| hard | 30.0 (1 seed) | not run yet | - |" in text
+    assert "| teacher | not run | not run yet | - |" in text
+    imagenette = gain("imagenette", 10, {"random_hard": [cell(0.3)]})
+    assert "| projector_full | not run | not run: needs the Imagenette trajectory" in imagenette
+    assert "| hard | not run | 30.0 (1 seed) | distilled row not run |" in imagenette
+    assert "about 2 h per cell" in gain("cifar10", 50, {})
+
+
 def test_the_grid_is_consistent_data():
     import inspect
     grid = _module("helio_grid")
