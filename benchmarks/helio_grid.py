@@ -44,7 +44,7 @@ class Row:
     imitates: str | None = None
     at_ipc50: bool = False  # also runs at IPC 50 (seed 0 only)
     seed0_only: bool = False
-    only: tuple[str, int] | None = None  # runs on this (dataset, IPC) alone
+    only: tuple[tuple[str, int], ...] | None = None  # runs on these (dataset, IPC) cells alone
 
     def __post_init__(self) -> None:
         if self.labels not in LABEL_KINDS:
@@ -67,7 +67,7 @@ class Row:
             return False
         if self.seed0_only and seed != 0:
             return False
-        return self.only is None or self.only == (dataset, ipc)
+        return self.only is None or (dataset, ipc) in self.only
 
 
 _RANDOM_PROJECTOR = {"cifar10": "projector_fit10", "imagenette": "projector_full"}
@@ -82,7 +82,7 @@ GRID: dict[str, Row] = {
                   compression=ll.LabelCompression()),
     "stored_weak": Row("stored fp16 soft labels of the weak-teacher ensemble (the projector's labeller, stored)",
                        "stored", stored_from="weak_teachers", compression=ll.LabelCompression(), seed0_only=True,
-                       only=("cifar10", 10)),
+                       only=(("cifar10", 10),)),
     "hard": Row("hard labels only", "hard", at_ipc50=True),
     "clip": Row("base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')", "clip"),
     "no_text_init": Row("LoRA without text initialisation (HeLlO Table 3 ablation)", "fit", fit=dict(text_init=False)),
@@ -92,14 +92,20 @@ GRID: dict[str, Row] = {
                           fit=dict(epochs=20, per_class=0), imitates="weak_teachers", at_ipc50=True),
     "projector_fit10_32px": Row("projector_fit10, fitted and labelling at 32 px instead of the base's 64 "
                                 "(label_size=32)", "fit", fit=dict(epochs=10, label_size=32), imitates="weak_teachers",
-                                only=("cifar10", 10)),
+                                only=(("cifar10", 10),)),
     # HeLlO Sec. 3.4: the observer that selects the patches is not the projector that labels them; Eq. 7 narrows
-    # that gap. These two rows measure it on CIFAR-10 (the distilled-over-random gain of the projector rows).
+    # that gap. These rows measure it: on CIFAR-10 with the 10-epoch fit (1 patch per image), and on Imagenette's
+    # 2 x 2 grids, where stitching down-samples each patch, with the 20-epoch fit (GPU rows).
     "projector_observer": Row("projector_fit10 on images RDED selects with that projector as the observer (no "
                               "observer/labeller gap)", "fit", fit=dict(epochs=10), observer="labeller",
-                              only=("cifar10", 10)),
+                              only=(("cifar10", 10),)),
     "projector_eq7": Row("projector_fit10 on the distilled images refined through it by HeLlO Eq. 7 (300 Adam steps, "
-                         "lr 0.01)", "fit", fit=dict(epochs=10), refine=True, only=("cifar10", 10)),
+                         "lr 0.01)", "fit", fit=dict(epochs=10), refine=True, only=(("cifar10", 10),)),
+    "projector_full_observer": Row("projector_full on images RDED selects with it as the observer (a GPU row)", "fit",
+                                   fit=dict(epochs=20, per_class=0), observer="labeller", only=(("imagenette", 10),)),
+    "projector_full_eq7": Row("projector_full on the 2 x 2 distilled images refined through it by HeLlO Eq. 7 (300 "
+                              "Adam steps, lr 0.01; a GPU row)", "fit", fit=dict(epochs=20, per_class=0), refine=True,
+                              only=(("imagenette", 10),)),
     "late_teachers": Row("online ensemble of later checkpoints (epochs 2-4 on CIFAR-10, 6-8 on Imagenette: a stage "
                          "check)", "ensemble", stage="late", at_ipc50=True),
     "projector_late": Row("projector fitted as projector_full is, to those later checkpoints (a GPU row)", "fit",
@@ -110,16 +116,16 @@ GRID: dict[str, Row] = {
     "teacher_div3": Row("online full teacher, logits / 3 (the projector's logit spread; a check of the labels' scale)",
                         "teacher", logit_scale=1 / 3, seed0_only=True),
     "stored_top3": Row("stored labels, top-3 logits fp16 (LPQLD-style)", "stored", stored_from="teacher",
-                       compression=ll.LabelCompression(topk=3), only=("cifar10", 10)),
+                       compression=ll.LabelCompression(topk=3), only=(("cifar10", 10),)),
     "stored_top3_int8": Row("stored labels, top-3 logits int8 (LPQLD-style)", "stored", stored_from="teacher",
-                            compression=ll.LabelCompression(topk=3, values="int8"), only=("cifar10", 10)),
+                            compression=ll.LabelCompression(topk=3, values="int8"), only=(("cifar10", 10),)),
     "stored_top1": Row("stored labels, top-1 logit fp16, the rest of the mass spread (RDED keep_top_k)", "stored",
                        stored_from="teacher", compression=ll.LabelCompression(topk=1, fill="mass"),
-                       only=("cifar10", 10)),
+                       only=(("cifar10", 10),)),
     "first_checkpoint": Row("online: the trajectory's first checkpoint alone (CIFAR-10: epoch 1; a select_teachers "
-                            "candidate)", "ensemble", stage="first", only=("cifar10", 10)),
+                            "candidate)", "ensemble", stage="first", only=(("cifar10", 10),)),
     "final_checkpoint": Row("online: the trajectory's last checkpoint alone (CIFAR-10: epoch 4; a select_teachers "
-                            "candidate)", "ensemble", stage="final", only=("cifar10", 10)),
+                            "candidate)", "ensemble", stage="final", only=(("cifar10", 10),)),
     "random_projector": Row("random real images (IPC per class, drawn by the seed) + the best projector (CIFAR-10: "
                             "the 10-epoch fit; Imagenette: the 20-epoch fit)", "row", images="random",
                             labels_of=_RANDOM_PROJECTOR, at_ipc50=True),
