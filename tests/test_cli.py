@@ -37,10 +37,11 @@ def test_fit_distill_train_info_chain(tmp_path, cifar_train, models_dir, tiny_rn
     assert (adapter / "adapter.safetensors").is_file() and (adapter / "README.md").is_file()
 
     distilled = tmp_path / "distilled"
-    assert main(["distill", str(cifar_train), "--observer", str(models_dir / "cifar10-resnet56-4bfd9763.th"),
-                 "--observer-input", "imagenet@32", "--ipc", "1",
-                 "--patches-per-image", "1", "--candidates-per-class", "3", "--crops-per-image", "2", "--projector",
-                 str(adapter), "--refine-steps", "2", "--out", str(distilled), "--quiet"]) == 0
+    with pytest.warns(UserWarning, match="1-patch images by Eq. 7"):  # the CLI passes the warning on
+        assert main(["distill", str(cifar_train), "--observer", str(models_dir / "cifar10-resnet56-4bfd9763.th"),
+                     "--observer-input", "imagenet@32", "--ipc", "1",
+                     "--patches-per-image", "1", "--candidates-per-class", "3", "--crops-per-image", "2", "--projector",
+                     str(adapter), "--refine-steps", "2", "--out", str(distilled), "--quiet"]) == 0
     assert "10 distilled images" in capsys.readouterr().out
     assert ll.DistilledSet.load(distilled).manifest["refine"]
 
