@@ -22,7 +22,7 @@ import json
 import statistics
 
 import torch
-from _common import bench_projector, timings, write_section
+from _common import bench_projector, parse_run_args, timings, write_section
 from helio_grid import cell_path
 
 from lightlabel.core.proxy import PROXY_BASE
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--calls", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_run_args(parser, quiet=False)  # --threads: run it on idle cores (a busy core stalls both threads)
     torch.manual_seed(0)
     secs = labelling_seconds(args.batch, args.repeat, args.calls)
     med = {s: statistics.median(v) for s, v in secs.items()}
