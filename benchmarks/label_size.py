@@ -84,7 +84,7 @@ def main() -> None:
                   "The proxy-base adapter fitted and labelling at 32 px (`AdapterConfig(label_size=32)`: the attention "
                   "pool's positional embedding resampled, the size recorded in the adapter header) against the one "
                   "at the base's native 64 px. Labelling: 10 classes, head rank 16, LoRA merged, `ModelLabels."
-                  f"optimized`, batch {args.batch} of 32 px views, CPU (the 2 shared cores), interleaved, median of "
+                  f"optimized`, batch {args.batch} of 32 px views, CPU ({args.threads} torch threads; run it on idle cores), interleaved, median of "
                   f"{args.repeat} timings of {args.calls} batches (range).\n\n"
                   "| labelling size | ms / batch | labels / s | time vs 64 px |\n|---|---|---|---|\n" + "\n".join(rows)
                   + "\n\n| adapter | student top-1 % (HeLlO protocol, 300 steps) |\n|---|---|\n"
