@@ -32,13 +32,7 @@ from _common import command, commit, machine, parse_run_args, write_section
 
 import lightlabel as ll
 from lightlabel.inputs import input_spec_of
-
-
-def down_up(p: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """Eq. 7's ``p_hat``: bilinear down-sampling by ``factor`` (antialiased), then back up to the input size."""
-    h, w = p.shape[-2:]
-    low = F.interpolate(p, size=(h // factor, w // factor), mode="bilinear", antialias=True, align_corners=False)
-    return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+from lightlabel.recipes.distill import down_up
 
 
 def features(projector: ll.Projector, p: torch.Tensor) -> torch.Tensor:

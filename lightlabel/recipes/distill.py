@@ -44,7 +44,7 @@ from ..utils.progress import progress_bar
 from ..utils.seeding import derive_seed
 from .loop import Accumulator, is_main_process, resolve_device, run_epochs, world
 
-__all__ = ["DistilledSet", "distill_images", "refine_images", "stitch_patches"]
+__all__ = ["DistilledSet", "distill_images", "down_up", "refine_images", "stitch_patches"]
 
 #: Measured on CIFAR-10, IPC 10, 32 px, 1 patch per image, seed 0 (ResNet-56 observer, the 10-epoch proxy-base
 #: adapter): HeLlO's Eq. 7 at its published settings drove its loss from 1.52 to 0.0006 by moving the encoder's features
@@ -57,6 +57,7 @@ EQ7_ONE_PATCH_WARNING = (
 )
 
 logger = logging.getLogger(__name__)
+
 
 def stitch_patches(patches: torch.Tensor, patches_per_image: int) -> torch.Tensor:
     """Stitch groups of ``k * k`` patches into ``k x k`` grids, row-major: patch ``i`` of a group goes to row
@@ -79,13 +80,22 @@ def stitch_patches(patches: torch.Tensor, patches_per_image: int) -> torch.Tenso
     return rearrange(patches, "(n g1 g2) c h w -> n c (g1 h) (g2 w)", g1=k, g2=k)
 
 
+def down_up(images: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Eq. 7's ``p_hat``: bilinear down-sampling by ``factor`` (antialiased), then back up to the input size.
+
+    Shape: ``(B, C, H, W)`` -> ``(B, C, H, W)``; the detail a ``factor``-fold down-sampling removes is gone.
+
+    Source: HeLlO Eq. 7.
+    """
+    h, w = images.shape[-2:]
+    low = F.interpolate(images, size=(max(1, h // factor), max(1, w // factor)), mode="bilinear", antialias=True,
+                        align_corners=False)
+    return F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+
+
 def _eq7_loss(p: torch.Tensor, projector: Projector, downsample: int) -> torch.Tensor:
     """``MSE(E_I(p), E_I(up(down(p))))`` for a batch ``p`` of [0, 1] images (HeLlO Eq. 7)."""
-    h, w = p.shape[-2:]
-    low = F.interpolate(p, size=(max(1, h // downsample), max(1, w // downsample)), mode="bilinear",
-                        antialias=True, align_corners=False)
-    p_hat = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
-    a, b = projector.visual(projector.input_spec.prepare(torch.cat([p, p_hat]))).float().chunk(2)
+    a, b = projector.visual(projector.input_spec.prepare(torch.cat([p, down_up(p, downsample)]))).float().chunk(2)
     return F.mse_loss(a, b)
 
 
