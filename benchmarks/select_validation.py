@@ -74,42 +74,59 @@ def _full(dataset: str, ipc: int, row: str) -> dict[int, float]:
             for p in sorted((RESULTS / dataset / f"ipc{ipc}").glob(f"{row}-seed*.json"))}
 
 
+def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
+    """One (dataset, IPC) table: every selection run (one per seed) against every candidate's full-protocol cells."""
+    names = runs[0]["candidates"]
+    full = {name: _full(dataset, ipc, CANDIDATES[dataset][name][0]) for name in names}
+    seeds = [r["seed"] for r in runs]
+    lines = ["| candidate | " + " | ".join(f"short run, seed {s}: held-out top-1 %" for s in seeds) +
+             " | full protocol: test top-1 % (seeds) |", "|---" * (len(seeds) + 2) + "|"]
+    for i, name in enumerate(names):
+        short = " | ".join(f"{100 * r['evidence'][i]['top1']:.1f}" + (" **(chosen)**" if r["chosen"] == name else "")
+                           for r in runs)
+        values = list(full[name].values())
+        spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
+        shown = (f"{statistics.mean(values):.1f}{spread} ({', '.join(map(str, full[name]))})" if values
+                 else "not run yet")
+        lines.append(f"| {name} | {short} | {shown} |")
+    verdicts, gaps = [], []
+    for r in runs:
+        s = r["seed"]
+        if not all(s in v for v in full.values()):
+            verdicts.append(f"- seed {s}: chose {r['chosen']}; not every candidate has a seed-{s} full-protocol cell "
+                            "yet, so its verdict is open.")
+            continue
+        best = max(v[s] for v in full.values())
+        gap = best - full[r["chosen"]][s]
+        gaps.append(gap)
+        verdicts.append(f"- seed {s}: chose {r['chosen']}, whose seed-{s} full-protocol top-1 is {gap:.1f} points below "
+                        f"the best candidate's on that seed ({'within' if gap <= 1 else 'NOT within'} the 1-point "
+                        f"target); {r['steps']} short-run steps against {r['full_steps']} for every candidate in full "
+                        f"({100 * r['cost_fraction']:.0f} %), {r['wall_seconds'] / 60:.0f} min on {r['device']}, "
+                        f"commit {r['commit']}.")
+    summary = (f"Within 1 point on {sum(g <= 1 for g in gaps)} of {len(gaps)} selection seeds "
+               f"(largest gap {max(gaps):.1f})." if gaps else "No selection seed has every candidate's cell yet.")
+    common = sorted(set.intersection(*(set(v) for v in full.values())))
+    cells = " ".join(str(s) for s in common) or "0"
+    return (f"### {dataset}, IPC {ipc}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\n{summary} "
+            f"Held-out: {runs[0]['heldout_images']} training images that no distilled image came from. Commands: "
+            + ", ".join(f"`{r['command']}`" for r in runs) + f"; the full-protocol cells: `python "
+            f"benchmarks/helio_table.py --dataset {dataset} --ipc {ipc} --seeds {cells} --rows "
+            + " ".join(CANDIDATES[dataset][name][0] for name in names) + "`.")
+
+
 def report() -> None:
-    sections = []
+    groups: dict[tuple[str, int], list[dict]] = {}
     for path in sorted(OUT.glob("*.json")):
         r = json.loads(path.read_text())
-        full = {name: _full(r["dataset"], r["ipc"], CANDIDATES[r["dataset"]][name][0]) for name in r["candidates"]}
-        # the verdict compares every candidate on the seeds all of them have, so no candidate gains from a lucky seed
-        common = sorted(set.intersection(*(set(v) for v in full.values()))) if all(full.values()) else []
-        lines = ["| candidate | short run: held-out top-1 % | full protocol: test top-1 %, mean over the seeds run "
-                 "(seeds) | on the seeds every candidate has |", "|---|---|---|---|"]
-        on_common = {name: statistics.mean(v[s] for s in common) for name, v in full.items()} if common else {}
-        for name, evidence in zip(r["candidates"], r["evidence"]):
-            values = list(full[name].values())
-            shown = f"{statistics.mean(values):.1f} ({len(values)})" if values else "not run yet"
-            mark = " **(chosen)**" if name == r["chosen"] else ""
-            same = f"{on_common[name]:.1f}" if on_common else "-"
-            lines.append(f"| {name}{mark} | {100 * evidence['top1']:.1f} | {shown} | {same} |")
-        if on_common:
-            best = max(on_common.values())
-            gap = best - on_common[r["chosen"]]
-            verdict = (f"On seed{'s' * (len(common) > 1)} {', '.join(map(str, common))}, which every candidate has, the "
-                       f"chosen candidate's full-protocol top-1 is {gap:.1f} points below the best candidate's "
-                       f"({'within' if gap <= 1 else 'NOT within'} the 1-point target).")
-        else:
-            verdict = "Not every candidate has its full-protocol cells yet, so the verdict is open."
-        sections.append(
-            f"### {r['dataset']}, IPC {r['ipc']}, seed {r['seed']}\n\n" + "\n".join(lines) + "\n\n" + verdict +
-            f" The selection ran {r['steps']} student steps against {r['full_steps']} for every candidate in full "
-            f"({100 * r['cost_fraction']:.0f} %), {r['wall_seconds'] / 60:.0f} min on {r['device']}; held-out: "
-            f"{r['heldout_images']} training images that no distilled image came from. Command: `{r['command']}` "
-            f"(commit {r['commit']}); the full-protocol cells: `python benchmarks/helio_table.py --dataset "
-            f"{r['dataset']} --ipc {r['ipc']} --seeds 0 --rows weak_teachers late_teachers first_checkpoint "
-            f"final_checkpoint`.")
+        groups.setdefault((r["dataset"], r["ipc"]), []).append(r)
+    sections = [_section(dataset, ipc, sorted(runs, key=lambda r: r["seed"]))
+                for (dataset, ipc), runs in sorted(groups.items())]
     write_section("select-validation", "## Choosing the teachers by measurement (`ll.select_teachers`)\n\n"
                   "Short student runs with each candidate group of trajectory checkpoints online (HeLlO's protocol "
                   "compressed to 1/6 of its epochs), scored on held-out training images, against the full protocol "
-                  "on the test split.\n\n" + ("\n\n".join(sections) or "No validation run committed yet."))
+                  "on the test split. A selection run with seed s is judged on the candidates' seed-s full-protocol "
+                  "cells.\n\n" + ("\n\n".join(sections) or "No validation run committed yet."))
 
 
 def main() -> None:

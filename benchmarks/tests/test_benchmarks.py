@@ -114,3 +114,23 @@ def test_rows_on_their_own_images_are_listed_apart_and_need_a_fitted_labeller():
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad}")
+
+
+def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(monkeypatch):
+    sv = _module("select_validation")
+    full = {"weak_teachers": {0: 46.0, 1: 45.0}, "late_teachers": {0: 46.5, 1: 43.0},
+            "first_checkpoint": {0: 43.0, 1: 42.0}, "final_checkpoint": {0: 45.0}}
+    monkeypatch.setattr(sv, "_full", lambda dataset, ipc, row: full[row])
+    run = lambda seed, chosen: {  # noqa: E731
+        "seed": seed, "chosen": chosen, "candidates": list(sv.CANDIDATES["cifar10"]),
+        "evidence": [{"top1": t} for t in (0.38, 0.39, 0.35, 0.38)], "steps": 200, "full_steps": 1200,
+        "cost_fraction": 1 / 6, "wall_seconds": 600, "device": "cpu", "commit": "abc", "heldout_images": 1000,
+        "command": f"python benchmarks/select_validation.py --seed {seed}"}
+    text = sv._section("cifar10", 10, [run(0, "epochs 2-4"), run(1, "epochs 2-4")])
+    assert "seed 0: chose epochs 2-4, whose seed-0 full-protocol top-1 is 0.0 points below" in text
+    # seed 1 lacks the final checkpoint's cell: its verdict stays open instead of comparing on other seeds
+    assert "seed 1: chose epochs 2-4; not every candidate has a seed-1 full-protocol cell yet" in text
+    assert "Within 1 point on 1 of 1 selection seeds" in text and "--seeds 0 --rows" in text
+    full["final_checkpoint"][1] = 44.0
+    assert "2.0 points below the best candidate's on that seed (NOT within" in sv._section(
+        "cifar10", 10, [run(0, "epochs 2-4"), run(1, "epochs 2-4")])
