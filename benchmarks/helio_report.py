@@ -168,6 +168,16 @@ def _mean(cells: list[dict]) -> float | None:
     return statistics.mean(100 * c["top1"] for c in cells) if cells else None
 
 
+def _later(by_row: dict[str, list[dict]]) -> str:
+    """What the cells say about the remedy for a stage gap: the later checkpoints online, and fitted to."""
+    late, fitted = _mean(by_row["late_teachers"]), _mean(by_row["projector_late"])
+    if late is None:
+        return "the later checkpoints (`late_teachers`, `projector_late`) are not run here yet"
+    return f"the later checkpoints teach {late:.1f} online" + (
+        f", the projector fitted to them {fitted:.1f}" if fitted is not None else
+        " (the projector fitted to them, `projector_late`, is not run yet)")
+
+
 def gap_table(cells: list[dict]) -> str:
     """Per (dataset, IPC): the online teacher, the best projector row, the gap, the ensemble it imitates, the random
     baselines, and the measured reason where the projector is not within 2 points of the teacher."""
@@ -187,10 +197,10 @@ def gap_table(cells: list[dict]) -> str:
             if gap >= -2:
                 why = "within 2 points" if gap < 2 else "the projector leads"
             elif ens is not None and ens < teacher - 2:
-                why = (f"the checkpoints it imitates teach {ens:.1f} themselves: their stage, not the fit (a later "
-                       "stage, chosen by select_teachers, is the remedy)")
+                why = f"the checkpoints it imitates teach {ens:.1f} themselves: their stage, not the fit; " + _later(by_row)
             elif ens is not None:
-                why = f"imitation: its ensemble teaches {ens:.1f}, the fit falls {ens - proj:.1f} short"
+                why = f"imitation: its ensemble teaches {ens:.1f}, the fit falls {ens - proj:.1f} short" + (
+                    "" if by_row["projector_full"] else "; the HeLlO-length fit (`projector_full`) is not run here yet")
             else:
                 why = "its ensemble's cell is not run yet"
             rnd = " / ".join(f"{_mean(by_row[r]):.1f}" if by_row[r] else "-" for r in RANDOM)

@@ -134,3 +134,25 @@ def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(mon
     full["final_checkpoint"][1] = 44.0
     assert "2.0 points below the best candidate's on that seed (NOT within" in sv._section(
         "cifar10", 10, [run(0, "epochs 2-4"), run(1, "epochs 2-4")])
+
+
+def test_the_gap_table_says_what_the_cells_show_about_each_gap():
+    gap_table = _module("helio_report").gap_table
+    cell = lambda ds, ipc, row, top1: {"dataset": ds, "ipc": ipc, "row": row, "top1": top1, "seed": 0}  # noqa: E731
+    cells = [cell("imagenette", 10, "teacher", 0.568), cell("imagenette", 10, "projector_full", 0.470),
+             cell("imagenette", 10, "weak_teachers", 0.504),
+             cell("cifar10", 50, "teacher", 0.623), cell("cifar10", 50, "projector_fit10", 0.554),
+             cell("cifar10", 50, "weak_teachers", 0.635),
+             cell("cifar10", 10, "teacher", 0.367), cell("cifar10", 10, "projector", 0.380),
+             cell("cifar10", 10, "weak_teachers", 0.461)]
+    text = gap_table(cells)
+    assert "| cifar10 IPC 10 | 36.7 | 38.0 (`projector`, 1 seed) | +1.3 | 46.1 |" in text and "within 2 points" in text
+    assert "the fit falls 8.1 short; the HeLlO-length fit (`projector_full`) is not run here yet" in text
+    assert "teach 50.4 themselves: their stage, not the fit; the later checkpoints (`late_teachers`, " in text
+    text = gap_table(cells + [cell("imagenette", 10, "late_teachers", 0.552)])
+    assert "the later checkpoints teach 55.2 online (the projector fitted to them, `projector_late`, is not run" in text
+    text = gap_table(cells + [cell("imagenette", 10, "late_teachers", 0.552),
+                              cell("imagenette", 10, "projector_late", 0.531)])
+    # the late fit becomes the best projector row; its own ensemble is then the one it is judged against
+    assert ("| imagenette IPC 10 | 56.8 | 53.1 (`projector_late`, 1 seed) | -3.7 | 55.2 | - / - / - | imitation: its "
+            "ensemble teaches 55.2, the fit falls 2.1 short" in text)
