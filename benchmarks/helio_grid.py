@@ -138,7 +138,7 @@ GRID: dict[str, Row] = {
 #: each dataset's setup: image size, RDED patches per image, the trajectory (arch, epochs, which checkpoints each
 #: stage takes, batch, lr) and the adapter fit (epochs, lr, head rank, images per class)
 SETUP = {
-    "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), late=(6, 7, 8),
+    "imagenette": dict(size=64, ppi=4, weak_arch="resnet18", weak_epochs=8, weak=(2, 3, 4), late=(6, 7, 8), final=(8,),
                        teacher_batch=64, teacher_lr=0.05, fit_epochs=2, fit_lr=2e-3, head_rank=16, fit_per_class=400),
     "cifar10": dict(size=32, ppi=1, weak_arch="cifar_resnet20", weak_epochs=4, weak=(1, 2, 3), late=(2, 3, 4),
                     first=(1,), final=(4,),

@@ -33,6 +33,9 @@ OUT = ROOT / "benchmarks" / "results" / "select"
 CANDIDATES = {
     "cifar10": {"epochs 1-3": ("weak_teachers", "weak"), "epochs 2-4": ("late_teachers", "late"),
                 "epoch 1": ("first_checkpoint", "first"), "epoch 4": ("final_checkpoint", "final")},
+    # Imagenette's last checkpoint is the full teacher itself, so its full-protocol cells are the ``teacher`` row's
+    "imagenette": {"epochs 2-4": ("weak_teachers", "weak"), "epochs 6-8": ("late_teachers", "late"),
+                   "epoch 8": ("teacher", "final")},
 }
 
 

@@ -5,7 +5,9 @@
 # Call 1:       carry [".whl", ".imn/a"]:  bash benchmarks/gpu/imagenette.sh stash
 # Call 2..n:    carry [".whl", ".imn/b"] (later calls: [".whl"]), each sent within the machine's 30 warm seconds:
 #               LIGHTLABEL_COMMIT=<hash> BUDGET=540 bash benchmarks/gpu/imagenette.sh cells "--ipc 10 --seeds 0 1 2" ...
-# Back here:    untar $OUT/imagenette.tgz into benchmarks/results/helio/imagenette (new cells only), then --report.
+#               A spec "select --ipc 10 --seed 0" runs select_validation.py on the same trajectory and set instead.
+# Back here:    untar $OUT/imagenette.tgz into benchmarks/results/helio/imagenette (new cells only; results/select/*
+#               into benchmarks/results/select), then --report.
 #
 # The archive (63 MiB) does not fit beside the repository in one call's 64 MiB, so it travels in quarters. Data,
 # caches and finished cells live in /tmp/imn on the machine between calls; `cells` tars the cells into $OUT before
@@ -40,6 +42,13 @@ cells)
   for spec in "$@"; do
     limit=$(cells_timeout) || { echo "== skipped: $spec (deadline)"; continue; }
     echo "== $spec ($(left) s left)"
+    if [ "${spec%% *}" = select ]; then  # "select --ipc 10 --seed 0": ll.select_teachers' validation (issue 30)
+      # shellcheck disable=SC2086
+      timeout "$limit" python3 select_validation.py --dataset imagenette ${spec#select} --threads 8 --quiet 2>&1 \
+        | grep -E "chose|Error|error" | tail -5
+      mkdir -p /tmp/imn/results/select && cp results/select/imagenette-*.json /tmp/imn/results/select/ 2>/dev/null
+      continue
+    fi
     # shellcheck disable=SC2086  # $spec is a list of helio_table.py arguments
     timeout "$limit" python3 helio_table.py --dataset imagenette $spec --threads 8 --quiet 2>&1 \
       | grep -E "cell |Error|error|teacher epoch" | tail -40

@@ -156,3 +156,11 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
     # the late fit becomes the best projector row; its own ensemble is then the one it is judged against
     assert ("| imagenette IPC 10 | 56.8 | 53.1 (`projector_late`, 1 seed) | -3.7 | 55.2 | - / - / - | imitation: its "
             "ensemble teaches 55.2, the fit falls 2.1 short" in text)
+
+
+def test_every_selection_candidate_names_a_grid_row_and_a_stage_of_its_dataset():
+    sv, grid = _module("select_validation"), _module("helio_grid")
+    for dataset, candidates in sv.CANDIDATES.items():
+        epochs = grid.trajectory_config(dataset).save_epochs
+        for row, stage in candidates.values():
+            assert row in grid.GRID and set(grid.SETUP[dataset][stage]) <= set(epochs), (dataset, row, stage)
