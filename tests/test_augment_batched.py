@@ -220,3 +220,13 @@ def test_train_student_moves_the_images_once_per_run():
     ll.train_student(spy, "hard", ll.EvalProtocol.helio(patches_per_side=2), student_model=student, device="cpu",
                      progress=False, epochs=3, batch_size=4)
     assert calls == ["to_device"] + ["resident"] * 3
+
+
+def test_mixed_targets_come_back_on_the_images_device():
+    """A loader's CPU class indices with device images: the mixed targets follow the images (as documented), so the
+    loss against device logits does not fail. The meta device stands in for CUDA here."""
+    aug = Augmenter(ll.AugmentConfig(shuffle_patches=False, crop_scale=None, flip=False, mix="none"), 10)
+    images = torch.rand(4, 3, 8, 8, device="meta")
+    for targets in (torch.tensor([0, 1, 2, 3]), torch.full((4, 10), 0.1)):
+        views, mixed = aug.apply(images, targets, {})
+        assert views.device.type == mixed.device.type == "meta" and mixed.shape == (4, 10)

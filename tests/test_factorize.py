@@ -300,3 +300,16 @@ def test_cli_factorize_train_and_info(tmp_path, cifar_train, resnet20_path, caps
     assert main(["train", str(out), "--labels", "hard", "--student", "cifar_resnet20", "--epochs", "1", "--batch-size",
                  "5", "--quiet"]) == 0
     assert "hard labels" in capsys.readouterr().out
+
+
+def test_generating_on_another_device_leaves_the_set_where_it_is():
+    """0.3.0.dev moved the caller's hallucinators in place (``bank.to(device)``), after which the set's fingerprint
+    and files failed on device tensors. The meta device stands in for CUDA here."""
+    bases = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    fs = ll.FactorizedSet(bases, torch.tensor([0, 1]), ["a", "b"], HallucinatorBank(count=2, image_size=32),
+                          {"bases_per_class": 1})
+    before = fs.fingerprint
+    out = fs.generate(torch.tensor([0, 1]), torch.tensor([1, 0]), device="meta")
+    assert out.device.type == "meta" and out.shape == (2, 3, 32, 32)
+    assert all(p.device.type == "cpu" for p in fs.hallucinators.parameters())
+    assert fs.fingerprint == before and len(fs.to_bytes()) > 0

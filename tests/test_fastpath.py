@@ -151,3 +151,53 @@ def test_vit_positional_embedding_resamples(tiny_vit):
         out = resized(resized.normalize(torch.rand(2, 3, size, size)))
     assert out.shape == (2, 2) and resized.visual.grid_size[0] == 2 * projector.visual.grid_size[0]
     set_input_size(resized.visual, (size, size))  # idempotent at its own size
+
+
+def _ensemble_members(mixed: bool) -> list[nn.Module]:
+    archs = ["cifar_resnet20", "resnet18"] if mixed else ["cifar_resnet20"] * 3
+    members = []
+    for seed, arch in enumerate(archs):
+        torch.manual_seed(seed)
+        m = build_model(arch, 10, low_res=arch == "resnet18").eval()
+        _randomise_norms(m, seed)
+        m.input_spec = ll.InputSpec.cifar10()
+        members.append(m)
+    return members
+
+
+@pytest.mark.parametrize("mixed, vectorize", [(False, False), (False, True), (True, False)])
+def test_an_ensembles_fast_copy_has_every_classifier_in_float32_and_equal_labels(mixed, vectorize):
+    """0.3.0.dev's optimized path left a stacked ensemble unfolded with a bf16 classifier, and gave a mixed one a
+    float32 classifier in its last member only."""
+    from lightlabel.core.fastpath import Float32Linear
+    from lightlabel.labeling.sources import ModelLabels
+
+    ensemble = ll.TeacherEnsemble(_ensemble_members(mixed), vectorize=vectorize)
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        reference = ensemble(x)
+        fast = ModelLabels(ensemble).optimized("cpu").model
+    assert isinstance(fast, ll.TeacherEnsemble) and fast is not ensemble
+    members = [fast._skeleton[0]] if vectorize else fast.members()
+    assert len(members) == (1 if vectorize else len(ensemble.members()))
+    for member in members:
+        assert [type(m) for m in member.modules() if isinstance(m, nn.Linear)][-1] is Float32Linear
+        if not vectorize:  # BatchNorm folded into the convolutions, as the merged projector's
+            assert not any(isinstance(m, nn.BatchNorm2d) for m in member.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), reference, rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert fast(x).dtype == torch.float32
+    # the caller's ensemble is not changed
+    assert all(type(m) is nn.Linear for m in ensemble.modules() if isinstance(m, nn.Linear))
+    with torch.no_grad():
+        torch.testing.assert_close(ensemble(x), reference, rtol=0, atol=0)
+
+
+def test_a_stacked_ensembles_members_are_its_teachers():
+    teachers = _ensemble_members(mixed=False)
+    ensemble = ll.TeacherEnsemble(copy.deepcopy(teachers))
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        for member, teacher in zip(ensemble.members(), teachers, strict=True):
+            torch.testing.assert_close(member(x), teacher(x), rtol=0, atol=0)

@@ -103,7 +103,7 @@ def test_model_card_contents(fitted, tmp_path):
                            adapter_nbytes=fitted.adapter_nbytes, adapter_note="this adapter, fp32")
     for expected in ("lightlabel-tiny-rn", "rank 8", "rank 4", f"{fitted.adapter_nbytes:,} bytes",
                      f"{report.soft_label_bytes:,} bytes (fp16, IPC 10, 300 epochs)", "0.8750", "0.1234",
-                     'from_pretrained("org/lightlabel-tiny-cifar10-r8")', "10 (airplane, automobile"):
+                     'from_pretrained("org/lightlabel-tiny-cifar10-r8", device="cuda")', "10 (airplane, automobile"):
         assert expected in text, expected
     plain = ll.Projector(base=fitted.base_model, pretrained=fitted.base_pretrained,
                          class_names=list(fitted.class_names), config=ll.AdapterConfig(head_rank=4))

@@ -195,6 +195,14 @@ class Float32Linear(nn.Linear):
             return F.linear(x.float(), self.weight.float(), None if self.bias is None else self.bias.float())
 
 
+def float32_classifier(model: nn.Module) -> nn.Module:
+    """``model`` with its last ``nn.Linear`` (the classifier) computed in float32 under autocast, in place."""
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    if linears:
+        linears[-1].__class__ = Float32Linear
+    return model
+
+
 def fast_teacher(model: nn.Module) -> nn.Module:
     """An inference copy of a teacher on the same path as the merged projector: eval-mode BatchNorm folded into
     the convolutions (``torch.fx``'s ``fuse``, which follows the real dataflow; a model it cannot trace keeps its
@@ -215,9 +223,7 @@ def fast_teacher(model: nn.Module) -> nn.Module:
     except Exception as e:  # data-dependent control flow, unsupported ops: label with the unfused copy
         logging.getLogger(__name__).debug("no BatchNorm folding for %s (%s)", type(model).__name__, e)
         fast = source
-    linears = [m for m in fast.modules() if type(m) is nn.Linear]
-    if linears:
-        linears[-1].__class__ = Float32Linear
+    float32_classifier(fast)
     for attr in ("input_spec", "classes"):
         if hasattr(model, attr):
             setattr(fast, attr, getattr(model, attr))

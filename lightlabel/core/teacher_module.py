@@ -1,14 +1,15 @@
 """A labeller as the teacher module that third-party distillation loops expect.
 
 RDED, SRe2L, FKD's label generator and DD-Ranking all take a teacher as an ``nn.Module``: they put it in ``eval()``,
-move it with ``.cuda()``, often wrap it in ``DataParallel`` or DDP, and call it on their own batch, already
+move it with ``.cuda()``, often wrap it in ``DataParallel``, and call it on their own batch, already
 augmented and normalised with their own statistics, at their own resolution. :class:`TeacherModule` gives a
 projector (or any labeller carrying an :class:`~lightlabel.InputSpec`) exactly that shape: it converts the host's
 batch to the labeller's input (one affine map per channel, then a resize), labels it without gradients under bf16
 autocast on CUDA, and returns float32 logits or probabilities at a chosen temperature and scale.
 
-Everything it holds is a parameter or a buffer, so ``.to()``, ``DataParallel`` replicas and DDP see all of it.
-It draws no random numbers.
+Everything it holds is a parameter or a buffer, so ``.to()`` and ``DataParallel`` replicas see all of it. Under DDP,
+each process moves its own copy to its device: DDP itself refuses to wrap a module with no trainable parameter, and a
+frozen teacher has no gradient to synchronise. It draws no random numbers.
 """
 
 from __future__ import annotations

@@ -272,7 +272,7 @@ pip install {DISTRIBUTION}
 ```python
 import lightlabel as ll
 
-projector = ll.Projector.from_pretrained("{where}").merge()
+projector = ll.Projector.from_pretrained("{where}", device="cuda").merge()
 relabeler = ll.OnlineRelabeler(projector, input_spec=ll.InputSpec.imagenet(), mix="cutmix", alpha=1.0)
 criterion = ll.SoftLabelLoss(ce_weight=0.025)
 for images, targets in loader:      # images normalised with ImageNet statistics

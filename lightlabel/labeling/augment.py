@@ -313,11 +313,11 @@ class Augmenter:
                     0 <= int(targets.min()) and int(targets.max()) < self.num_classes):
                 raise ValueError(f"`targets` must be class indices in [0, {self.num_classes}), got range "
                                  f"[{int(targets.min())}, {int(targets.max())}]")
-            return F.one_hot(targets, self.num_classes).float()
+            return _to_device(F.one_hot(targets, self.num_classes).float(), images.device)
         if targets.shape != (images.shape[0], self.num_classes):
             raise ValueError(f"`targets` must be (B,) or (B, C) = ({images.shape[0]}, {self.num_classes}), "
                              f"got {tuple(targets.shape)}")
-        return targets.float()
+        return _to_device(targets.float(), images.device)
 
     def apply(self, images: torch.Tensor, targets: torch.Tensor, params: dict[str, torch.Tensor]
               ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -242,7 +242,9 @@ class ModelLabels(_OnlineHooks):
         model = copy.deepcopy(self.model)
         if self.is_projector:
             model = model.merge()
-        elif not isinstance(model, TeacherEnsemble) or not model.stacked:
+        elif isinstance(model, TeacherEnsemble):
+            model = model.fast()
+        else:
             model = fast_teacher(model)
         model = model.to(device)
         if device.type == "cuda":

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from ..core.fastpath import fast_teacher, float32_classifier
 from ..core.teacher_module import TeacherModule
 from ..inputs import InputSpec
 from ..models import load_teacher
@@ -121,6 +122,33 @@ class TeacherEnsemble(nn.Module):
         outs = [one({k: v[i] for k, v in params.items()}, {k: v[i] for k, v in buffers.items()}, images)
                 for i in range(self.num_teachers)]
         return torch.stack(outs).mean(0)
+
+    def members(self) -> list[nn.Module]:
+        """The teachers as standalone modules, in order (rebuilt from the stacked weights when stacked; the same
+        modules otherwise), frozen and in eval mode."""
+        if not self.stacked:
+            return list(self.teachers)
+        out = []
+        for i in range(self.num_teachers):
+            state = {n: getattr(self, f"_p{j}")[i] for j, n in enumerate(self._names[0])}
+            state.update({n: getattr(self, f"_b{j}")[i] for j, n in enumerate(self._names[1])})
+            member = copy.deepcopy(self._skeleton[0]).to_empty(device=next(iter(state.values())).device)
+            with torch.no_grad():  # every tensor, non-persistent buffers too (a state dict would skip them)
+                for name, tensor in [*member.named_parameters(), *member.named_buffers()]:
+                    tensor.copy_(state[name])
+            out.append(member.eval().requires_grad_(False))
+        return out
+
+    def fast(self) -> TeacherEnsemble:
+        """An inference copy on the projector's fast path (:func:`~lightlabel.core.fastpath.fast_teacher` for every
+        member: BatchNorm folded, each member's classifier in float32 under autocast); labels equal this ensemble's
+        to float rounding. With ``vectorize=True`` the members stay stacked (vmap needs one architecture) and only
+        the classifier goes to float32."""
+        if self.vectorize is True:
+            fast = copy.deepcopy(self)
+            fast._skeleton = [float32_classifier(copy.deepcopy(self._skeleton[0]))]
+            return fast
+        return TeacherEnsemble([fast_teacher(m) for m in self.members()], input_spec=getattr(self, "input_spec", None))
 
     def as_teacher(self, input_spec: InputSpec, *, output: str = "logits", temperature: float = 1.0,
                    scale: float = 1.0, to_pixels=None) -> TeacherModule:

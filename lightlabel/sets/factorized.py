@@ -82,7 +82,7 @@ class FactorizedSet(Dataset):
                  ) -> torch.Tensor:
         """Images of ``(basis[i], hallucinator[i])`` pairs in one batched call: ``(B, 3, S, S)`` float32 in [0, 1]."""
         device = torch.device(device) if device is not None else self.bases.device
-        bank = self.hallucinators.to(device)
+        bank = on_device(self.hallucinators, device)  # a copy when it must move: the set itself stays put
         x = self.bases[basis.to(self.bases.device)].to(device).float() / 255
         return bank(x, hallucinator.to(device)).clamp_(0, 1)
 
