@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=100, help="global batch")
     args = parser.parse_args()
+    if "RANK" not in os.environ:
+        raise SystemExit("error: run this under torchrun, e.g. `torchrun --nproc_per_node 2 examples/ddp_train.py "
+                         "--demo`")
     rank, world, device = setup()
     if args.demo:
         distilled, projector, val = demo_inputs(args.data)
@@ -96,4 +99,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except FileNotFoundError as e:  # no data here: the message says where to put it or how to fetch it
+        raise SystemExit(f"error: {e}") from None

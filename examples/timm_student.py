@@ -50,4 +50,7 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except FileNotFoundError as e:  # no data here: the message says where to put it or how to fetch it
+        raise SystemExit(f"error: {e}") from None

@@ -275,7 +275,8 @@ def _add_push(p: argparse.ArgumentParser) -> None:
     p.add_argument("--message", default=None)
 
 
-@_command("demo", help="the whole pipeline on real images, offline (< 15 min on CPU)",
+@_command("demo", help="the whole pipeline on real CIFAR-10 images, < 15 min on CPU (data: --data, shared "
+                        "data or a download)",
           description="Real weak and strong teachers -> fit_adapter -> distill_images (IPC 10) -> students "
                       "with projector, online-teacher and hard labels under the HeLlO protocol, sized for "
                       "a CPU (--full: the paper's sizes).",

@@ -319,7 +319,7 @@ def run_demo(*, data: str | None = None, work_dir: str | None = None, base: str 
     strong, strong_note, weak, weak_note = _demo_teachers(cfg, source, work, teacher, weak_teachers, is_cifar, size,
                                                           seed, device, download, progress)
     timings["teachers"] = time.time() - t0
-    echo(f"teachers: full {type(strong).__name__} ({strong_note}); weak: {weak_note}")
+    echo(f"teachers: strong {type(strong).__name__} ({strong_note}); weak: {weak_note}")
     t0 = time.time()
     projector = _demo_fit(cfg, source, work, names, text, weak, is_cifar, base, pretrained, size, seed, device,
                           progress)
@@ -364,9 +364,11 @@ def _demo_teachers(cfg: DemoSettings, source: DataSource, work: Path, teacher: s
     strong, strong_note = (_strong_teacher(teacher, cfg.teacher, download) if teacher is not None or is_cifar
                            else (None, ""))
     if weak_teachers:
-        return (*_require(strong), [Path(p) for p in weak_teachers], f"{len(weak_teachers)} given checkpoints")
+        return (*_require(strong, strong_note), [Path(p) for p in weak_teachers],
+                f"{len(weak_teachers)} given checkpoints")
     if is_cifar:
-        return (*_require(strong), _weak_teachers(), "epochs 1-3 of a CIFAR ResNet-20 trajectory (packaged)")
+        return (*_require(strong, strong_note), _weak_teachers(),
+                "epochs 1-3 of a CIFAR ResNet-20 trajectory (packaged)")
     out = work / f"teachers-{_key(asdict(cfg.teachers), source.fingerprint, seed)}"
     paths = train_teachers(source.train, replace(cfg.teachers, seed=seed), out_dir=out,
                            input_spec=InputSpec.imagenet(size), device=device, progress=progress)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+import textwrap
 from pathlib import Path
 
 from torch import nn
@@ -113,7 +114,8 @@ def _logits_count(model: nn.Module) -> int | None:
 
 def _offline(what: str, folder: str | Path, error: BaseException) -> FileNotFoundError:
     return FileNotFoundError(f"{what} is not cached and could not be downloaded ({type(error).__name__}: "
-                             f"{str(error).splitlines()[0][:160] if str(error) else ''}); put the weights into {folder} "
+                             f"{textwrap.shorten(str(error).splitlines()[0], 200) if str(error) else ''}); put the "
+                             f"weights into {folder} "
                              f"on a machine with network access, or pass a local checkpoint file")
 
 

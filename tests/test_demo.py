@@ -134,3 +134,17 @@ def test_settings_presets():
     assert cpu.protocol.total_steps(100) == full.protocol.total_steps(100) == 300, "the anchors' step count at IPC 10"
     assert full.protocol.student == "resnet18" and cpu.protocol.augment == full.protocol.augment
     assert replace(cpu, fit_per_class=None).fit_per_class is None
+
+
+def test_a_given_strong_teacher_keeps_its_description(tmp_path, capsys):
+    """0.3.0.dev printed "teachers: full CifarResNet ()" and recorded an empty teacher note whenever the strong
+    teacher was given or the weak ones were packaged: the note was dropped on the way out."""
+    from lightlabel.models import build_model, save_teacher
+
+    path = save_teacher(build_model("cifar_resnet20", 10), tmp_path / "strong.pt", arch="cifar_resnet20",
+                        classes=[str(i) for i in range(10)], low_res=True, input_spec=demo.TEACHER_INPUT)
+    cfg = demo.DemoSettings()
+    for weak in (None, [str(path)]):
+        strong, note, paths, weak_note = demo._demo_teachers(cfg, None, tmp_path, str(path), weak, True, 32, 0,
+                                                             "cpu", False, False)
+        assert note == str(path) and isinstance(strong, torch.nn.Module) and paths and weak_note

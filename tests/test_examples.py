@@ -65,6 +65,13 @@ def test_distill_dataset(tmp_path):
     distilled = _load("distill_dataset").main(["--data", str(FIXTURE), "--out", str(tmp_path / "d"), "--ipc", "1",
                                                "--candidates", "4"])
     assert len(distilled) == 10 and (tmp_path / "d" / "manifest.json").is_file()
+    assert distilled.manifest["observer"]["type"] != "Projector"
+
+
+def test_distill_dataset_with_a_projector_observes_with_it_and_does_not_refine(tmp_path):
+    distilled = _load("distill_dataset").main(["--data", str(FIXTURE), "--out", str(tmp_path / "d"), "--ipc", "1",
+                                               "--candidates", "4", "--adapter", "lightlabel/cifar10-proxy-rn"])
+    assert distilled.manifest["observer"]["type"] == "Projector" and distilled.manifest["refine"] is False
 
 
 def test_ddp_train_under_torchrun(tmp_path):

@@ -176,7 +176,7 @@ def test_packaged_proxy_base_is_recorded_portably_and_old_local_paths_resolve(tm
 
 
 def test_repo_naming_convention(fitted):
-    assert hub.repo_name(fitted.info(), "CIFAR-10", org="me") == "me/lightlabel-lightlabel-tiny-rn-cifar-10-r8"
+    assert hub.repo_name(fitted.info(), "CIFAR-10", org="me") == "me/lightlabel-tiny-rn-cifar-10-r8"
 
 
 # ---------------------------------------------------------------------------------------------- network faults

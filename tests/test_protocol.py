@@ -394,3 +394,12 @@ def test_overlap_is_ignored_with_a_warning_on_cpu_and_changes_nothing():
         overlapped = ll.train_student(distilled, "hard", student_model=_Tiny(), device="cpu", progress=False,
                                       overlap=True, **TOY)
     assert [h["loss"] for h in overlapped.history] == [h["loss"] for h in plain.history]
+
+
+def test_a_protocol_on_another_patch_grid_than_the_sets_is_warned_about(cifar_train):
+    from lightlabel.data import load_image_folder
+
+    distilled = ll.random_subset(load_image_folder(cifar_train, progress=False), 1, seed=0)  # whole images: 1 x 1
+    protocol = ll.EvalProtocol.helio(patches_per_side=2, epochs=1, batch_size=10, student="cifar_resnet20")
+    with pytest.warns(UserWarning, match=r"shuffles patches on a 2 x 2 grid but the set's images hold 1 x 1"):
+        ll.train_student(distilled, "hard", protocol, device="cpu", progress=False)

@@ -201,6 +201,7 @@ def repo_name(info: AdapterInfo, dataset: str, org: str | None = None) -> str:
     """The naming convention ``<org>/lightlabel-<base>-<dataset>-r<image rank>``, e.g.
     ``lightlabel-rn50-quickgelu-imagenet1k-r8``."""
     base = re.sub(r"[^a-z0-9]+", "-", info.base_model.split(":")[-1].split("/")[-1].lower()).strip("-")
+    base = base.removeprefix("lightlabel-")  # the packaged lightlabel-proxy-rn: no doubled prefix
     name = f"lightlabel-{base}-{re.sub(r'[^a-z0-9]+', '-', dataset.lower()).strip('-')}-r{info.config.image_rank}"
     return f"{org}/{name}" if org else name
 

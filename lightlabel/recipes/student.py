@@ -148,6 +148,7 @@ def train_student(
     labeller = _deprecated_name(labeller, labels, "train_student")
     check_save_interval(save_interval_s)
     protocol = (protocol or default_protocol(distilled)).replace(**overrides)
+    _check_patch_grid(distilled, protocol)
     device = resolve_device(device)
     source = _fast_source(labeller, len(distilled.classes), device)
     if overlap and device.type != "cuda":
@@ -169,6 +170,17 @@ def train_student(
         peak_memory_bytes=int(peak_memory_bytes(device)), peak_memory_kind=memory_kind,
         extra_storage_bytes=int(source.extra_bytes()), epochs=protocol.epochs, iterations=run.total_steps,
         history=history, protocol=protocol.to_dict())
+
+
+def _check_patch_grid(distilled: DistilledSet | FactorizedSet, protocol: EvalProtocol) -> None:
+    """Warn when the protocol's ShufflePatches grid is not the set's: its views would cut patches across their
+    borders (RDED's views assume the grid the images were stitched on)."""
+    augment = protocol.augment
+    if augment.shuffle_patches and augment.patches_per_side != distilled.patches_per_side:
+        warnings.warn(f"the protocol shuffles patches on a {augment.patches_per_side} x {augment.patches_per_side} "
+                      f"grid but the set's images hold {distilled.patches_per_side} x {distilled.patches_per_side} "
+                      f"patches: pass EvalProtocol.helio(patches_per_side={distilled.patches_per_side}) (or leave "
+                      "`protocol` out to use the set's grid)", stacklevel=3)
 
 
 def _deprecated_name(labeller: Any, labels: Any, where: str) -> Any:
