@@ -285,3 +285,17 @@ def test_a_damaged_packaged_adapter_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "ADAPTERS", tmp_path)
     with pytest.raises(ll.AdapterError, match="registry checksum"):
         ll.Projector.from_pretrained("lightlabel/cifar10-proxy-rn")
+
+
+def test_a_base_whose_weights_cannot_be_fetched_says_where_to_put_them(monkeypatch, tmp_path):
+    import open_clip
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Failed to download weights for tag 'openai': check your connection.")
+
+    monkeypatch.setattr(open_clip, "create_model", offline)
+    with pytest.raises(RuntimeError, match=r"could not load base 'RN50-quickgelu' with pretrained='openai': Failed to "
+                       r"download weights for tag 'openai': check your connection\. open_clip fetches these weights "
+                       rf"from the Hugging Face Hub into {re.escape(str(tmp_path))}: run .* or pass `pretrained=` a "
+                       r"local checkpoint file"):
+        ll.Projector(base="RN50-quickgelu", pretrained="openai", class_names=["a", "b"], cache_dir=str(tmp_path))

@@ -155,7 +155,15 @@ def load_base(name: str, pretrained: str | None = None, *, cache_dir: str | None
     try:
         model = open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir)
     except Exception as e:
-        raise RuntimeError(f"open_clip could not load base {name!r} with pretrained={pretrained!r}: {e}") from e
+        from huggingface_hub import constants
+
+        where = cache_dir or constants.HF_HUB_CACHE
+        hint = "" if pretrained is None or os.path.isfile(pretrained) else (
+            f". open_clip fetches these weights from the Hugging Face Hub into {where}: run "
+            f"`open_clip.create_model({name!r}, pretrained={pretrained!r})` once on a machine with network access and "
+            "copy that cache folder here, or pass `pretrained=` a local checkpoint file")
+        raise RuntimeError(f"open_clip could not load base {name!r} with pretrained={pretrained!r}: "
+                           f"{str(e).rstrip('.')}{hint}") from e
     if pretrained is None and not has_schema:
         logger.warning("base %r built with random weights (pretrained=None): labels are meaningless", name)
     model.eval().requires_grad_(False)
