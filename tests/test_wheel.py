@@ -43,6 +43,10 @@ def test_wheel_from_an_empty_folder(tmp_path, make_projector):
                   "adapters/cifar10-proxy-rn/adapter.safetensors", "adapters/cifar10-proxy-rn/text_embeddings.safetensors"):
         assert any(n.endswith(asset) for n in names), f"{asset} is not in the wheel"
     assert not any(n.startswith(("tests/", "benchmarks/", "shared/")) for n in names)
+    # exactly the source's modules: a stale build/ folder beside the source once shipped a module deleted from it
+    source = {p.relative_to(PROJECT).as_posix() for p in (PROJECT / "lightlabel").rglob("*.py")}
+    shipped = {n for n in names if n.startswith("lightlabel/") and n.endswith(".py")}
+    assert shipped == source, f"wheel and source differ (delete build/ and rebuild): {sorted(shipped ^ source)}"
 
     # a second, fresh venv: lightlabel only from the wheel; its dependencies (torch & co.) seen through a .pth file
     venv = tmp_path / "venv2"
