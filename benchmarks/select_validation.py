@@ -113,7 +113,7 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
                 continue
             gap = max(mean.values()) - mean[r["chosen"]]
             verdicts.append(f"- {label(r)}: chose {r['chosen']}, whose mean full-protocol top-1 over seeds "
-                            f"{', '.join(map(str, common))} is {gap:.1f} points below the best candidate's "
+                            f"{', '.join(map(str, common))} is {gap:.2f} points below the best candidate's "
                             f"({'within' if gap <= 1 else 'NOT within'} the 1-point target); {cost}")
             continue
         s = r["seed"]
@@ -124,18 +124,18 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
         best = max(v[s] for v in full.values())
         gap = best - full[r["chosen"]][s]
         gaps.append(gap)
-        verdicts.append(f"- seed {s}: chose {r['chosen']}, whose seed-{s} full-protocol top-1 is {gap:.1f} points below "
+        verdicts.append(f"- seed {s}: chose {r['chosen']}, whose seed-{s} full-protocol top-1 is {gap:.2f} points below "
                         f"the best candidate's on that seed ({'within' if gap <= 1 else 'NOT within'} the 1-point "
                         f"target); {cost}")
     summary = (f"Single-seed selection within 1 point on {sum(g <= 1 for g in gaps)} of {len(gaps)} seeds "
-               f"(largest gap {max(gaps):.1f})." if gaps else "No selection seed has every candidate's cell yet.")
+               f"(largest gap {max(gaps):.2f})." if gaps else "No selection seed has every candidate's cell yet.")
     if len(common) > 1 and single:  # one seed's cell is noisy: the most frequent choice on the mean over seeds
         choices = [r["chosen"] for r in single]
         chosen = max(dict.fromkeys(choices), key=choices.count)
         gap = max(mean.values()) - mean[chosen]
         summary += (f" On the mean over seeds {', '.join(map(str, common))}, which every candidate has, the most "
                     f"frequent single-seed choice ({chosen}, {choices.count(chosen)} of {len(single)} runs) is "
-                    f"{gap:.1f} points below the best candidate ({max(mean, key=mean.get)}; "
+                    f"{gap:.2f} points below the best candidate ({max(mean, key=mean.get)}; "
                     f"{'within' if gap <= 1 else 'NOT within'} the 1-point target).")
     cells = " ".join(str(s) for s in common) or "0"
     return (f"### {dataset}, IPC {ipc}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\n{summary} "

@@ -127,20 +127,20 @@ def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(mon
         "cost_fraction": 1 / 6, "wall_seconds": 600, "device": "cpu", "commit": "abc", "heldout_images": 1000,
         "command": f"python benchmarks/select_validation.py --seed {seed}"}
     text = sv._section("cifar10", 10, [run(0, "epochs 2-4"), run(1, "epochs 2-4")])
-    assert "seed 0: chose epochs 2-4, whose seed-0 full-protocol top-1 is 0.0 points below" in text
+    assert "seed 0: chose epochs 2-4, whose seed-0 full-protocol top-1 is 0.00 points below" in text
     # seed 1 lacks the final checkpoint's cell: its verdict stays open instead of comparing on other seeds
     assert "seed 1: chose epochs 2-4; not every candidate has a seed-1 full-protocol cell yet" in text
     assert "Single-seed selection within 1 point on 1 of 1 seeds" in text and "--seeds 0 --rows" in text
     full["final_checkpoint"][1] = 44.0
     text = sv._section("cifar10", 10, [run(0, "epochs 2-4"), run(1, "epochs 2-4")])
-    assert "2.0 points below the best candidate's on that seed (NOT within" in text
+    assert "2.00 points below the best candidate's on that seed (NOT within" in text
     assert ("On the mean over seeds 0, 1, which every candidate has, the most frequent single-seed choice (epochs "
-            "2-4, 2 of 2 runs) is 0.8 points below the best candidate (epochs 1-3; within the 1-point target)." in text)
+            "2-4, 2 of 2 runs) is 0.75 points below the best candidate (epochs 1-3; within the 1-point target)." in text)
     averaged = {**run(0, "epochs 1-3"), "short_seeds": [0, 1, 2]}
     text = sv._section("cifar10", 10, [run(0, "epochs 2-4"), averaged])
     assert "| short runs averaged over seeds 0, 1, 2: held-out top-1 % |" in text
     assert "- short runs averaged over seeds 0, 1, 2: chose epochs 1-3, whose mean full-protocol top-1 over seeds 0, 1" \
-           " is 0.0 points below the best candidate's (within" in text
+           " is 0.00 points below the best candidate's (within" in text
 
 
 def test_the_gap_table_says_what_the_cells_show_about_each_gap():
