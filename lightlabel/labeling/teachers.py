@@ -110,8 +110,7 @@ class TeacherEnsemble(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not self.stacked:
             return torch.stack([t(images) for t in self.teachers]).mean(0)
-        params = {n: getattr(self, f"_p{i}") for i, n in enumerate(self._names[0])}
-        buffers = {n: getattr(self, f"_b{i}") for i, n in enumerate(self._names[1])}
+        params, buffers = self._stacked()
         skeleton = self._skeleton[0]
 
         def one(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
@@ -123,15 +122,20 @@ class TeacherEnsemble(nn.Module):
                 for i in range(self.num_teachers)]
         return torch.stack(outs).mean(0)
 
+    def _stacked(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The stacked parameters and buffers by name, each ``(num_teachers, ...)``."""
+        return ({n: getattr(self, f"_p{i}") for i, n in enumerate(self._names[0])},
+                {n: getattr(self, f"_b{i}") for i, n in enumerate(self._names[1])})
+
     def members(self) -> list[nn.Module]:
         """The teachers as standalone modules, in order (rebuilt from the stacked weights when stacked; the same
         modules otherwise), frozen and in eval mode."""
         if not self.stacked:
             return list(self.teachers)
+        params, buffers = self._stacked()
         out = []
         for i in range(self.num_teachers):
-            state = {n: getattr(self, f"_p{j}")[i] for j, n in enumerate(self._names[0])}
-            state.update({n: getattr(self, f"_b{j}")[i] for j, n in enumerate(self._names[1])})
+            state = {n: v[i] for n, v in (*params.items(), *buffers.items())}
             member = copy.deepcopy(self._skeleton[0]).to_empty(device=next(iter(state.values())).device)
             with torch.no_grad():  # every tensor, non-persistent buffers too (a state dict would skip them)
                 for name, tensor in [*member.named_parameters(), *member.named_buffers()]:
