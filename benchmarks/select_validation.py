@@ -83,11 +83,16 @@ def _full(dataset: str, ipc: int, row: str) -> dict[int, float]:
             for p in sorted((RESULTS / dataset / f"ipc{ipc}").glob(f"{row}-seed*.json"))}
 
 
+def _averaged(run: dict) -> bool:
+    """Whether a selection run averaged its short runs over several seeds (files before --short-seeds had one)."""
+    return len(run.get("short_seeds", [0])) > 1
+
+
 def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
     """One (dataset, IPC) table: every selection run (one per seed) against every candidate's full-protocol cells."""
     names = runs[0]["candidates"]
     full = {name: _full(dataset, ipc, CANDIDATES[dataset][name][0]) for name in names}
-    label = lambda r: (f"short run, seed {r['seed']}" if len(r.get("short_seeds", [0])) == 1 else  # noqa: E731
+    label = lambda r: (f"short run, seed {r['seed']}" if not _averaged(r) else  # noqa: E731
                        f"short runs averaged over seeds {', '.join(map(str, r['short_seeds']))}")
     lines = ["| candidate | " + " | ".join(f"{label(r)}: held-out top-1 %" for r in runs) +
              " | full protocol: test top-1 % (seeds) |", "|---" * (len(runs) + 2) + "|"]
@@ -101,13 +106,13 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
         lines.append(f"| {name} | {short} | {shown} |")
     common = sorted(set.intersection(*(set(v) for v in full.values())))
     mean = {name: statistics.mean(v[s] for s in common) for name, v in full.items()} if common else {}
-    single = [r for r in runs if len(r.get("short_seeds", [0])) == 1]
+    single = [r for r in runs if not _averaged(r)]
     verdicts, gaps = [], []
     for r in runs:
         cost = (f"{r['steps']} short-run steps against {r['full_steps']} for every candidate in full "
                 f"({100 * r['cost_fraction']:.0f} %), {r['wall_seconds'] / 60:.0f} min on {r['device']}, commit "
                 f"{r['commit']}.")
-        if r not in single:  # averaged over seeds: judged on the mean over the seeds every candidate has
+        if _averaged(r):  # averaged over seeds: judged on the mean over the seeds every candidate has
             if len(common) < 2:
                 verdicts.append(f"- {label(r)}: chose {r['chosen']}; its verdict waits for every candidate's cells.")
                 continue
@@ -150,7 +155,7 @@ def report() -> None:
     for path in sorted(OUT.glob("*.json")):
         r = json.loads(path.read_text())
         groups.setdefault((r["dataset"], r["ipc"]), []).append(r)
-    sections = [_section(dataset, ipc, sorted(runs, key=lambda r: (len(r.get("short_seeds", [0])), r["seed"])))
+    sections = [_section(dataset, ipc, sorted(runs, key=lambda r: (_averaged(r), r["seed"])))
                 for (dataset, ipc), runs in sorted(groups.items())]
     write_section("select-validation", "## Choosing the teachers by measurement (`ll.select_teachers`)\n\n"
                   "Short student runs with each candidate group of trajectory checkpoints online (HeLlO's protocol "
