@@ -61,6 +61,21 @@ class Row:
         """Whether the row trains on images of its own (not the dataset's one distilled set)."""
         return self.images == "random" or self.observer != "teacher" or self.refine
 
+    def uses_trajectory(self, dataset: str) -> bool:
+        """Whether the row's cells depend on the dataset's teacher trajectory (``SETUP``'s checkpoints), which a
+        machine that lacks the cached trajectory trains again, and CPU training on another machine or torch version
+        does not reproduce bit for bit. On CIFAR-10 that is every row whose labels are the trajectory's checkpoints or
+        fitted to them; on Imagenette, whose full teacher (labeller and RDED's observer) is the trajectory's last
+        checkpoint, every row but hard labels on random images."""
+        if self.labels == "row":  # random images: only the labels can come from the trajectory
+            source = GRID[self.labels_of[dataset]]
+            return source.uses_trajectory(dataset) if dataset == "cifar10" else source.labels != "hard"
+        if dataset != "cifar10":  # distilled images, scored by the trajectory's last checkpoint
+            return True
+        if self.labels == "stored":
+            return GRID[self.stored_from].uses_trajectory(dataset)
+        return self.labels in ("fit", "ensemble")
+
     def runs(self, dataset: str, ipc: int, seed: int) -> bool:
         """Whether the cell (dataset, IPC, seed) of this row is part of the grid."""
         if ipc == 50 and (not self.at_ipc50 or seed != 0):
@@ -183,6 +198,12 @@ SETTING = """- Student: the HeLlO protocol (``EvalProtocol.helio``: ResNet-18 wi
 
 #: where the committed cells live: one small JSON file per (dataset, IPC, row, seed)
 RESULTS = ROOT / "benchmarks" / "results" / "helio"
+
+
+def trajectory_path(dataset: str) -> Path:
+    """The committed record of the trajectory the runner last used for a dataset (its id and its checkpoints' test
+    top-1); cells of rows that use the trajectory carry the same id."""
+    return RESULTS / dataset / "trajectory.json"
 
 
 def cell_path(dataset: str, ipc: int, row: str, seed: int) -> Path:

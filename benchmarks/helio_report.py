@@ -11,7 +11,7 @@ import statistics
 
 from _common import ROOT, write_section
 from _plot import _fmt, scatter_chart
-from helio_grid import FITTED, GRID, IMITATES, RANDOM, RESULTS, ROWS, SETTING
+from helio_grid import FITTED, GRID, IMITATES, RANDOM, RESULTS, ROWS, SETTING, trajectory_path
 
 TRIAGE = ROOT / "benchmarks" / "results" / "triage"
 
@@ -213,8 +213,54 @@ def gap_table(cells: list[dict]) -> str:
             "checkpoints' stage or the fit.\n\n" + "\n".join(lines))
 
 
+def on_one_trajectory(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, int, str], str]]:
+    """The cells a report compares: per (dataset, IPC, row) of a row that uses the trajectory, the cells run on the
+    dataset's current trajectory (``trajectory_path``) where there are any, else the earlier cells, marked.
+
+    A trajectory retrained on another machine or torch version is another set of teachers (CPU training is not
+    reproducible bit for bit across them), so a row on it is not comparable cell for cell with rows on the current
+    one. (The runner runs such a cell again on the current trajectory into the same file; the earlier value stays
+    in git.) Returns the kept cells and the marked groups, to the id of the trajectory they ran on.
+    """
+    current = {ds: json.loads(trajectory_path(ds).read_text())["id"] for ds in {c["dataset"] for c in cells}
+               if trajectory_path(ds).is_file()}
+    groups: dict[tuple[str, int, str], list[dict]] = {}
+    for c in cells:
+        groups.setdefault((c["dataset"], c["ipc"], c["row"]), []).append(c)
+    kept, marked = [], {}
+    for key, group in groups.items():
+        now = [c for c in group if c.get("trajectory", current.get(key[0])) == current.get(key[0])]
+        kept += now or group
+        if not now:
+            marked[key] = group[0]["trajectory"]
+    return kept, marked
+
+
+def trajectory_line(ds: str, ipc: int, marked: dict[tuple[str, int, str], str]) -> str:
+    """The table's note on teacher trajectories: which one its rows ran on, and the rows still on an earlier one."""
+    path = trajectory_path(ds)
+    if not path.is_file():
+        return ""
+    record = json.loads(path.read_text())
+
+    def top1(r: dict) -> str:
+        return " / ".join(f"{100 * v:.1f}" for _, v in sorted(r["checkpoint_test_top1"].items(), key=lambda kv: int(kv[0])))
+
+    rows = sorted(row for (d, i, row) in marked if (d, i) == (ds, ipc))
+    line = (f"Teachers: the rows built on the {ds} trajectory ran on trajectory {record['id']} (checkpoints' test "
+            f"top-1 by epoch {top1(record)} %)")
+    if rows:
+        ids = sorted({marked[(ds, ipc, r)] for r in rows})
+        earlier = record.get("earlier", {})
+        line += ("; **marked † are rows still on an earlier trajectory** ("
+                 + ", ".join(f"{i}: {top1(earlier[i])} %" if i in earlier else i for i in ids)
+                 + "), not comparable cell for cell with the others: " + ", ".join(f"`{r}`" for r in rows))
+    return line + "."
+
+
 def report() -> None:
     cells = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*/ipc*/*.json"))]
+    cells, marked = on_one_trajectory(cells)
     sections = [gap_table(cells)]
     triage = triage_section()
     if triage:
@@ -238,7 +284,8 @@ def report() -> None:
                 a = cs[0].get("label_view_agreement")
                 agree = (f"{100 * a['source_class']:.0f} % / {100 * a['dominant_class']:.0f} % / {a['mean_p_max']:.2f}"
                          if a else "n/a")
-                lines.append(f"| {ROWS[row]} | {_mean_std(top)} | {_mean_std(best)} | {nbytes:,} | "
+                dagger = " †" if (ds, ipc, row) in marked else ""
+                lines.append(f"| {ROWS[row]}{dagger} | {_mean_std(top)} | {_mean_std(best)} | {nbytes:,} | "
                              f"{_by_device(cs, 'seconds_per_iter', 1, '{:.2f}')} | "
                              f"{_by_device(cs, 'peak_memory_bytes', 2**20, '{:,.0f}')} | {agree} |")
                 points.append((f"{row} ({_fmt(nbytes, 'bytes') if nbytes else '0 bytes'})", max(nbytes, 1),
@@ -272,6 +319,7 @@ def report() -> None:
                             f"(a resumed cell counts its last process only). "
                             f"{_devices_line([c for c in mine if c['ipc'] == ipc])} "
                             f"{_sets_line([c for c in mine if c['ipc'] == ipc])} "
+                            f"{trajectory_line(ds, ipc, marked)} "
                             f"Each cell: `python benchmarks/helio_table.py --dataset {ds} --ipc {ipc} --seeds S "
                             f"--rows ROW`; the files are in `benchmarks/results/helio/{ds}/ipc{ipc}/`.")
     write_section("helio-table", "## The HeLlO comparison on real data\n\nSetting:\n\n" + SETTING + "\n\n"

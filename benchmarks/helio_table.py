@@ -29,7 +29,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from _common import CACHE, ROOT, commit, data_root, dataset, device_name, digest, parse_run_args  # noqa: F401
-from helio_grid import EVAL_EVERY, FITTED, GRID, RANDOM, RESULTS, ROWS, SETUP, cell_path, trajectory_config  # noqa: F401 (re-exported)
+from helio_grid import (  # noqa: F401 (re-exported)
+    EVAL_EVERY,
+    FITTED,
+    GRID,
+    RANDOM,
+    RESULTS,
+    ROWS,
+    SETUP,
+    cell_path,
+    trajectory_config,
+    trajectory_path,
+)
 from helio_report import report
 
 import lightlabel as ll
@@ -43,6 +54,7 @@ from lightlabel.core.proxy import (
 )
 from lightlabel.labeling.stored import images_digest
 from lightlabel.utils.files import atomic_write_text
+from lightlabel.utils.hashing import tensor_digest
 
 log = logging.getLogger("helio_table")
 
@@ -87,6 +99,24 @@ class Run:
         out = self.dir / f"teachers-{digest(config.__dict__, self.data_key)}"
         return ll.train_teachers(self.train, config, out_dir=out, input_spec=self.input, val_set=self.val_f,
                                  progress=not self.args.quiet)
+
+    @functools.cached_property
+    def trajectory_id(self) -> str:
+        """The trajectory's identity: a digest of its first checkpoint's weights rounded to fp16, so that the fp16
+        copies shipped as the demo teachers name their trajectory too. Written, with every checkpoint's test top-1,
+        to ``trajectory_path``."""
+        blobs = [torch.load(p, map_location="cpu", weights_only=True) for p in self.trajectory]
+        ident = trajectory_id(blobs[0]["state_dict"])
+        top1 = {str(b["epoch"]): b["history"][-1].get("val_top1") for b in blobs}
+        record = {"dataset": self.name, "id": ident, "config": trajectory_config(self.name).__dict__,
+                  "checkpoint_test_top1": top1, "commit": commit(), "machine": f"{platform.machine()}, torch {torch.__version__}"}
+        path = trajectory_path(self.name)
+        previous = json.loads(path.read_text()) if path.is_file() else {}
+        if previous.get("id") != ident:  # a new trajectory: the one it replaces is kept under "earlier"
+            record["earlier"] = previous.pop("earlier", {}) | ({previous["id"]: previous} if previous else {})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(record, indent=1, default=list))
+        return ident
 
     def checkpoints(self, stage: str = "weak") -> list[Path]:
         """The checkpoints of SETUP's ``weak`` epochs (what the projector imitates) or ``late`` epochs."""
@@ -195,9 +225,13 @@ class Run:
     # ---------------------------------------------------------------- cells
     def cell(self, row: str, ipc: int, seed: int) -> dict:
         path = cell_path(self.name, ipc, row, seed)
-        if path.is_file():
-            return json.loads(path.read_text())
         spec = GRID[row]
+        if path.is_file():
+            done = json.loads(path.read_text())
+            if not spec.uses_trajectory(self.name) or done.get("trajectory", self.trajectory_id) == self.trajectory_id:
+                return done
+            log.info("%s ran on trajectory %s, not this machine's %s: running it again", path.relative_to(ROOT),
+                     done["trajectory"], self.trajectory_id)
         if spec.observer == "labeller" or spec.refine:  # the images depend on the labeller (a fitted row)
             labels = self.labels(row, ipc, seed, None)
             distilled = self.images(row, ipc, seed, labels)
@@ -227,6 +261,8 @@ class Run:
                   "commit": commit(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
                   "torch_threads": torch.get_num_threads(), "device": device_name(),
                   "command": f"python benchmarks/helio_table.py --dataset {self.name} --ipc {ipc} --seeds {seed} --rows {row}"}
+        if spec.uses_trajectory(self.name):
+            record["trajectory"] = self.trajectory_id
         if isinstance(labels, ll.Projector) and labels.fit_info:
             record["fit"] = {k: v for k, v in labels.fit_info.items() if k not in ("history", "config")}
             history = labels.fit_info["history"]  # epoch 0: before fitting
@@ -235,6 +271,11 @@ class Run:
         atomic_write_text(path, json.dumps(record, indent=1))
         log.info("cell %s: top-1 %.4f (%.0f s)", path.relative_to(ROOT), r.top1, time.time() - t0)
         return record
+
+
+def trajectory_id(state_dict: dict[str, torch.Tensor]) -> str:
+    """A short digest of a checkpoint's weights rounded to fp16 (floating tensors; others as they are)."""
+    return digest({k: tensor_digest(v.half() if v.is_floating_point() else v) for k, v in sorted(state_dict.items())})
 
 
 def cifar_text_embeddings(names: list[str]) -> torch.Tensor:

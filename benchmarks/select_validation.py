@@ -67,7 +67,7 @@ def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, sho
     record = selection.to_dict()
     record.update(candidates=names, checkpoints=[p.name for p in paths], chosen=names[groups.index(selection.choice)],
                   dataset=dataset, ipc=ipc, seed=seeds[0], short_seeds=list(seeds), fraction=fraction,
-                  heldout_images=len(val),
+                  heldout_images=len(val), trajectory=run.trajectory_id,
                   wall_seconds=time.time() - t0, commit=commit(), device=device_name(),
                   command=f"python benchmarks/select_validation.py --dataset {dataset} --ipc {ipc} " + (
                       f"--seed {seed}" if len(seeds) == 1 else f"--short-seeds {' '.join(map(str, seeds))}"))
@@ -77,10 +77,11 @@ def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, sho
     return record
 
 
-def _full(dataset: str, ipc: int, row: str) -> dict[int, float]:
-    """Full-protocol test top-1 % of a HeLlO-table row, by seed."""
-    return {json.loads(p.read_text())["seed"]: 100 * json.loads(p.read_text())["top1"]
-            for p in sorted((RESULTS / dataset / f"ipc{ipc}").glob(f"{row}-seed*.json"))}
+def _full(dataset: str, ipc: int, row: str, trajectory: str) -> dict[int, float]:
+    """Full-protocol test top-1 % of a HeLlO-table row, by seed, of the cells run on the selection's trajectory (a
+    candidate's cells on another are other teachers)."""
+    cells = [json.loads(p.read_text()) for p in sorted((RESULTS / dataset / f"ipc{ipc}").glob(f"{row}-seed*.json"))]
+    return {c["seed"]: 100 * c["top1"] for c in cells if c.get("trajectory") == trajectory}
 
 
 def _averaged(run: dict) -> bool:
@@ -91,7 +92,10 @@ def _averaged(run: dict) -> bool:
 def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
     """One (dataset, IPC) table: every selection run (one per seed) against every candidate's full-protocol cells."""
     names = runs[0]["candidates"]
-    full = {name: _full(dataset, ipc, CANDIDATES[dataset][name][0]) for name in names}
+    if len({r["trajectory"] for r in runs}) > 1:
+        raise ValueError(f"{dataset} IPC {ipc}: selection runs on different trajectories "
+                         f"{sorted({r['trajectory'] for r in runs})}; run them again on one")
+    full = {name: _full(dataset, ipc, CANDIDATES[dataset][name][0], runs[0]["trajectory"]) for name in names}
     label = lambda r: (f"short run, seed {r['seed']}" if not _averaged(r) else  # noqa: E731
                        f"short runs averaged over seeds {', '.join(map(str, r['short_seeds']))}")
     lines = ["| candidate | " + " | ".join(f"{label(r)}: held-out top-1 %" for r in runs) +
@@ -102,7 +106,7 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
         values = list(full[name].values())
         spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
         shown = (f"{statistics.mean(values):.1f}{spread} ({', '.join(map(str, full[name]))})" if values
-                 else "not run yet")
+                 else "not run on this trajectory yet")
         lines.append(f"| {name} | {short} | {shown} |")
     common = sorted(set.intersection(*(set(v) for v in full.values())))
     mean = {name: statistics.mean(v[s] for s in common) for name, v in full.items()} if common else {}
@@ -142,6 +146,8 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
                     f"frequent single-seed choice ({chosen}, {choices.count(chosen)} of {len(single)} runs) is "
                     f"{gap:.2f} points below the best candidate ({max(mean, key=mean.get)}; "
                     f"{'within' if gap <= 1 else 'NOT within'} the 1-point target).")
+    summary += (f" Every figure here is of teacher trajectory {runs[0]['trajectory']}: the selection runs' "
+                "checkpoints and the candidates' full-protocol cells alike.")
     cells = " ".join(str(s) for s in common) or "0"
     return (f"### {dataset}, IPC {ipc}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\n{summary} "
             f"Held-out: {runs[0]['heldout_images']} training images that no distilled image came from. Commands: "

@@ -4,7 +4,10 @@ folder): they import the library's public API and documented submodules only, ne
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
 
@@ -97,8 +100,44 @@ def test_the_grid_selects_the_cells_of_the_table():
     assert isinstance(grid.GRID["stored_top3_int8"].compression, ll.LabelCompression)
 
 
-def test_the_demo_teachers_recipe_trains_the_grids_cifar10_trajectory():
-    assert _module("demo_teachers").CONFIG == _module("helio_grid").trajectory_config("cifar10")
+def test_the_demo_teachers_tool_trains_the_grids_cifar10_trajectory():
+    import importlib
+    import sys
+    tools = str(BENCHMARKS.parent / "tools")
+    sys.path.insert(0, tools)
+    try:
+        config = importlib.import_module("demo_teachers").CONFIG
+    finally:
+        sys.path.remove(tools)
+    assert config == _module("helio_grid").trajectory_config("cifar10")
+
+
+def test_a_report_compares_cells_of_one_trajectory_and_marks_rows_still_on_an_earlier_one(tmp_path, monkeypatch):
+    report = _module("helio_report")
+    (tmp_path / "cifar10").mkdir()
+    (tmp_path / "cifar10" / "trajectory.json").write_text(json.dumps({
+        "id": "new", "checkpoint_test_top1": {"1": 0.49, "2": 0.53},
+        "earlier": {"old": {"id": "old", "checkpoint_test_top1": {"1": 0.506, "2": 0.575}}}}))
+    monkeypatch.setattr(report, "trajectory_path", lambda ds: tmp_path / ds / "trajectory.json")
+    cell = lambda row, seed, traj=None: {"dataset": "cifar10", "ipc": 10, "row": row, "seed": seed,  # noqa: E731
+                                         **({"trajectory": traj} if traj else {})}
+    cells = [cell("weak_teachers", 0, "old"), cell("weak_teachers", 1, "new"), cell("projector", 0, "old"),
+             cell("teacher", 0), cell("hard", 1)]
+    kept, marked = report.on_one_trajectory(cells)
+    assert sorted((c["row"], c["seed"]) for c in kept) == [("hard", 1), ("projector", 0), ("teacher", 0),
+                                                           ("weak_teachers", 1)]
+    assert marked == {("cifar10", 10, "projector"): "old"}
+    line = report.trajectory_line("cifar10", 10, marked)
+    assert "trajectory new (checkpoints' test top-1 by epoch 49.0 / 53.0 %)" in line
+    assert "still on an earlier trajectory** (old: 50.6 / 57.5 %)" in line and "`projector`" in line
+
+
+def test_which_rows_depend_on_the_trajectory():
+    grid = _module("helio_grid").GRID
+    on = {row for row, spec in grid.items() if spec.uses_trajectory("cifar10")}
+    assert {"weak_teachers", "late_teachers", "projector_fit10", "stored_weak", "random_projector"} <= on
+    assert not on & {"teacher", "hard", "clip", "stored", "random_teacher", "random_hard", "teacher_kl"}
+    assert grid["teacher"].uses_trajectory("imagenette") and not grid["random_hard"].uses_trajectory("imagenette")
 
 
 def test_rows_on_their_own_images_are_listed_apart_and_need_a_fitted_labeller():
@@ -120,11 +159,12 @@ def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(mon
     sv = _module("select_validation")
     full = {"weak_teachers": {0: 46.0, 1: 45.0}, "late_teachers": {0: 46.5, 1: 43.0},
             "first_checkpoint": {0: 43.0, 1: 42.0}, "final_checkpoint": {0: 45.0}}
-    monkeypatch.setattr(sv, "_full", lambda dataset, ipc, row: full[row])
+    monkeypatch.setattr(sv, "_full", lambda dataset, ipc, row, trajectory: full[row])
     run = lambda seed, chosen: {  # noqa: E731
         "seed": seed, "chosen": chosen, "candidates": list(sv.CANDIDATES["cifar10"]),
         "evidence": [{"top1": t} for t in (0.38, 0.39, 0.35, 0.38)], "steps": 200, "full_steps": 1200,
         "cost_fraction": 1 / 6, "wall_seconds": 600, "device": "cpu", "commit": "abc", "heldout_images": 1000,
+        "trajectory": "t1",
         "command": f"python benchmarks/select_validation.py --seed {seed}"}
     text = sv._section("cifar10", 10, [run(0, "epochs 2-4"), run(1, "epochs 2-4")])
     assert "seed 0: chose epochs 2-4, whose seed-0 full-protocol top-1 is 0.00 points below" in text
@@ -141,6 +181,8 @@ def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(mon
     assert "| short runs averaged over seeds 0, 1, 2: held-out top-1 % |" in text
     assert "- short runs averaged over seeds 0, 1, 2: chose epochs 1-3, whose mean full-protocol top-1 over seeds 0, 1" \
            " is 0.00 points below the best candidate's (within" in text
+    with pytest.raises(ValueError, match="different trajectories"):
+        sv._section("cifar10", 10, [run(0, "epochs 2-4"), {**run(1, "epochs 2-4"), "trajectory": "t2"}])
 
 
 def test_the_gap_table_says_what_the_cells_show_about_each_gap():
