@@ -68,10 +68,25 @@ def test_quoted_command_parses(page, command, monkeypatch):
 
 
 def test_the_library_never_cites_repository_files():
-    """docs/ and benchmarks/ are not in an installed package: docstrings and messages cite papers and figures."""
+    """docs/, benchmarks/ and tools/ are not in an installed package: docstrings and messages cite papers and
+    figures."""
     hits = [f"{p.relative_to(PROJECT)}:{i}" for p in (PROJECT / "lightlabel").rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"\b(docs|benchmarks|tools)/", line)]
+    assert not hits, hits
+
+
+def test_the_packaged_assets_name_the_release_tools_that_made_them_never_the_benchmarks():
+    """The assets' provenance (README, registry) names the source repository's release tools, which use only the
+    library; the research in benchmarks/ is never what a packaged file depends on."""
+    texts = [p for p in (PROJECT / "lightlabel" / "assets").rglob("*") if p.suffix in (".md", ".json")]
+    hits = [f"{p.relative_to(PROJECT)}:{i}" for p in texts
             for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"\b(docs|benchmarks)/", line)]
     assert not hits, hits
+    made_by = set(re.findall(r"python (tools/\w+\.py)", (PROJECT / "lightlabel" / "assets" / "README.md").read_text()))
+    assert made_by == {"tools/proxy_base.py", "tools/demo_teachers.py", "tools/packaged_adapter.py"}
+    assert all((PROJECT / tool).is_file() for tool in made_by)
+    for tool in (PROJECT / "tools").glob("*.py"):
+        assert not re.search(r"^\s*(from|import) (_common|helio_\w+|benchmarks)\b", tool.read_text(), re.M), tool
 
 
 def test_readme_starts_with_the_drop_in():

@@ -8,11 +8,13 @@ none of them an Imagenette class) with cross-entropy over ``50 x cosine`` to the
 embeddings of those classes. It then reports zero-shot top-1 on Imagenette val (10 unseen classes; chance 10 %)
 with the text head taken from the same real embeddings.
 
-    python benchmarks/proxy_base.py --epochs 10
+    python tools/proxy_base.py --epochs 10      # about 45 min on 2 CPU cores
 
 Writes ``lightlabel/assets/proxy-base.safetensors`` (fp16, loadable with
-``open_clip.create_model("lightlabel-proxy-rn", pretrained=path)``) and its section of docs/results.md.
-Resumable: the state after each epoch is cached in ``benchmarks/.cache/proxy``.
+``open_clip.create_model("lightlabel-proxy-rn", pretrained=path)``; its settings and zero-shot top-1 are in the
+file's metadata) and ``tools/results/proxy-base.json`` (per-epoch history, the reloaded file's zero-shot top-1,
+bytes, wall time, this command). The data are the shared archives (``$LIGHTLABEL_DATA`` or ``shared/data``).
+Resumable: the state after each epoch is cached in ``<cache>/proxy``.
 """
 
 from __future__ import annotations
@@ -21,23 +23,38 @@ import argparse
 import json
 import logging
 import math
+import sys
 import time
+from pathlib import Path
 
 import open_clip
 import safetensors.torch
 import torch
 import torch.nn.functional as F
-from _common import CACHE, dataset, write_section
+from _tools import ROOT, digest, parse_args
 from torchvision.transforms import v2
 
 from lightlabel.core.proxy import PROXY_BASE as NAME
 from lightlabel.core.proxy import PROXY_CHECKPOINT as ASSET
 from lightlabel.core.proxy import imagenet_text_embeddings
-from lightlabel.utils.files import atomic_path, atomic_write_bytes
+from lightlabel.data import default_data_root, extract_image_folder, load_image_folder
+from lightlabel.utils.files import atomic_path, atomic_write_bytes, atomic_write_text
 from lightlabel.utils.progress import progress_bar
 
 SCALE = 50.0
 log = logging.getLogger("proxy_base")
+
+
+def shared_dataset(archive: str, split: str, cache: Path, size: int | None = None, progress: bool = True):
+    """A shared ImageFolder archive (``tiny-imagenet-150.tar.gz``, ``imagenette-128.tar.gz``) as an in-memory dataset,
+    decoded once into ``cache`` under a name that carries the archive's size and path."""
+    root = default_data_root()
+    if root is None or not (root / archive).is_file():
+        sys.exit(f"{archive} not found: set LIGHTLABEL_DATA to a folder that holds it")
+    path = root / archive
+    tag = f"{path.stem}-{split}-{size or 'orig'}-{digest(str(path), path.stat().st_size)}"
+    folder = extract_image_folder(path, cache / "data" / f"{path.stem}-{split}", split=split)
+    return load_image_folder(folder, size=size, cache=cache / "data" / f"{tag}.pt", progress=progress)
 
 
 @torch.no_grad()
@@ -58,15 +75,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_args(parser)
     started = time.time()
 
-    train = dataset("tiny-imagenet", "train", progress=not args.quiet)
-    val = dataset("imagenette", "val", size=64, progress=not args.quiet)
+    train = shared_dataset("tiny-imagenet-150.tar.gz", "train", args.cache, progress=not args.quiet)
+    val = shared_dataset("imagenette-128.tar.gz", "val", args.cache, size=64, progress=not args.quiet)
     train_text = imagenet_text_embeddings(train.classes)
     val_text = imagenet_text_embeddings(val.classes)
     normalize = v2.Normalize(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
@@ -80,7 +93,7 @@ def main() -> None:
     opt = torch.optim.AdamW(visual.parameters(), lr=args.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
                                                 pct_start=0.15)
-    state_path = CACHE / "proxy" / f"state-e{args.epochs}-s{args.seed}.pt"
+    state_path = args.cache / "proxy" / f"state-e{args.epochs}-s{args.seed}.pt"
     history, start_epoch = [], 0
     if state_path.is_file():
         state = torch.load(state_path, weights_only=False)
@@ -136,31 +149,14 @@ def main() -> None:
     # check that the saved file loads through the normal open_clip path and gives the same zero-shot accuracy
     reloaded = open_clip.create_model(NAME, pretrained=str(ASSET))
     zs_reloaded = zero_shot_top1(reloaded.visual, val.images, val.labels, val_text, normalize)
-    rows = "\n".join(
-        f"| {h['epoch']} | {h.get('loss', float('nan')):.3f} | {h.get('train_top1', float('nan')):.3f} | "
-        f"{h['zero_shot_top1']:.3f} |" for h in history)
     n_visual = sum(p.numel() for p in visual.parameters())
-    write_section("proxy-base", f"""
-## Proxy base model (offline stand-in for CLIP)
-
-`lightlabel-proxy-rn` is an open_clip ModifiedResNet (layers 1-1-1-1, width 16, attention pool, embed dim 512,
-64 px, {n_visual:,} image-tower parameters). It was trained on tiny-imagenet-150 ({len(train):,} images,
-{len(train.classes)} ImageNet classes) to match the **real** CLIP ViT-B/32 text embeddings of those classes,
-with cross-entropy over {SCALE:g} x cosine, AdamW {args.lr:g} with a one-cycle schedule, batch {args.batch_size},
-and {args.epochs} epochs. It is a **proxy**: a small, faithful copy of "a foundation model used on a label
-space it never saw", not CLIP.
-
-Zero-shot top-1 on Imagenette val ({len(val):,} images, 10 classes it never saw, chance 10 %), with the
-head built from the real CLIP text embeddings:
-
-| epoch | train loss | train top-1 (202 classes) | zero-shot Imagenette val top-1 |
-|---|---|---|---|
-{rows}
-
-Reloaded from `lightlabel/assets/proxy-base.safetensors` (fp16, {ASSET.stat().st_size:,} bytes) through
-`open_clip.create_model("{NAME}", pretrained=path)`: zero-shot top-1 **{zs_reloaded:.3f}**. Wall time
-{wall / 60:.1f} min.
-""")
+    report = {"model": NAME, "image_tower_parameters": n_visual, "train_images": len(train),
+              "train_classes": len(train.classes), "val_images": len(val), "scale": SCALE, "lr": args.lr,
+              "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed, "history": history,
+              "reloaded_zero_shot_top1": zs_reloaded, "bytes": ASSET.stat().st_size, "wall_seconds": round(wall, 1),
+              "command": "python " + " ".join(["tools/proxy_base.py"] + sys.argv[1:])}
+    (ROOT / "tools" / "results").mkdir(exist_ok=True)
+    atomic_write_text(ROOT / "tools" / "results" / "proxy-base.json", json.dumps(report, indent=1) + "\n")
     log.info("saved %s (%d bytes); reloaded zero-shot top-1 %.3f", ASSET, ASSET.stat().st_size, zs_reloaded)
 
 
