@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import hashlib
 import re
 import shlex
 from pathlib import Path
@@ -87,6 +88,18 @@ def test_the_packaged_assets_name_the_release_tools_that_made_them_never_the_ben
     assert all((PROJECT / tool).is_file() for tool in made_by)
     for tool in (PROJECT / "tools").glob("*.py"):
         assert not re.search(r"^\s*(from|import) (_common|helio_\w+|benchmarks)\b", tool.read_text(), re.M), tool
+
+
+def test_the_assets_readme_gives_each_files_true_bytes_and_sha256():
+    rows = [line for line in (PROJECT / "lightlabel" / "assets" / "README.md").read_text().splitlines()
+            if re.match(r"\| `[^`]+\.(pt|safetensors|txt)`", line)]
+    assert len(rows) >= 7
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        path = PROJECT / "lightlabel" / "assets" / cells[0].strip("`")
+        nbytes = next(int(c.replace(",", "")) for c in cells[1:] if re.fullmatch(r"[\d,]+", c))
+        sha = next(c.strip("`") for c in cells[1:] if re.fullmatch(r"`[0-9a-f]{64}`", c))
+        assert (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()) == (nbytes, sha), path.name
 
 
 def test_readme_starts_with_the_drop_in():
