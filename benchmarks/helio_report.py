@@ -178,9 +178,11 @@ def _later(by_row: dict[str, list[dict]]) -> str:
         " (the projector fitted to them, `projector_late`, is not run yet)")
 
 
-def gap_table(cells: list[dict]) -> str:
+def gap_table(cells: list[dict], marked: dict[tuple[str, int, str], str] | None = None) -> str:
     """Per (dataset, IPC): the online teacher, the best projector row, the gap, the ensemble it imitates, the random
-    baselines, and the measured reason where the projector is not within 2 points of the teacher."""
+    baselines, and the measured reason where the projector is not within 2 points of the teacher. Figures of rows
+    still on an earlier teacher trajectory (``marked``, see ``on_one_trajectory``) carry a †."""
+    marked = marked or {}
     lines = ["| cell | online teacher | best projector (row) | gap | ensemble it imitates | random images: "
              "projector / teacher / hard | why |", "|---|---|---|---|---|---|---|"]
     for ds in ("cifar10", "imagenette"):
@@ -205,12 +207,15 @@ def gap_table(cells: list[dict]) -> str:
                 why = "its ensemble's cell is not run yet"
             rnd = " / ".join(f"{_mean(by_row[r]):.1f}" if by_row[r] else "-" for r in RANDOM)
             seeds = len(by_row[best])
-            lines.append(f"| {ds} IPC {ipc} | {teacher:.1f} | {proj:.1f} (`{best}`, {seeds} seed{'s' * (seeds > 1)}) | "
-                         f"{gap:+.1f} | {'-' if ens is None else f'{ens:.1f}'} | {rnd} | {why} |")
+            dag = lambda row: " †" if (ds, ipc, row) in marked else ""  # noqa: E731
+            lines.append(f"| {ds} IPC {ipc} | {teacher:.1f} | {proj:.1f}{dag(best)} (`{best}`, {seeds} "
+                         f"seed{'s' * (seeds > 1)}) | {gap:+.1f} | {'-' if ens is None else f'{ens:.1f}'}"
+                         f"{dag(IMITATES[best])} | {rnd} | {why} |")
     return ("### The projector against the online teacher, cell by cell\n\nMean top-1 % over the seeds run (the "
             "tables below give each row's seeds and spread). \"Why\" is read off the measured cells: the ensemble of "
             "checkpoints the projector imitates, run online under the same protocol, shows whether the gap is the "
-            "checkpoints' stage or the fit.\n\n" + "\n".join(lines))
+            "checkpoints' stage or the fit. † marks a figure of a row still on an earlier teacher trajectory (see each "
+            "table's note on teachers).\n\n" + "\n".join(lines))
 
 
 def on_one_trajectory(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, int, str], str]]:
@@ -261,7 +266,7 @@ def trajectory_line(ds: str, ipc: int, marked: dict[tuple[str, int, str], str]) 
 def report() -> None:
     cells = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*/ipc*/*.json"))]
     cells, marked = on_one_trajectory(cells)
-    sections = [gap_table(cells)]
+    sections = [gap_table(cells, marked)]
     triage = triage_section()
     if triage:
         sections.append(triage)

@@ -196,6 +196,8 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
              cell("cifar10", 10, "weak_teachers", 0.461)]
     text = gap_table(cells)
     assert "| cifar10 IPC 10 | 36.7 | 38.0 (`projector`, 1 seed) | +1.3 | 46.1 |" in text and "within 2 points" in text
+    marked = gap_table(cells, {("cifar10", 10, "weak_teachers"): "old"})
+    assert "| cifar10 IPC 10 | 36.7 | 38.0 (`projector`, 1 seed) | +1.3 | 46.1 † |" in marked
     assert "the fit falls 8.1 short; the HeLlO-length fit (`projector_full`) is not run here yet" in text
     assert "teach 50.4 themselves: their stage, not the fit; the later checkpoints (`late_teachers`, " in text
     text = gap_table(cells + [cell("imagenette", 10, "late_teachers", 0.552)])
