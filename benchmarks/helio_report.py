@@ -207,10 +207,10 @@ def gap_table(cells: list[dict], marked: dict[tuple[str, int, str], str] | None 
                 why = "its ensemble's cell is not run yet"
             rnd = " / ".join(f"{_mean(by_row[r]):.1f}" if by_row[r] else "-" for r in RANDOM)
             seeds = len(by_row[best])
-            dag = lambda row: " †" if (ds, ipc, row) in marked else ""  # noqa: E731
-            lines.append(f"| {ds} IPC {ipc} | {teacher:.1f} | {proj:.1f}{dag(best)} (`{best}`, {seeds} "
+            dag = [" †" if (ds, ipc, row) in marked else "" for row in (best, IMITATES[best])]
+            lines.append(f"| {ds} IPC {ipc} | {teacher:.1f} | {proj:.1f}{dag[0]} (`{best}`, {seeds} "
                          f"seed{'s' * (seeds > 1)}) | {gap:+.1f} | {'-' if ens is None else f'{ens:.1f}'}"
-                         f"{dag(IMITATES[best])} | {rnd} | {why} |")
+                         f"{dag[1]} | {rnd} | {why} |")
     return ("### The projector against the online teacher, cell by cell\n\nMean top-1 % over the seeds run (the "
             "tables below give each row's seeds and spread). \"Why\" is read off the measured cells: the ensemble of "
             "checkpoints the projector imitates, run online under the same protocol, shows whether the gap is the "
