@@ -4,8 +4,8 @@ library never points at files an installed package does not have (docs/, benchma
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import hashlib
+import importlib.util
 import re
 import shlex
 from pathlib import Path

@@ -37,8 +37,16 @@ from ..inputs import InputSpec, input_spec_of
 from ..labeling.losses import soft_label_loss
 from ..labeling.teachers import TeacherEnsemble, load_teachers
 from ..utils.progress import progress_bar
-from .loop import Accumulator, ddp, is_main_process, make_loader, per_rank_batch, resolve_device, run_epochs
-from .loop import world
+from .loop import (
+    Accumulator,
+    ddp,
+    is_main_process,
+    make_loader,
+    per_rank_batch,
+    resolve_device,
+    run_epochs,
+    world,
+)
 from .select import TeacherSelection
 from .teachers import train_teachers
 

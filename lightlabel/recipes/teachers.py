@@ -24,7 +24,16 @@ from ..data import (
 from ..inputs import InputSpec
 from ..models import build_model, save_teacher
 from ..utils.progress import progress_bar
-from .loop import ddp, evaluate, is_main_process, make_loader, per_rank_batch, resolve_device, run_epochs, world
+from .loop import (
+    ddp,
+    evaluate,
+    is_main_process,
+    make_loader,
+    per_rank_batch,
+    resolve_device,
+    run_epochs,
+    world,
+)
 
 __all__ = ["train_teachers"]
 
