@@ -249,16 +249,17 @@ def trajectory_line(ds: str, ipc: int, marked: dict[tuple[str, int, str], str]) 
     record = json.loads(path.read_text())
 
     def top1(r: dict) -> str:
-        return " / ".join(f"{100 * v:.1f}" for _, v in sorted(r["checkpoint_test_top1"].items(), key=lambda kv: int(kv[0])))
+        by_epoch = sorted(r["checkpoint_test_top1"].items(), key=lambda kv: int(kv[0]))
+        return " / ".join(f"{100 * v:.1f}" for _, v in by_epoch) + " %" if by_epoch else "not recorded"
 
     rows = sorted(row for (d, i, row) in marked if (d, i) == (ds, ipc))
     line = (f"Teachers: the rows built on the {ds} trajectory ran on trajectory {record['id']} (checkpoints' test "
-            f"top-1 by epoch {top1(record)} %)")
+            f"top-1 by epoch {top1(record)})")
     if rows:
         ids = sorted({marked[(ds, ipc, r)] for r in rows})
         earlier = record.get("earlier", {})
         line += ("; **marked † are rows still on an earlier trajectory** ("
-                 + ", ".join(f"{i}: {top1(earlier[i])} %" if i in earlier else i for i in ids)
+                 + ", ".join(f"{i}: {top1(earlier[i])}" if i in earlier else i for i in ids)
                  + "), not comparable cell for cell with the others: " + ", ".join(f"`{r}`" for r in rows))
     return line + "."
 
