@@ -15,7 +15,9 @@ import torch
 from conftest import CIFAR10_CLASSES
 
 import lightlabel as ll
+from lightlabel.core.base import fingerprint
 from lightlabel.data import load_image_folder
+from lightlabel.labeling.teachers import load_teachers
 
 WORKER = Path(__file__).resolve().parent / "resume_worker.py"
 
@@ -80,6 +82,10 @@ def test_fitting_lowers_mse_to_teachers_and_changes_only_the_adapter(cifar_ds, r
     assert any(k.startswith("image.") for k in changed) and "head.lora_B" in changed
     assert projector.fit_info["final_agreement"] == history[-1]["agreement"]
     assert not projector.training
+    # the adapter names the teachers it imitates: other teachers (here one of the two) give another fingerprint
+    both = load_teachers([resnet20, resnet56], input_spec=IMAGENET32)
+    assert projector.fit_info["teachers_fingerprint"] == fingerprint(both)
+    assert fingerprint(load_teachers([resnet20], input_spec=IMAGENET32)) != fingerprint(both)
 
 
 def test_resume_equals_uninterrupted(cifar_ds, resnet20, tiny_rn, tmp_path, monkeypatch):

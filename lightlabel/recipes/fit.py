@@ -145,8 +145,10 @@ def fit_adapter(
 
     Returns:
         The fitted :class:`~lightlabel.Projector` (eval mode, unmerged). ``projector.fit_info`` holds the fit
-        config, the final fidelity and the per-epoch ``history`` (loss, and on the held-out split: top-1 agreement
-        with the teachers, KL(teacher || projector), MSE, top-1); it is saved in the adapter's metadata.
+        config, the final fidelity, the per-epoch ``history`` (loss, and on the held-out split: top-1 agreement
+        with the teachers, KL(teacher || projector), MSE, top-1) and ``teachers_fingerprint`` (a sha256 of the
+        imitated teachers' weights: teachers retrained from the same settings on another machine are other
+        teachers, and it tells them apart); it is saved in the adapter's metadata.
 
     Raises:
         ValueError: class names that disagree in count with the dataset's classes, a class without samples,
@@ -330,7 +332,7 @@ def _fit_info(cfg: FitConfig, settings: dict, history: list[dict], num_teachers:
     rounded = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in h.items()} for h in history]
     last = rounded[-1] if rounded else {}
     return {**cfg.to_dict(), "config": cfg.to_dict(), "image_size": settings["image_size"],
-            "samples": settings["samples"], "num_teachers": num_teachers,
+            "samples": settings["samples"], "num_teachers": num_teachers, "teachers_fingerprint": settings["teachers"],
             **{f"final_{k}": last[k] for k in ("agreement", "kl", "mse", "top1", "teacher_top1") if k in last},
             "history": rounded}
 
