@@ -75,7 +75,8 @@ def student(projector: ll.Projector, images: ll.DistilledSet, test: ll.data.Tens
     protocol = ll.EvalProtocol.helio(patches_per_side=1, eval_every=EVAL_EVERY)
     result = ll.train_student(images, projector, protocol, val_set=test.with_transform(lambda x: x.float() / 255),
                               seed=0, out_dir=cache / "packaged-adapter" /
-                              f"student-{digest(protocol.to_dict(), images.fingerprint)}", progress=not quiet)
+                              f"student-{digest(protocol.to_dict(), images.fingerprint, ll.core.fingerprint(projector))}",
+                              progress=not quiet)
     return {"top1": round(result.top1, 4), "best_top1": round(result.best_top1, 4), "protocol": "helio",
             "student": protocol.student, "steps": result.iterations, "images": "RDED CIFAR-10 IPC 10 (ResNet-56 observer)",
             "images_sha256": images.fingerprint[:16], "seed": 0, "val_images": len(test)}
