@@ -271,7 +271,7 @@ class AdapterConfig(_Config):
             (224 for RN50). The base's positional embedding is resampled for it, and the size is recorded in the
             adapter. Labelling cost falls with the square of the side (RN50: 6.11 GMAC per image at 224 px, 3.12 at
             160, 2.00 at 128). Fidelity falls too: on CIFAR-10 IPC 10 an adapter at half the proxy base's side (32
-            px of 64) labelled in 0.27 of the time, and its students scored 1.8 points lower (43.7 % against 45.5 %,
+            px of 64) labelled in 0.27-0.30 of the time, and its students scored 1.8 points lower (43.7 % against 45.5 %,
             3 seeds).
 
     Raises:
