@@ -10,6 +10,7 @@ tables.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,12 @@ def trajectory_path(dataset: str) -> Path:
     """The committed record of the trajectory the runner last used for a dataset (its id and its checkpoints' test
     top-1); cells of rows that use the trajectory carry the same id."""
     return RESULTS / dataset / "trajectory.json"
+
+
+def current_trajectory(dataset: str) -> str | None:
+    """The id of the trajectory the runner last used for a dataset (None before any was recorded)."""
+    path = trajectory_path(dataset)
+    return json.loads(path.read_text())["id"] if path.is_file() else None
 
 
 def cell_path(dataset: str, ipc: int, row: str, seed: int) -> Path:

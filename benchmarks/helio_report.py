@@ -11,7 +11,17 @@ import statistics
 
 from _common import ROOT, write_section
 from _plot import _fmt, scatter_chart
-from helio_grid import FITTED, GRID, IMITATES, RANDOM, RESULTS, ROWS, SETTING, trajectory_path
+from helio_grid import (
+    FITTED,
+    GRID,
+    IMITATES,
+    RANDOM,
+    RESULTS,
+    ROWS,
+    SETTING,
+    current_trajectory,
+    trajectory_path,
+)
 
 TRIAGE = ROOT / "benchmarks" / "results" / "triage"
 
@@ -227,8 +237,7 @@ def on_one_trajectory(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, in
     one. (The runner runs such a cell again on the current trajectory into the same file; the earlier value stays
     in git.) Returns the kept cells and the marked groups, to the id of the trajectory they ran on.
     """
-    current = {ds: json.loads(trajectory_path(ds).read_text())["id"] for ds in {c["dataset"] for c in cells}
-               if trajectory_path(ds).is_file()}
+    current = {ds: current_trajectory(ds) for ds in {c["dataset"] for c in cells}}
     groups: dict[tuple[str, int, str], list[dict]] = {}
     for c in cells:
         groups.setdefault((c["dataset"], c["ipc"], c["row"]), []).append(c)

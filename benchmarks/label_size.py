@@ -23,7 +23,7 @@ import statistics
 
 import torch
 from _common import bench_projector, parse_run_args, timings, write_section
-from helio_grid import cell_path, trajectory_path
+from helio_grid import cell_path, current_trajectory
 
 from lightlabel.core.proxy import PROXY_BASE
 from lightlabel.labeling.sources import ModelLabels
@@ -48,7 +48,7 @@ def labelling_seconds(batch: int, repeat: int, calls: int) -> dict[int, list[flo
 def student_cells(row: str) -> list[float]:
     """Test top-1 % of a row's IPC-10 cells on the current CIFAR-10 trajectory (the two adapters must imitate the same
     teachers to compare)."""
-    current = json.loads(trajectory_path("cifar10").read_text())["id"]
+    current = current_trajectory("cifar10")
     cells = [json.loads(cell_path("cifar10", 10, row, s).read_text()) for s in (0, 1, 2)
              if cell_path("cifar10", 10, row, s).is_file()]
     return [100 * c["top1"] for c in cells if c.get("trajectory") == current]

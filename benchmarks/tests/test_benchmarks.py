@@ -118,7 +118,8 @@ def test_a_report_compares_cells_of_one_trajectory_and_marks_rows_still_on_an_ea
     (tmp_path / "cifar10" / "trajectory.json").write_text(json.dumps({
         "id": "new", "checkpoint_test_top1": {"1": 0.49, "2": 0.53},
         "earlier": {"old": {"id": "old", "checkpoint_test_top1": {"1": 0.506, "2": 0.575}}}}))
-    monkeypatch.setattr(report, "trajectory_path", lambda ds: tmp_path / ds / "trajectory.json")
+    for module in (report, _module("helio_grid")):
+        monkeypatch.setattr(module, "trajectory_path", lambda ds: tmp_path / ds / "trajectory.json")
     cell = lambda row, seed, traj=None: {"dataset": "cifar10", "ipc": 10, "row": row, "seed": seed,  # noqa: E731
                                          **({"trajectory": traj} if traj else {})}
     cells = [cell("weak_teachers", 0, "old"), cell("weak_teachers", 1, "new"), cell("projector", 0, "old"),
