@@ -266,7 +266,7 @@ class _FitRun:
                                        "weight_decay": 0.0}], lr=cfg.lr)
         per_rank_batch(cfg.batch_size)
         # gradients of the adapter only are all-reduced; the frozen base needs no sync
-        self.model = ddp(projector, device, sync_buffers=False) if world()[1] > 1 else projector
+        self.model = ddp(projector, device, sync_buffers=False)
 
     def settings(self, names: list[str], samples: int) -> dict[str, Any]:
         """What a resumed fit must share with the saved one."""

@@ -78,11 +78,15 @@ def epoch_rng(seed: int, epoch: int, device: torch.device) -> Iterator[None]:
 
 
 def ddp(module: torch.nn.Module, device: torch.device, *, sync_buffers: bool = True) -> torch.nn.Module:
-    """Wrap ``module`` in ``DistributedDataParallel`` (only parameters with ``requires_grad`` are all-reduced).
+    """``module`` wrapped in ``DistributedDataParallel`` under a multi-process run, else ``module`` itself.
+
+    Only parameters with ``requires_grad`` are all-reduced.
 
     ``sync_buffers=False`` skips the per-forward buffer broadcast (for frozen bases whose buffers are identical on
     every rank), with ``forward_sync_buffers`` where torch has it and ``broadcast_buffers`` before.
     """
+    if world()[1] == 1:
+        return module
     kwargs: dict = {"device_ids": [device] if device.type == "cuda" else None}
     if not sync_buffers:
         params = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters

@@ -232,7 +232,7 @@ class _StudentRun:
         self.model = model.to(device).train()
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.net = ddp(self.model, device) if self.world_size > 1 else self.model
+        self.net = ddp(self.model, device)
         self.steps_per_epoch = protocol.steps_per_epoch(num_images)
         self.total_steps = protocol.total_steps(num_images)
         self.opt = torch.optim.AdamW(_param_groups(self.model, protocol), lr=protocol.lr,

@@ -32,7 +32,6 @@ from .loop import (
     per_rank_batch,
     resolve_device,
     run_epochs,
-    world,
 )
 
 __all__ = ["train_teachers"]
@@ -113,7 +112,7 @@ class _TeacherRun:
         self.train_data = TransformedDataset(dataset, train_transform(size, low_res=self.low_res), seed=cfg.seed)
         per_rank_batch(cfg.batch_size)
         # DDP; BatchNorm statistics stay per process (as in torchvision's reference recipe)
-        self.net: nn.Module = ddp(self.model, device) if world()[1] > 1 else self.model
+        self.net: nn.Module = ddp(self.model, device)
         self.val_data = (TransformedDataset(as_dataset(val_set, on_error=on_error), eval_transform(size))
                          if val_set is not None else None)
 
