@@ -52,8 +52,8 @@ def agreement(adapter: Path, data: str, split: str) -> str:
     ref = ll.Projector.from_pretrained(adapter).eval()
     size = ref.image_size[0]
     val = dataset(data, split, size=size if data == "imagenette" else None)
-    x = ref.normalize(F.interpolate(val.images.float() / 255, size=ref.image_size, mode="bilinear", antialias=True)
-                      if tuple(val.images.shape[-2:]) != tuple(ref.image_size) else val.images.float() / 255)
+    x = ref.input_spec.normalize(F.interpolate(val.images.float() / 255, size=ref.image_size, mode="bilinear", antialias=True)
+                                 if tuple(val.images.shape[-2:]) != tuple(ref.image_size) else val.images.float() / 255)
     rows = ["| storage | file bytes | top-1 agreement with fp32 | KL(fp32 \\|\\| stored), nats | max logit error |",
             "|---|---|---|---|---|"]
     p_ref = torch.cat([ref(x[i:i + 256]) for i in range(0, len(x), 256)])

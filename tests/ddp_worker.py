@@ -44,7 +44,7 @@ def main(job: str, out: str, data_dir: str, base_ckpt: str, resnet20: str) -> No
                                  config=ll.AdapterConfig(head_rank=4))
         relabeler = ll.OnlineRelabeler(projector, seed=0, input_spec=projector.input_spec)
         index = torch.arange(rank, len(dataset), world)
-        labels = relabeler.label(projector.normalize(dataset.images[index].float() / 255))
+        labels = relabeler.label(projector.input_spec.normalize(dataset.images[index].float() / 255))
         torch.save({"index": index, "labels": labels}, f"{out}/labels-rank{rank}.pt")
     elif job == "teachers":
         ll.train_teachers(dataset, out_dir=out, arch="cifar_resnet20", epochs=2, save_epochs=[2], batch_size=20,

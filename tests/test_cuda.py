@@ -67,7 +67,7 @@ def test_real_teacher_labels_on_cuda_equal_cpu_and_bf16_keeps_the_argmax(resnet5
 def test_projector_on_cuda_equals_cpu_and_merge_equals_unmerged(request, make_projector, which, cifar_batch):
     projector = make_projector(request.getfixturevalue(which), targets=("conv", "linear", "attn")).eval()
     randomize_adapter(projector)
-    x = projector.normalize(cifar_batch[0])
+    x = projector.input_spec.normalize(cifar_batch[0])
     with torch.no_grad():
         cpu = projector(x)
         projector.to(CUDA)
@@ -150,7 +150,7 @@ def test_fit_adapter_on_cuda_changes_only_the_adapter_and_loads_on_cpu(cifar_ds,
     on_cpu = ll.Projector.from_pretrained(tmp_path / "fit", pretrained=tiny_rn[1], device="cpu").eval()
     x = torch.rand(8, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(projector.eval()(on_cpu.normalize(x).to(CUDA)).cpu(), on_cpu(on_cpu.normalize(x)),
+        torch.testing.assert_close(projector.eval()(on_cpu.input_spec.normalize(x).to(CUDA)).cpu(), on_cpu(on_cpu.input_spec.normalize(x)),
                                    rtol=1e-4, atol=1e-4)
 
 

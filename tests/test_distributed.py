@@ -61,7 +61,7 @@ def test_relabeler_labels_on_each_rank_match_single_process(cifar_train, cifar_d
     projector = ll.Projector(base=tiny_rn[0], pretrained=tiny_rn[1], class_names=cifar_ds.classes,
                              config=ll.AdapterConfig(head_rank=4))
     expected = ll.OnlineRelabeler(projector, input_spec=projector.input_spec).label(
-        projector.normalize(cifar_ds.images.float() / 255))
+        projector.input_spec.normalize(cifar_ds.images.float() / 255))
     for rank in (0, 1):
         part = torch.load(tmp_path / f"labels-rank{rank}.pt")
         torch.testing.assert_close(part["labels"], expected[part["index"]], rtol=1e-5, atol=1e-5)

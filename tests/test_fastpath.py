@@ -76,7 +76,7 @@ def test_one_token_attention_pool_equals_open_clips():
 
 
 def test_merged_equals_unmerged_and_unmerge_restores_exactly(projector, cifar_batch):
-    x = projector.normalize(cifar_batch[0])
+    x = projector.input_spec.normalize(cifar_batch[0])
     with torch.no_grad():
         reference = projector(x)
         weights = {k: v.clone() for k, v in projector.visual.state_dict().items()}
@@ -111,7 +111,7 @@ def test_native_label_size_is_bit_identical(make_projector, cifar_batch):
     a = make_projector()
     torch.manual_seed(0)
     b = make_projector(label_size=32)  # the tiny base's own size
-    x = a.normalize(cifar_batch[0][:4])
+    x = a.input_spec.normalize(cifar_batch[0][:4])
     with torch.no_grad():
         assert torch.equal(a(x), b(x))
     assert b.config.label_size == 32 and b.image_size == (32, 32)
@@ -148,7 +148,7 @@ def test_vit_positional_embedding_resamples(tiny_vit):
     resized = ll.Projector(base=tiny_vit[0], pretrained=tiny_vit[1], class_names=["a", "b"],
                            config=ll.AdapterConfig(head_rank=2, label_size=size))
     with torch.no_grad():
-        out = resized(resized.normalize(torch.rand(2, 3, size, size)))
+        out = resized(resized.input_spec.normalize(torch.rand(2, 3, size, size)))
     assert out.shape == (2, 2) and resized.visual.grid_size[0] == 2 * projector.visual.grid_size[0]
     set_input_size(resized.visual, (size, size))  # idempotent at its own size
 

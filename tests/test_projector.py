@@ -112,7 +112,7 @@ def test_real_cifar_batch_through_preprocess(make_projector, cifar_batch):
     images, _ = cifar_batch
     projector = make_projector().eval()
     with torch.no_grad():
-        logits = projector(projector.normalize(images))
+        logits = projector(projector.input_spec.normalize(images))
     assert logits.shape == (40, 10) and torch.isfinite(logits).all()
     pil_pipeline = projector.preprocess(images[0])
     assert pil_pipeline.shape == (3, 32, 32) and pil_pipeline.dtype == torch.float32
@@ -181,6 +181,23 @@ def test_another_size_is_refused_and_names_as_teacher(make_projector):
         projector(torch.randn(2, 3, 64, 64))
 
 
+def test_deprecated_input_helpers_warn_and_equal_the_input_spec(make_projector):
+    """0.2's ``normalize``/``denormalize``/``check_images`` on the projector: the input spec owns the normalisation,
+    and forward checks its own input (issue 33: a narrower Projector)."""
+    projector = make_projector().eval()
+    images01 = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    spec = projector.input_spec
+    with pytest.warns(DeprecationWarning, match="input_spec.normalize"):
+        torch.testing.assert_close(projector.normalize(images01), spec.normalize(images01), rtol=0, atol=0)
+    x = spec.normalize(images01)
+    with pytest.warns(DeprecationWarning, match="input_spec.denormalize"):
+        torch.testing.assert_close(projector.denormalize(x), spec.denormalize(x), rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning, match="check_images"):
+        assert projector.check_images(x) is x
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="input_spec.normalize"):
+        projector.check_images((images01 * 255).to(torch.uint8))
+
+
 def test_unnormalised_batch_warns(make_projector):
     with pytest.warns(UserWarning, match="normalised"), torch.no_grad():
         make_projector().eval()(torch.rand(4, 3, 32, 32))
@@ -242,7 +259,7 @@ def test_merging_a_copy_leaves_the_original_working(make_projector, cifar_batch)
     import copy
 
     projector = make_projector().eval()
-    x = projector.normalize(cifar_batch[0][:2])
+    x = projector.input_spec.normalize(cifar_batch[0][:2])
     with torch.no_grad():
         before = projector(x)
         copy.deepcopy(projector).merge()

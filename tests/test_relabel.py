@@ -51,7 +51,7 @@ def test_labels_equal_projector_on_renormalised_images(projector, cifar_batch):
     relabeler = ll.OnlineRelabeler(projector, mix="none", input_spec=IMAGENET)
     _, soft, _ = relabeler(images, labels)
     with torch.no_grad():
-        expected = projector(projector.normalize(images01))
+        expected = projector(projector.input_spec.normalize(images01))
     torch.testing.assert_close(soft, expected, rtol=1e-4, atol=1e-4)
 
 

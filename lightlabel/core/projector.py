@@ -196,6 +196,7 @@ class Projector(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device the adapter (and so the whole module) is on."""
         return self.head.bias.device
 
     @property
@@ -216,18 +217,25 @@ class Projector(nn.Module):
 
     # ------------------------------------------------------------------ inputs
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalise float images with values in [0, 1] for this base.
-
-        Shape: ``(B, 3, H, W)`` -> ``(B, 3, H, W)``. Raises ``TypeError`` for integer tensors.
-        """
+        """Deprecated: ``projector.input_spec.normalize(images)`` (the input spec owns the normalisation)."""
+        warnings.warn("Projector.normalize() is deprecated: use projector.input_spec.normalize(images)",
+                      DeprecationWarning, stacklevel=2)
         return self.input_spec.normalize(images)
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`normalize`: back to [0, 1] pixel values (not clamped)."""
+        """Deprecated: ``projector.input_spec.denormalize(images)``."""
+        warnings.warn("Projector.denormalize() is deprecated: use projector.input_spec.denormalize(images)",
+                      DeprecationWarning, stacklevel=2)
         return self.input_spec.denormalize(images)
 
     def check_images(self, images: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
-        """Validate a batch for the image tower and resize it when that is safe.
+        """Deprecated: :meth:`forward` checks its input itself (``check=``)."""
+        warnings.warn("Projector.check_images() is deprecated: forward() checks its input (check=True)",
+                      DeprecationWarning, stacklevel=2)
+        return self._check_images(images, check_values=check_values)
+
+    def _check_images(self, images: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
+        """Validate a batch for the image tower (the checks :meth:`forward` documents).
 
         Args:
             images: ``(B, 3, H, W)`` float tensor, normalised with :attr:`mean`/:attr:`std`.
@@ -247,7 +255,7 @@ class Projector(nn.Module):
         if not images.is_floating_point():
             raise TypeError(
                 f"`images` must be a float tensor normalised with mean={self.mean}, std={self.std}; got dtype "
-                f"{images.dtype} (raw pixels? use projector.normalize(images.float() / 255))"
+                f"{images.dtype} (raw pixels? use projector.input_spec.normalize(images.float() / 255))"
             )
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"`images` must have shape (B, 3, H, W), got {tuple(images.shape)}")
@@ -265,11 +273,11 @@ class Projector(nn.Module):
             if hi > 20:
                 raise ValueError(
                     f"`images` have values up to {hi:g}: they look like raw 0-255 pixels, not normalised images "
-                    f"(use projector.normalize(images / 255))"
+                    f"(use projector.input_spec.normalize(images / 255))"
                 )
             if lo >= 0 and hi <= 1 and images.shape[0] > 1:
                 warnings.warn(
-                    "`images` are all within [0, 1]: are they normalised? Use projector.normalize(images)",
+                    "`images` are all within [0, 1]: are they normalised? Use projector.input_spec.normalize(images)",
                     stacklevel=3,
                 )
         return images
@@ -281,7 +289,7 @@ class Projector(nn.Module):
         Used by the Eq. 7 image refinement. ``check`` as in :meth:`forward`.
         """
         check = images.device.type == "cpu" if check is None else check
-        return self.visual(self.check_images(images, check_values=check))
+        return self.visual(self._check_images(images, check_values=check))
 
     def forward(self, images: torch.Tensor, *, check: bool | None = None) -> torch.Tensor:
         """Logits for a batch of normalised images.
@@ -296,7 +304,10 @@ class Projector(nn.Module):
             ``(B, C)`` float32 logits.
 
         Raises:
-            TypeError, ValueError: see :meth:`check_images`.
+            TypeError: not a tensor, or an integer dtype (e.g. uint8 pixels).
+            ValueError: not 4-D, not 3 channels, another size than :attr:`image_size` (the message names
+                :meth:`as_teacher`, which converts a host loop's batches); with ``check``: NaN or Inf values, or
+                values above 20 (raw 0-255 pixels). A batch entirely within [0, 1] warns (probably not normalised).
         """
         return self.head(self.encode_image(images, check=check))
 
