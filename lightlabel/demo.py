@@ -19,7 +19,6 @@ an interrupted demo continues where it stopped, and a run on other data or setti
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -53,7 +52,7 @@ from .recipes.student import train_student
 from .recipes.teachers import train_teachers
 from .storage import soft_label_nbytes, teacher_nbytes
 from .utils.files import atomic_write_text
-from .utils.hashing import json_digest
+from .utils.hashing import file_digest, json_digest
 
 __all__ = ["DemoSettings", "resolve_data", "run_demo"]
 
@@ -417,7 +416,7 @@ def _demo_fit(cfg: DemoSettings, source: DataSource, work: Path, names: list[str
     if cfg.fit_per_class is not None:
         train = train.subset([i for c in range(len(train.classes)) for i in
                               [j for j, t in enumerate(train.targets) if t == c][:cfg.fit_per_class]])
-    hashes = [hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] for p in weak]
+    hashes = [file_digest(p)[:16] for p in weak]
     key = _key(cfg.adapter.to_dict(), cfg.fit.to_dict(), cfg.fit_per_class, source.fingerprint, hashes, base,
                pretrained, seed)
     fit_dir = work / f"fit-{key}"

@@ -149,11 +149,11 @@ def test_future_version_and_bad_metadata_raise(fitted, edit, match):
 
 
 def test_wrong_tensor_shape_raises(fitted, tmp_path):
-    from lightlabel.io.adapter_format import _sha256_tensors
+    from lightlabel.utils.hashing import tensors_digest
 
     def edit(meta, tensors):
         tensors["head.bias"] = torch.zeros(11)
-        meta["sha256_tensors"] = _sha256_tensors(tensors)
+        meta["sha256_tensors"] = tensors_digest(tensors)
         return True
 
     bad = tmp_path / "shape.safetensors"

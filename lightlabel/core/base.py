@@ -9,8 +9,6 @@ name, the tag and a fingerprint of the weights, and loading checks the fingerpri
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..utils.files import atomic_write_bytes, cache_root
+from ..utils.hashing import json_digest, tensors_digest
 
 __all__ = ["PACKAGED", "BaseModel", "cache_root", "fingerprint", "is_portable", "load_base", "packaged_checkpoint",
            "quiet_random_init", "text_check", "text_features"]
@@ -67,14 +66,7 @@ def fingerprint(module: nn.Module) -> str:
 
     Identical weights give an identical fingerprint on every machine; any changed value changes it.
     """
-    h = hashlib.sha256()
-    state = module.state_dict()
-    for key in sorted(state):
-        t = state[key].detach().to("cpu").contiguous()
-        h.update(json.dumps([key, str(t.dtype), list(t.shape)]).encode())
-        if t.numel():
-            h.update(t.view(-1).view(torch.uint8).numpy().data)
-    return h.hexdigest()
+    return tensors_digest(module.state_dict())
 
 
 #: The ``pretrained`` tag of bases whose weights ship inside lightlabel (the offline proxy base). Adapter headers
@@ -201,7 +193,7 @@ def text_features(
     ``cache_root()/text_heads`` keyed by the base fingerprint, class names and templates (RN50's text tower
     needs minutes on CPU for 1000 classes).
     """
-    key = hashlib.sha256(json.dumps([base.fingerprint, list(class_names), list(templates)]).encode()).hexdigest()
+    key = json_digest([base.fingerprint, list(class_names), list(templates)])
     path = cache_root() / "text_heads" / f"{key}.safetensors"
     if use_cache and path.is_file():
         try:

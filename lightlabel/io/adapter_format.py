@@ -16,7 +16,6 @@ was expected and what was found.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -30,7 +29,7 @@ import torch
 
 from ..configs import AdapterConfig
 from ..errors import AdapterError
-from ..utils.hashing import safetensors_header
+from ..utils.hashing import json_digest, safetensors_header, tensors_digest
 from ..version import __version__
 
 __all__ = [
@@ -220,18 +219,9 @@ def _quantize_int8(t: torch.Tensor, rank_axis: int) -> tuple[torch.Tensor, torch
     return q, scale.float()
 
 
-def _sha256_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for key in sorted(tensors):
-        t = tensors[key].detach().cpu().contiguous()
-        h.update(json.dumps([key, str(t.dtype), list(t.shape)]).encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def _sha256_metadata(meta: Mapping[str, str]) -> str:
     body = {k: v for k, v in meta.items() if k != "sha256_metadata"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return json_digest(body)
 
 
 def encode_adapter(tensors: Mapping[str, torch.Tensor], info: AdapterInfo) -> bytes:
@@ -248,7 +238,7 @@ def encode_adapter(tensors: Mapping[str, torch.Tensor], info: AdapterInfo) -> by
             t, stored[f"{key}.qscale"] = _quantize_int8(t, _rank_axis(key))
         stored[key] = t
     meta = info.to_metadata()
-    meta["sha256_tensors"] = _sha256_tensors(stored)
+    meta["sha256_tensors"] = tensors_digest(stored)
     meta["sha256_metadata"] = _sha256_metadata(meta)
     return safetensors.torch.save(stored, metadata=meta)
 
@@ -284,7 +274,7 @@ def decode_adapter(data: bytes, source: str = "<adapter>") -> tuple[AdapterInfo,
             f"{source}: header metadata does not match its checksum (expected sha256 {meta['sha256_metadata']}, "
             f"found {_sha256_metadata(meta)}): the header was edited or damaged"
         )
-    found = _sha256_tensors(stored)
+    found = tensors_digest(stored)
     if found != meta["sha256_tensors"]:
         raise AdapterError(
             f"{source}: tensor data does not match its checksum (expected sha256 {meta['sha256_tensors']}, "

@@ -32,6 +32,7 @@ from huggingface_hub.errors import (
 from ..errors import AdapterError, HubError
 from ..storage import soft_label_nbytes, teacher_nbytes
 from ..utils.files import atomic_write_text
+from ..utils.hashing import file_digest
 from ..version import DISTRIBUTION, __version__
 from .adapter_format import ADAPTER_FILENAME, AdapterInfo
 from .registry import AdapterEntry, adapter_entry
@@ -181,7 +182,6 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
 
 def _checked_packaged(entry: AdapterEntry, filename: str) -> Path:
     """A packaged registry adapter's file (or a companion beside it), its bytes checked against the registry."""
-    import hashlib
 
     file = entry.file()
     if filename != ADAPTER_FILENAME:
@@ -191,7 +191,7 @@ def _checked_packaged(entry: AdapterEntry, filename: str) -> Path:
         return companion
     if not file.is_file():
         raise FileNotFoundError(f"packaged adapter {entry.name!r} is missing from {file} (a broken install?)")
-    if hashlib.sha256(file.read_bytes()).hexdigest() != entry.sha256:
+    if file_digest(file) != entry.sha256:
         raise AdapterError(f"packaged adapter {entry.name!r} at {file} does not match its registry checksum "
                            f"(sha256 {entry.sha256[:12]}...): a damaged install; reinstall lightlabel-torch")
     return file

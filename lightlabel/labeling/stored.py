@@ -11,7 +11,6 @@ the real number of bytes on disk.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from ..configs import AugmentConfig, LabelCompression
 from ..errors import StoredLabelsError
 from ..utils.files import atomic_path, atomic_write_text
-from ..utils.hashing import tensor_digest
+from ..utils.hashing import bytes_digest, file_digest, tensor_digest
 from ..utils.progress import progress_bar
 from ..utils.seeding import derive_seed, generator
 from .augment import Augmenter, epoch_order, epoch_views
@@ -173,7 +172,7 @@ def store_soft_labels(
                                                       for k, vs in record.items()}}
         with atomic_path(out_dir / f"epoch-{epoch:04d}.safetensors") as tmp:
             safetensors.torch.save_file(tensors, str(tmp))
-        sha[epoch] = hashlib.sha256((out_dir / f"epoch-{epoch:04d}.safetensors").read_bytes()).hexdigest()
+        sha[epoch] = file_digest(out_dir / f"epoch-{epoch:04d}.safetensors")
     meta = {"format": "lightlabel-stored-labels", "view_plan_version": VIEW_PLAN_VERSION, "epochs": epochs,
             "batch_size": batch_size, "seed": seed, "augment": augment.to_dict(), "num_classes": source.num_classes,
             "num_images": int(images.shape[0]), "images_sha256": images_digest(images), "labeller": source.describe(),
@@ -276,7 +275,7 @@ class StoredSoftLabels:
     def _load(self, epoch: int) -> torch.Tensor:
         path = self._file(epoch)
         data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != self.meta["sha256"].get(str(epoch)):
+        if bytes_digest(data) != self.meta["sha256"].get(str(epoch)):
             raise StoredLabelsError(f"{path}: does not match its sha256 in {META}: the file is damaged or edited")
         try:
             tensors = safetensors.torch.load(data)

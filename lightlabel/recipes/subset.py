@@ -10,7 +10,6 @@ it was drawn.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -19,6 +18,7 @@ from torchvision.transforms import v2
 
 from ..data import as_dataset, dataset_classes, dataset_targets
 from ..sets import DistilledSet
+from ..utils.hashing import bytes_digest
 from ..utils.seeding import generator
 from .distill import _as_float, _source_id
 
@@ -85,7 +85,7 @@ def random_subset(train_set: Dataset, ipc: int, *, seed: int = 0, image_size: in
     sizes = {tuple(im.shape) for im in images}
     if len(sizes) > 1:
         raise ValueError(f"images of different sizes {sorted(sizes)[:3]}; pass `image_size`")
-    digest = hashlib.sha256("\n".join(s[0] for s in sources).encode()).hexdigest()
+    digest = bytes_digest("\n".join(s[0] for s in sources).encode())
     manifest = {"method": "random", "ipc": ipc, "seed": seed, "patches_per_image": 1, "image_size": images[0].shape[-1],
                 "source_ids_sha256": digest}
     return DistilledSet(torch.stack(images), torch.tensor(labels), classes, sources, manifest)

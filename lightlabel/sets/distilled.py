@@ -9,7 +9,6 @@ it implements :class:`~lightlabel.TrainingSet`.
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import math
@@ -25,7 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..data import decode_rgb
-from ..utils.hashing import tensor_digest
+from ..utils.hashing import bytes_digest, file_digest, tensor_digest
 from ..version import __version__
 
 __all__ = ["MANIFEST", "SAVE_LAYOUTS", "DistilledSet"]
@@ -188,7 +187,7 @@ class DistilledSet(Dataset):
                 (tmp / folders[label]).mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_bytes(data)
                 files.append(rel)
-                hashes.append(hashlib.sha256(data).hexdigest())
+                hashes.append(bytes_digest(data))
                 total += len(data)
             if rded:
                 (tmp / "classes.txt").write_text("\n".join(self.classes) + "\n")
@@ -234,7 +233,7 @@ class DistilledSet(Dataset):
             file = directory / rel
             if not file.is_file():
                 raise ValueError(f"{directory}: image {rel} listed in the manifest is missing")
-            if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+            if file_digest(file) != digest:
                 raise ValueError(f"{directory}: image {rel} does not match its sha256 in the manifest (modified)")
             images.append(decode_rgb(file))
         keep = {k: v for k, v in manifest.items() if k not in ("files", "sha256", "labels", "sources", "layout")}

@@ -9,7 +9,6 @@ with a sha256 of the tensors. :func:`lightlabel.factorize_images` builds one; it
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,7 +20,7 @@ from torch.utils.data import Dataset
 
 from ..errors import StoredLabelsError
 from ..utils.files import atomic_write_bytes
-from ..utils.hashing import safetensors_header
+from ..utils.hashing import bytes_digest, safetensors_header, tensors_digest
 from ..utils.placement import module_device, on_device
 from ..version import __version__
 from .distilled import DistilledSet
@@ -113,7 +112,7 @@ class FactorizedSet(Dataset):
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.to_bytes()).hexdigest()
+        return bytes_digest(self.to_bytes())
 
     def epoch_images(self, seed: int, epoch: int, device: torch.device | str | None = None) -> torch.Tensor:
         """The epoch's images: every basis through the hallucinator :func:`epoch_hallucinators` draws for it.
@@ -162,11 +161,6 @@ class FactorizedSet(Dataset):
 
     def to_bytes(self) -> bytes:
         tensors = self._tensors()
-        body = hashlib.sha256()
-        for key in sorted(tensors):
-            t = tensors[key]
-            body.update(json.dumps([key, str(t.dtype), list(t.shape)]).encode())
-            body.update(t.view(-1).view(torch.uint8).numpy().tobytes())
         meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "lightlabel_version": __version__,
                 "classes": json.dumps(self.classes), "hidden_channels": str(self.hallucinators.hidden),
                 "hallucinators": str(self.num_hallucinators),
@@ -174,7 +168,7 @@ class FactorizedSet(Dataset):
                    {"hallucinator_border": self.hallucinators.border}),
                 "manifest": json.dumps({k: v for k, v in self.manifest.items() if k != "sha256"}, sort_keys=True,
                                        default=str),
-                "sha256_tensors": body.hexdigest()}
+                "sha256_tensors": tensors_digest(tensors)}
         return _canonical(safetensors.torch.save(tensors, metadata=meta))
 
     @property
@@ -229,7 +223,7 @@ class FactorizedSet(Dataset):
         if out.to_bytes() != data:
             raise FactorizedSetError(f"{path}: tensors or header do not match their checksum: the file is damaged or "
                                      "edited")
-        out.manifest["sha256"] = hashlib.sha256(data).hexdigest()
+        out.manifest["sha256"] = bytes_digest(data)
         return out
 
     def __repr__(self) -> str:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-__all__ = ["json_digest", "safetensors_header", "tensor_digest"]
+__all__ = ["bytes_digest", "file_digest", "json_digest", "safetensors_header", "tensor_digest", "tensors_digest"]
 
 
 def json_digest(obj: Any) -> str:
@@ -30,6 +32,39 @@ def json_digest(obj: Any) -> str:
 def tensor_digest(tensor: torch.Tensor) -> str:
     """sha256 (hex) of a tensor's bytes in C order (its values, not its dtype or shape): images, stacked weights."""
     return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def bytes_digest(data: bytes) -> str:
+    """sha256 (hex) of bytes: a written file's checksum, a list of ids joined into text."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes (read whole). Raises ``OSError`` when it cannot be read."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
+            hashlib.sha256(f.read()).hexdigest()
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 (hex) of named tensors: for each name in sorted order, ``[name, dtype, shape]`` as JSON, then the
+    tensor's bytes in C order. The checksum in adapter and factorised-set headers, and a module's
+    :func:`~lightlabel.core.base.fingerprint` (of its state dict); any changed name, dtype, shape or value changes it.
+
+    Example:
+        >>> a = {"w": torch.zeros(2, 3), "b": torch.ones(3)}
+        >>> tensors_digest(a) == tensors_digest(dict(reversed(a.items())))
+        True
+        >>> tensors_digest(a) == tensors_digest({"w": torch.zeros(3, 2), "b": torch.ones(3)})
+        False
+    """
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(json.dumps([key, str(t.dtype), list(t.shape)]).encode())
+        if t.numel():
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def safetensors_header(data: bytes) -> tuple[dict[str, Any], int] | None:
