@@ -88,3 +88,12 @@ def test_labeler_weights_must_match_across_ranks(monkeypatch, make_projector):
     monkeypatch.setattr(dist, "all_gather_object", lambda out, obj: out.__setitem__(slice(None), [obj, "f" * 64]))
     with pytest.raises(RuntimeError, match="weights differ between processes"):
         relabeler.label(torch.randn(2, 3, 32, 32))
+
+
+def test_ddp_wraps_only_under_a_process_group():
+    """One process: the recipes train the module itself (no DistributedDataParallel, which needs a process group)."""
+    from lightlabel.recipes.loop import ddp
+
+    module = torch.nn.Linear(3, 2)
+    assert ddp(module, torch.device("cpu")) is module
+    assert ddp(module, torch.device("cpu"), sync_buffers=False) is module
