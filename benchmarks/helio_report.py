@@ -148,25 +148,30 @@ def not_run_reason(ds: str, ipc: int, row: str) -> str:
     return "not run yet"
 
 
-def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]]) -> str:
+def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
+                 marked: dict[tuple[str, int, str], str] | None = None) -> str:
     """The distilled-over-random table: per label source, mean top-1 on the distilled set minus on random subsets;
     every random row of the grid is listed, with the reason where its cells are not run.
 
     This is DD-Ranking's IOR term (Acc(synthetic, soft) - Acc(random, soft)), the plain difference of means over the
     seeds run; DD-Ranking's LRS also needs a student trained on the full real set (its HLR term), not run here.
     """
+    marked = marked or {}  # rows still on an earlier teacher trajectory: marked †, their gain not taken
     out = []
     for random_row, by_dataset in RANDOM.items():
         source = by_dataset[ds]
         mine, theirs = rows.get(source) or [], rows.get(random_row) or []
         d = [100 * c["top1"] for c in mine]
-        distilled = _mean_std(d) if d else "not run"
+        old = [r for r in (source, random_row) if (ds, ipc, r) in marked]
+        distilled = (_mean_std(d) + (" †" if source in old else "")) if d else "not run"
         if not theirs:
             out.append(f"| {source} | {distilled} | {not_run_reason(ds, ipc, random_row)} | - |")
             continue
         r = [100 * c["top1"] for c in theirs]
         gain = f"{statistics.mean(d) - statistics.mean(r):+.1f}" if d else "distilled row not run"
-        out.append(f"| {source} | {distilled} | {_mean_std(r)} | {gain} |")
+        if d and old:
+            gain = f"not taken: {' and '.join(old)} on an earlier teacher trajectory (†), the other side on the current"
+        out.append(f"| {source} | {distilled} | {_mean_std(r)}{' †' if random_row in old else ''} | {gain} |")
     return ("Distilled over random, per label source: mean top-1 on the distilled set minus on random subsets (IPC "
             "real images per class, drawn by each seed; whole images, so their views have no patch grid), the same "
             "protocol; the seeds each side has are given. This is DD-Ranking's IOR term as a plain difference of means; "
@@ -305,7 +310,7 @@ def report() -> None:
                              f"{_by_device(cs, 'peak_memory_bytes', 2**20, '{:,.0f}')} | {agree} |")
                 points.append((f"{row} ({_fmt(nbytes, 'bytes') if nbytes else '0 bytes'})", max(nbytes, 1),
                                statistics.mean(top)))
-            gain = _random_gain(ds, ipc, rows)
+            gain = _random_gain(ds, ipc, rows, marked)
             chart = f"helio-{ds}-ipc{ipc}-bytes.png"
             if points:
                 scatter_chart(ROOT / "docs" / chart, points, title=f"{ds}, IPC {ipc}: student top-1 vs extra bytes "
