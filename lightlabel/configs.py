@@ -273,8 +273,7 @@ class AdapterConfig(_Config):
             160, 2.00 at 128). A smaller side needs a longer fit: on CIFAR-10 IPC 10 an adapter at half the proxy
             base's side (32 px of 64, a 1 x 1 final grid) labelled in 0.26-0.30 of the time; fitted 10 epochs it
             agreed with its teachers less (0.65 against 0.75) and its students scored 1.8 points lower (43.7 % against
-            45.5 %, 3 seeds); fitted 20 epochs they scored 46.6 %, against 47.7 % for the 64 px adapter fitted as long
-            (1 seed).
+            45.5 %, 3 seeds); fitted 20 epochs they scored 46.6 %, against 47.5 % for the 64 px adapter fitted as long.
 
     Raises:
         ValueError: a rank < 1, a non-positive alpha, an unknown target kind or head mode, a label size < 16.
