@@ -31,7 +31,7 @@ def json_digest(obj: Any) -> str:
 
 def tensor_digest(tensor: torch.Tensor) -> str:
     """sha256 (hex) of a tensor's bytes in C order (its values, not its dtype or shape): images, stacked weights."""
-    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    return bytes_digest(tensor.detach().cpu().contiguous().numpy().tobytes())
 
 
 def bytes_digest(data: bytes) -> str:
@@ -42,8 +42,7 @@ def bytes_digest(data: bytes) -> str:
 def file_digest(path: str | os.PathLike) -> str:
     """sha256 (hex) of a file's bytes (read whole). Raises ``OSError`` when it cannot be read."""
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
-            hashlib.sha256(f.read()).hexdigest()
+        return bytes_digest(f.read())
 
 
 def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
