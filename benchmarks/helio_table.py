@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -96,9 +97,24 @@ class Run:
     def trajectory(self) -> list[Path]:
         """The trajectory's checkpoints, trained (or found finished) once per run."""
         config = trajectory_config(self.name)
-        out = self.dir / f"teachers-{digest(config.__dict__, self.data_key)}"
-        return ll.train_teachers(self.train, config, out_dir=out, input_spec=self.input, val_set=self.val_f,
-                                 progress=not self.args.quiet)
+        key = f"teachers-{digest(config.__dict__, self.data_key)}"
+        out = self.dir / key
+        kept = sorted((trajectory_path(self.name).parent / key).glob("teacher-epoch*.pt"))
+        if not (out / "trainer-state.pt").is_file() and len(kept) == len(config.save_epochs):
+            # the committed checkpoints of these settings on this data (``--keep-trajectory``): the cells'
+            # teachers on a fresh machine, where training again would give another trajectory (CPU training is
+            # not reproducible bit for bit across machines)
+            log.info("trajectory: the committed checkpoints in %s", kept[0].parent.relative_to(ROOT))
+            return kept
+        paths = ll.train_teachers(self.train, config, out_dir=out, input_spec=self.input, val_set=self.val_f,
+                                  progress=not self.args.quiet)
+        if self.args.keep_trajectory:
+            keep = trajectory_path(self.name).parent / key
+            keep.mkdir(parents=True, exist_ok=True)
+            for p in paths:
+                shutil.copyfile(p, keep / p.name)
+            log.info("trajectory: checkpoints copied to %s (commit them)", keep.relative_to(ROOT))
+        return paths
 
     @functools.cached_property
     def trajectory_id(self) -> str:
@@ -290,6 +306,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--report", action="store_true", help="only rebuild docs/results.md from the cells")
+    parser.add_argument("--keep-trajectory", action="store_true",
+                        help="copy the teacher trajectory's checkpoints next to trajectory.json, to commit: a fresh "
+                             "machine then uses them instead of training another trajectory")
     args = parse_run_args(parser)
     if not args.report:
         run = Run(args.dataset, args)
