@@ -299,3 +299,10 @@ def test_a_base_whose_weights_cannot_be_fetched_says_where_to_put_them(monkeypat
                        rf"from the Hugging Face Hub into {re.escape(str(tmp_path))}: run .* or pass `pretrained=` a "
                        r"local checkpoint file"):
         ll.Projector(base="RN50-quickgelu", pretrained="openai", class_names=["a", "b"], cache_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("bad, error", [([], ValueError), ("airplane", TypeError), (["cat", "cat"], ValueError),
+                                        (["not-a-class"], ValueError)])
+def test_packaged_refuses_bad_class_names_naming_the_argument(bad, error):
+    with pytest.raises(error, match="class_names|CLIP base"):
+        ll.Projector.packaged(bad)

@@ -158,3 +158,44 @@ def test_calibrate_scale_recovers_a_known_factor(cifar_batch):
 def test_projector_as_teacher_classes_follow_the_projector(make_projector):
     projector = make_projector(class_names=CIFAR10_CLASSES)
     assert projector.as_teacher(HOST)(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_as_teacher_leaves_the_projector_trainable(projector, cifar_batch):
+    teacher = projector.as_teacher(HOST)
+    teacher(HOST.normalize(cifar_batch[0][:2]))
+    projector.unmerge().train()  # fit further after serving as a teacher (as_teacher merged it)
+    loss = projector(projector.input_spec.normalize(cifar_batch[0][:4])).logsumexp(-1).mean()
+    loss.backward()
+    grads = [p.grad for p in projector.trainable_parameters()]
+    assert grads and all(g is not None for g in grads)
+
+
+def test_to_pixels_module_moves_with_the_teacher_and_bad_hooks_are_refused(projector, cifar_batch):
+    class Unwhiten(nn.Module):  # holds its matrix as a buffer, as the docstring asks
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("flip", torch.ones(1, 3, 1, 1))
+
+        def forward(self, x):
+            return self.flip - x
+
+    teacher = projector.as_teacher(ll.InputSpec((0, 0, 0), (1, 1, 1), 32), to_pixels=Unwhiten())
+    assert "to_pixels.flip" in dict(teacher.named_buffers())
+    assert teacher.to(torch.float64).to_pixels.flip.dtype == torch.float64
+    with pytest.raises(TypeError, match="to_pixels"):
+        projector.as_teacher(HOST, to_pixels=torch.eye(3))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(images=torch.zeros(0, 3, 32, 32)), "images"),
+    (dict(images=torch.zeros(4, 32, 32)), "images"),
+    (dict(images=torch.zeros(4, 3, 32, 32, dtype=torch.uint8)), "images"),
+    (dict(temperature=0), "temperature"),
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(batch_size=0), "batch_size"),
+])
+def test_calibrate_scale_refuses_bad_input(bad, match):
+    teacher = ll.load_teacher("lightlabel:cifar10-resnet20-epoch3")
+    kwargs = dict(images=torch.rand(4, 3, 32, 32)) | bad
+    with pytest.raises(ValueError, match=match):
+        ll.calibrate_scale(teacher, teacher, **kwargs)

@@ -647,7 +647,9 @@ class Projector(nn.Module):
             :func:`~lightlabel.fit_adapter` (``base="lightlabel-proxy-rn", pretrained="lightlabel:packaged"``).
 
         Raises:
-            ValueError: other class names (the message says to pass a CLIP base instead).
+            TypeError: ``class_names`` is a bare string or not a sequence.
+            ValueError: an empty list, duplicates, or other class names (the message says to pass a CLIP base
+                instead).
             FileNotFoundError: the packaged weights are missing (a broken install).
 
         Shape:
@@ -664,7 +666,7 @@ class Projector(nn.Module):
 
         if not PROXY_CHECKPOINT.is_file():
             raise FileNotFoundError(f"the packaged proxy base {PROXY_CHECKPOINT} is missing: reinstall lightlabel-torch")
-        names, text = proxy_head(class_names)
+        names, text = proxy_head(_check_class_names(class_names))
         return cls(base=PROXY_BASE, pretrained=PACKAGED, class_names=names, text_embeddings=text, config=config,
                    device=device)
 

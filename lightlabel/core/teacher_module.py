@@ -15,11 +15,13 @@ frozen teacher has no gradient to synchronise. It draws no random numbers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..configs import check_int, check_number
 from ..inputs import InputSpec, input_spec_of
 
 __all__ = ["OUTPUTS", "TeacherModule", "calibrate_scale"]
@@ -41,9 +43,11 @@ class TeacherModule(nn.Module):
         temperature: divides the logits (> 0). Loops that apply their own temperature (RDED's KL at T = 20, SRe2L's
             at T = 3, DD-Ranking's at 1.2) want ``1``.
         scale: multiplies the logits (> 0); :func:`calibrate_scale` measures one that matches a reference teacher.
-        to_pixels: for a host input that is not an affine normalisation (DD-Ranking's ``use_zca=True``), a function
+        to_pixels: for a host input that is not an affine normalisation (DD-Ranking's ``use_zca=True``), a callable
             mapping the host batch back to ``[0, 1]`` RGB pixels (e.g. the inverse ZCA transform); it replaces the
-            ``input_spec`` conversion, whose ``image_size`` still applies.
+            ``input_spec`` conversion, whose ``image_size`` still applies. Pass an ``nn.Module`` that holds its
+            tensors (a whitening matrix) as buffers: it becomes a submodule, so ``.to()`` and ``DataParallel`` move
+            them; a plain function's captured tensors stay where they are.
         autocast: bf16 autocast on CUDA (the head stays float32 regardless).
 
     Shape:
@@ -53,7 +57,11 @@ class TeacherModule(nn.Module):
     Raises:
         ValueError: a labeller without an input spec, an unknown ``output``, a non-positive temperature or scale; at
             call time a batch that is not ``(B, 3, H, W)`` float or not of ``input_spec``'s size.
-        TypeError: ``input_spec`` is not an :class:`~lightlabel.InputSpec`.
+        TypeError: ``input_spec`` is not an :class:`~lightlabel.InputSpec`; ``to_pixels`` is not callable.
+
+    The labeller is put in eval mode and shared, not copied; its parameters keep their ``requires_grad`` (the forward
+    runs under ``no_grad``, so no gradient reaches them either way), so a projector can be unmerged and fitted
+    further after serving as a teacher.
 
     Example:
         >>> import torch, lightlabel as ll
@@ -72,10 +80,13 @@ class TeacherModule(nn.Module):
                             f"{type(input_spec).__name__}")
         if output not in OUTPUTS:
             raise ValueError(f"`output` must be one of {list(OUTPUTS)}, got {output!r}")
-        for name, value in (("temperature", temperature), ("scale", scale)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"`{name}` must be a number > 0, got {value!r}")
-        self.labeller = labeller.eval().requires_grad_(False)
+        given = SimpleNamespace(temperature=temperature, scale=scale)
+        for name in ("temperature", "scale"):
+            check_number(given, name, 0, open_low=True)
+        if to_pixels is not None and not callable(to_pixels):
+            raise TypeError(f"`to_pixels` must be a callable (host batch -> [0, 1] pixels) or None, got "
+                            f"{type(to_pixels).__name__}")
+        self.labeller = labeller.eval()
         self.labeller_spec = input_spec_of(labeller, "labeller")
         self.input_spec, self.output, self.to_pixels, self.autocast = input_spec, output, to_pixels, bool(autocast)
         self.temperature, self.scale = float(temperature), float(scale)
@@ -112,6 +123,9 @@ class TeacherModule(nn.Module):
         return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Label a host batch: ``(B, 3, H, W)`` float in the host's normalisation -> ``(B, C)`` float32 logits or
+        probabilities (``output``), without gradients. Raises ``ValueError`` on a batch of another shape or size
+        (see the class)."""
         with torch.no_grad():
             x = self.convert(images)
             with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
@@ -147,7 +161,18 @@ def calibrate_scale(labeller: nn.Module, reference: nn.Module, images: torch.Ten
     Returns:
         ``{"scale": s, "kl_before": KL at s = 1, "kl_after": KL at s, "std_ratio": mean per-view logit std of the
         reference over the labeller's}``.
+
+    Raises:
+        ValueError: ``images`` is not a non-empty ``(N, 3, H, W)`` float tensor; ``temperature`` or ``batch_size`` is
+            not positive; either module carries no input spec; the two return different class counts.
     """
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4 \
+            or images.shape[1] != 3 or images.shape[0] == 0:
+        raise ValueError(f"`images` must be a non-empty (N, 3, H, W) float tensor of [0, 1] pixels, got "
+                         f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+    given = SimpleNamespace(temperature=temperature, batch_size=batch_size)
+    check_number(given, "temperature", 0, open_low=True)
+    check_int(given, "batch_size", 1)
     ours, theirs = [], []
     spec_a, spec_b = input_spec_of(labeller, "labeller"), input_spec_of(reference, "reference")
     for start in range(0, images.shape[0], batch_size):
@@ -155,6 +180,9 @@ def calibrate_scale(labeller: nn.Module, reference: nn.Module, images: torch.Ten
         ours.append(labeller(spec_a.prepare(x)).float())
         theirs.append(reference(spec_b.prepare(x)).float())
     z, ref = torch.cat(ours) / temperature, torch.cat(theirs) / temperature
+    if z.shape != ref.shape:
+        raise ValueError(f"the labeller returned {tuple(z.shape)} logits and the reference {tuple(ref.shape)}: they "
+                         "must label the same classes")
     p = ref.log_softmax(-1)
 
     def kl(s: torch.Tensor) -> torch.Tensor:
