@@ -134,16 +134,21 @@ def _torchvision(rest: str) -> nn.Module:
         raise ValueError(f"torchvision:{name} has no weights {weights_name!r}; valid: {choices}")
     weights = enum[weights_name or "DEFAULT"]
     folder = Path(torch.hub.get_dir()) / "checkpoints"
+    cached = (folder / Path(weights.url).name).is_file()
+    # torchvision's download (urllib) takes no timeout, so a download gets the process-wide socket default for its
+    # duration; a cached file needs no network and leaves it untouched
     previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    if not cached:
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         model = torchvision.models.get_model(name, weights=weights)
     except Exception as e:  # URLError, timeouts, HTTP errors: the file is not there and cannot be fetched
-        if (folder / Path(weights.url).name).is_file():
+        if cached:
             raise  # a cached file that does not load is not a network problem
         raise _offline(f"torchvision:{name}:{weights.name} ({Path(weights.url).name})", folder, e) from None
     finally:
-        socket.setdefaulttimeout(previous)
+        if not cached:
+            socket.setdefaulttimeout(previous)
     t = weights.transforms()
     model.input_spec = InputSpec(tuple(t.mean), tuple(t.std), int(t.crop_size[0]))
     model.classes = list(weights.meta.get("categories") or []) or None

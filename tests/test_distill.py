@@ -201,3 +201,14 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(cifar_train, tiny_rn, 
                                                  "distill-state.pt")
     a, b = ll.DistilledSet.load(killed / "distilled"), ll.DistilledSet.load(reference / "distilled")
     assert torch.equal(a.images, b.images) and a.sources == b.sources
+
+
+def test_observer_by_name_equals_the_loaded_module(cifar_ds):
+    ds = cifar_ds
+    kw = dict(ipc=1, patches_per_image=1, candidates_per_class=2, crops_per_image=2, image_size=32, device="cpu",
+              progress=False)
+    by_name = ll.distill_images(ds, "lightlabel:cifar10-resnet20-epoch3", **kw)
+    by_module = ll.distill_images(ds, ll.load_teacher("lightlabel:cifar10-resnet20-epoch3"), **kw)
+    assert torch.equal(by_name.images, by_module.images)
+    with pytest.raises(TypeError, match="`observer` must be"):
+        ll.distill_images(ds, 3, **kw)

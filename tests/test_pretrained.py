@@ -42,6 +42,14 @@ def test_torchvision_weights_from_a_filled_cache(tmp_path, monkeypatch, no_netwo
     assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), reference.state_dict().values()))
     assert not any(p.requires_grad for p in teacher.parameters())
     assert ll.load_teacher("torchvision:resnet18:IMAGENET1K_V1").source == "torchvision:resnet18:IMAGENET1K_V1"
+    import socket
+
+    seen = []
+    real = torchvision.models.get_model
+    monkeypatch.setattr(torchvision.models, "get_model", lambda *a, **k: seen.append(socket.getdefaulttimeout())
+                        or real(*a, **k))
+    ll.load_teacher("torchvision:resnet18")
+    assert seen == [socket.getdefaulttimeout()], "a cached file must not touch the process-wide socket timeout"
 
 
 def test_torchvision_offline_with_an_empty_cache_is_one_line(tmp_path, monkeypatch, no_network, capsys):
@@ -123,3 +131,17 @@ def test_students_by_scheme_name_build_the_architecture():
     model = ll.models.build_model("torchvision:resnet18", 10, low_res=True, image_size=32)
     assert model.fc.out_features == 10 and model.conv1.kernel_size == (3, 3)
     assert ll.models.build_model("timm:resnet10t", 7).fc.out_features == 7
+
+
+def test_the_python_api_takes_teacher_names_where_it_takes_teachers(cifar_batch):
+    from lightlabel.labeling.sources import ModelLabels, as_label_source
+
+    one = as_label_source("lightlabel:cifar10-resnet20-epoch1", 10)
+    assert isinstance(one, ModelLabels) and one.num_classes == 10
+    both = as_label_source(["lightlabel:cifar10-resnet20-epoch1", ll.load_teacher("lightlabel:cifar10-resnet20-epoch2")])
+    assert both.kind == "teachers"
+    images = cifar_batch[0][:3]
+    expected = ll.load_teacher("lightlabel:cifar10-resnet20-epoch1")(ll.InputSpec.imagenet(32).prepare(images))
+    torch.testing.assert_close(one.label(images), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="shipped: "):
+        as_label_source("lightlabel:cifar10-resnet20-epoch9")

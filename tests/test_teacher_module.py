@@ -199,3 +199,11 @@ def test_calibrate_scale_refuses_bad_input(bad, match):
     kwargs = dict(images=torch.rand(4, 3, 32, 32)) | bad
     with pytest.raises(ValueError, match=match):
         ll.calibrate_scale(teacher, teacher, **kwargs)
+
+
+def test_a_host_spec_without_a_size_is_warned_and_resized(projector, cifar_batch):
+    sizeless = ll.InputSpec.cifar10_dd(None)
+    with pytest.warns(UserWarning, match="no image size"):
+        teacher = projector.as_teacher(sizeless)
+    big = F.interpolate(cifar_batch[0][:2], size=48, mode="bilinear", antialias=True, align_corners=False)
+    assert teacher(sizeless.normalize(big)).shape == (2, 10)

@@ -14,6 +14,7 @@ frozen teacher has no gradient to synchronise. It draws no random numbers.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -37,8 +38,8 @@ class TeacherModule(nn.Module):
         labeller: a :class:`~lightlabel.Projector` (merged for speed: see :meth:`Projector.as_teacher`), a teacher, or
             a :class:`~lightlabel.TeacherEnsemble`; it must carry an ``input_spec``.
         input_spec: the host's normalisation and resolution (e.g. ``InputSpec.from_transform(host_transform)``). With
-            an ``image_size``, a batch of another size is refused (a sign of a wrong spec); without one, any size is
-            resized to the labeller's.
+            an ``image_size``, a batch of another size is refused (a sign of a wrong spec); without one (warned),
+            any size is resized to the labeller's.
         output: ``"logits"`` (``scale * z / temperature``) or ``"probs"`` (``softmax(scale * z / temperature)``).
         temperature: divides the logits (> 0). Loops that apply their own temperature (RDED's KL at T = 20, SRe2L's
             at T = 3, DD-Ranking's at 1.2) want ``1``.
@@ -86,6 +87,10 @@ class TeacherModule(nn.Module):
         if to_pixels is not None and not callable(to_pixels):
             raise TypeError(f"`to_pixels` must be a callable (host batch -> [0, 1] pixels) or None, got "
                             f"{type(to_pixels).__name__}")
+        if input_spec.image_size is None:
+            warnings.warn("the host's input_spec has no image size, so a batch of a wrong size cannot be told from a "
+                          "right one: every batch is resized to the labeller's. Give the size (InputSpec(mean, std, "
+                          "S)) to have wrong batches refused", stacklevel=3)
         self.labeller = labeller.eval()
         self.labeller_spec = input_spec_of(labeller, "labeller")
         self.input_spec, self.output, self.to_pixels, self.autocast = input_spec, output, to_pixels, bool(autocast)

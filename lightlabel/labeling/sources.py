@@ -10,6 +10,7 @@ A label source labels a batch of views, says how many bytes it costs besides the
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -21,6 +22,7 @@ from ..core.base import fingerprint
 from ..core.fastpath import fast_teacher
 from ..core.projector import Projector
 from ..inputs import InputSpec, input_spec_of
+from ..models import load_teacher
 from ..storage import module_nbytes
 from ..utils.placement import on_device
 from .teachers import TeacherEnsemble
@@ -306,8 +308,10 @@ class HardLabels(_OnlineHooks):
 def as_label_source(labels: Any, num_classes: int | None = None, *,
                     device: torch.device | str | None = None) -> LabelSource:
     """A :class:`LabelSource` from what a user passes: a label source (returned as is), ``"hard"``, a projector or
-    teacher module, or a list of teachers (an ensemble sharing one input spec). With ``device``, a model labeller
-    labels there (:meth:`ModelLabels.to`: a copy when the caller's model is elsewhere; it is never moved).
+    teacher module, a teacher checkpoint path or pretrained name (``torchvision:resnet18``, ``timm:<name>``,
+    ``hf-hub:<repo>``, ``lightlabel:<packaged teacher>``: :func:`~lightlabel.load_teacher`), or a list of teachers
+    (modules, paths or names; an ensemble sharing one input spec). With ``device``, a model labeller labels there
+    (:meth:`ModelLabels.to`: a copy when the caller's model is elsewhere; it is never moved).
 
     Raises:
         TypeError: anything else (the accepted kinds are listed).
@@ -318,19 +322,22 @@ def as_label_source(labels: Any, num_classes: int | None = None, *,
         if num_classes is None:
             raise ValueError("hard labels need `num_classes`")
         source: Any = HardLabels(num_classes)
+    elif isinstance(labels, (str, os.PathLike)):
+        source = ModelLabels(load_teacher(labels))
     elif isinstance(labels, nn.Module):
         source = ModelLabels(labels)
     elif isinstance(labels, Sequence) and not isinstance(labels, str) and labels and all(
-            isinstance(t, nn.Module) for t in labels):
-        source = ModelLabels(TeacherEnsemble(list(labels)), kind="teachers")
+            isinstance(t, (nn.Module, str, os.PathLike)) for t in labels):
+        teachers = [t if isinstance(t, nn.Module) else load_teacher(t) for t in labels]
+        source = ModelLabels(TeacherEnsemble(teachers), kind="teachers")
     elif isinstance(labels, LabelSource):
         source = labels
     elif all(callable(getattr(labels, m, None)) for m in ("label", "extra_bytes", "describe")) and all(
             hasattr(labels, a) for a in ("kind", "num_classes", "input_spec")):
         source = _WithHooks(labels)  # 0.2's contract: the two hooks get their online defaults
     else:
-        raise TypeError(f"`labels` must be a LabelSource, 'hard', a Projector or teacher nn.Module, a list of teacher "
-                        f"modules, or StoredSoftLabels; got {type(labels).__name__}")
+        raise TypeError(f"`labels` must be a LabelSource, 'hard', a Projector or teacher nn.Module, a teacher path or "
+                        f"name, a list of teachers, or StoredSoftLabels; got {type(labels).__name__}")
     if num_classes is not None and source.num_classes != num_classes:
         raise ValueError(f"the labels have {source.num_classes} classes but the images have {num_classes}")
     if device is not None and isinstance(source, ModelLabels):

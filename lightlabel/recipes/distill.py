@@ -37,6 +37,7 @@ from ..core.base import fingerprint
 from ..core.projector import Projector
 from ..data import as_dataset, dataset_classes, dataset_targets, image_size_of
 from ..inputs import InputSpec, input_spec_of
+from ..models import load_teacher
 from ..sets.distilled import DistilledSet
 from ..utils.memory import peak_memory_bytes, reset_peak_memory
 from ..utils.placement import on_device
@@ -177,7 +178,7 @@ def _score(observer: nn.Module, patches: torch.Tensor, label: int, spec: InputSp
 
 def distill_images(
     train_set: Dataset | str | os.PathLike,
-    observer: nn.Module,
+    observer: nn.Module | str | os.PathLike,
     config: DistillConfig | None = None,
     *,
     projector: Projector | None = None,
@@ -194,7 +195,8 @@ def distill_images(
             ImageFolder path).
         observer: any classifier ``nn.Module`` carrying an ``input_spec`` (a teacher from
             :func:`lightlabel.load_teacher`, or a :class:`~lightlabel.Projector`) mapping ``(B, 3, h, w)`` inputs
-            to ``(B, C)`` logits. When a projector will label the set, it can observe too (HeLlO Sec. 3.4's
+            to ``(B, C)`` logits; or a checkpoint path or pretrained name, loaded by :func:`~lightlabel.load_teacher`
+            (``torchvision:resnet18``, RDED's observer for ImageNet subsets; ``timm:<name>``; ``hf-hub:<repo>``). When a projector will label the set, it can observe too (HeLlO Sec. 3.4's
             observer/labeller gap); measured on CIFAR-10 IPC 10 with the projector and the ResNet-56 as observers,
             students under projector labels reached 45.8 % and 45.5 % (3 seeds, spread 0.5-0.6): no clear gain.
         config: the settings (:class:`DistillConfig`); ``overrides`` replace its fields (e.g. ``ipc=1``).
@@ -217,8 +219,11 @@ def distill_images(
     Source: RDED Sec. 4.2-4.3, Alg. 1, Eq. 8-9; HeLlO Sec. 3.4, Eq. 6-7, supplementary A.5.
     """
     cfg = config_from(DistillConfig, config, overrides)
+    if isinstance(observer, (str, os.PathLike)):
+        observer = load_teacher(observer)
     if not isinstance(observer, nn.Module):
-        raise TypeError(f"`observer` must be an nn.Module, got {type(observer).__name__}")
+        raise TypeError(f"`observer` must be an nn.Module, a teacher checkpoint path or a pretrained name, got "
+                        f"{type(observer).__name__}")
     device = resolve_device(device)
     job = _Distillation(as_dataset(train_set), observer, cfg, projector, class_names, device)
     rank, world_size = world()

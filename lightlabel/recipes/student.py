@@ -92,7 +92,7 @@ def _param_groups(model: nn.Module, protocol: EvalProtocol) -> list[dict[str, An
 
 def train_student(
     distilled: DistilledSet | FactorizedSet,
-    labeller: LabelSource | nn.Module | list[nn.Module] | str | None = None,
+    labeller: LabelSource | nn.Module | list[nn.Module | str] | str | os.PathLike | None = None,
     protocol: EvalProtocol | None = None,
     *,
     val_set: Dataset | str | os.PathLike | None = None,
@@ -112,10 +112,11 @@ def train_student(
         distilled: the distilled set (uint8 images, labels, and a manifest saying its patch grid), or a
             :class:`~lightlabel.FactorizedSet` (each epoch, every basis through a hallucinator drawn from
             ``(seed, epoch)``; every hallucinated, augmented view gets its own online label).
-        labeller: any :class:`~lightlabel.LabelSource`: a :class:`~lightlabel.Projector` (online projector labels,
-            from a merged copy of it: the projector passed in is not changed),
-            a teacher module carrying an ``input_spec`` or a list of them (online teacher labels, RDED style),
-            :class:`~lightlabel.StoredSoftLabels` (SRe2L style), or ``"hard"`` (CutMix targets only).
+        labeller: a :class:`~lightlabel.Projector` (online labels from a merged copy: the one passed is unchanged),
+            a teacher module with an ``input_spec``, a checkpoint path or name (``"torchvision:resnet18"``: see
+            :func:`~lightlabel.load_teacher`) or a list of them (online teacher labels, RDED style),
+            :class:`~lightlabel.StoredSoftLabels` (SRe2L style), any other :class:`~lightlabel.LabelSource`, or
+            ``"hard"`` (CutMix targets only).
         protocol: the :class:`~lightlabel.EvalProtocol` (default: :meth:`EvalProtocol.helio` on RDED's views for
             the set's patch grid).
         val_set: validation data (dataset of ``(image, label)`` or an ImageFolder path), resized to the distilled
@@ -124,9 +125,8 @@ def train_student(
         out_dir: if given, the training state is saved there (``student-state.pt``, atomically) after the last
             epoch and after any epoch that ends ``save_interval_s`` or more after the last save, and a call with the
             same settings resumes from it, computing what an uninterrupted run computes.
-        save_interval_s: seconds (wall clock) between saves of the state; 0 saves after every epoch. A student's
-            epoch at small IPC is one or a few steps, while the ResNet-18 + AdamW state is 134 MB: on a fast GPU,
-            saving it every epoch could take longer than the training.
+        save_interval_s: seconds (wall clock) between saves of the state; 0 saves after every epoch (a ResNet-18 +
+            AdamW state is 134 MB: on a fast GPU, saving it every few-step epoch could outlast the training).
         student_model: a student module instead of ``protocol.student`` (its weights are trained in place).
         device: default CUDA when available.
         progress: a progress bar over the epochs.
