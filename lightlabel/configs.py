@@ -22,7 +22,7 @@ The evaluation protocol's two presets, each following its source:
   teacher's labels, scored on the validation set every 10 epochs in the last 20 % and reported as the best.
 - :meth:`EvalProtocol.helio`: HeLlO supplementary Table 3: AdamW lr 1e-3, 300 epochs, batch 100, CutMix alpha 1,
   loss MSE + 0.025 CE. The table names no schedule and no views; the schedule is cosine to zero per step
-  (DESIGN.md's reading) and the views are RDED's (HeLlO distils RDED-style images and follows RDED's evaluation).
+  (our reading of a table that names none) and the views are RDED's (HeLlO distils RDED-style images and follows RDED's evaluation).
 
 Count optimiser steps, not epochs, when comparing: at IPC 10 on 10 classes RDED takes 600 steps (batch 50) and
 HeLlO 300 (batch 100).

@@ -8,7 +8,7 @@ the stored-label bytes the projector replaces.
 The default data is CIFAR-10, because real strong teachers exist for it: the ResNet-20 (``--full``: ResNet-56) of
 akamaster's pytorch_resnet_cifar10 (the full teacher and the observer), and the weak teachers shipped in the package
 (``assets/demo-teachers``: epochs 1-3 of a CIFAR ResNet-20 trajectory trained once by
-lightlabel's benchmark scripts). Nothing is trained inside the demo but the adapter and the students. Data and the
+lightlabel's release tool ``demo_teachers.py`` in the source repository). Nothing is trained inside the demo but the adapter and the students. Data and the
 strong teacher come, in this order, from ``data=`` / ``teacher=``, then ``$LIGHTLABEL_DATA`` or a ``shared/data`` folder
 beside the checkout, then a download into the cache folder where there is a network; offline with none of them, the
 demo stops at once with one message naming the three.

