@@ -238,17 +238,19 @@ def _add_select(p: argparse.ArgumentParser) -> None:
 @_command("info", help="describe an adapter (file, folder or Hub id) or a factorised set",
           epilog="example:\n  lightlabel info org/lightlabel-rn50-quickgelu-imagenet1k-r8")
 def _add_info(p: argparse.ArgumentParser) -> None:
-    p.add_argument("adapter")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("adapter", help="an adapter .safetensors file, a folder holding one, a Hub repo id, a registry "
+                                   "name (lightlabel/cifar10-proxy-rn), or a factorised set's folder")
+    p.add_argument("--json", action="store_true", help="print the header as JSON instead of a table")
 
 
 @_command("storage", help="stored soft labels vs teacher vs adapter, in bytes",
           epilog="examples:\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300\n"
                  "  lightlabel storage --classes 10 --ipc 50 --epochs 300 --adapter adapter.safetensors")
 def _add_storage(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--classes", type=int, required=True)
-    p.add_argument("--ipc", type=int, required=True)
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--classes", type=int, required=True, help="number of classes C (e.g. 1000 for ImageNet-1k)")
+    p.add_argument("--ipc", type=int, required=True, help="distilled images per class")
+    p.add_argument("--epochs", type=int, default=300, help="student epochs whose views stored labels must cover "
+                                                           "(default: 300)")
     p.add_argument("--label-bytes", type=int, default=2, help="bytes per stored logit (2 = fp16)")
     p.add_argument("--teacher", default="resnet18", help="torchvision teacher architecture")
     p.add_argument("--adapter", default=None, help="an adapter whose size to compare (default: HeLlO's RN50 adapter "
@@ -268,11 +270,12 @@ def _add_doctor(p: argparse.ArgumentParser) -> None:
 @_command("push", help="upload an adapter and its model card to the Hub",
           epilog="example:\n  lightlabel push adapter.safetensors me/lightlabel-rn50-quickgelu-imagenet1k-r8")
 def _add_push(p: argparse.ArgumentParser) -> None:
-    p.add_argument("adapter")
-    p.add_argument("repo_id")
-    p.add_argument("--private", action="store_true")
-    p.add_argument("--token", default=None)
-    p.add_argument("--message", default=None)
+    p.add_argument("adapter", help="the adapter .safetensors file or its folder (model card and companions go too)")
+    p.add_argument("repo_id", help="the Hub repo to create or update, as owner/name")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--token", default=None, help="a Hub write token (default: the one `hf auth login` stored, or "
+                                                 "HF_TOKEN)")
+    p.add_argument("--message", default=None, help="the commit message (default: one naming the adapter)")
 
 
 @_command("demo", help="the whole pipeline on real CIFAR-10 images, < 15 min on CPU (data: --data, shared "
@@ -288,7 +291,8 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", default=None, help="where every stage's state goes (default: ./lightlabel-demo); "
                                                     "a re-run resumes from it")
     p.add_argument("--base", default=None, help="open_clip base (default: RN50-quickgelu/openai if cached, else the proxy)")
-    p.add_argument("--pretrained", default=None)
+    p.add_argument("--pretrained", default=None, help="the base's open_clip pretrained tag or a local checkpoint "
+                                                      "(with --base)")
     p.add_argument("--teacher", default=None, help="the strong teacher's checkpoint (default: the real CIFAR-10 ResNet-20; "
                                                              "--full: ResNet-56)")
     p.add_argument("--weak-teachers", nargs="+", default=None, help="weak-teacher checkpoints (default: the packaged "

@@ -390,7 +390,7 @@ class EvalProtocol(_Config):
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         decay_norm_and_bias: apply weight decay to biases and normalisation weights too (RDED: no).
-        schedule: one of :data:`SCHEDULES`.
+        schedule: ``"cosine"`` (per step, to zero) or ``"rded"`` (RDED's per-epoch half cosine, from 1 to 0.5).
         augment: the views (:class:`~lightlabel.AugmentConfig`).
         soft_loss: loss on soft labels, from ``("mse", "kl", "soft_ce")`` (see :func:`lightlabel.soft_label_loss`).
         ce_weight: weight of the CE term on the mixed targets next to ``soft_loss``.

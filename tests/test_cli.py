@@ -112,7 +112,7 @@ def test_bad_damaged_adapter_is_one_line(tmp_path, capsys):
 
 
 def test_every_generated_flag_explains_itself():
-    """Flags generated from config fields carry the field's docstring line, not only their default."""
+    """Every flag and positional says what it is; generated ones carry the config field's docstring line."""
     from lightlabel.cli import _parser
 
     parser = _parser()
@@ -120,8 +120,10 @@ def test_every_generated_flag_explains_itself():
     bare = []
     for name, sub in subparsers.choices.items():
         for action in sub._actions:
-            if ":" in (action.dest or ""):  # generated: dest is "<Config>:<field>"
-                text = re.sub(r"\(default: .*\)$", "", action.help or "").strip()
-                if len(text) < 8:
-                    bare.append(f"{name} {action.option_strings[0]}")
+            if isinstance(action, argparse._HelpAction):
+                continue
+            # generated flags (dest "<Config>:<field>") and hand-written ones, positionals too
+            text = re.sub(r"\(default: .*\)$", "", action.help or "").strip()
+            if len(text) < 8 or re.search(r"\bone of [A-Z_]+\b", text):  # not a bare name of a constant either
+                bare.append(f"{name} {(action.option_strings or [action.dest])[0]}")
     assert not bare, bare

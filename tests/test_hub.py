@@ -250,6 +250,21 @@ def test_download_network_faults_are_one_line(fault, monkeypatch, capsys):
     assert err.count("\n") == 0 and "Traceback" not in err and words in err
 
 
+def test_download_of_a_missing_repo_is_one_line(monkeypatch, capsys):
+    from lightlabel.cli import main
+
+    def fail(*a, **kw):
+        raise FAULTS["missing repo"][0]()
+
+    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    monkeypatch.setattr(hub, "hf_hub_download", fail)
+    with pytest.raises(FileNotFoundError, match="Hub repo 'org/repo' does not exist or is private"):
+        ll.Projector.from_pretrained("org/repo")
+    assert main(["info", "org/repo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and "does not exist or is private" in err
+
+
 def test_hub_failure_leaves_other_errors_alone():
     assert hub.hub_failure("push", "org/repo", KeyError("x")) is None
     with pytest.raises(KeyError), hub.hub_errors("push", "org/repo"):

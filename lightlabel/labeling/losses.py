@@ -113,6 +113,8 @@ class SoftLabelLoss(nn.Module):
 
     def forward(self, student_logits: torch.Tensor, soft_logits: torch.Tensor,
                 targets: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of :func:`soft_label_loss` with this module's settings: ``(B, C)`` student logits, ``(B, C)`` soft
+        logits and optional ``(B,)`` or ``(B, C)`` targets -> a scalar (raises as that function does)."""
         return soft_label_loss(student_logits, soft_logits, targets, kind=self.kind, ce_weight=self.ce_weight,
                                temperature=self.temperature)
 

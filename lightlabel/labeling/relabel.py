@@ -157,7 +157,17 @@ class OnlineRelabeler:
                                f"{[d[:12] for d in digests]}); load the same adapter or teacher on every rank")
 
     def label(self, images: torch.Tensor) -> torch.Tensor:
-        """Label a batch as it is (no augmentation): ``(B, 3, H, W)`` in your normalisation -> ``(B, C)`` float32."""
+        """Label a batch as it is (no augmentation): ``(B, 3, H, W)`` in your normalisation -> ``(B, C)`` float32.
+
+        Labels depend only on the images, so a batch may be labelled in chunks (gradient accumulation, as SRe2L's
+        ``train_KD.py`` does): ``views, mixed = relabeler.augment(images, targets)`` once, then
+        ``relabeler.label(chunk)`` for each chunk of ``views``; the result equals labelling ``views`` at once.
+
+        Raises:
+            TypeError: not a float tensor. ValueError: not ``(B, 3, H, W)``, or (at a check, every
+            ``check_every`` calls) NaN/Inf logits since the last check. RuntimeError: a labeller on another
+            device than the images.
+        """
         self.check_ranks()
         if not isinstance(images, torch.Tensor) or not images.is_floating_point():
             raise TypeError(f"`images` must be a float tensor, got {getattr(images, 'dtype', type(images).__name__)}")
@@ -180,7 +190,15 @@ class OnlineRelabeler:
                              f"batches (up to call {self._calls}): check the input images for NaN/Inf pixels")
 
     def augment(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augment a batch with the next parameters of the stream: ``(views, (B, C) mixed targets)``."""
+        """Augment a batch with the next parameters of the stream: ``(views, (B, C) mixed targets)``.
+
+        Each call advances the relabeler's random stream (seeded by ``seed``), so the n-th call's views are the same
+        on every run; :meth:`label` then labels the views, whole or in chunks.
+
+        Shape:
+            - images: ``(B, 3, H, W)`` float, in your normalisation; targets: ``(B,)`` int64 class indices.
+            - Output: ``(B, 3, H, W)`` views and ``(B, C)`` float32 mixed one-hot targets.
+        """
         return self.augmenter(images, targets, self._gen)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
