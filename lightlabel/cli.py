@@ -356,21 +356,9 @@ def load_labels(spec: str, *, teacher_input: InputSpec | None = None):
     """A label source from a string: ``"hard"``, a stored-labels folder, a teacher checkpoint
     (``.pt``/``.pth``/``.th``), a pretrained teacher by name (``torchvision:``, ``timm:``, ``hf-hub:``,
     ``lightlabel:``), or an adapter (file, folder, registry name or Hub id)."""
-    from .core.projector import Projector
-    from .labeling.stored import StoredSoftLabels
-    from .models import load_teacher
-    from .pretrained import is_model_name
+    from .labeling.sources import labeller_from_string
 
-    if spec == "hard":
-        return "hard"
-    if is_model_name(spec):
-        return load_teacher(spec, input_spec=teacher_input)
-    path = Path(spec)
-    if path.is_dir() and (path / "stored-labels.json").is_file():
-        return StoredSoftLabels(path)
-    if path.suffix in (".pt", ".pth", ".th") and path.is_file():
-        return load_teacher(path, input_spec=teacher_input)
-    return Projector.from_pretrained(spec)
+    return labeller_from_string(spec, teacher_input=teacher_input)
 
 
 def cmd_fit(args) -> None:

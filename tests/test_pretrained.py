@@ -145,3 +145,5 @@ def test_the_python_api_takes_teacher_names_where_it_takes_teachers(cifar_batch)
     torch.testing.assert_close(one.label(images), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(FileNotFoundError, match="shipped: "):
         as_label_source("lightlabel:cifar10-resnet20-epoch9")
+    adapter = as_label_source("lightlabel/cifar10-proxy-rn", 10)  # not a teacher name: an adapter (registry, Hub, file)
+    assert adapter.kind == "projector"

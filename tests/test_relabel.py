@@ -160,7 +160,9 @@ def test_errors(projector, cifar_batch):
     with pytest.raises(ValueError, match="either"):
         ll.OnlineRelabeler(projector, mix="cutmix", augment=ll.AugmentConfig(), input_spec=IMAGENET)
     with pytest.raises(TypeError, match="LabelSource"):
-        ll.OnlineRelabeler("projector.safetensors", input_spec=IMAGENET)
+        ll.OnlineRelabeler(3.0, input_spec=IMAGENET)
+    with pytest.raises(FileNotFoundError, match="projector.safetensors"):
+        ll.OnlineRelabeler("projector.safetensors", input_spec=IMAGENET)  # a string names an adapter, teacher, ...
     relabeler = ll.OnlineRelabeler(projector, seed=0, input_spec=IMAGENET)
     with pytest.raises(TypeError, match="float"):
         relabeler((images * 255).to(torch.uint8), labels)

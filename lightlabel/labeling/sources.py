@@ -13,6 +13,7 @@ import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
@@ -305,11 +306,35 @@ class HardLabels(_OnlineHooks):
         return f"HardLabels(num_classes={self.num_classes})"
 
 
+def labeller_from_string(spec: str | os.PathLike, *, teacher_input: InputSpec | None = None) -> Any:
+    """A labeller named by a string, as the command line's ``--labels`` takes it: ``"hard"``, a pretrained teacher by
+    name (``torchvision:``, ``timm:``, ``hf-hub:``, ``lightlabel:``), a stored-labels folder, a teacher checkpoint
+    (``.pt``/``.pth``/``.th``; ``teacher_input`` for a plain state dict), or else an adapter (file, folder,
+    registry name or Hub id: :meth:`Projector.from_pretrained`).
+
+    Raises:
+        FileNotFoundError: nothing of these kinds found under ``spec`` (the adapter loader's message).
+    """
+    from ..pretrained import is_model_name
+    from .stored import StoredSoftLabels
+
+    if spec == "hard":
+        return "hard"
+    if isinstance(spec, str) and is_model_name(spec):
+        return load_teacher(spec, input_spec=teacher_input)
+    path = Path(spec)
+    if path.is_dir() and (path / "stored-labels.json").is_file():
+        return StoredSoftLabels(path)
+    if path.suffix in (".pt", ".pth", ".th") and path.is_file():
+        return load_teacher(path, input_spec=teacher_input)
+    return Projector.from_pretrained(str(spec))
+
+
 def as_label_source(labels: Any, num_classes: int | None = None, *,
                     device: torch.device | str | None = None) -> LabelSource:
     """A :class:`LabelSource` from what a user passes: a label source (returned as is), ``"hard"``, a projector or
-    teacher module, a teacher checkpoint path or pretrained name (``torchvision:resnet18``, ``timm:<name>``,
-    ``hf-hub:<repo>``, ``lightlabel:<packaged teacher>``: :func:`~lightlabel.load_teacher`), or a list of teachers
+    teacher module, a string (:func:`labeller_from_string`: a pretrained teacher by name such as
+    ``torchvision:resnet18``, a checkpoint, a stored-labels folder or an adapter), or a list of teachers
     (modules, paths or names; an ensemble sharing one input spec). With ``device``, a model labeller labels there
     (:meth:`ModelLabels.to`: a copy when the caller's model is elsewhere; it is never moved).
 
@@ -323,7 +348,7 @@ def as_label_source(labels: Any, num_classes: int | None = None, *,
             raise ValueError("hard labels need `num_classes`")
         source: Any = HardLabels(num_classes)
     elif isinstance(labels, (str, os.PathLike)):
-        source = ModelLabels(load_teacher(labels))
+        return as_label_source(labeller_from_string(labels), num_classes, device=device)
     elif isinstance(labels, nn.Module):
         source = ModelLabels(labels)
     elif isinstance(labels, Sequence) and not isinstance(labels, str) and labels and all(
