@@ -356,7 +356,7 @@ def load_labels(spec: str, *, teacher_input: InputSpec | None = None):
     """A label source from a string: ``"hard"``, a stored-labels folder, a teacher checkpoint
     (``.pt``/``.pth``/``.th``), a pretrained teacher by name (``torchvision:``, ``timm:``, ``hf-hub:``,
     ``lightlabel:``), or an adapter (file, folder, registry name or Hub id)."""
-    from .labeling.sources import labeller_from_string
+    from .labeling.named import labeller_from_string
 
     return labeller_from_string(spec, teacher_input=teacher_input)
 

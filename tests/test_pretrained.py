@@ -134,16 +134,18 @@ def test_students_by_scheme_name_build_the_architecture():
 
 
 def test_the_python_api_takes_teacher_names_where_it_takes_teachers(cifar_batch):
-    from lightlabel.labeling.sources import ModelLabels, as_label_source
+    from lightlabel.labeling.named import resolve_labeller
+    from lightlabel.labeling.sources import as_label_source
 
-    one = as_label_source("lightlabel:cifar10-resnet20-epoch1", 10)
-    assert isinstance(one, ModelLabels) and one.num_classes == 10
-    both = as_label_source(["lightlabel:cifar10-resnet20-epoch1", ll.load_teacher("lightlabel:cifar10-resnet20-epoch2")])
-    assert both.kind == "teachers"
+    spec = ll.InputSpec.imagenet(32)
+    one = ll.OnlineRelabeler("lightlabel:cifar10-resnet20-epoch1", input_spec=spec)
     images = cifar_batch[0][:3]
-    expected = ll.load_teacher("lightlabel:cifar10-resnet20-epoch1")(ll.InputSpec.imagenet(32).prepare(images))
-    torch.testing.assert_close(one.label(images), expected, rtol=1e-5, atol=1e-5)
+    expected = ll.load_teacher("lightlabel:cifar10-resnet20-epoch1")(spec.prepare(images))
+    torch.testing.assert_close(one.label(spec.normalize(images)), expected, rtol=1e-5, atol=1e-5)
+    both = resolve_labeller(["lightlabel:cifar10-resnet20-epoch1", ll.load_teacher("lightlabel:cifar10-resnet20-epoch2")])
+    assert as_label_source(both).kind == "teachers"
     with pytest.raises(FileNotFoundError, match="shipped: "):
-        as_label_source("lightlabel:cifar10-resnet20-epoch9")
-    adapter = as_label_source("lightlabel/cifar10-proxy-rn", 10)  # not a teacher name: an adapter (registry, Hub, file)
-    assert adapter.kind == "projector"
+        resolve_labeller("lightlabel:cifar10-resnet20-epoch9")
+    adapter = resolve_labeller("lightlabel/cifar10-proxy-rn")  # not a teacher name: an adapter (registry, Hub, file)
+    assert isinstance(adapter, ll.Projector)
+    assert resolve_labeller("hard") == "hard" and resolve_labeller(one) is one

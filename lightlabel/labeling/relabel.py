@@ -20,6 +20,7 @@ from ..core.base import fingerprint
 from ..inputs import InputSpec
 from ..utils.seeding import derive_seed
 from .augment import AugmentConfig, Augmenter
+from .named import resolve_labeller
 from .sources import LabelSource, ModelLabels, as_label_source
 
 __all__ = ["OnlineRelabeler"]
@@ -40,8 +41,9 @@ class OnlineRelabeler:
 
     Args:
         labeller: a :class:`~lightlabel.Projector`, a teacher ``nn.Module`` carrying an ``input_spec``, a list of
-            teachers (their mean logits: the RDED online-teacher baseline), or any :class:`~lightlabel.LabelSource`.
-            Put in eval mode; otherwise left as it is (call ``projector.merge()`` yourself for the fast path).
+            teachers (their mean logits: the RDED online-teacher baseline), any :class:`~lightlabel.LabelSource`, or
+            a string: a teacher name (``"torchvision:resnet18"``), a checkpoint or an adapter (see
+            :func:`~lightlabel.labeling.named.labeller_from_string`). Put in eval mode; otherwise left as it is (call ``projector.merge()`` yourself for the fast path).
         input_spec: the normalisation of the images you pass in (your loader's, e.g. ``InputSpec.imagenet()``).
             The views are converted from it to the labeller's own input. Required: lightlabel does not guess.
         augment: the augmentation (:class:`~lightlabel.AugmentConfig`). Default: ``mix``/``alpha`` only, no crop,
@@ -80,7 +82,7 @@ class OnlineRelabeler:
 
     def __init__(
         self,
-        labeller: LabelSource | nn.Module | Sequence[nn.Module] | None = None,
+        labeller: LabelSource | nn.Module | Sequence[nn.Module | str] | str | None = None,
         *,
         input_spec: InputSpec,
         augment: AugmentConfig | None = None,
@@ -102,7 +104,7 @@ class OnlineRelabeler:
         if not isinstance(input_spec, InputSpec):
             raise TypeError(f"`input_spec` must be an InputSpec (the normalisation of the images you pass in, e.g. "
                             f"InputSpec.imagenet()), got {type(input_spec).__name__}")
-        self.source = as_label_source(labeller, num_classes)
+        self.source = as_label_source(resolve_labeller(labeller), num_classes)
         if self.source.input_spec is None:
             raise ValueError(f"{self.source.kind} labels do not look at the views; OnlineRelabeler needs a labeller")
         if augment is not None and (mix is not None or alpha is not None):

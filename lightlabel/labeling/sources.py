@@ -10,10 +10,8 @@ A label source labels a batch of views, says how many bytes it costs besides the
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
@@ -23,7 +21,6 @@ from ..core.base import fingerprint
 from ..core.fastpath import fast_teacher
 from ..core.projector import Projector
 from ..inputs import InputSpec, input_spec_of
-from ..models import load_teacher
 from ..storage import module_nbytes
 from ..utils.placement import on_device
 from .teachers import TeacherEnsemble
@@ -306,36 +303,11 @@ class HardLabels(_OnlineHooks):
         return f"HardLabels(num_classes={self.num_classes})"
 
 
-def labeller_from_string(spec: str | os.PathLike, *, teacher_input: InputSpec | None = None) -> Any:
-    """A labeller named by a string, as the command line's ``--labels`` takes it: ``"hard"``, a pretrained teacher by
-    name (``torchvision:``, ``timm:``, ``hf-hub:``, ``lightlabel:``), a stored-labels folder, a teacher checkpoint
-    (``.pt``/``.pth``/``.th``; ``teacher_input`` for a plain state dict), or else an adapter (file, folder,
-    registry name or Hub id: :meth:`Projector.from_pretrained`).
-
-    Raises:
-        FileNotFoundError: nothing of these kinds found under ``spec`` (the adapter loader's message).
-    """
-    from ..pretrained import is_model_name
-    from .stored import StoredSoftLabels
-
-    if spec == "hard":
-        return "hard"
-    if isinstance(spec, str) and is_model_name(spec):
-        return load_teacher(spec, input_spec=teacher_input)
-    path = Path(spec)
-    if path.is_dir() and (path / "stored-labels.json").is_file():
-        return StoredSoftLabels(path)
-    if path.suffix in (".pt", ".pth", ".th") and path.is_file():
-        return load_teacher(path, input_spec=teacher_input)
-    return Projector.from_pretrained(str(spec))
-
-
 def as_label_source(labels: Any, num_classes: int | None = None, *,
                     device: torch.device | str | None = None) -> LabelSource:
     """A :class:`LabelSource` from what a user passes: a label source (returned as is), ``"hard"``, a projector or
-    teacher module, a string (:func:`labeller_from_string`: a pretrained teacher by name such as
-    ``torchvision:resnet18``, a checkpoint, a stored-labels folder or an adapter), or a list of teachers
-    (modules, paths or names; an ensemble sharing one input spec). With ``device``, a model labeller labels there
+    teacher module, or a list of teachers (an ensemble sharing one input spec); strings are resolved first by
+    :func:`~lightlabel.labeling.named.resolve_labeller` where the public API takes them. With ``device``, a model labeller labels there
     (:meth:`ModelLabels.to`: a copy when the caller's model is elsewhere; it is never moved).
 
     Raises:
@@ -347,22 +319,19 @@ def as_label_source(labels: Any, num_classes: int | None = None, *,
         if num_classes is None:
             raise ValueError("hard labels need `num_classes`")
         source: Any = HardLabels(num_classes)
-    elif isinstance(labels, (str, os.PathLike)):
-        return as_label_source(labeller_from_string(labels), num_classes, device=device)
     elif isinstance(labels, nn.Module):
         source = ModelLabels(labels)
     elif isinstance(labels, Sequence) and not isinstance(labels, str) and labels and all(
-            isinstance(t, (nn.Module, str, os.PathLike)) for t in labels):
-        teachers = [t if isinstance(t, nn.Module) else load_teacher(t) for t in labels]
-        source = ModelLabels(TeacherEnsemble(teachers), kind="teachers")
+            isinstance(t, nn.Module) for t in labels):
+        source = ModelLabels(TeacherEnsemble(list(labels)), kind="teachers")
     elif isinstance(labels, LabelSource):
         source = labels
     elif all(callable(getattr(labels, m, None)) for m in ("label", "extra_bytes", "describe")) and all(
             hasattr(labels, a) for a in ("kind", "num_classes", "input_spec")):
         source = _WithHooks(labels)  # 0.2's contract: the two hooks get their online defaults
     else:
-        raise TypeError(f"`labels` must be a LabelSource, 'hard', a Projector or teacher nn.Module, a teacher path or "
-                        f"name, a list of teachers, or StoredSoftLabels; got {type(labels).__name__}")
+        raise TypeError(f"`labels` must be a LabelSource, 'hard', a Projector or teacher nn.Module, a list of teacher "
+                        f"modules, or StoredSoftLabels; got {type(labels).__name__}")
     if num_classes is not None and source.num_classes != num_classes:
         raise ValueError(f"the labels have {source.num_classes} classes but the images have {num_classes}")
     if device is not None and isinstance(source, ModelLabels):

@@ -24,6 +24,7 @@ from ..configs import EvalProtocol
 from ..data import TransformedDataset, as_dataset, eval_transform
 from ..labeling.augment import Augmenter, epoch_views
 from ..labeling.losses import soft_label_loss
+from ..labeling.named import resolve_labeller
 from ..labeling.sources import LabelSource, ModelLabels, RunInfo, as_label_source
 from ..models import build_model
 from ..sets import DistilledSet, FactorizedSet
@@ -203,7 +204,7 @@ def _deprecated_name(labeller: Any, labels: Any, where: str) -> Any:
 def _fast_source(labeller: Any, num_classes: int, device: torch.device) -> LabelSource:
     """The label source on ``device``, a model labeller on its fast path (:meth:`ModelLabels.optimized`: a merged
     or folded copy; the caller's model is never changed or moved)."""
-    source = as_label_source(labeller, num_classes)
+    source = as_label_source(resolve_labeller(labeller), num_classes)
     return source.optimized(device) if isinstance(source, ModelLabels) else source
 
 
@@ -348,7 +349,7 @@ def label_view_agreement(labeller: LabelSource | nn.Module | list[nn.Module] | N
         raise TypeError("label_view_agreement needs `distilled`")
     protocol = protocol or default_protocol(distilled)
     device = resolve_device(device)
-    source = as_label_source(labeller, len(distilled.classes), device=device)
+    source = as_label_source(resolve_labeller(labeller), len(distilled.classes), device=device)
     if source.input_spec is None:
         raise ValueError(f"{source.kind} labels look at no views; label-view agreement needs a labeller")
     augmenter = Augmenter(protocol.augment, len(distilled.classes))
