@@ -10,7 +10,8 @@ import lightlabel as ll
 OUT = Path(__file__).resolve().parent / "api.md"
 
 
-def main() -> None:
+def render() -> str:
+    """The text of docs/api.md for the installed lightlabel."""
     parts = ["# API reference\n", "Generated from the docstrings by `python docs/_gen_api.py`; every name in "
              "`lightlabel.__all__` is listed. Documented submodules with more tools (layered; each imports only the ones "
              "before it): `lightlabel.utils` (atomic writes, seeds, progress, peak memory), `lightlabel.configs` (every "
@@ -47,7 +48,11 @@ def main() -> None:
                 except (TypeError, ValueError):
                     msig = ""
                 parts.append(f"### `{name}.{meth_name}{msig}`\n\n```text\n{doc}\n```\n")
-    OUT.write_text("\n".join(parts))
+    return "\n".join(parts)
+
+
+def main() -> None:
+    OUT.write_text(render())
 
 
 if __name__ == "__main__":

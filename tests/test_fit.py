@@ -250,3 +250,20 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(job, state_file, cifar
         a = ll.load_teacher(killed / "teacher-epoch004.pt").state_dict()
         b = ll.load_teacher(reference / "teacher-epoch004.pt").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fitting_at_a_label_size_feeds_that_size_and_records_it(cifar_ds, resnet20, tiny_rn, tmp_path):
+    """An adapter is fitted at the size it labels at (here 64 px on a 32 px base), and its header says so."""
+    projector = ll.Projector(base=tiny_rn[0], pretrained=tiny_rn[1], class_names=CIFAR10_CLASSES,
+                             config=ll.AdapterConfig(head_rank=4, label_size=64))
+    seen = set()
+    projector.visual.register_forward_pre_hook(lambda m, args: seen.add(tuple(args[0].shape[-2:])))
+    fitted = ll.fit_adapter(cifar_ds, teachers=[resnet20], projector=projector, out_dir=tmp_path / "fit",
+                            fit=ll.FitConfig(epochs=1, batch_size=20, lr=5e-3, val_fraction=0.2),
+                            teacher_input=IMAGENET32, progress=False, device="cpu")
+    assert seen == {(64, 64)}, f"the tower saw {seen}"
+    assert fitted.image_size == (64, 64) and fitted.input_spec.image_size == (64, 64)
+    fitted.save_pretrained(tmp_path / "a")
+    info = ll.read_adapter(tmp_path / "a")[0]
+    assert info.config.label_size == 64
+    assert ll.Projector.from_pretrained(tmp_path / "a").image_size == (64, 64)

@@ -403,3 +403,19 @@ def test_a_protocol_on_another_patch_grid_than_the_sets_is_warned_about(cifar_tr
     protocol = ll.EvalProtocol.helio(patches_per_side=2, epochs=1, batch_size=10, student="cifar_resnet20")
     with pytest.warns(UserWarning, match=r"shuffles patches on a 2 x 2 grid but the set's images hold 1 x 1"):
         ll.train_student(distilled, "hard", protocol, device="cpu", progress=False)
+
+
+def test_the_0_2_names_still_work_with_a_deprecation_warning():
+    """``train_student(labels=)``, ``label_view_agreement(labels=)`` and ``StudentResult.labels`` (lightlabel 0.2)."""
+    distilled, teacher = _toy_set(), _Tiny(spec=IMAGENET)
+    with pytest.warns(DeprecationWarning, match="labeller"):
+        old = ll.train_student(distilled, labels="hard", student_model=_Tiny(), device="cpu", progress=False, **TOY)
+    torch.manual_seed(0)
+    new = ll.train_student(distilled, "hard", student_model=_Tiny(), device="cpu", progress=False, **TOY)
+    with pytest.warns(DeprecationWarning, match="label_kind"):
+        assert old.labels == new.label_kind == "hard"
+    with pytest.raises(TypeError, match="give `labeller` only"):
+        ll.train_student(distilled, "hard", labels="hard", device="cpu", progress=False, **TOY)
+    with pytest.warns(DeprecationWarning, match="labeller"):
+        a = ll.label_view_agreement(labels=teacher, distilled=distilled, views=8, device="cpu")
+    assert a == ll.label_view_agreement(teacher, distilled=distilled, views=8, device="cpu")
