@@ -26,7 +26,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -326,7 +326,7 @@ def run_demo(*, data: str | None = None, work_dir: str | None = None, base: str 
     t0 = time.time()
     refine = projector if cfg.distill.refine_steps > 0 else None  # HeLlO Eq. 7 on the projector's image tower
     refine_key = None if refine is None else fingerprint(refine)
-    distill_dir = work / f"distill-{_key(asdict(cfg.distill), source.fingerprint, fingerprint(strong), seed, refine_key)}"
+    distill_dir = work / f"distill-{_key(cfg.distill.to_dict(), source.fingerprint, fingerprint(strong), seed, refine_key)}"
     distilled = distill_images(train, strong, replace(cfg.distill, image_size=size, seed=seed), projector=refine,
                                device=device, out_dir=distill_dir, progress=progress)
     timings["distill"] = time.time() - t0
@@ -368,7 +368,7 @@ def _demo_teachers(cfg: DemoSettings, source: DataSource, work: Path, teacher: s
     if is_cifar:
         return (*_require(strong, strong_note), _weak_teachers(),
                 "epochs 1-3 of a CIFAR ResNet-20 trajectory (packaged)")
-    out = work / f"teachers-{_key(asdict(cfg.teachers), source.fingerprint, seed)}"
+    out = work / f"teachers-{_key(cfg.teachers.to_dict(), source.fingerprint, seed)}"
     paths = train_teachers(source.train, replace(cfg.teachers, seed=seed), out_dir=out,
                            input_spec=InputSpec.imagenet(size), device=device, progress=progress)
     weak_note = (f"epochs {', '.join(p.stem[-3:].lstrip('0') for p in paths[:-1])} of a {cfg.teachers.arch} "
@@ -388,7 +388,7 @@ def _demo_results(cfg: DemoSettings, source: DataSource, names: list[str], base:
         "dataset": source.name, "data_origin": source.origin, "classes": names, "base": base, "pretrained": pretrained,
         "teacher": strong_note, "weak_teachers": weak_note, "settings": {
             "adapter": cfg.adapter.to_dict(), "fit": cfg.fit.to_dict(), "fit_per_class": cfg.fit_per_class,
-            "distill": asdict(cfg.distill), "protocol": protocol.to_dict()},
+            "distill": cfg.distill.to_dict(), "protocol": protocol.to_dict()},
         "seed": seed, "adapter_bytes": projector.adapter_nbytes, "fit_before": before, "fit_after": after,
         "fit_ok": bool(after.get("agreement", 0) > before.get("agreement", 1) and after.get("top1", 0) >= before.get("top1", 1)),
         "students": [{"labels": r.label_kind, "top1": r.top1, "extra_storage_bytes": r.extra_storage_bytes,

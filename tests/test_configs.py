@@ -133,7 +133,7 @@ def test_every_field_is_validated_against_a_wrong_type(cls):
         try:
             cls(**{f.name: _wrong_value(hints[f.name])})
         except (ValueError, TypeError) as e:
-            assert f.name in str(e), f"{cls.__name__}.{f.name}: the error does not name the field: {e}"
+            assert f"`{f.name}`" in str(e), f"{cls.__name__}.{f.name}: the error does not name the field: {e}"
         else:
             unchecked.append(f.name)
     assert not unchecked, f"{cls.__name__} accepts a wrong type for {unchecked}"

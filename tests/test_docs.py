@@ -124,3 +124,23 @@ def test_the_readme_drop_in_runs_as_written_on_cpu():
     namespace = {"loader": loader, "student": student, "optimizer": torch.optim.SGD(student.parameters(), lr=0.1)}
     exec(compile(code, "README.md drop-in", "exec"), namespace)
     assert namespace["soft_logits"].shape == (4, 10) and not torch.equal(student[1].weight, before)
+
+
+def test_nothing_but_the_results_pages_depends_on_the_benchmarks():
+    """benchmarks/ stands apart: no test imports or runs it (the wheel test's exclusion check aside), and of the docs
+    only results.md and reproduce.md name its commands."""
+    uses = re.compile(r"benchmarks[/.]|import (helio_|_common|_plot)|from (helio_|_common|_plot)")
+    tests = [f"{p.name}:{i}" for p in (PROJECT / "tests").glob("*.py") if p.name != "test_docs.py"
+             for i, line in enumerate(p.read_text().splitlines(), 1)
+             if uses.search(line) and "startswith((" not in line]
+    assert not tests, tests
+    docs = [p.name for p in [PROJECT / "README.md", *(PROJECT / "docs").glob("*.md")]
+            if "benchmarks" in p.read_text() and p.name not in ("results.md", "reproduce.md")]
+    assert not docs, docs
+
+
+def test_the_api_reference_is_what_its_generator_writes():
+    spec = importlib.util.spec_from_file_location("_gen_api", PROJECT / "docs" / "_gen_api.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.render() == (PROJECT / "docs" / "api.md").read_text(), "docs/api.md is stale: run python docs/_gen_api.py"
