@@ -212,6 +212,40 @@ def test_no_host_sync_in_twenty_labelled_student_steps(make_projector):
         torch.cuda.set_sync_debug_mode(0)
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_train_students_own_epoch_has_no_host_sync_but_its_last(make_projector, cifar_ds, overlap):
+    """Issue 31, on the real step: ``train_student``'s epoch (views made on the device from the resident images, online
+    projector labels, DDP wrapper, forward, backward, AdamW, schedule) runs its 20 batches in sync-debug "error" mode;
+    only the end of the epoch (the timing's synchronize and the loss read back) may wait for the GPU."""
+    import warnings
+
+    from lightlabel.recipes.student import _fast_source, _StudentRun
+
+    projector = make_projector()
+    randomize_adapter(projector)
+    distilled = ll.random_subset(cifar_ds, 8, seed=0)  # 80 images: 20 batches of 4
+    protocol = ll.EvalProtocol.helio(student="resnet18", batch_size=4, epochs=3, patches_per_side=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the 2 x 2 views on 1-patch images: this test wants the costlier views
+        run = _StudentRun(distilled, _fast_source(projector, 10, CUDA), protocol, seed=0, device=CUDA,
+                          val_set=None, student_model=None, overlap=overlap)
+    original, guarded_batches = run._labelled, []
+
+    def guarded(views, epoch):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for item in original(views, epoch):
+                guarded_batches.append(epoch)
+                yield item
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+
+    run.step(0)  # warm-up: cuDNN plans, the cached normalisation constants, AdamW's state
+    run._labelled = guarded
+    record = run.step(1)
+    assert guarded_batches == [1] * 20 and record["loss"] > 0
+
+
 def test_relabeler_call_has_no_host_sync(make_projector):
     projector = make_projector().to(CUDA).merge()
     relabeler = ll.OnlineRelabeler(projector, input_spec=IMAGENET32, seed=0, check_every=1000)
