@@ -37,7 +37,7 @@ def main() -> None:
              " | bytes | GB (10^9) | GiB (2^30) | published / formula (GiB) |", "|---|---|---|---|---|---|---|---|"]
     for name, published, top1, compression in PUBLISHED:
         n = stored_label_nbytes(num_classes=C, ipc=IPC, epochs=EPOCHS, compression=compression)
-        kept, per_view = compression.kept_epochs(EPOCHS), compression.bytes_per_view(C)
+        kept, per_view = compression.num_kept_epochs(EPOCHS), compression.bytes_per_view(C)
         lines.append(f"| {name} | {published} | {top1} | {kept} x {IPC * C:,} x {per_view:,} | {n:,} | {n / 1e9:.3f} | "
                      f"{n / 2**30:.3f} | {published / (n / 2**30):.2f} |")
     table = "\n".join(lines)

@@ -564,7 +564,7 @@ def cmd_storage(args) -> None:
     if compression:
         c = configs.LabelCompression(**compression)
         name = (f"top-{c.topk} {c.values}" if c.topk else f"all logits {c.values}") + (
-            f", labels of {c.kept_epochs(args.epochs)} of {args.epochs} epochs" if c.keep_epochs < 1 else "")
+            f", labels of {c.num_kept_epochs(args.epochs)} of {args.epochs} epochs" if c.keep_epochs < 1 else "")
         compressed[name] = c
     if args.adapter:
         path = resolve_adapter(args.adapter)

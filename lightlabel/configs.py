@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -730,9 +731,16 @@ class LabelCompression(_Config):
                              "the other classes) for top-1 storage")
         check_number(self, "keep_epochs", 0, open_low=True, high=1)
 
-    def kept_epochs(self, epochs: int) -> int:
-        """How many epochs' labels are stored: ``max(1, round(keep_epochs * epochs))``."""
+    def num_kept_epochs(self, epochs: int) -> int:
+        """How many epochs' labels are stored: ``max(1, round(keep_epochs * epochs))`` (which ones:
+        :func:`lightlabel.labeling.stored.kept_epochs`)."""
         return max(1, round(self.keep_epochs * epochs))
+
+    def kept_epochs(self, epochs: int) -> int:
+        """Deprecated (0.2 name): :meth:`num_kept_epochs`; ``stored.kept_epochs`` is the list of kept epochs."""
+        warnings.warn("LabelCompression.kept_epochs is deprecated: use num_kept_epochs (a count)", DeprecationWarning,
+                      stacklevel=2)
+        return self.num_kept_epochs(epochs)
 
     def bytes_per_view(self, num_classes: int) -> int:
         """Label bytes of one view: ``k * (2 + value bytes)`` for top-k (uint16 index + value), ``C * value bytes``

@@ -83,7 +83,7 @@ def stored_label_nbytes(*, num_classes: int, ipc: int, epochs: int,
     """
     _positive(num_classes=num_classes, ipc=ipc, epochs=epochs)
     compression = compression or LabelCompression()
-    return compression.kept_epochs(epochs) * ipc * num_classes * compression.bytes_per_view(num_classes)
+    return compression.num_kept_epochs(epochs) * ipc * num_classes * compression.bytes_per_view(num_classes)
 
 
 def teacher_nbytes(teacher: str | nn.Module | int, num_classes: int) -> int:

@@ -247,3 +247,19 @@ def test_folder_adapter_carries_its_precomputed_text_embeddings(make_projector, 
         torch.testing.assert_close(loaded.eval()(x), projector.eval()(x))
     loaded_file = ll.Projector.from_pretrained(tmp_path / "folder" / "adapter.safetensors")
     assert loaded_file.templates is None
+
+
+def test_int8_quantiser_one_scale_per_slice():
+    from lightlabel.utils.quantize import quantize_int8
+
+    t = torch.tensor([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0], [3.0, 0.0, -3.0]])
+    q, scale = quantize_int8(t, 1)
+    assert q.dtype == torch.int8 and scale.shape == (3,) and scale.dtype == torch.float32
+    assert q[0].tolist() == [64, -127, 32] and q[1].tolist() == [0, 0, 0] and scale[1] == 1.0
+    torch.testing.assert_close(q.float() * scale[:, None], t, atol=float(scale.max()) / 2, rtol=0)
+    q0, s0 = quantize_int8(t, 0)  # one scale per column
+    assert s0.shape == (3,) and torch.equal(q0.abs().amax(0), torch.tensor([127, 127, 127], dtype=torch.int8))
+    with pytest.raises(ValueError, match="`t`"):
+        quantize_int8(torch.zeros(2, 2, 2), 1)
+    with pytest.raises(ValueError, match="`dim`"):
+        quantize_int8(t, 2)

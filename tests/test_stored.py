@@ -71,7 +71,7 @@ def test_label_bytes_on_disk_equal_the_formula(tmp_path, compression):
         on_disk += sum(t.numel() * t.element_size() for k, t in tensors.items() if k in LABEL_KEYS)
     formula = stored_label_nbytes(num_classes=2, ipc=8, epochs=4, compression=compression)
     assert on_disk == formula == stored.label_nbytes
-    assert len(list(tmp_path.glob("epoch-*.safetensors"))) == compression.kept_epochs(4) == len(stored.kept)
+    assert len(list(tmp_path.glob("epoch-*.safetensors"))) == compression.num_kept_epochs(4) == len(stored.kept)
     assert stored.nbytes == sum(p.stat().st_size for p in tmp_path.iterdir()) > formula
     assert ll.StoredSoftLabels(tmp_path).compression == compression, "the options are recorded in the header"
 
@@ -171,3 +171,9 @@ def test_top1_storage_needs_the_mass_fill_and_keeps_the_class():
     assert torch.equal(out.argmax(1), logits.argmax(1))
     p, q = out.softmax(1), logits.softmax(1)
     assert torch.allclose(p.max(1).values, q.max(1).values, atol=1e-3), "the top class keeps its probability"
+
+
+def test_the_0_2_kept_epochs_name_on_the_config_warns_and_counts():
+    c = ll.LabelCompression(keep_epochs=0.1)
+    with pytest.warns(DeprecationWarning, match="num_kept_epochs"):
+        assert c.kept_epochs(300) == c.num_kept_epochs(300) == 30

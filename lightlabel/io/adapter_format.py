@@ -30,6 +30,7 @@ import torch
 from ..configs import AdapterConfig
 from ..errors import AdapterError
 from ..utils.hashing import json_digest, safetensors_header, tensors_digest
+from ..utils.quantize import quantize_int8
 from ..version import __version__
 
 __all__ = [
@@ -210,15 +211,6 @@ def _rank_axis(key: str) -> int:
     return 0 if key.endswith(".lora_A") else 1
 
 
-def _quantize_int8(t: torch.Tensor, rank_axis: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 with one scale per rank channel: ``t ~= q * scale`` broadcast along ``rank_axis``."""
-    scale = t.abs().amax(dim=1 - rank_axis) / 127.0
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    shape = (-1, 1) if rank_axis == 0 else (1, -1)
-    q = torch.round(t / scale.view(shape)).clamp_(-127, 127).to(torch.int8)
-    return q, scale.float()
-
-
 def _sha256_metadata(meta: Mapping[str, str]) -> str:
     body = {k: v for k, v in meta.items() if k != "sha256_metadata"}
     return json_digest(body)
@@ -235,7 +227,7 @@ def encode_adapter(tensors: Mapping[str, torch.Tensor], info: AdapterInfo) -> by
         if _is_factor(key) and info.storage_dtype == "fp16":
             t = t.half()
         elif _is_factor(key) and info.storage_dtype == "int8":
-            t, stored[f"{key}.qscale"] = _quantize_int8(t, _rank_axis(key))
+            t, stored[f"{key}.qscale"] = quantize_int8(t, 1 - _rank_axis(key))  # one scale per rank channel
         stored[key] = t
     meta = info.to_metadata()
     meta["sha256_tensors"] = tensors_digest(stored)

@@ -24,6 +24,7 @@ from ..errors import StoredLabelsError
 from ..utils.files import atomic_path, atomic_write_text
 from ..utils.hashing import bytes_digest, file_digest, tensor_digest
 from ..utils.progress import progress_bar
+from ..utils.quantize import quantize_int8
 from ..utils.seeding import derive_seed, generator
 from .augment import Augmenter, epoch_order, epoch_views
 from .sources import LabelSource, RunInfo, as_label_source
@@ -47,7 +48,7 @@ LABEL_KEYS = ("logits", "topk_index", "topk_value", "scale", "lse")
 
 def kept_epochs(epochs: int, compression: LabelCompression, seed: int) -> list[int]:
     """The epochs whose labels are stored: all, or a random subset from ``(seed, "prune")`` (LPLD label pruning)."""
-    count = compression.kept_epochs(epochs)
+    count = compression.num_kept_epochs(epochs)
     if count >= epochs:
         return list(range(epochs))
     return sorted(torch.randperm(epochs, generator=generator(seed, "prune"))[:count].tolist())
@@ -72,9 +73,7 @@ def compress_logits(logits: torch.Tensor, compression: LabelCompression) -> dict
         if compression.fill == "mass":
             out["lse"] = torch.logsumexp(logits, dim=1)
     if compression.values == "int8":
-        scale = values.abs().amax(dim=1).clamp_min(1e-8) / 127
-        out["scale"] = scale
-        values = torch.round(values / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        values, out["scale"] = quantize_int8(values, 1)  # one scale per view
     else:
         values = values.half()
     out["topk_value" if compression.topk is not None else "logits"] = values
