@@ -217,3 +217,18 @@ def test_optimized_labeller_compiles_on_request(projector, cifar_batch):
     compiled = source.optimized("cpu", compile={"backend": "eager"})
     torch.testing.assert_close(compiled.label(cifar_batch[0][:4]), eager.label(cifar_batch[0][:4]))
     assert compiled.describe() == source.describe() and compiled.extra_bytes() == source.extra_bytes()
+
+
+def test_train_student_takes_an_optimised_labeller_as_it_is(projector, monkeypatch):
+    """A compiled labeller passed to train_student is the one that labels: the recipe does not optimise it again."""
+    from lightlabel.labeling.sources import ModelLabels
+    from lightlabel.recipes.student import _fast_source
+
+    compiled = ModelLabels(projector).optimized("cpu", compile={"backend": "eager"})
+    assert compiled.is_optimized and not ModelLabels(projector).is_optimized
+    monkeypatch.setattr(ModelLabels, "optimized", lambda *a, **k: pytest.fail("optimised a second time"))
+    assert _fast_source(compiled, 10, torch.device("cpu")) is compiled
+    distilled = ll.random_subset(ll.data.TensorImageDataset(torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8),
+                                                            torch.arange(20) % 10, list(projector.class_names)), 1)
+    result = ll.train_student(distilled, compiled, device="cpu", progress=False, epochs=1, batch_size=10)
+    assert result.label_kind == "projector"

@@ -163,6 +163,7 @@ class ModelLabels(_OnlineHooks):
         self.autocast = bool(autocast)
         self.num_classes = model.num_classes if self.is_projector else self._probe_classes()
         self._origin: ModelLabels | None = None
+        self.is_optimized = False  # made by optimized(): recipes take it as it is
 
     def _probe_classes(self) -> int:
         classes = getattr(self.model, "classes", None)
@@ -221,7 +222,7 @@ class ModelLabels(_OnlineHooks):
         if model is self.model:
             return self
         moved = ModelLabels(model, input_spec=self.input_spec, kind=self.kind, autocast=self.autocast)
-        moved._origin = self._origin or self
+        moved._origin, moved.is_optimized = self._origin or self, self.is_optimized
         return moved
 
     def optimized(self, device: torch.device | str, *, compile: bool | dict[str, Any] = False) -> ModelLabels:
@@ -236,7 +237,9 @@ class ModelLabels(_OnlineHooks):
             device: where the copy labels.
             compile: opt-in ``torch.compile`` of the copy (``True``, or a dict of ``torch.compile`` options such as
                 ``{"mode": "reduce-overhead"}`` for CUDA graphs when the batch shape is fixed). The first batch of
-                each shape compiles (seconds to minutes): time it apart from the steady state.
+                each shape compiles (seconds to minutes): time it apart from the steady state. Pass the result to
+                :func:`~lightlabel.train_student` to train under the compiled labeller (recipes take an optimised
+                labeller as it is, moved to their device).
         """
         device = torch.device(device)
         model = copy.deepcopy(self.model)
@@ -253,6 +256,7 @@ class ModelLabels(_OnlineHooks):
             model.compile(**({} if compile is True else dict(compile)))  # in place: keeps the module's attributes
         fast = ModelLabels(model, input_spec=self.input_spec, kind=self.kind, autocast=self.autocast)
         fast._origin = self._origin or self  # bytes and identity stay those of the labeller as given
+        fast.is_optimized = True
         return fast
 
     def extra_bytes(self) -> int:

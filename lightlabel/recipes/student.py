@@ -116,8 +116,8 @@ def train_student(
         labeller: a :class:`~lightlabel.Projector` (online labels from a merged copy: the one passed is unchanged),
             a teacher module with an ``input_spec``, a checkpoint path or name (``"torchvision:resnet18"``: see
             :func:`~lightlabel.load_teacher`) or a list of them (online teacher labels, RDED style),
-            :class:`~lightlabel.StoredSoftLabels` (SRe2L style), any other :class:`~lightlabel.LabelSource`, or
-            ``"hard"`` (CutMix targets only).
+            :class:`~lightlabel.StoredSoftLabels` (SRe2L style), any other :class:`~lightlabel.LabelSource` (e.g.
+            ``ModelLabels(p).optimized(device, compile=True)``: a compiled labeller), or ``"hard"`` (CutMix only).
         protocol: the :class:`~lightlabel.EvalProtocol` (default: :meth:`EvalProtocol.helio` on RDED's views for
             the set's patch grid).
         val_set: validation data (dataset of ``(image, label)`` or an ImageFolder path), resized to the distilled
@@ -205,7 +205,9 @@ def _fast_source(labeller: Any, num_classes: int, device: torch.device) -> Label
     """The label source on ``device``, a model labeller on its fast path (:meth:`ModelLabels.optimized`: a merged
     or folded copy; the caller's model is never changed or moved)."""
     source = as_label_source(resolve_labeller(labeller), num_classes)
-    return source.optimized(device) if isinstance(source, ModelLabels) else source
+    if not isinstance(source, ModelLabels):
+        return source
+    return source.to(device) if source.is_optimized else source.optimized(device)
 
 
 class _StudentRun:
