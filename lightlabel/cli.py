@@ -407,10 +407,10 @@ def cmd_distill(args) -> None:
     from .recipes.distill import distill_images
 
     config = configs.DistillConfig(**config_overrides(args, configs.DistillConfig), seed=args.seed)  # settings first
+    data = ImageFolderDataset(args.data)  # then the data, before any download of the observer
     observer = load_teacher(args.observer, input_spec=args.observer_input)
     projector = Projector.from_pretrained(args.projector) if args.projector else None
-    out = distill_images(ImageFolderDataset(args.data), observer, config, projector=projector, device=args.device,
-                         progress=not args.quiet)
+    out = distill_images(data, observer, config, projector=projector, device=args.device, progress=not args.quiet)
     if not _main_process():
         return
     path = out.save(args.out)
