@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 import types
 import typing
@@ -650,6 +651,16 @@ COMMANDS = {"fit": cmd_fit, "select": cmd_select, "distill": cmd_distill, "facto
             "push": cmd_push, "demo": cmd_demo, "doctor": cmd_doctor}
 
 
+def _with_flags(message: str, command: str) -> str:
+    """An error message in the command line's words: each backticked setting the command takes as a flag gets the
+    flag beside it (```ipc` (--ipc)``)."""
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flags = {a.dest.rpartition(":")[2]: a.option_strings[0] for a in sub._actions
+             if a.option_strings and a.option_strings[0].startswith("--")}
+    return re.sub(r"`(\w+)`", lambda m: f"{m.group(0)} ({flags[m.group(1)]})" if m.group(1) in flags else m.group(0),
+                  message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lightlabel`` command. Returns the exit code."""
     args = _parser().parse_args(argv)
@@ -681,7 +692,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         hint = (" (set LIGHTLABEL_DEBUG=1 for the traceback)"
                 if isinstance(e, (RuntimeError, TypeError)) and not isinstance(e, HubError) else "")
-        print(f"lightlabel {args.command}: error: {e}{hint}".replace("\n", " "), file=sys.stderr)
+        print(f"lightlabel {args.command}: error: {_with_flags(str(e), args.command)}{hint}".replace("\n", " "),
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lightlabel {args.command}: interrupted (resumable commands continue where they stopped)",

@@ -127,3 +127,11 @@ def test_every_generated_flag_explains_itself():
             if len(text) < 8 or re.search(r"\bone of [A-Z_]+\b", text):  # not a bare name of a constant either
                 bare.append(f"{name} {(action.option_strings or [action.dest])[0]}")
     assert not bare, bare
+
+
+def test_errors_name_the_flag_beside_the_setting(capsys):
+    from lightlabel.cli import main
+
+    assert main(["storage", "--classes", "10", "--ipc", "10", "--topk", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "`topk` (--topk) must be an int" in err and err.count("\n") == 1
