@@ -94,7 +94,7 @@ def test_push_goes_through_push_to_hub(tmp_path, make_projector, monkeypatch, ca
         (["fit", "nowhere", "--out", "x.safetensors"], "image folder not found"),
         (["storage", "--classes", "10", "--ipc", "0"], "ipc"),
         (["storage", "--classes", "10", "--ipc", "1", "--teacher", "resnet-eighteen"], "not a torchvision model"),
-        (["distill", "nowhere", "--observer", "t.th", "--out", "o", "--ipc", "0"], "`ipc` must be an int >= 1"),
+        (["distill", "nowhere", "--observer", "t.th", "--out", "o", "--ipc", "0"], "`ipc` (--ipc) must be an int >= 1"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(argv, match, capsys):
