@@ -34,14 +34,16 @@ def setup() -> tuple[int, int, torch.device]:
 
 def demo_inputs(data: str | None) -> tuple[ll.DistilledSet, ll.Projector, object]:
     """A small real-data setting: 20 CIFAR-10 images per class (``data``, the shared data or a download), distilled
-    with the real ResNet-20 checkpoint shipped in the package, and an unfitted projector on the packaged base."""
+    with the real ResNet-20 checkpoint shipped in the package, an unfitted projector on the packaged base, and
+    20 test images per class to score the student on."""
     train = load_cifar10("train", data=data, per_class=20, progress=False)
     observer = ll.load_teacher("lightlabel:cifar10-resnet20-epoch3")
     distilled = ll.distill_images(train, observer, ipc=4, patches_per_image=1,
                                   candidates_per_class=min(20, len(train) // len(train.classes)), progress=False)
     torch.manual_seed(0)  # the same adapter initialisation on every rank
     projector = ll.Projector.packaged(train.classes, config=ll.AdapterConfig(head_rank=4))
-    return distilled, projector, train
+    val = load_cifar10("test", data=data, per_class=20, progress=False)  # held-out images, never the training ones
+    return distilled, projector, val
 
 
 def main() -> None:

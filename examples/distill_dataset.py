@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> ll.DistilledSet:
     parser.add_argument("--adapter", default=None, help="a projector (folder, file or Hub id) as the observer")
     parser.add_argument("--refine-steps", type=int, default=0, help="Eq. 7 steps through --adapter (default 0: off)")
     args = parser.parse_args(argv)
+    if args.refine_steps and not args.adapter:
+        parser.error("--refine-steps refines through a projector: give --adapter too")
     train = load_cifar10("train", data=args.data, per_class=args.candidates, progress=False)
     print(f"data: {train.origin} ({len(train)} candidates)")
     projector = ll.Projector.from_pretrained(args.adapter) if args.adapter else None

@@ -599,8 +599,8 @@ class Projector(nn.Module):
         Merges this projector (the fast path, in place: call :meth:`unmerge` before fitting it further) and wraps it
         in a :class:`~lightlabel.TeacherModule`: ``(B, 3, H, W)`` batches in the host's normalisation and resolution
         -> ``(B, C)`` float32 logits or probabilities, without gradients, safe under ``DataParallel``. Under DDP,
-        move it to each process's device and do not wrap it: DDP refuses modules without trainable parameters, and a
-        frozen teacher has no gradient to synchronise.
+        move it to each process's device and do not wrap it: no gradient flows through it, so there is nothing to
+        synchronise.
 
         Args:
             input_spec: the host loop's input (``InputSpec.from_transform(its_transform)``, or a preset such as

@@ -8,8 +8,8 @@ batch to the labeller's input (one affine map per channel, then a resize), label
 autocast on CUDA, and returns float32 logits or probabilities at a chosen temperature and scale.
 
 Everything it holds is a parameter or a buffer, so ``.to()`` and ``DataParallel`` replicas see all of it. Under DDP,
-each process moves its own copy to its device: DDP itself refuses to wrap a module with no trainable parameter, and a
-frozen teacher has no gradient to synchronise. It draws no random numbers.
+each process moves its own copy to its device and does not wrap it: its forward runs under ``no_grad``, so there is no
+gradient to synchronise. It draws no random numbers.
 """
 
 from __future__ import annotations
