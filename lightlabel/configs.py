@@ -272,7 +272,7 @@ class AdapterConfig(_Config):
             (224 for RN50). The base's positional embedding is resampled for it, and the size is recorded in the
             adapter. Labelling cost falls with the square of the side (RN50: 6.11 GMAC per image at 224 px, 3.12 at
             160, 2.00 at 128). A smaller side needs a longer fit: on CIFAR-10 IPC 10 an adapter at half the proxy
-            base's side (32 px of 64, a 1 x 1 final grid) labelled in 0.26-0.30 of the time; fitted 10 epochs it
+            base's side (32 px of 64, a 1 x 1 final grid) labelled in 0.22 of the time; fitted 10 epochs it
             agreed with its teachers less (0.65 against 0.75) and its students scored 1.8 points lower (43.7 % against
             45.5 %, 3 seeds); fitted 20 epochs they scored 46.6 %, against 47.5 % for the 64 px adapter fitted as long.
 
