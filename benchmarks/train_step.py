@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py --configs rn50 --batch 32               # CPU (about 40 min on 2 cores)
     python benchmarks/train_step.py --configs rn50 --batch 100 256          # one GPU (the figures issue 31 targets)
+    python benchmarks/train_step.py ... --compile     # also a torch.compile'd projector, with its compile time
 
 Each label source trains its own ResNet-18 student (CutMix, RDED's views at f = 1, MSE + 0.025 CE, AdamW) on the
 same batches, through the library's own pieces in the order ``train_student`` runs them: ``epoch_views``, then the
@@ -47,9 +48,9 @@ def _images(n: int, size: int, classes: int) -> tuple[torch.Tensor, torch.Tensor
 class Runner:
     """One label source's student, optimiser and labeller; :meth:`epoch` runs and times one epoch of steps."""
 
-    def __init__(self, labels, classes: int, size: int, device: torch.device) -> None:
+    def __init__(self, labels, classes: int, size: int, device: torch.device, compile: bool = False) -> None:
         self.device = device
-        self.source = None if labels == "hard" else as_label_source(labels).optimized(device)
+        self.source = None if labels == "hard" else as_label_source(labels).optimized(device, compile=compile)
         torch.manual_seed(0)
         self.student = build_model("resnet18", classes, low_res=size <= 64, image_size=size).to(device).train()
         if device.type == "cuda":
@@ -80,7 +81,10 @@ class Runner:
         return (time.perf_counter() - t0) / steps
 
 
-def measure(config: str, batch: int, steps: int, epochs: int, device: torch.device) -> dict[str, list[float]]:
+def measure(config: str, batch: int, steps: int, epochs: int, device: torch.device,
+            compile: bool = False) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Timed seconds per step by source, and each source's warm-up epoch (seconds per step: compilation shows
+    there)."""
     base, size, classes, head_rank, sizes = CONFIGS[config]
     images, labels = _images(batch * steps, size, classes)
     images, labels = images.to(device), labels.to(device)
@@ -91,13 +95,19 @@ def measure(config: str, batch: int, steps: int, epochs: int, device: torch.devi
         projector, _ = bench_projector(base, classes, head_rank, device=torch.device("cpu"),
                                        label_size=None if s == size else s)
         runners[f"projector@{s}"] = Runner(projector, classes, size, device)
+    if compile:  # the same projector, compiled (ModelLabels.optimized(compile=True), as train_student takes it)
+        native, _ = bench_projector(base, classes, head_rank, device=torch.device("cpu"))
+        runners[f"projector@{size} compiled"] = Runner(native, classes, size, device, compile=True)
     augmenter = Augmenter(ll.AugmentConfig.rded(1), classes)
     times: dict[str, list[float]] = {name: [] for name in runners}
+    warmup: dict[str, float] = {}
     for e in range(epochs + 1):  # interleaved: every source runs epoch e before any runs e + 1
         for name, runner in runners.items():
             t = runner.epoch(images, labels, augmenter, batch, e)
             if e > 0:
                 times[name].append(t)
+            else:
+                warmup[name] = t
             print(f"{config} batch {batch} epoch {e} {name}: {t:.4f} s/step", flush=True)
     # the projector exactly as train_student gets it (its own run: train_student has no interleaving)
     projector, _ = bench_projector(base, classes, head_rank, device=torch.device("cpu"))
@@ -106,7 +116,7 @@ def measure(config: str, batch: int, steps: int, epochs: int, device: torch.devi
     protocol = ll.EvalProtocol.helio(epochs=epochs + 2, batch_size=batch, patches_per_side=1)
     r = ll.train_student(distilled, projector, protocol, device=device, progress=False)
     times["projector via train_student"] = [r.seconds_per_iter]
-    return times
+    return times, warmup
 
 
 def _row(config: str, batch: int, name: str, ts: list[float], times: dict[str, list[float]]) -> str:
@@ -126,6 +136,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per source, after one warm-up epoch")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true",
+                        help="add a torch.compile'd projector at the native size, with its compile time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -134,7 +146,7 @@ def main() -> None:
     rows, verdicts = [], []
     for config in args.configs:
         for batch in args.batch:
-            times = measure(config, batch, args.steps, args.epochs, device)
+            times, warmup = measure(config, batch, args.steps, args.epochs, device, compile=args.compile)
             rows += [_row(config, batch, name, ts, times) for name, ts in times.items()]
             teacher, hard = statistics.median(times["teacher"]), statistics.median(times["hard"])
             for name in (n for n in times if n.startswith("projector@")):
@@ -142,6 +154,12 @@ def main() -> None:
                 verdicts.append(f"- {CONFIGS[config][0]}, batch {batch}, {name}: **{p / teacher:.2f} x** the online "
                                 f"teacher's step ({p / hard:.2f} x the hard-label step; the teacher's is "
                                 f"{teacher / hard:.2f} x).")
+            for name in (n for n in times if n.endswith(" compiled")):
+                eager, compiled = statistics.median(times[name[:-len(" compiled")]]), statistics.median(times[name])
+                extra = (warmup[name] - compiled) * args.steps
+                verdicts.append(f"- {CONFIGS[config][0]}, batch {batch}, {name}: steady step **{compiled / eager:.2f} "
+                                f"x** the eager projector's; compiling cost {extra:.1f} s once (its warm-up epoch over "
+                                f"a steady one).")
 
     # storage: stored soft labels grow with IPC and epochs; a teacher and an adapter do not
     adapter = bench_projector("RN50-quickgelu", 1000, 128, device=torch.device("cpu"))[0].adapter_nbytes

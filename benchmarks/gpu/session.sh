@@ -8,7 +8,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 echo "== CUDA tests"; timeout 150 python3 -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_augment_batched.py tests/test_fastpath.py tests/test_teacher_module.py 2>&1 | tee $OUT/test_cuda.log | tail -15
 echo "== suite"; timeout 240 python3 -m pytest -q -n 8 -p no:cacheprovider --timeout 180 tests > $OUT/suite.log 2>&1; tail -25 $OUT/suite.log
 cd benchmarks
-for b in labels_per_second.py "train_step.py --configs rn50 --batch 100 256" "augment_speed.py"; do
+for b in labels_per_second.py "train_step.py --configs rn50 --batch 100 256 --compile" "augment_speed.py"; do
   echo "== $b ($(left) s left)"; timeout 150 python3 $b 2>&1 | tail -8
 done
 if [ $# -gt 0 ] && limit=$(cells_timeout); then
