@@ -1,21 +1,44 @@
 #!/bin/bash
-# One call on a lent GPU machine (see benchmarks/gpu/README.md): CUDA tests, the suite with CUDA present, the -cuda
-# speed benchmarks, then grid cells until the deadline. Usage there:
-#   LIGHTLABEL_COMMIT=<hash> BUDGET=560 bash benchmarks/gpu/session.sh [helio_table.py arguments ...]
+# One call on a lent GPU machine (see benchmarks/gpu/README.md): the CUDA tests, the -cuda speed benchmarks, grid cells
+# until the deadline, then (if time is left) the suite with CUDA present. Every stage's output goes to $OUT as it
+# runs, and the results are tarred into $OUT after each stage, so a call cut off at its limit still returns what
+# finished. Usage there:
+#   LIGHTLABEL_COMMIT=<hash> BUDGET=560 bash benchmarks/gpu/session.sh ["helio_table.py arguments" ...]
+# Each quoted argument is one helio_table.py run, in order (e.g. "--dataset cifar10 --ipc 10 --seeds 0 --rows projector_full").
 source benchmarks/gpu/common.sh
 export LIGHTLABEL_DATA=$PWD/.carry/shared/data LIGHTLABEL_BENCH_CACHE=$PWD/.carry/cache
+mkdir -p .carry/cache && touch .carry/cache.lst
+save() {  # the cells, the results page, the charts and the new cache entries (not the students' resume states)
+  local new
+  new=$(LC_ALL=C comm -13 .carry/cache.lst <(cd .carry && find cache -mindepth 3 -maxdepth 3 | LC_ALL=C sort) \
+        | grep -v -e student-states -e '/data/' -e '\.work$' | sed 's|^|.carry/|')
+  cp docs/results.md "$OUT/results.md"
+  # shellcheck disable=SC2086
+  tar czf "$OUT/back.tgz" benchmarks/results docs/*.png $new 2>/dev/null
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-echo "== CUDA tests"; timeout 150 python3 -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_augment_batched.py tests/test_fastpath.py tests/test_teacher_module.py 2>&1 | tee $OUT/test_cuda.log | tail -15
-echo "== suite"; timeout 240 python3 -m pytest -q -n 8 -p no:cacheprovider --timeout 180 tests > $OUT/suite.log 2>&1; tail -25 $OUT/suite.log
+echo "== CUDA tests"
+timeout 120 python3 -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_augment_batched.py \
+  tests/test_fastpath.py tests/test_teacher_module.py > "$OUT/test_cuda.log" 2>&1
+tail -25 "$OUT/test_cuda.log"
 cd benchmarks
-for b in labels_per_second.py "train_step.py --configs rn50 --batch 100 256 --compile" "augment_speed.py"; do
-  echo "== $b ($(left) s left)"; timeout 150 python3 $b 2>&1 | tail -8
+echo "== labels_per_second.py ($(left) s left)"
+timeout 70 python3 labels_per_second.py --configs rn50 --batch 100 256 2>&1 | tee "$OUT/labels_per_second.log" | tail -12
+echo "== train_step.py ($(left) s left)"
+timeout 160 python3 train_step.py --configs rn50 --batch 100 256 2>&1 | tee "$OUT/train_step.log" | tail -20
+cd .. && save && cd benchmarks
+for spec in "$@"; do
+  limit=$(cells_timeout) || { echo "== skipped: $spec (deadline)"; continue; }
+  echo "== cells: $spec ($(left) s left)"
+  # shellcheck disable=SC2086
+  timeout "$limit" python3 helio_table.py $spec 2>&1 | tee -a "$OUT/cells.log" | grep -E "cell |Error|fit" | tail -20
+  cd .. && save && cd benchmarks
 done
-if [ $# -gt 0 ] && limit=$(cells_timeout); then
-  echo "== cells ($(left) s left)"; timeout "$limit" python3 helio_table.py "$@" --quiet 2>&1 | grep -E "cell |Error" | tail -40
-fi
 cd ..
-cp docs/results.md $OUT/results.md
-NEW=$(LC_ALL=C comm -13 .carry/cache.lst <(cd .carry && find cache -mindepth 3 -maxdepth 3 | LC_ALL=C sort) | grep -v -e student-states -e '/data/' -e '\.work$' | sed 's|^|.carry/|')
-tar czf $OUT/back.tgz benchmarks/results docs/*.png $NEW
+if [ "$(left)" -gt 150 ]; then
+  echo "== suite ($(left) s left)"
+  timeout $(( $(left) - 30 )) python3 -m pytest -q -n 8 -p no:cacheprovider tests > "$OUT/suite.log" 2>&1
+  tail -15 "$OUT/suite.log"
+fi
+save
 echo "done in $(( $(date +%s) - START )) s"
