@@ -17,6 +17,7 @@ is ``helio_report.py``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import hashlib
 import json
@@ -157,9 +158,11 @@ class Run:
                     [j for j, t in enumerate(train.targets) if t == cls][:per_class]]
             train = train.subset(keep)
         config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode, label_size=label_size)
-        fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"])
+        fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"],
+                           num_workers=getattr(self.args, "workers", 0))
         teachers = self.checkpoints(stage)
-        key = digest(config.to_dict(), fit.to_dict(), [hashlib.sha256(p.read_bytes()).hexdigest() for p in teachers],
+        # the workers change nothing in the fit (per-sample seeded augmentation), so they are not in its key
+        key = digest(config.to_dict(), dataclasses.replace(fit, num_workers=0).to_dict(), [hashlib.sha256(p.read_bytes()).hexdigest() for p in teachers],
                      hashlib.sha256(text.numpy().tobytes()).hexdigest(), self.data_key, len(train))
         return ll.fit_adapter(train, self.names, teachers=teachers, base=PROXY_BASE, pretrained=str(PROXY_CHECKPOINT),
                               text_embeddings=text, config=config, fit=fit, out_dir=self.dir / f"fit-{key}",
@@ -306,6 +309,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--report", action="store_true", help="only rebuild docs/results.md from the cells")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="DataLoader workers of the adapter fits (their per-sample CPU augmentation); results do "
+                             "not depend on it. On a GPU machine 8 keeps the device fed")
     parser.add_argument("--keep-trajectory", action="store_true",
                         help="copy the teacher trajectory's checkpoints next to trajectory.json, to commit: a fresh "
                              "machine then uses them instead of training another trajectory")

@@ -534,7 +534,8 @@ class FitConfig(_Config):
         val_fraction: fraction of the training set held out (deterministically) to measure label fidelity each
             epoch; 0 disables it.
         seed: seed of the adapter initialisation, data split, order and augmentation.
-        num_workers: DataLoader workers.
+        num_workers: DataLoader workers of the per-sample CPU augmentation. The result does not depend on it (each
+            sample's augmentation is seeded by ``seed``, epoch and index), so a fit may resume with other workers.
 
     Raises:
         ValueError: a bad value (named, with what was given).
@@ -577,7 +578,7 @@ class TeacherConfig(_Config):
         batch_size, lr, momentum, weight_decay, step_size, gamma: SGD with StepLR (paper: 256, 0.1, 0.9, 1e-4, 30,
             0.1); ``batch_size`` is the global batch, split across processes under torch.distributed.
         seed: seed of the initialisation, data order and augmentation.
-        num_workers: DataLoader workers.
+        num_workers: DataLoader workers; the result does not depend on it (per-sample seeded augmentation).
 
     Raises:
         ValueError: a bad value (named, with what was given).

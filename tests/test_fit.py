@@ -104,13 +104,15 @@ def test_resume_equals_uninterrupted(cifar_ds, resnet20, tiny_rn, tmp_path, monk
         _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path / "resumed", epochs=3)
     monkeypatch.undo()
     assert torch.load(tmp_path / "resumed" / "fit-state.pt", weights_only=False)["epoch"] == 1
-    resumed = _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path / "resumed", epochs=3)
+    # resumed with a DataLoader worker: each sample's augmentation is seeded by (seed, epoch, index), so the
+    # workers change nothing and the resume is allowed
+    resumed = _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path / "resumed", epochs=3, num_workers=1)
     for k, v in full.adapter_state().items():
         assert torch.equal(resumed.adapter_state()[k], v), k
     assert [h["epoch"] for h in resumed.fit_info["history"]] == [0, 1, 2, 3]
     ll.Projector.from_pretrained(tmp_path / "resumed" / "adapter.safetensors")  # the per-epoch file loads
     assert ll.FitConfig.from_dict(ll.read_adapter(tmp_path / "resumed")[0].fit_info["config"]) == ll.FitConfig(
-        epochs=3, batch_size=20, lr=5e-3, val_fraction=0.2), "the fit config round-trips through the adapter header"
+        epochs=3, batch_size=20, lr=5e-3, val_fraction=0.2, num_workers=1), "the fit config round-trips through the header"
 
 
 def test_out_dir_of_a_fit_on_precomputed_text_embeddings_loads_alone(cifar_ds, resnet20, tiny_rn, tmp_path):

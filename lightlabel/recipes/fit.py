@@ -272,7 +272,7 @@ class _FitRun:
         """What a resumed fit must share with the saved one."""
         p = self.projector
         return dict(base=p.base_model, base_fingerprint=p.base_fingerprint, classes=names, templates=p.templates,
-                    config=p.config.to_dict(), fit=self.cfg.to_dict(), image_size=self.size, samples=samples,
+                    config=p.config.to_dict(), fit=_result_settings(self.cfg), image_size=self.size, samples=samples,
                     teachers=fingerprint(self.ensemble), teacher_input=self.t_spec.to_dict(), world=world()[1])
 
     def export(self, settings: dict[str, Any], history: list[dict[str, Any]], out_dir: Path | None = None) -> None:
@@ -313,6 +313,12 @@ class _FitRun:
             record.update(label_fidelity(self.projector, self.ensemble, self.val_data, device=device))
         logger.info("fit_adapter epoch %d/%d: %s", epoch + 1, cfg.epochs, _fmt(record))
         return record
+
+
+def _result_settings(cfg: FitConfig) -> dict[str, Any]:
+    """The fit settings that change its result: all but ``num_workers`` (each sample's augmentation is seeded by
+    sample and epoch alone, so a fit resumed with other workers equals an uninterrupted one)."""
+    return {k: v for k, v in cfg.to_dict().items() if k != "num_workers"}
 
 
 class _AdapterState:

@@ -121,7 +121,8 @@ class _TeacherRun:
 
     def settings(self) -> dict[str, Any]:
         """What a resumed trajectory must share with the saved one."""
-        return {**config_to_dict(self.cfg), "image_size": self.size, "low_res": self.low_res,
+        # num_workers does not change the result (per-sample seeded augmentation): a resume may use other workers
+        return {**{k: v for k, v in config_to_dict(self.cfg).items() if k != "num_workers"}, "image_size": self.size, "low_res": self.low_res,
                 "input_spec": self.spec.to_dict(), "classes": self.classes, "samples": len(self.dataset)}
 
     def step(self, epoch: int) -> dict[str, Any]:
