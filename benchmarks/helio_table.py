@@ -315,7 +315,15 @@ def main() -> None:
     parser.add_argument("--keep-trajectory", action="store_true",
                         help="copy the teacher trajectory's checkpoints next to trajectory.json, to commit: a fresh "
                              "machine then uses them instead of training another trajectory")
+    parser.add_argument("--distill-only", action="store_true",
+                        help="only build (or find) the distilled sets of --ipc, e.g. to carry them to a GPU machine "
+                             "(benchmarks/gpu/prepare.sh), and print their sha256")
     args = parse_run_args(parser)
+    if args.distill_only:
+        run = Run(args.dataset, args)
+        for ipc in args.ipc:
+            log.info("IPC %d: distilled set %s", ipc, images_digest(run.distilled(ipc).images))
+        return
     if not args.report:
         run = Run(args.dataset, args)
         for ipc in args.ipc:

@@ -1,10 +1,11 @@
 #!/bin/bash
-# One call on a lent GPU machine (see benchmarks/gpu/README.md): the CUDA tests, the -cuda speed benchmarks, grid cells
-# until the deadline, then (if time is left) the suite with CUDA present. Every stage's output goes to $OUT as it
-# runs, and the results are tarred into $OUT after each stage, so a call cut off at its limit still returns what
-# finished. Usage there:
-#   LIGHTLABEL_COMMIT=<hash> BUDGET=560 bash benchmarks/gpu/session.sh ["helio_table.py arguments" ...]
-# Each quoted argument is one helio_table.py run, in order (e.g. "--dataset cifar10 --ipc 10 --seeds 0 --rows projector_full").
+# One call on a lent GPU machine (see benchmarks/gpu/README.md; prepare it here with prepare.sh): the CUDA tests, the
+# -cuda speed benchmarks, grid cells until the deadline, then (if time is left) augment_speed.py and the suite.
+# Every stage's output goes to $OUT as it runs, and the results are tarred into $OUT after each stage, so a call cut
+# off at its limit still returns what finished. Usage there:
+#   LIGHTLABEL_COMMIT=<hash> BUDGET=540 bash benchmarks/gpu/session.sh ["helio_table.py arguments" ...]
+# Each quoted argument is one helio_table.py run, in order, e.g.
+#   "--dataset cifar10 --ipc 10 --seeds 0 1 2 --rows projector_full --workers 8 --threads 8 --quiet"
 source benchmarks/gpu/common.sh
 export LIGHTLABEL_DATA=$PWD/.carry/shared/data LIGHTLABEL_BENCH_CACHE=$PWD/.carry/cache
 mkdir -p .carry/cache && touch .carry/cache.lst
@@ -34,6 +35,10 @@ for spec in "$@"; do
   timeout "$limit" python3 helio_table.py $spec 2>&1 | tee -a "$OUT/cells.log" | grep -E "cell |Error|fit" | tail -20
   cd .. && save && cd benchmarks
 done
+if [ "$(left)" -gt 120 ]; then
+  echo "== augment_speed.py ($(left) s left)"
+  timeout 60 python3 augment_speed.py 2>&1 | tee "$OUT/augment_speed.log" | tail -8
+fi
 cd ..
 if [ "$(left)" -gt 150 ]; then
   echo "== suite ($(left) s left)"

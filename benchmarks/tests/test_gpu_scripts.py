@@ -54,3 +54,36 @@ def test_prepare_splits_the_archive_into_quarters_that_rejoin_to_its_bytes(repo)
 def test_an_unknown_command_prints_the_usage_and_fails(repo):
     r = run(repo[0], "cellz")
     assert r.returncode == 2 and "usage:" in r.stderr
+
+
+PREPARE = SCRIPT.parent / "prepare.sh"
+
+
+def test_prepare_carries_the_data_models_and_finished_distilled_sets(tmp_path):
+    root = tmp_path / "repo"
+    (root / ".git" / "info").mkdir(parents=True)
+    data, models, cache = tmp_path / "shared" / "data", tmp_path / "shared" / "models", tmp_path / "cache"
+    (data / "cifar10").mkdir(parents=True)
+    models.mkdir()
+    for name in ("cifar10/train.tar.gz", "README.md", "clip-vit-b32-imagenet1k-text.safetensors", "imagenet1k_wnids.txt"):
+        (data / name).write_text(name)
+    (models / "cifar10-resnet56-4bfd9763.th").write_text("weights")
+    for name in ("distilled-aaa", "distilled-bbb.work", "fit-ccc"):
+        (cache / "helio" / "cifar10" / name).mkdir(parents=True)
+        (cache / "helio" / "cifar10" / name / "manifest.json").write_text("{}")
+    r = subprocess.run(["bash", str(PREPARE)], cwd=root, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "LIGHTLABEL_DATA": str(data), "LIGHTLABEL_BENCH_CACHE": str(cache),
+                            "NO_WHEELS": "1"})
+    assert r.returncode == 0, r.stderr
+    carry = root / ".carry"
+    assert (carry / "shared" / "data" / "cifar10" / "train.tar.gz").read_text() == "cifar10/train.tar.gz"
+    assert (carry / "shared" / "models" / "cifar10-resnet56-4bfd9763.th").is_file()
+    # only finished distilled sets travel: no half-built (.work) one, no fit
+    assert (carry / "cache.lst").read_text().splitlines() == ["cache/helio/cifar10/distilled-aaa"]
+    assert {"/.whl/", "/.carry/"} <= set((root / ".git" / "info" / "exclude").read_text().splitlines())
+
+
+def test_prepare_without_the_data_says_where_to_point(tmp_path):
+    r = subprocess.run(["bash", str(PREPARE)], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "LIGHTLABEL_DATA": str(tmp_path / "nowhere"), "NO_WHEELS": "1"})
+    assert r.returncode == 2 and "LIGHTLABEL_DATA" in r.stderr

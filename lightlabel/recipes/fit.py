@@ -8,6 +8,7 @@ on the original training set under the teachers' augmentation, training only the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -316,9 +317,10 @@ class _FitRun:
 
 
 def _result_settings(cfg: FitConfig) -> dict[str, Any]:
-    """The fit settings that change its result: all but ``num_workers`` (each sample's augmentation is seeded by
-    sample and epoch alone, so a fit resumed with other workers equals an uninterrupted one)."""
-    return {k: v for k, v in cfg.to_dict().items() if k != "num_workers"}
+    """The fit settings a resume must share, with ``num_workers`` set to 0: each sample's augmentation is seeded by
+    sample and epoch alone, so a fit resumed with other workers equals an uninterrupted one (and states saved before
+    this, which recorded 0, still resume)."""
+    return dataclasses.replace(cfg, num_workers=0).to_dict()
 
 
 class _AdapterState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -121,8 +122,9 @@ class _TeacherRun:
 
     def settings(self) -> dict[str, Any]:
         """What a resumed trajectory must share with the saved one."""
-        # num_workers does not change the result (per-sample seeded augmentation): a resume may use other workers
-        return {**{k: v for k, v in config_to_dict(self.cfg).items() if k != "num_workers"}, "image_size": self.size, "low_res": self.low_res,
+        # num_workers does not change the result (per-sample seeded augmentation): a resume may use other workers,
+        # and states saved with the 0 that every earlier run recorded still resume
+        return {**config_to_dict(dataclasses.replace(self.cfg, num_workers=0)), "image_size": self.size, "low_res": self.low_res,
                 "input_spec": self.spec.to_dict(), "classes": self.classes, "samples": len(self.dataset)}
 
     def step(self, epoch: int) -> dict[str, Any]:
