@@ -536,6 +536,8 @@ class FitConfig(_Config):
         seed: seed of the adapter initialisation, data split, order and augmentation.
         num_workers: DataLoader workers of the per-sample CPU augmentation. The result does not depend on it (each
             sample's augmentation is seeded by ``seed``, epoch and index), so a fit may resume with other workers.
+            On a GPU use several (e.g. 8): with 0, a CIFAR-10 fit on one H200 took 45 s per epoch, about 20 s of it
+            augmenting in the main process.
 
     Raises:
         ValueError: a bad value (named, with what was given).
