@@ -17,7 +17,6 @@ is ``helio_report.py``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import hashlib
 import json
@@ -161,8 +160,7 @@ class Run:
         fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"],
                            num_workers=getattr(self.args, "workers", 0))
         teachers = self.checkpoints(stage)
-        # the workers change nothing in the fit (per-sample seeded augmentation), so they are not in its key
-        key = digest(config.to_dict(), dataclasses.replace(fit, num_workers=0).to_dict(), [hashlib.sha256(p.read_bytes()).hexdigest() for p in teachers],
+        key = digest(config.to_dict(), fit.result_dict(), [hashlib.sha256(p.read_bytes()).hexdigest() for p in teachers],
                      hashlib.sha256(text.numpy().tobytes()).hexdigest(), self.data_key, len(train))
         return ll.fit_adapter(train, self.names, teachers=teachers, base=PROXY_BASE, pretrained=str(PROXY_CHECKPOINT),
                               text_embeddings=text, config=config, fit=fit, out_dir=self.dir / f"fit-{key}",

@@ -211,6 +211,15 @@ class _Config:
         """JSON-ready fields (tuples as lists, nested configs and input specs as dicts)."""
         return config_to_dict(self)
 
+    def result_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` with ``num_workers`` (where the config has it) set to 0: the settings that change a run's
+        result. Augmentation is seeded per sample, so the workers do not; a run may resume with other workers, and
+        states saved with the 0 that earlier runs recorded still resume."""
+        out = self.to_dict()
+        if "num_workers" in out:
+            out["num_workers"] = 0
+        return out
+
     @classmethod
     def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
         """Inverse of :meth:`to_dict`.

@@ -8,7 +8,6 @@ on the original training set under the teachers' augmentation, training only the
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -273,7 +272,7 @@ class _FitRun:
         """What a resumed fit must share with the saved one."""
         p = self.projector
         return dict(base=p.base_model, base_fingerprint=p.base_fingerprint, classes=names, templates=p.templates,
-                    config=p.config.to_dict(), fit=_result_settings(self.cfg), image_size=self.size, samples=samples,
+                    config=p.config.to_dict(), fit=self.cfg.result_dict(), image_size=self.size, samples=samples,
                     teachers=fingerprint(self.ensemble), teacher_input=self.t_spec.to_dict(), world=world()[1])
 
     def export(self, settings: dict[str, Any], history: list[dict[str, Any]], out_dir: Path | None = None) -> None:
@@ -314,13 +313,6 @@ class _FitRun:
             record.update(label_fidelity(self.projector, self.ensemble, self.val_data, device=device))
         logger.info("fit_adapter epoch %d/%d: %s", epoch + 1, cfg.epochs, _fmt(record))
         return record
-
-
-def _result_settings(cfg: FitConfig) -> dict[str, Any]:
-    """The fit settings a resume must share, with ``num_workers`` set to 0: each sample's augmentation is seeded by
-    sample and epoch alone, so a fit resumed with other workers equals an uninterrupted one (and states saved before
-    this, which recorded 0, still resume)."""
-    return dataclasses.replace(cfg, num_workers=0).to_dict()
 
 
 class _AdapterState:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..configs import TeacherConfig, config_from, config_to_dict
+from ..configs import TeacherConfig, config_from
 from ..data import (
     TransformedDataset,
     as_dataset,
@@ -122,9 +121,7 @@ class _TeacherRun:
 
     def settings(self) -> dict[str, Any]:
         """What a resumed trajectory must share with the saved one."""
-        # num_workers does not change the result (per-sample seeded augmentation): a resume may use other workers,
-        # and states saved with the 0 that every earlier run recorded still resume
-        return {**config_to_dict(dataclasses.replace(self.cfg, num_workers=0)), "image_size": self.size, "low_res": self.low_res,
+        return {**self.cfg.result_dict(), "image_size": self.size, "low_res": self.low_res,
                 "input_spec": self.spec.to_dict(), "classes": self.classes, "samples": len(self.dataset)}
 
     def step(self, epoch: int) -> dict[str, Any]:
