@@ -24,6 +24,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -323,12 +324,18 @@ def main() -> None:
             log.info("IPC %d: distilled set %s", ipc, images_digest(run.distilled(ipc).images))
         return
     if not args.report:
+        cells = [(row, ipc, seed) for ipc in args.ipc for seed in args.seeds for row in args.rows]
+        outside = [c for c in cells if not GRID[c[0]].runs(args.dataset, c[1], c[2])]
+        if outside and "--rows" in sys.argv:  # rows asked for by name: say which cells the grid does not hold
+            names = ", ".join(f"{row} IPC {ipc} seed {seed}" for row, ipc, seed in outside)
+            if len(outside) == len(cells):
+                parser.error(f"no cell to run: not in the grid for {args.dataset} (helio_grid.py: a row's `only`, "
+                             f"`at_ipc50`, `seed0_only`): {names}")
+            log.warning("skipped, not in the grid for %s: %s", args.dataset, names)
         run = Run(args.dataset, args)
-        for ipc in args.ipc:
-            for seed in args.seeds:
-                for row in args.rows:
-                    if GRID[row].runs(args.dataset, ipc, seed):
-                        run.cell(row, ipc, seed)
+        for row, ipc, seed in cells:
+            if (row, ipc, seed) not in outside:
+                run.cell(row, ipc, seed)
     report()
 
 

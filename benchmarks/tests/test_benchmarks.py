@@ -89,7 +89,7 @@ def test_the_grid_selects_the_cells_of_the_table():
     assert ("cifar10", 10, 1, "stored_weak") not in cells and ("cifar10", 10, 0, "stored_weak") in cells
     assert {c[3] for c in cells if c[:3] == ("cifar10", 50, 0)} == {
         "projector", "projector_fit10", "projector_full", "teacher", "hard", "weak_teachers", "late_teachers",
-        "projector_late", "random_projector", "random_teacher", "random_hard"}
+        "projector_late", "random_projector", "random_teacher", "random_hard", "projector_fit20"}
     import lightlabel as ll
     try:
         grid.Row("x", "teacher", images="mosaic")
@@ -98,6 +98,15 @@ def test_the_grid_selects_the_cells_of_the_table():
     else:
         raise AssertionError("a bad images kind was accepted")
     assert isinstance(grid.GRID["stored_top3_int8"].compression, ll.LabelCompression)
+
+
+def test_rows_asked_for_by_name_outside_the_grid_are_refused_not_skipped_silently():
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "helio_table.py", "--dataset", "cifar10", "--ipc", "50", "--seeds", "1",
+                          "--rows", "projector_fit20"], cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert "no cell to run" in run.stderr and "projector_fit20 IPC 50 seed 1" in run.stderr
 
 
 def test_the_demo_teachers_tool_trains_the_grids_cifar10_trajectory():
