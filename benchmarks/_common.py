@@ -124,6 +124,20 @@ def timings(fn, *, repeat: int = 5, warmup: int = 1, device: torch.device | None
     return times
 
 
+def interleaved_timings(fns: dict, *, repeat: int = 5, warmup: int = 1, device: torch.device | None = None,
+                        calls: int = 1) -> dict[str, list[float]]:
+    """:func:`timings` of several callables taken in turns: round ``r`` times every one once, in an order rotated by
+    ``r``, so a change in the machine's clocks or load during the run hits every row alike."""
+    names = list(fns)
+    for name in names:
+        timings(fns[name], repeat=0, warmup=warmup, device=device)
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeat):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            out[name] += timings(fns[name], repeat=1, warmup=0, device=device, calls=calls)
+    return out
+
+
 def bench_projector(base: str, num_classes: int, head_rank: int, *, device: torch.device, seed: int = 0,
                     label_size: int | None = None):
     """A projector on ``base`` with random base weights, random text embeddings and a random non-zero adapter

@@ -6,7 +6,9 @@ their fast path, views as [0, 1] pixels).
 
 Every model row runs on the same memory layout (channels-last on CUDA) under the same autocast. Each figure is the
 median over ``--repeat`` timings of ``--calls`` back-to-back batches (one synchronisation per timing), with the
-range. Ratios are measured in the same run. Targets: merged / bare >= 0.95 (merging makes LoRA free, issue 7);
+range; the rows take turns, one timing each per round. Ratios are measured in the same run. A second table applies
+the merge's rewrites (LoRA, BatchNorm, one-token pool) to the image tower one at a time, to show where merged /
+bare goes. Targets: merged / bare >= 0.95 (merging makes LoRA free, issue 7);
 RN50 at 224 px through ModelLabels.label on one GPU >= 12,000 labels/s at batch 100 and >= 14,000 at 256 (issue
 31). Absolute figures are only meaningful from a GPU run.
 """
@@ -14,6 +16,8 @@ RN50 at 224 px through ModelLabels.label on one GPU >= 12,000 labels/s at batch 
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 import statistics
 import tempfile
 from pathlib import Path
@@ -22,11 +26,14 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 import torchvision
-from _common import bench_projector, timings, write_section
+from _common import bench_projector, interleaved_timings, write_section
 
 import lightlabel as ll
+from lightlabel.core.fastpath import fold_batchnorm
+from lightlabel.core.lora import merge_lora
 from lightlabel.labeling.sources import ModelLabels
 from lightlabel.models import build_model
+from lightlabel.recipes.loop import cudnn_autotune
 
 CONFIGS = {"rn50": ("RN50-quickgelu", 224, 1000, 128), "tiny": ("lightlabel-tiny-rn", 32, 10, 4)}
 
@@ -34,62 +41,56 @@ CONFIGS = {"rn50": ("RN50-quickgelu", 224, 1000, 128), "tiny": ("lightlabel-tiny
 def run(name: str, batch: int, device: torch.device, repeat: int, calls: int) -> dict:
     base, size, classes, head_rank = CONFIGS[name]
     projector, bare = bench_projector(base, classes, head_rank, device=device)
-
-    def timeit(fn, **kw):
-        return timings(fn, repeat=repeat, device=device, calls=calls)
-
+    cuda = device.type == "cuda"
+    layout = (lambda m: m.to(memory_format=torch.channels_last)) if cuda else (lambda m: m)  # every row alike
     weight = F.normalize(torch.randn(classes, projector.head.text_weight.shape[1]), dim=-1).to(device)
     x = torch.randn(batch, 3, size, size, device=device)
-    auto = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-        bare.to(memory_format=torch.channels_last)
-
-    def bare_labels():
-        with torch.inference_mode(), auto:
-            return 100 * F.normalize(bare(x).float(), dim=-1) @ weight.t()
-
-    def projector_labels():
-        with torch.inference_mode(), auto:
-            return projector(x, check=False)
-
-    if device.type == "cuda":  # every model row on the same layout
-        projector.to(memory_format=torch.channels_last)
-    projector.unmerge()
-    t_unmerged = timeit(projector_labels)
-    projector.merge()
-    t_merged = timeit(projector_labels)
-    t_bare = timeit(bare_labels)
-    teacher = (torchvision.models.resnet18(num_classes=classes) if size > 64 else
-               build_model("resnet18", classes, low_res=True, image_size=size)).to(device).eval()
-    if device.type == "cuda":
-        teacher.to(memory_format=torch.channels_last)
-
-    def teacher_labels():
-        with torch.inference_mode(), auto:
-            return teacher(x).float()
-
-    t_teacher = timeit(teacher_labels)
+    x = x.contiguous(memory_format=torch.channels_last) if cuda else x
+    auto = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
+    unmerged, merged = layout(projector), layout(copy.deepcopy(projector).merge())
+    # the merge one rewrite at a time, towers only (where merged / bare's time goes): LoRA folded; + BatchNorm folded;
+    # + the one-token attention pool (the whole merged tower)
+    lora_only = copy.deepcopy(projector)
+    merge_lora(lora_only.visual, lora_only.lora_weights)
+    bn_folded = copy.deepcopy(lora_only)
+    fold_batchnorm(bn_folded.visual, bn_folded.folded_norms)
+    towers = {"tower_bare": layout(bare), "tower_lora": layout(lora_only.visual), "tower_bn": layout(bn_folded.visual),
+              "tower_merged": merged.visual}
+    teacher = layout((torchvision.models.resnet18(num_classes=classes) if size > 64 else
+                      build_model("resnet18", classes, low_res=True, image_size=size)).to(device).eval())
     pixels = torch.rand(batch, 3, size, size, device=device)  # views as train_student hands them over
-    via_projector = ModelLabels(projector.cpu()).optimized(device)
-    via_teacher = ModelLabels(ll.with_input_spec(teacher.cpu(), ll.InputSpec.imagenet(size))).optimized(device)
-    t_via_projector = timeit(lambda: via_projector.label(pixels))
-    t_via_teacher = timeit(lambda: via_teacher.label(pixels))
+    via_projector = ModelLabels(copy.deepcopy(projector).cpu()).optimized(device)
+    via_teacher = ModelLabels(ll.with_input_spec(copy.deepcopy(teacher).cpu(), ll.InputSpec.imagenet(size))).optimized(
+        device)
+    stored_labels = _stored_reader(batch, classes, device, max(repeat + 1, 4))
+
+    def under(fn):
+        def call():
+            with torch.inference_mode(), auto:
+                return fn()
+        return call
+
+    fns = {"bare": under(lambda: 100 * F.normalize(bare(x).float(), dim=-1) @ weight.t()),
+           "unmerged": under(lambda: unmerged(x, check=False)), "merged": under(lambda: merged(x, check=False)),
+           "teacher": under(lambda: teacher(x).float()),
+           **{key: under(lambda tower=tower: tower(x)) for key, tower in towers.items()},
+           "via_projector": lambda: via_projector.label(pixels), "via_teacher": lambda: via_teacher.label(pixels),
+           "stored": stored_labels}
+    with cudnn_autotune(device):  # as the recipes run (lightlabel.recipes.loop.run_epochs)
+        out = interleaved_timings(fns, repeat=repeat, device=device, calls=calls)
+    return {"config": name, "base": base, "size": size, "classes": classes, "batch": batch, **out}
+
+
+def _stored_reader(batch: int, classes: int, device: torch.device, files: int):
+    """One safetensors file of fp16 logits read per call, cycling over ``files`` files (page cache warm)."""
     tmp = Path(tempfile.mkdtemp())
-    files = []
-    for i in range(max(repeat + 1, 4)):
-        files.append(tmp / f"batch-{i}.safetensors")
-        safetensors.torch.save_file({"logits": torch.randn(batch, classes).half(), "crop": torch.zeros(batch, 4, dtype=torch.int16)},
-                                    str(files[-1]))
-    it = iter(files * 10)
-
-    def stored_labels():
-        return safetensors.torch.load_file(str(next(it)))["logits"].to(device).float()
-
-    t_stored = timeit(stored_labels)
-    return {"config": name, "base": base, "size": size, "classes": classes, "bare": t_bare, "merged": t_merged,
-            "unmerged": t_unmerged, "teacher": t_teacher, "stored": t_stored, "via_projector": t_via_projector,
-            "via_teacher": t_via_teacher, "batch": batch}
+    paths = []
+    for i in range(files):
+        paths.append(tmp / f"batch-{i}.safetensors")
+        safetensors.torch.save_file({"logits": torch.randn(batch, classes).half(),
+                                     "crop": torch.zeros(batch, 4, dtype=torch.int16)}, str(paths[-1]))
+    it = itertools.cycle(paths)
+    return lambda: safetensors.torch.load_file(str(next(it)))["logits"].to(device).float()
 
 
 def main() -> None:
@@ -119,6 +120,16 @@ def main() -> None:
             lo, hi = r["batch"] / max(r[key]), r["batch"] / min(r[key])
             lines.append(f"| {label} | {r['batch']} | {name} | {r['batch'] / med(r[key]):,.0f} | {lo:,.0f}-{hi:,.0f} | "
                          f"{med(r['bare']) / med(r[key]):.2f} |")
+    steps = ["| config | batch | image tower (no head) | labels / s (median) | range | vs bare tower |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        label = f"{r['base']} @ {r['size']} px"
+        for key, name in (("tower_bare", "bare base tower"), ("tower_lora", "LoRA folded into the weights"),
+                          ("tower_bn", "+ BatchNorm folded into the convolutions"),
+                          ("tower_merged", "+ one-token attention pool (the merged tower)")):
+            lo, hi = r["batch"] / max(r[key]), r["batch"] / min(r[key])
+            steps.append(f"| {label} | {r['batch']} | {name} | {r['batch'] / med(r[key]):,.0f} | {lo:,.0f}-{hi:,.0f} | "
+                         f"{med(r['tower_bare']) / med(r[key]):.2f} |")
     summary = "\n".join(
         f"- {r['base']}, batch {r['batch']}: merged / bare = **{med(r['bare']) / med(r['merged']):.2f}** (target >= 0.95); "
         f"unmerged LoRA overhead **{100 * (med(r['unmerged']) / med(r['merged']) - 1):.0f} %** over merged; through "
@@ -129,10 +140,16 @@ def main() -> None:
 
 Random base weights and a random non-zero adapter (speed does not depend on the values). Each figure is the median
 of {args.repeat} timings of {args.calls} back-to-back batches after a warm-up (range: the slowest and fastest
-timing); every model on the same memory layout; ratios come from the same run. "Stored" reads one safetensors file
-of fp16 logits per batch (page cache warm, so this is a lower bound on disk cost).
+timing); the rows take turns, one timing each per round, so a change of clocks or load hits them alike; every
+model on the same memory layout, cuDNN's autotuner on (as in the recipes). "Stored" reads one safetensors file of
+fp16 logits per batch (page cache warm, so this is a lower bound on disk cost).
 
 {chr(10).join(lines)}
+
+Where the merged projector's time goes: its image tower with the merge's rewrites applied one at a time, against
+the bare tower (same run, same turns).
+
+{chr(10).join(steps)}
 
 {summary}
 """)

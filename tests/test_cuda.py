@@ -17,6 +17,7 @@ from conftest import CIFAR10_CLASSES, randomize_adapter
 import lightlabel as ll
 from lightlabel.data import TensorImageDataset, load_image_folder
 from lightlabel.labeling.sources import ModelLabels
+from lightlabel.models import build_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")
@@ -289,3 +290,16 @@ def test_overlapped_labelling_on_a_side_stream_gives_the_same_student(make_proje
     finally:
         torch.backends.cudnn.deterministic = deterministic
     assert [h["loss"] for h in runs[0].history] == pytest.approx([h["loss"] for h in runs[1].history], rel=1e-5)
+
+
+def test_train_student_runs_under_cudnns_autotuner_and_restores_the_flag(make_projector):
+    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
+    distilled = ll.DistilledSet(images, torch.arange(10), CIFAR10_CLASSES, [[str(i)] for i in range(10)],
+                                {"ipc": 1, "patches_per_image": 1})
+    student = build_model("resnet18", 10, low_res=True, image_size=32)
+    seen = []
+    student.register_forward_hook(lambda *_: seen.append(torch.backends.cudnn.benchmark))
+    before = torch.backends.cudnn.benchmark
+    ll.train_student(distilled, "hard", ll.EvalProtocol.helio(patches_per_side=1, epochs=1, batch_size=10),
+                     student_model=student, device=CUDA, progress=False)
+    assert seen and all(seen) and torch.backends.cudnn.benchmark is before

@@ -419,3 +419,29 @@ def test_the_0_2_names_still_work_with_a_deprecation_warning():
     with pytest.warns(DeprecationWarning, match="labeller"):
         a = ll.label_view_agreement(labels=teacher, distilled=distilled, views=8, device="cpu")
     assert a == ll.label_view_agreement(teacher, distilled=distilled, views=8, device="cpu")
+
+
+def test_recipes_run_under_cudnns_autotuner_on_cuda_and_give_the_callers_setting_back():
+    from lightlabel.recipes.loop import cudnn_autotune, run_epochs
+
+    before = torch.backends.cudnn.benchmark
+    seen = []
+    try:
+        for setting in (False, True):
+            torch.backends.cudnn.benchmark = setting
+            with cudnn_autotune(torch.device("cuda")):  # the flag only: no device is touched
+                seen.append(torch.backends.cudnn.benchmark)
+            assert torch.backends.cudnn.benchmark is setting
+            with cudnn_autotune(torch.device("cpu")):
+                assert torch.backends.cudnn.benchmark is setting
+        torch.backends.cudnn.benchmark = False
+        with pytest.raises(RuntimeError, match="boom"), cudnn_autotune(torch.device("cuda")):
+            raise RuntimeError("boom")
+        assert torch.backends.cudnn.benchmark is False
+        inside = []
+        run_epochs(epochs=2, step=lambda e: inside.append(torch.backends.cudnn.benchmark) or {}, state={},
+                   path=None, settings={}, what="t", seed=0, device=torch.device("cpu"))
+        assert inside == [False, False] and torch.backends.cudnn.benchmark is False
+    finally:
+        torch.backends.cudnn.benchmark = before
+    assert seen == [True, True]

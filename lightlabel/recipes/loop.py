@@ -30,8 +30,9 @@ from ..utils.hashing import json_digest
 from ..utils.progress import progress_bar
 from ..utils.seeding import derive_seed
 
-__all__ = ["check_save_interval", "ddp", "epoch_rng", "evaluate", "is_main_process", "load_state", "make_loader",
-           "per_rank_batch", "resolve_device", "run_epochs", "save_state", "settings_digest", "world"]
+__all__ = ["check_save_interval", "cudnn_autotune", "ddp", "epoch_rng", "evaluate", "is_main_process",
+           "load_state", "make_loader", "per_rank_batch", "resolve_device", "run_epochs", "save_state",
+           "settings_digest", "world"]
 
 logger = logging.getLogger(__name__)
 _clock = time.monotonic  # the clock of save_interval_s (a module attribute, so tests can replace it)
@@ -181,6 +182,26 @@ def check_save_interval(save_interval_s: float) -> None:
         raise ValueError(f"save_interval_s must be a finite number of seconds >= 0, got {save_interval_s!r}")
 
 
+@contextlib.contextmanager
+def cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """On a CUDA ``device``, cuDNN's autotuner (``torch.backends.cudnn.benchmark``) for the duration; the caller's
+    setting comes back afterwards, also on error. Elsewhere nothing changes.
+
+    With fixed batch shapes, as in every recipe's steps, each convolution's fastest algorithm is measured once on
+    the first batch of a shape and reused; the benchmarks time the same path. Where
+    ``torch.backends.cudnn.deterministic`` is set, the autotuner chooses among deterministic algorithms only.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def run_epochs(
     *,
     epochs: int,
@@ -200,7 +221,8 @@ def run_epochs(
     Args:
         epochs: total epochs (or other units of work, e.g. classes).
         step: ``step(epoch)`` runs one epoch and returns its record (numbers for the history). It runs inside
-            :func:`epoch_rng`, so global-RNG draws in it depend on ``(seed, epoch)`` alone.
+            :func:`epoch_rng`, so global-RNG draws in it depend on ``(seed, epoch)`` alone, and on CUDA inside
+            :func:`cudnn_autotune` (the recipes' batches have fixed shapes).
         state: everything the recipe's result depends on that changes across epochs (model, optimiser, scheduler,
             accumulated results), by name; each is saved after every epoch and restored on resume.
         path: the state file (written atomically by the main process only), or ``None`` for no resume.
@@ -240,7 +262,7 @@ def run_epochs(
     for epoch in progress_bar(range(start, epochs), desc=what, disable=not progress or not is_main_process(),
                               initial=start, total=epochs):
         t0 = time.perf_counter()
-        with epoch_rng(seed, epoch, device):
+        with epoch_rng(seed, epoch, device), cudnn_autotune(device):
             record = dict(step(epoch))
         record = {"epoch": epoch + 1, **record, "seconds": record.get("seconds", time.perf_counter() - t0)}
         history.append(record)
