@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py --configs rn50 --batch 32               # CPU (about 40 min on 2 cores)
     python benchmarks/train_step.py --configs rn50 --batch 100 256          # one GPU (the figures issue 31 targets)
-    python benchmarks/train_step.py ... --compile     # also a torch.compile'd projector, with its compile time
+    python benchmarks/train_step.py ... --compile     # also a compiled projector and teacher, with compile times
 
 Each label source trains its own ResNet-18 student (CutMix, RDED's views at f = 1, MSE + 0.025 CE, AdamW) on the
 same batches, through the library's own pieces in the order ``train_student`` runs them: ``epoch_views``, then the
@@ -98,6 +98,7 @@ def measure(config: str, batch: int, steps: int, epochs: int, device: torch.devi
     if compile:  # the same projector, compiled (ModelLabels.optimized(compile=True), as train_student takes it)
         native, _ = bench_projector(base, classes, head_rank, device=torch.device("cpu"))
         runners[f"projector@{size} compiled"] = Runner(native, classes, size, device, compile=True)
+        runners["teacher compiled"] = Runner(teacher, classes, size, device, compile=True)  # like with like
     augmenter = Augmenter(ll.AugmentConfig.rded(1), classes)
     times: dict[str, list[float]] = {name: [] for name in runners}
     warmup: dict[str, float] = {}
@@ -137,7 +138,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true",
-                        help="add a torch.compile'd projector at the native size, with its compile time")
+                        help="add a torch.compile'd projector at the native size and a compiled teacher, with "
+                             "their compile times")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -155,11 +157,16 @@ def main() -> None:
                                 f"teacher's step ({p / hard:.2f} x the hard-label step; the teacher's is "
                                 f"{teacher / hard:.2f} x).")
             for name in (n for n in times if n.endswith(" compiled")):
-                eager, compiled = statistics.median(times[name[:-len(" compiled")]]), statistics.median(times[name])
+                plain = name[:-len(" compiled")]
+                eager, compiled = statistics.median(times[plain]), statistics.median(times[name])
                 extra = (warmup[name] - compiled) * args.steps
+                against = ""
+                if name.startswith("projector@") and "teacher compiled" in times:
+                    both = compiled / statistics.median(times["teacher compiled"])
+                    against = f"; **{both:.2f} x** the compiled teacher's step (both compiled)"
                 verdicts.append(f"- {CONFIGS[config][0]}, batch {batch}, {name}: steady step **{compiled / eager:.2f} "
-                                f"x** the eager projector's; compiling cost {extra:.1f} s once (its warm-up epoch over "
-                                f"a steady one).")
+                                f"x** the eager {plain.split('@')[0]}'s{against}; compiling cost {extra:.1f} s once "
+                                f"(its warm-up epoch over a steady one).")
 
     # storage: stored soft labels grow with IPC and epochs; a teacher and an adapter do not
     adapter = bench_projector("RN50-quickgelu", 1000, 128, device=torch.device("cpu"))[0].adapter_nbytes
