@@ -87,3 +87,40 @@ def test_prepare_without_the_data_says_where_to_point(tmp_path):
     r = subprocess.run(["bash", str(PREPARE)], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                        env={**os.environ, "LIGHTLABEL_DATA": str(tmp_path / "nowhere"), "NO_WHEELS": "1"})
     assert r.returncode == 2 and "LIGHTLABEL_DATA" in r.stderr
+
+
+SESSION = SCRIPT.parent / "session.sh"
+
+
+@pytest.mark.parametrize("stages, expected", [
+    ("cells", ["helio_table.py --ipc 10 --rows a", "helio_table.py --ipc 50 --rows b"]),
+    ("tests bench", ["-m pytest", "labels_per_second.py", "train_step.py"]),
+    (None, ["-m pytest", "labels_per_second.py", "train_step.py", "helio_table.py --ipc 10 --rows a",
+            "helio_table.py --ipc 50 --rows b", "augment_speed.py", "-m pytest"]),
+])
+def test_session_runs_the_stages_it_is_given_in_order(tmp_path, stages, expected):
+    """session.sh with stand-ins for python3, nvidia-smi and the machine's common.sh: which programs it runs."""
+    root, bin_ = tmp_path / "repo", tmp_path / "bin"
+    (root / "benchmarks" / "gpu").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "docs" / "results.md").write_text("")
+    shutil.copy(SESSION, root / "benchmarks" / "gpu" / "session.sh")
+    (root / "benchmarks" / "gpu" / "common.sh").write_text(
+        'START=$(date +%s); END=$((START + ${BUDGET:-560}))\nleft() { echo $(( END - $(date +%s) )); }\n'
+        'cells_timeout() { [ "$(left)" -gt 60 ] && echo $(( $(left) - 30 )); }\n')
+    bin_.mkdir()
+    calls = tmp_path / "calls.log"
+    (bin_ / "python3").write_text(f'#!/bin/bash\necho "$*" >> {calls}\n')
+    (bin_ / "nvidia-smi").write_text("#!/bin/bash\necho fake-gpu\n")
+    for tool in bin_.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "OUT": str(tmp_path / "out"), "BUDGET": "600"}
+    env.pop("STAGES", None)
+    if stages is not None:
+        env["STAGES"] = stages
+    (tmp_path / "out").mkdir()
+    r = subprocess.run(["bash", "benchmarks/gpu/session.sh", "--ipc 10 --rows a", "--ipc 50 --rows b"], cwd=root,
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    ran = calls.read_text().splitlines()
+    assert len(ran) == len(expected) and all(want in line for want, line in zip(expected, ran)), ran
