@@ -23,7 +23,7 @@ import json
 import statistics
 
 import torch
-from _common import bench_projector, parse_run_args, timings, write_section
+from _common import bench_projector, interleaved_timings, parse_run_args, write_section
 from helio_grid import cell_path, current_trajectory
 
 from lightlabel.core.proxy import PROXY_BASE
@@ -39,11 +39,9 @@ def labelling_seconds(batch: int, repeat: int, calls: int) -> dict[int, list[flo
         projector.merge()
         labellers[size] = ModelLabels(projector).optimized(device)
     views = torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    out = {size: [] for size in labellers}
-    for _ in range(repeat):  # interleaved: a load change on the shared cores hits both sizes alike
-        for size, labeller in labellers.items():
-            out[size] += timings(lambda labeller=labeller: labeller.label(views), repeat=1, calls=calls)
-    return out
+    # interleaved: a load change on the shared cores hits both sizes alike
+    return interleaved_timings({size: (lambda labeller=labeller: labeller.label(views))
+                                for size, labeller in labellers.items()}, repeat=repeat, calls=calls)
 
 
 def student_cells(row: str) -> list[dict]:
