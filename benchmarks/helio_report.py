@@ -193,6 +193,21 @@ def _later(by_row: dict[str, list[dict]]) -> str:
         " (the projector fitted to them, `projector_late`, is not run yet)")
 
 
+def _by_fit_length(fitted: dict[str, float], ensemble: str) -> str:
+    """The fits of one ensemble on one cell, shortest fit first, where there are two or more: whether a longer fit
+    closes an imitation gap."""
+    rows = sorted((r for r in fitted if IMITATES[r] == ensemble), key=lambda r: (_fit_epochs(r), fitted[r]))
+    if len(rows) < 2:
+        return ""
+    return "; by fit length: " + ", ".join(f"`{r}` {fitted[r]:.1f}" for r in rows)
+
+
+def _fit_epochs(row: str) -> int:
+    """A fitted row's fit epochs (its own setting, else the short default fit's: 3 on CIFAR-10, 2 on Imagenette, both
+    below every set length; used as an order only)."""
+    return GRID[row].fit.get("epochs", 3)
+
+
 def gap_table(cells: list[dict], marked: dict[tuple[str, int, str], str] | None = None) -> str:
     """Per (dataset, IPC): the online teacher, the best projector row, the gap, the ensemble it imitates, the random
     baselines, and the measured reason where the projector is not within 2 points of the teacher. Figures of rows
@@ -217,7 +232,9 @@ def gap_table(cells: list[dict], marked: dict[tuple[str, int, str], str] | None 
                 why = f"the checkpoints it imitates teach {ens:.1f} themselves: their stage, not the fit; " + _later(by_row)
             elif ens is not None:
                 why = f"imitation: its ensemble teaches {ens:.1f}, the fit falls {ens - proj:.1f} short" + (
-                    "" if by_row["projector_full"] else "; the HeLlO-length fit (`projector_full`) is not run here yet")
+                    _by_fit_length(fitted, IMITATES[best]) + (
+                        "" if by_row["projector_full"] else
+                        "; the HeLlO-length fit (`projector_full`) is not run here yet"))
             else:
                 why = "its ensemble's cell is not run yet"
             rnd = " / ".join(f"{_mean(by_row[r]):.1f}" if by_row[r] else "-" for r in RANDOM)
