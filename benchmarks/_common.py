@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import logging
 import os
@@ -34,6 +35,7 @@ def parse_run_args(parser: argparse.ArgumentParser, *, threads: int = 2, quiet: 
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
+    commit()  # the code this process runs: read now, before anyone moves the checkout
     return args
 
 
@@ -74,9 +76,11 @@ def machine() -> str:
             f"{dev}, torch threads {torch.get_num_threads()}")
 
 
+@functools.cache
 def commit() -> str:
     """The checkout's short commit: ``$LIGHTLABEL_COMMIT`` where set (a copy of the tree without ``.git``, as on a
-    GPU machine), else ``git rev-parse``; ``"unknown"`` when neither says."""
+    GPU machine), else ``git rev-parse``; ``"unknown"`` when neither says. Read once per process, at its start
+    (:func:`parse_run_args`): a checkout moved while a long run works is not the code that run imported."""
     if os.environ.get("LIGHTLABEL_COMMIT"):
         return os.environ["LIGHTLABEL_COMMIT"]
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
