@@ -229,3 +229,14 @@ def test_every_selection_candidate_names_a_grid_row_and_a_stage_of_its_dataset()
         epochs = grid.trajectory_config(dataset).save_epochs
         for row, stage in candidates.values():
             assert row in grid.GRID and set(grid.SETUP[dataset][stage]) <= set(epochs), (dataset, row, stage)
+
+
+def test_interleaved_timings_take_turns_in_a_rotating_order():
+    common = _module("_common")
+    order = []
+    fns = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    out = common.interleaved_timings(fns, repeat=3, warmup=1, calls=2)
+    assert {k: len(v) for k, v in out.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(t >= 0 for v in out.values() for t in v)
+    timed = order[3:]  # after one warm-up call each
+    assert timed == list("aabbcc" "bbccaa" "ccaabb")
