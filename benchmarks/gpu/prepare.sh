@@ -3,7 +3,8 @@
 # folders the call carries ("carry": [".carry", ".whl"]).
 #   .whl     wheels of open_clip_torch and what it needs beyond the machine's packages (skipped with NO_WHEELS=1)
 #   .carry   shared/data (CIFAR-10's archives, README, the CLIP text file, the wnids), shared/models, the CIFAR-10
-#            distilled sets of the benchmark cache (so the GPU cells train on the images of the committed CPU cells),
+#            distilled sets of the benchmark cache (so the GPU cells train on the images of the committed CPU cells)
+#            and its adapter fits, finished or not (a fit begun here finishes there),
 #            and cache.lst, the cache entries sent (session.sh returns only the new ones)
 # Usage, from the repository root:  bash benchmarks/gpu/prepare.sh
 # Reads $LIGHTLABEL_DATA (default ../shared/data; its models beside it in ../models) and $LIGHTLABEL_BENCH_CACHE
@@ -26,6 +27,11 @@ cp "$data/../models/"* .carry/shared/models/
 for d in "$cache"/helio/cifar10/distilled-*; do
   [ -d "$d" ] && [ "${d%.work}" = "$d" ] && cp -r "$d" .carry/cache/helio/cifar10/
 done
+# the adapter fits (about 1 MB each): a finished one is reused there, an unfinished one resumes from its last epoch
+# (a fit's resume settings name no device); their folders go back only if they are new
+for d in "$cache"/helio/cifar10/fit-*; do
+  [ -f "$d/fit-state.pt" ] && cp -r "$d" .carry/cache/helio/cifar10/
+done
 (cd .carry && find cache -mindepth 3 -maxdepth 3 | LC_ALL=C sort) > .carry/cache.lst
-echo "distilled sets carried: $(grep -c distilled- .carry/cache.lst || true)"
+echo "distilled sets carried: $(grep -c distilled- .carry/cache.lst || true), fits: $(grep -c fit- .carry/cache.lst || true)"
 du -sh .carry $( [ -d .whl ] && echo .whl )

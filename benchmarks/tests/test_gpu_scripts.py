@@ -68,9 +68,10 @@ def test_prepare_carries_the_data_models_and_finished_distilled_sets(tmp_path):
     for name in ("cifar10/train.tar.gz", "README.md", "clip-vit-b32-imagenet1k-text.safetensors", "imagenet1k_wnids.txt"):
         (data / name).write_text(name)
     (models / "cifar10-resnet56-4bfd9763.th").write_text("weights")
-    for name in ("distilled-aaa", "distilled-bbb.work", "fit-ccc"):
+    for name in ("distilled-aaa", "distilled-bbb.work", "fit-ccc", "fit-ddd"):
         (cache / "helio" / "cifar10" / name).mkdir(parents=True)
         (cache / "helio" / "cifar10" / name / "manifest.json").write_text("{}")
+    (cache / "helio" / "cifar10" / "fit-ddd" / "fit-state.pt").write_text("state")  # a fit, finished or not
     r = subprocess.run(["bash", str(PREPARE)], cwd=root, capture_output=True, text=True, timeout=60,
                        env={**os.environ, "LIGHTLABEL_DATA": str(data), "LIGHTLABEL_BENCH_CACHE": str(cache),
                             "NO_WHEELS": "1"})
@@ -78,8 +79,10 @@ def test_prepare_carries_the_data_models_and_finished_distilled_sets(tmp_path):
     carry = root / ".carry"
     assert (carry / "shared" / "data" / "cifar10" / "train.tar.gz").read_text() == "cifar10/train.tar.gz"
     assert (carry / "shared" / "models" / "cifar10-resnet56-4bfd9763.th").is_file()
-    # only finished distilled sets travel: no half-built (.work) one, no fit
-    assert (carry / "cache.lst").read_text().splitlines() == ["cache/helio/cifar10/distilled-aaa"]
+    # finished distilled sets travel, no half-built (.work) one; and every fit with a state (to reuse or resume)
+    assert (carry / "cache.lst").read_text().splitlines() == ["cache/helio/cifar10/distilled-aaa",
+                                                               "cache/helio/cifar10/fit-ddd"]
+    assert (carry / "cache" / "helio" / "cifar10" / "fit-ddd" / "fit-state.pt").read_text() == "state"
     assert {"/.whl/", "/.carry/"} <= set((root / ".git" / "info" / "exclude").read_text().splitlines())
 
 
