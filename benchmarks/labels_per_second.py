@@ -93,6 +93,18 @@ def _stored_reader(batch: int, classes: int, device: torch.device, files: int):
     return lambda: safetensors.torch.load_file(str(next(it)))["logits"].to(device).float()
 
 
+def _table(rows: list[dict], what: str, baseline: str, label, keys) -> list[str]:
+    """Markdown rows: labels per second (median and range) of each ``(key, name)`` and its speed over ``baseline``."""
+    med = statistics.median
+    out = [f"| config | batch | {what} | labels / s (median) | range | vs bare tower |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for key, name in keys:
+            lo, hi = r["batch"] / max(r[key]), r["batch"] / min(r[key])
+            out.append(f"| {label(r)} | {r['batch']} | {name} | {r['batch'] / med(r[key]):,.0f} | {lo:,.0f}-{hi:,.0f} | "
+                       f"{med(r[baseline]) / med(r[key]):.2f} |")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["rn50", "tiny"], choices=sorted(CONFIGS))
@@ -110,28 +122,17 @@ def main() -> None:
             r = run(name, batch, device, args.repeat, args.calls)
             rows.append(r)
             print({k: (statistics.median(v) if isinstance(v, list) else v) for k, v in r.items()})
-    lines = ["| config | batch | labeller | labels / s (median) | range | vs bare tower |", "|---|---|---|---|---|---|"]
     med = statistics.median
-    for r in rows:
-        label = f"{r['base']} @ {r['size']} px, {r['classes']} classes"
-        for key, name in (("bare", "bare base image tower + zero-shot head"), ("merged", "projector, LoRA merged"),
-                          ("unmerged", "projector, LoRA unmerged"), ("teacher", "online ResNet-18 teacher"),
-                          ("via_projector", "projector as train_student gets it (ModelLabels.label)"),
-                          ("via_teacher", "teacher as train_student gets it (ModelLabels.label)"),
-                          ("stored", "stored fp16 labels read from disk")):
-            lo, hi = r["batch"] / max(r[key]), r["batch"] / min(r[key])
-            lines.append(f"| {label} | {r['batch']} | {name} | {r['batch'] / med(r[key]):,.0f} | {lo:,.0f}-{hi:,.0f} | "
-                         f"{med(r['bare']) / med(r[key]):.2f} |")
-    steps = ["| config | batch | image tower (no head) | labels / s (median) | range | vs bare tower |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        label = f"{r['base']} @ {r['size']} px"
-        for key, name in (("tower_bare", "bare base tower"), ("tower_lora", "LoRA folded into the weights"),
-                          ("tower_bn", "+ BatchNorm folded into the convolutions"),
-                          ("tower_merged", "+ one-token attention pool (the merged tower)")):
-            lo, hi = r["batch"] / max(r[key]), r["batch"] / min(r[key])
-            steps.append(f"| {label} | {r['batch']} | {name} | {r['batch'] / med(r[key]):,.0f} | {lo:,.0f}-{hi:,.0f} | "
-                         f"{med(r['tower_bare']) / med(r[key]):.2f} |")
+    lines = _table(rows, "labeller", "bare", lambda r: f"{r['base']} @ {r['size']} px, {r['classes']} classes", (
+        ("bare", "bare base image tower + zero-shot head"), ("merged", "projector, LoRA merged"),
+        ("unmerged", "projector, LoRA unmerged"), ("teacher", "online ResNet-18 teacher"),
+        ("via_projector", "projector as train_student gets it (ModelLabels.label)"),
+        ("via_teacher", "teacher as train_student gets it (ModelLabels.label)"),
+        ("stored", "stored fp16 labels read from disk")))
+    steps = _table(rows, "image tower (no head)", "tower_bare", lambda r: f"{r['base']} @ {r['size']} px", (
+        ("tower_bare", "bare base tower"), ("tower_lora", "LoRA folded into the weights"),
+        ("tower_bn", "+ BatchNorm folded into the convolutions"),
+        ("tower_merged", "+ one-token attention pool (the merged tower)")))
     summary = "\n".join(
         f"- {r['base']}, batch {r['batch']}: merged / bare = **{med(r['bare']) / med(r['merged']):.2f}** (target >= 0.95); "
         f"unmerged LoRA overhead **{100 * (med(r['unmerged']) / med(r['merged']) - 1):.0f} %** over merged; through "
