@@ -146,8 +146,10 @@ class Run:
         return ll.load_teacher(self.trajectory[-1])
 
     def fit(self, text_init: bool = True, head_mode: str = "renorm", epochs: int | None = None,
-            per_class: int | None = None, stage: str = "weak", label_size: int | None = None) -> ll.Projector:
-        """The adapter fitted to the ``stage`` checkpoints; ``per_class`` images per class (None: SETUP's; 0: all)."""
+            per_class: int | None = None, stage: str = "weak", label_size: int | None = None,
+            image_rank: int | None = None) -> ll.Projector:
+        """The adapter fitted to the ``stage`` checkpoints; ``per_class`` images per class (None: SETUP's; 0: all);
+        ``image_rank``: the tower's LoRA rank (None: ``AdapterConfig``'s, 8)."""
         c = self.cfg
         text = self.text if text_init else F.normalize(
             torch.randn(self.text.shape, generator=torch.Generator().manual_seed(0)), dim=-1)
@@ -157,7 +159,8 @@ class Run:
             keep = [i for cls in range(len(train.classes)) for i in
                     [j for j, t in enumerate(train.targets) if t == cls][:per_class]]
             train = train.subset(keep)
-        config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode, label_size=label_size)
+        config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode, label_size=label_size,
+                                  **({} if image_rank is None else {"image_rank": image_rank}))
         fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"],
                            num_workers=getattr(self.args, "workers", 0))
         teachers = self.checkpoints(stage)
