@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT
+from _common import ROOT, digest
 
 import lightlabel as ll
 
@@ -221,6 +221,12 @@ def trajectory_path(dataset: str) -> Path:
     """The committed record of the trajectory the runner last used for a dataset (its id and its checkpoints' test
     top-1); cells of rows that use the trajectory carry the same id."""
     return RESULTS / dataset / "trajectory.json"
+
+
+def trajectory_key(dataset: str, data_key: str) -> str:
+    """The folder name of a dataset's trajectory checkpoints: its SETUP's settings and the training data's key (in
+    the runner's cache, and under ``trajectory_path``'s folder where the checkpoints are committed)."""
+    return f"teachers-{digest(trajectory_config(dataset).__dict__, data_key)}"
 
 
 def current_trajectory(dataset: str) -> str | None:

@@ -41,6 +41,7 @@ from helio_grid import (  # noqa: F401 (re-exported)
     SETUP,
     cell_path,
     trajectory_config,
+    trajectory_key,
     trajectory_path,
 )
 from helio_report import report
@@ -98,7 +99,7 @@ class Run:
     def trajectory(self) -> list[Path]:
         """The trajectory's checkpoints, trained (or found finished) once per run."""
         config = trajectory_config(self.name)
-        key = f"teachers-{digest(config.__dict__, self.data_key)}"
+        key = trajectory_key(self.name, self.data_key)
         out = self.dir / key
         kept = sorted((trajectory_path(self.name).parent / key).glob("teacher-epoch*.pt"))
         if not (out / "trainer-state.pt").is_file() and len(kept) == len(config.save_epochs):

@@ -30,7 +30,7 @@ import statistics
 
 import torch
 from _common import bench_projector, dataset, digest, interleaved_timings, parse_run_args, write_section
-from helio_grid import cell_path, current_trajectory, trajectory_config, trajectory_path
+from helio_grid import cell_path, current_trajectory, trajectory_key, trajectory_path
 
 import lightlabel as ll
 from lightlabel.core.proxy import PROXY_BASE
@@ -109,8 +109,8 @@ def frozen_base_probe(per_class: int, test_per_class: int) -> dict[int, dict[str
         return data.images[idx].float() / 255, data.labels[idx]
 
     splits = {"train": draw(train, per_class), "test": draw(test, test_per_class)}
-    key = f"teachers-{digest(trajectory_config('cifar10').__dict__, digest(images_digest(train.images), train.classes))}"
-    folder = trajectory_path("cifar10").parent / key
+    folder = trajectory_path("cifar10").parent / trajectory_key("cifar10", digest(images_digest(train.images),
+                                                                                  train.classes))
     paths = [folder / f"teacher-epoch{e:03d}.pt" for e in WEAK_EPOCHS]
     if not all(p.is_file() for p in paths):
         raise SystemExit(
