@@ -17,7 +17,7 @@ Two figures, measured in this run or read from committed cells:
 - **Where 32 px loses** (measured in this run, on real images): the frozen proxy base at each size, before any fit:
   zero-shot top-1 of its text head, and linear probes on its L2-normalised image features (multinomial logistic
   regression, L-BFGS) trained on ``--probe-train`` CIFAR-10 training images per class and scored on ``--probe-test`` test
-  images per class (both drawn by seed 0), once against the true classes and once against the argmax of the weak-teacher
+  images per class (both drawn by ``ll.random_subset``, seed 0), once against the true classes and once against the argmax of the weak-teacher
   ensemble the adapters imitate (the committed trajectory's epochs 1-3). A probe that drops at 32 px says the
   frozen tower's features hold less of what the fit needs there, before LoRA adapts them.
 """
@@ -91,24 +91,19 @@ def _probe_accuracy(
         return (linear(test_x).argmax(1) == test_y).float().mean().item()
 
 
+def _in_batches(fn, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """``fn`` over ``x`` in batches, concatenated."""
+    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
 def frozen_base_probe(per_class: int, test_per_class: int) -> dict[int, dict[str, float]]:
     """The unfitted proxy base at 64 and 32 px on real CIFAR-10: zero-shot top-1, and linear-probe accuracy on its
     image features against the true classes and against the weak-teacher ensemble's argmax (see the docstring)."""
     train, test = dataset("cifar10", "train"), dataset("cifar10", "test")
-    gen = torch.Generator().manual_seed(0)
-
-    def draw(data, n):  # n images per class, drawn by the seed (the splits are stored sorted by class)
-        idx = torch.cat(
-            [
-                torch.nonzero(data.labels == c).flatten()[
-                    torch.randperm(int((data.labels == c).sum()), generator=gen)[:n]
-                ]
-                for c in range(len(data.classes))
-            ]
-        )
-        return data.images[idx].float() / 255, data.labels[idx]
-
-    splits = {"train": draw(train, per_class), "test": draw(test, test_per_class)}
+    # the library's random-subset draw (the splits are stored sorted by class, so a prefix would be one class)
+    splits = {k: (subset.images.float() / 255, subset.labels) for k, subset in
+              (("train", ll.random_subset(train, per_class, seed=0)), ("test", ll.random_subset(test, test_per_class,
+                                                                                                seed=0)))}
     folder = trajectory_path("cifar10").parent / trajectory_key("cifar10", digest(images_digest(train.images),
                                                                                   train.classes))
     paths = [folder / f"teacher-epoch{e:03d}.pt" for e in WEAK_EPOCHS]
@@ -119,15 +114,8 @@ def frozen_base_probe(per_class: int, test_per_class: int) -> dict[int, dict[str
         )
     ensemble = ll.load_teachers(paths).eval()
     with torch.no_grad():
-        imitated = {
-            k: torch.cat(
-                [
-                    ensemble(ensemble.input_spec.prepare(x[i : i + 500])).argmax(1)
-                    for i in range(0, len(x), 500)
-                ]
-            )
-            for k, (x, _) in splits.items()
-        }
+        imitated = {k: _in_batches(lambda v: ensemble(ensemble.input_spec.prepare(v)).argmax(1), x)
+                    for k, (x, _) in splits.items()}
     out = {}
     for size in (64, 32):
         projector = ll.Projector.packaged(
@@ -138,15 +126,8 @@ def frozen_base_probe(per_class: int, test_per_class: int) -> dict[int, dict[str
             lambda _, a, grid=grid: grid.append(a[0].mean((2, 3)))
         )
         with torch.no_grad():
-            feats = {
-                k: torch.cat(
-                    [
-                        projector.encode_image(projector.input_spec.prepare(x[i : i + 500]))
-                        for i in range(0, len(x), 500)
-                    ]
-                ).float()
-                for k, (x, _) in splits.items()
-            }
+            feats = {k: _in_batches(lambda v, p=projector: p.encode_image(p.input_spec.prepare(v)), x).float()
+                     for k, (x, _) in splits.items()}
             zero_shot = (projector.head(feats["test"]).argmax(1) == splits["test"][1]).float().mean().item()
         hook.remove()
         n_train = len(splits["train"][0])
