@@ -148,9 +148,9 @@ class Run:
 
     def fit(self, text_init: bool = True, head_mode: str = "renorm", epochs: int | None = None,
             per_class: int | None = None, stage: str = "weak", label_size: int | None = None,
-            image_rank: int | None = None) -> ll.Projector:
+            image_rank: int = ll.AdapterConfig.image_rank) -> ll.Projector:
         """The adapter fitted to the ``stage`` checkpoints; ``per_class`` images per class (None: SETUP's; 0: all);
-        ``image_rank``: the tower's LoRA rank (None: ``AdapterConfig``'s, 8)."""
+        ``image_rank``: the tower's LoRA rank."""
         c = self.cfg
         text = self.text if text_init else F.normalize(
             torch.randn(self.text.shape, generator=torch.Generator().manual_seed(0)), dim=-1)
@@ -161,7 +161,7 @@ class Run:
                     [j for j, t in enumerate(train.targets) if t == cls][:per_class]]
             train = train.subset(keep)
         config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode, label_size=label_size,
-                                  **({} if image_rank is None else {"image_rank": image_rank}))
+                                  image_rank=image_rank)
         fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"],
                            num_workers=getattr(self.args, "workers", 0))
         teachers = self.checkpoints(stage)
