@@ -21,6 +21,7 @@ each labelling size S (``AdapterConfig.label_size``: the positional embedding re
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -146,6 +147,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows, verdicts = [], []
+    load_before = os.getloadavg()[0]
     for config in args.configs:
         for batch in args.batch:
             times, warmup = measure(config, batch, args.steps, args.epochs, device, compile=args.compile)
@@ -184,13 +186,16 @@ def main() -> None:
         s300 = soft_label_nbytes(num_classes=1000, ipc=i, epochs=300)
         storage_rows.append(f"| {i} | {soft_label_nbytes(num_classes=1000, ipc=i, epochs=100):,} | {s300:,} | "
                             f"{teacher_bytes:,} | {adapter:,} | {s300 / adapter:,.0f} |")
+    load = ("One GPU." if device.type == "cuda" else
+            f"{os.cpu_count()}-core CPU, 1-minute load average {load_before:.2f} before the run and "
+            f"{os.getloadavg()[0]:.2f} after it (about {args.threads} is this benchmark alone; more means other jobs "
+            f"shared the cores, and the interleaving spreads their load over all sources alike).")
     write_section(f"train-step-{device.type}", f"""
 ### Student step by label source ({device.type}; ResNet-18 student, CutMix, interleaved epochs)
 
 Median seconds per step over {args.epochs} timed epochs of {args.steps} steps per source (after one warm-up epoch),
 sources interleaved epoch by epoch; the range is over the timed epochs. Labellers on their fast path
-(`ModelLabels.optimized`), random weights (speed does not depend on the values). {"One GPU." if device.type == "cuda"
-else "A 2-core CPU shared with background jobs: the interleaving spreads their load over all sources alike."}
+(`ModelLabels.optimized`), random weights (speed does not depend on the values). {load}
 
 | config | batch | labels | s / step (median) | range | vs online teacher | vs hard labels |
 |---|---|---|---|---|---|---|
