@@ -10,7 +10,8 @@ Two figures, measured in this run or read from committed cells:
   timed in the same run, interleaved, median of ``--repeat`` timings of ``--calls`` back-to-back batches; random
   weights (speed does not depend on the values).
 - **Student top-1 and fit fidelity**: the committed HeLlO-table cells ``projector_fit10`` (64 px), ``projector_fit10_32px``
-  and ``projector_fit20_32px`` (32 px, 10 and 20 fit epochs), ``projector_fit20`` (64 px, 20: one fit length for both)
+  and ``projector_fit20_32px`` (32 px, 10 and 20 fit epochs), ``projector_fit20`` (64 px, 20: one fit length for both),
+  and at LoRA rank 32 instead of 8 ``projector_fit20_32px_r32`` and ``projector_fit20_r32`` (32 and 64 px, 20 epochs)
   (``benchmarks/helio_table.py --dataset cifar10 --ipc 10 --seeds S --rows ROW``), the same distilled set, protocol
   and seeds. The target: the 32 px adapter's mean within the 64 px adapter's 3-seed spread (mean +- 1 std, or its
   min..max range where that is wider), at less than half its labelling time.
@@ -157,12 +158,15 @@ def student_cells(row: str) -> list[dict]:
     return [c for c in cells if c.get("trajectory") == current]
 
 
-#: (row, labelling size in px, fit epochs); the rows of ``benchmarks/helio_grid.py`` compared here
+#: (row, labelling size in px, fit epochs, the tower's LoRA rank); the rows of ``benchmarks/helio_grid.py`` compared
+#: here. Rank 32 merges into the same labeller as rank 8 (the same labelling time); only the adapter file grows.
 ADAPTERS = (
-    ("projector_fit10", 64, 10),
-    ("projector_fit10_32px", 32, 10),
-    ("projector_fit20_32px", 32, 20),
-    ("projector_fit20", 64, 20),
+    ("projector_fit10", 64, 10, 8),
+    ("projector_fit10_32px", 32, 10, 8),
+    ("projector_fit20_32px", 32, 20, 8),
+    ("projector_fit20", 64, 20, 8),
+    ("projector_fit20_32px_r32", 32, 20, 32),
+    ("projector_fit20_r32", 64, 20, 32),
 )
 STRIDE = 32  # the proxy base's image tower: a 64 px input ends in a 2 x 2 grid, 32 px in 1 x 1
 
@@ -181,12 +185,12 @@ def adapter_rows(cells: dict[str, list[dict]]) -> list[str]:
     """One row per adapter: the fit's imitation of its teachers on held-out images (recorded by ``fit_adapter`` in
     each cell; the same fit for every seed) and the students' top-1."""
     out = []
-    for row, size, epochs in ADAPTERS:
+    for row, size, epochs, rank in ADAPTERS:
         fit = cells[row][0]["fit"] if cells[row] else {}
         agree = f"{fit['final_agreement']:.3f}" if fit else "-"
         kl = f"{fit['final_kl']:.3f}" if fit else "-"
         out.append(
-            f"| `{row}` | {size} px ({size // STRIDE} x {size // STRIDE}) | {epochs} | {agree} | {kl} | "
+            f"| `{row}` | {size} px ({size // STRIDE} x {size // STRIDE}) | {epochs} | {rank} | {agree} | {kl} | "
             f"{summary([100 * c['top1'] for c in cells[row]])} |"
         )
     return out
@@ -199,22 +203,23 @@ def verdict(cells: dict[str, list[dict]], ratio: float) -> str:
     mean, sd = statistics.mean(full), statistics.stdev(full)
     low, high = min(mean - sd, min(full)), max(mean + sd, max(full))
     lines = []
-    for row, size, epochs in ADAPTERS[1:]:
+    for row, size, epochs, rank in ADAPTERS[1:]:
         small = [100 * c["top1"] for c in cells[row]]
         if not small or size == 64:
             continue
         m = statistics.mean(small)
         where = "inside" if low <= m <= high else ("above" if m > high else "below")
         line = (
-            f"The 32 px adapter fitted {epochs} epochs: mean {m:.1f}, {where} the 10-epoch 64 px adapter's "
-            f"3-seed spread ({low:.1f}-{high:.1f})"
+            f"The 32 px adapter fitted {epochs} epochs at LoRA rank {rank}: mean {m:.1f}, {where} the 10-epoch "
+            f"rank-8 64 px adapter's 3-seed spread ({low:.1f}-{high:.1f})"
             + ("" if len(small) == 3 else f" (on {len(small)} of 3 seeds so far)")
         )
-        same = [100 * c["top1"] for c in cells["projector_fit20"]]
-        if epochs == 20 and same:
+        twin = next((r for r, sz, e, rk in ADAPTERS if sz == 64 and e == epochs and rk == rank), None)
+        same = [100 * c["top1"] for c in cells[twin]] if twin and twin != "projector_fit10" else []
+        if same:
             line += (
-                f"; the 64 px adapter fitted as long gives {statistics.mean(same):.1f} ({len(same)} seed"
-                f"{'s' * (len(same) > 1)}), {m - statistics.mean(same):+.1f} for 32 px at one fit length"
+                f"; the 64 px adapter fitted as long at the same rank gives {statistics.mean(same):.1f} ({len(same)} "
+                f"seed{'s' * (len(same) > 1)}), {m - statistics.mean(same):+.1f} for 32 px at one fit length and rank"
             )
         lines.append(line + ".")
     lines.append(
@@ -279,7 +284,7 @@ def main() -> None:
         f"{med[s] / med[64]:.2f} |"
         for s, v in secs.items()
     ]
-    cells = {row: student_cells(row) for row, _, _ in ADAPTERS}
+    cells = {row: student_cells(row) for row, *_ in ADAPTERS}
     probe = frozen_base_probe(args.probe_train, args.probe_test)
     write_section(
         "label-size",
@@ -295,8 +300,8 @@ def main() -> None:
         "(teachers || projector, nats), on the fit's held-out 5 % of its 10,000 images, as `fit_adapter` "
         "records them; then the students (HeLlO protocol, 300 steps, top-1 %). The tower's stride is "
         f"{STRIDE}, so the final grid the attention pool reads is given beside the size.\n\n"
-        "| adapter | labelling size (final grid) | fit epochs | agreement | KL | student top-1 % |\n"
-        "|---|---|---|---|---|---|\n"
+        "| adapter | labelling size (final grid) | fit epochs | LoRA rank (tower) | agreement | KL | student top-1 % |\n"
+        "|---|---|---|---|---|---|---|\n"
         + "\n".join(adapter_rows(cells))
         + "\n\n"
         + verdict(cells, ratio)
@@ -304,7 +309,7 @@ def main() -> None:
         + probe_section(probe, args.probe_train, args.probe_test)
         + "\n\nCommand: `python benchmarks/label_size.py`; the student cells: `python benchmarks/"
         "helio_table.py --dataset cifar10 --ipc 10 --seeds S --rows "
-        + " ".join(r for r, _, _ in ADAPTERS)
+        + " ".join(r for r, *_ in ADAPTERS)
         + "`.",
     )
     tops = {row: summary([100 * c["top1"] for c in v]) for row, v in cells.items()}

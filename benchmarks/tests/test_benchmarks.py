@@ -240,3 +240,21 @@ def test_interleaved_timings_take_turns_in_a_rotating_order():
     assert all(t >= 0 for v in out.values() for t in v)
     timed = order[3:]  # after one warm-up call each
     assert timed == list("aabbcc" "bbccaa" "ccaabb")
+
+
+def test_the_label_size_verdict_compares_each_32px_adapter_with_the_64px_one_of_its_fit_length_and_rank():
+    label_size = _module("label_size")
+    assert {(size, epochs, rank) for _, size, epochs, rank in label_size.ADAPTERS} >= {(32, 20, 32), (64, 20, 32)}
+
+    def cells(*tops):
+        return [{"top1": t / 100} for t in tops]
+
+    table = {row: [] for row, *_ in label_size.ADAPTERS}
+    table.update(projector_fit10=cells(45.0, 46.0, 45.5), projector_fit20=cells(47.5, 47.5, 47.5),
+                 projector_fit20_32px=cells(46.5), projector_fit20_32px_r32=cells(48.0, 48.0, 48.0),
+                 projector_fit20_r32=cells(49.0, 49.0))
+    text = label_size.verdict(table, 0.25)
+    assert "fitted 20 epochs at LoRA rank 8: mean 46.5, above" in text and "(on 1 of 3 seeds so far)" in text
+    assert "gives 47.5 (3 seeds), -1.0 for 32 px" in text
+    assert "fitted 20 epochs at LoRA rank 32: mean 48.0, above" in text and "gives 49.0 (2 seeds), -1.0 for" in text
+    assert "fitted 10 epochs" not in text  # the 32 px 10-epoch row has no cells: no sentence
