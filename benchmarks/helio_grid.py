@@ -244,3 +244,12 @@ def current_trajectory(dataset: str) -> str | None:
 def cell_path(dataset: str, ipc: int, row: str, seed: int) -> Path:
     """The committed JSON file of one cell."""
     return RESULTS / dataset / f"ipc{ipc}" / f"{row}-seed{seed}.json"
+
+
+def trajectory_cells(dataset: str, ipc: int, row: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict]:
+    """A row's committed cells of ``seeds`` on the dataset's current trajectory, the cells that compare with each
+    other (adapters must imitate the same teachers)."""
+    current = current_trajectory(dataset)
+    paths = [cell_path(dataset, ipc, row, s) for s in seeds]
+    cells = [json.loads(p.read_text()) for p in paths if p.is_file()]
+    return [c for c in cells if c.get("trajectory") == current]

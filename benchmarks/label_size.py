@@ -26,12 +26,11 @@ Two figures, measured in this run or read from committed cells:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 
 import torch
 from _common import bench_projector, dataset, digest, interleaved_timings, parse_run_args, write_section
-from helio_grid import cell_path, current_trajectory, trajectory_key, trajectory_path
+from helio_grid import trajectory_cells, trajectory_key, trajectory_path
 
 import lightlabel as ll
 from lightlabel.core.proxy import PROXY_BASE
@@ -144,18 +143,6 @@ def frozen_base_probe(per_class: int, test_per_class: int) -> dict[int, dict[str
                     f["train"], y["train"], f["test"], y["test"], len(train.classes)
                 )
     return out
-
-
-def student_cells(row: str) -> list[dict]:
-    """A row's IPC-10 cells on the current CIFAR-10 trajectory (the adapters must imitate the same teachers to
-    compare)."""
-    current = current_trajectory("cifar10")
-    cells = [
-        json.loads(cell_path("cifar10", 10, row, s).read_text())
-        for s in (0, 1, 2)
-        if cell_path("cifar10", 10, row, s).is_file()
-    ]
-    return [c for c in cells if c.get("trajectory") == current]
 
 
 #: (row, labelling size in px, fit epochs, the tower's LoRA rank); the rows of ``benchmarks/helio_grid.py`` compared
@@ -284,7 +271,7 @@ def main() -> None:
         f"{med[s] / med[64]:.2f} |"
         for s, v in secs.items()
     ]
-    cells = {row: student_cells(row) for row, *_ in ADAPTERS}
+    cells = {row: trajectory_cells("cifar10", 10, row) for row, *_ in ADAPTERS}
     probe = frozen_base_probe(args.probe_train, args.probe_test)
     write_section(
         "label-size",

@@ -258,3 +258,18 @@ def test_the_label_size_verdict_compares_each_32px_adapter_with_the_64px_one_of_
     assert "gives 47.5 (3 seeds), -1.0 for 32 px" in text
     assert "fitted 20 epochs at LoRA rank 32: mean 48.0, above" in text and "gives 49.0 (2 seeds), -1.0 for" in text
     assert "fitted 10 epochs" not in text  # the 32 px 10-epoch row has no cells: no sentence
+
+
+def test_view_fidelity_measures_and_rank_correlation():
+    import torch
+    vf = _module("view_fidelity")
+    assert vf.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert vf.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert vf.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(0.8660254)  # tied ranks share their mean
+    ensemble = torch.tensor([[2.0, 0.0, -2.0], [0.0, 1.0, 0.0]])
+    same = vf.compare(ensemble.clone(), ensemble)
+    assert same == pytest.approx({"agree": 1.0, "kl": 0.0, "mse": 0.0, "spread": 1.0}, abs=1e-6)
+    flat = vf.compare(ensemble / 2, ensemble)
+    assert flat["agree"] == 1.0 and flat["kl"] > 0 and flat["spread"] == pytest.approx(0.5)
+    assert flat["mse"] == pytest.approx(float(((ensemble / 2 - ensemble) ** 2).mean()))
+    assert vf.compare(-ensemble, ensemble)["agree"] == 0.0
