@@ -148,9 +148,10 @@ class Run:
 
     def fit(self, text_init: bool = True, head_mode: str = "renorm", epochs: int | None = None,
             per_class: int | None = None, stage: str = "weak", label_size: int | None = None,
-            image_rank: int = ll.AdapterConfig.image_rank) -> ll.Projector:
+            image_rank: int = ll.AdapterConfig.image_rank, seed: int = 0) -> ll.Projector:
         """The adapter fitted to the ``stage`` checkpoints; ``per_class`` images per class (None: SETUP's; 0: all);
-        ``image_rank``: the tower's LoRA rank."""
+        ``image_rank``: the tower's LoRA rank; ``seed``: the fit's (initialisation, held-out split, order and
+        augmentation)."""
         c = self.cfg
         text = self.text if text_init else F.normalize(
             torch.randn(self.text.shape, generator=torch.Generator().manual_seed(0)), dim=-1)
@@ -163,7 +164,7 @@ class Run:
         config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode, label_size=label_size,
                                   image_rank=image_rank)
         fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"],
-                           num_workers=getattr(self.args, "workers", 0))
+                           num_workers=getattr(self.args, "workers", 0), seed=seed)
         teachers = self.checkpoints(stage)
         key = digest(config.to_dict(), fit.result_dict(), [hashlib.sha256(p.read_bytes()).hexdigest() for p in teachers],
                      hashlib.sha256(text.numpy().tobytes()).hexdigest(), self.data_key, len(train))

@@ -44,7 +44,7 @@ from lightlabel.utils.files import atomic_write_text
 OUT = ROOT / "benchmarks" / "results" / "helio" / "cifar10" / "ipc10" / "diagnostics" / "view-fidelity.json"
 #: the fitted rows compared: every one imitates the weak ensemble on the distilled images of the teacher row
 ADAPTERS = ("projector", "projector_fit10", "projector_fit20", "projector_full", "projector_fit20_r32",
-            "projector_fit10_32px", "projector_fit20_32px", "projector_fit20_32px_r32")
+            "projector_fit10_32px", "projector_fit20_32px", "projector_fit20_32px_r32", "projector_fit20_seed1")
 MEASURES = ("agree", "kl", "mse", "spread")
 
 
@@ -124,14 +124,14 @@ def measure(views: int, clean: int, rows: list[str], args: argparse.Namespace) -
 
 def section(result: dict) -> str:
     rows = result["rows"]
-    table = ["| adapter | fit: epochs, images, rank, size | fit's held-out agreement: the cells' / this adapter's | clean: agreement / KL / "
+    table = ["| adapter | fit: epochs, images, rank, size, seed | fit's held-out agreement: the cells' / this adapter's | clean: agreement / KL / "
              "MSE / spread | student views: agreement / KL / MSE / spread | student top-1 % (3 seeds) |",
              "|---|---|---|---|---|---|"]
     for row, r in sorted(rows.items(), key=lambda kv: statistics.mean(kv[1]["student"])):
         f, spec = r["fit"], GRID[row].fit
         cols = [" / ".join(f"{r[k][m]:.3f}" for m in MEASURES) for k in ("clean", "views")]
         table.append(f"| `{row}` | {f['epochs']}, {f['samples']:,}, {spec.get('image_rank', 8)}, "
-                     f"{spec.get('label_size') or 64} px | {f['final_agreement']:.3f} / {r['measured_fit_agreement']:.3f} | {cols[0]} | {cols[1]} | "
+                     f"{spec.get('label_size') or 64} px, {spec.get('seed', 0)} | {f['final_agreement']:.3f} / {r['measured_fit_agreement']:.3f} | {cols[0]} | {cols[1]} | "
                      f"{statistics.mean(r['student']):.1f} ± {statistics.stdev(r['student']):.1f} |")
     top = [statistics.mean(r["student"]) for r in rows.values()]
     corr = {"fit's held-out agreement": spearman([r["fit"]["final_agreement"] for r in rows.values()], top)}
