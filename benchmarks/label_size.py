@@ -208,6 +208,17 @@ def verdict(cells: dict[str, list[dict]], ratio: float) -> str:
                 f"; the 64 px adapter fitted as long at the same rank gives {statistics.mean(same):.1f} ({len(same)} "
                 f"seed{'s' * (len(same) > 1)}), {m - statistics.mean(same):+.1f} for 32 px at one fit length and rank"
             )
+        default = next((r for r, sz, e, rk in ADAPTERS if sz == 64 and e == epochs and rk == 8), None)
+        base = [100 * c["top1"] for c in cells[default]] if rank != 8 and default else []
+        if len(base) > 1:
+            lo = min(statistics.mean(base) - statistics.stdev(base), min(base))
+            hi = max(statistics.mean(base) + statistics.stdev(base), max(base))
+            where = "inside" if lo <= m <= hi else ("above" if m > hi else "below")
+            line += (
+                f"; against the 64 px adapter fitted as long at the default rank 8 ({statistics.mean(base):.1f}, "
+                f"spread {lo:.1f}-{hi:.1f}) it is {where} the spread, labelling at the same cost as any 32 px "
+                f"adapter once merged"
+            )
         lines.append(line + ".")
     lines.append(
         f"At 32 px it labels in {ratio:.2f} of the 64 px time ({'less' if ratio < 0.5 else 'not less'} than "

@@ -257,6 +257,7 @@ def test_the_label_size_verdict_compares_each_32px_adapter_with_the_64px_one_of_
     assert "fitted 20 epochs at LoRA rank 8: mean 46.5, above" in text and "(on 1 of 3 seeds so far)" in text
     assert "gives 47.5 (3 seeds), -1.0 for 32 px" in text
     assert "fitted 20 epochs at LoRA rank 32: mean 48.0, above" in text and "gives 49.0 (2 seeds), -1.0 for" in text
+    assert "at the default rank 8 (47.5, spread 47.5-47.5) it is above the spread" in text
     assert "fitted 10 epochs" not in text  # the 32 px 10-epoch row has no cells: no sentence
 
 
