@@ -30,7 +30,7 @@ import statistics
 
 import torch
 from _common import bench_projector, dataset, digest, interleaved_timings, parse_run_args, write_section
-from helio_grid import trajectory_cells, trajectory_key, trajectory_path
+from helio_grid import GRID, trajectory_cells, trajectory_key, trajectory_path
 
 import lightlabel as ll
 from lightlabel.core.proxy import PROXY_BASE
@@ -145,16 +145,33 @@ def frozen_base_probe(per_class: int, test_per_class: int) -> dict[int, dict[str
     return out
 
 
-#: (row, labelling size in px, fit epochs, the tower's LoRA rank); the rows of ``benchmarks/helio_grid.py`` compared
-#: here. Rank 32 merges into the same labeller as rank 8 (the same labelling time); only the adapter file grows.
-ADAPTERS = (
-    ("projector_fit10", 64, 10, 8),
-    ("projector_fit10_32px", 32, 10, 8),
-    ("projector_fit20_32px", 32, 20, 8),
-    ("projector_fit20", 64, 20, 8),
-    ("projector_fit20_32px_r32", 32, 20, 32),
-    ("projector_fit20_r32", 64, 20, 32),
-)
+#: the rows of ``benchmarks/helio_grid.py`` compared here; their settings are read from the grid (:func:`settings`).
+#: Rank 32 merges into the same labeller as rank 8 (the same labelling time); only the adapter file grows.
+ADAPTERS = ("projector_fit10", "projector_fit10_32px", "projector_fit20_32px", "projector_fit20",
+            "projector_fit20_32px_r32", "projector_fit20_r32")
+
+
+def settings(row: str) -> tuple[int, int, int]:
+    """(labelling size in px, fit epochs, the tower's LoRA rank) of a grid row's fit."""
+    fit = GRID[row].fit
+    return fit.get("label_size") or 64, fit["epochs"], fit.get("image_rank", ll.AdapterConfig.image_rank)
+
+
+def find(size: int, epochs: int, rank: int) -> str | None:
+    """The compared row with these settings, if any."""
+    return next((r for r in ADAPTERS if settings(r) == (size, epochs, rank)), None)
+
+
+def spread(values: list[float]) -> tuple[float, float]:
+    """A 3-seed spread: mean +- 1 std, or the min..max range where that is wider."""
+    mean, sd = statistics.mean(values), statistics.stdev(values)
+    return min(mean - sd, min(values)), max(mean + sd, max(values))
+
+
+def where(m: float, low: float, high: float) -> str:
+    return "inside" if low <= m <= high else ("above" if m > high else "below")
+
+
 STRIDE = 32  # the proxy base's image tower: a 64 px input ends in a 2 x 2 grid, 32 px in 1 x 1
 
 
@@ -172,7 +189,8 @@ def adapter_rows(cells: dict[str, list[dict]]) -> list[str]:
     """One row per adapter: the fit's imitation of its teachers on held-out images (recorded by ``fit_adapter`` in
     each cell; the same fit for every seed) and the students' top-1."""
     out = []
-    for row, size, epochs, rank in ADAPTERS:
+    for row in ADAPTERS:
+        size, epochs, rank = settings(row)
         fit = cells[row][0]["fit"] if cells[row] else {}
         agree = f"{fit['final_agreement']:.3f}" if fit else "-"
         kl = f"{fit['final_kl']:.3f}" if fit else "-"
@@ -187,37 +205,34 @@ def verdict(cells: dict[str, list[dict]], ratio: float) -> str:
     full = [100 * c["top1"] for c in cells["projector_fit10"]]
     if len(full) < 2:
         return f"The 64 px cells are not all run yet; the 32 px labeller takes {ratio:.2f} of the 64 px time."
-    mean, sd = statistics.mean(full), statistics.stdev(full)
-    low, high = min(mean - sd, min(full)), max(mean + sd, max(full))
+    low, high = spread(full)
     lines = []
-    for row, size, epochs, rank in ADAPTERS[1:]:
+    for row in ADAPTERS[1:]:
+        size, epochs, rank = settings(row)
         small = [100 * c["top1"] for c in cells[row]]
         if not small or size == 64:
             continue
         m = statistics.mean(small)
-        where = "inside" if low <= m <= high else ("above" if m > high else "below")
         line = (
-            f"The 32 px adapter fitted {epochs} epochs at LoRA rank {rank}: mean {m:.1f}, {where} the 10-epoch "
-            f"rank-8 64 px adapter's 3-seed spread ({low:.1f}-{high:.1f})"
+            f"The 32 px adapter fitted {epochs} epochs at LoRA rank {rank}: mean {m:.1f}, {where(m, low, high)} the "
+            f"10-epoch rank-8 64 px adapter's 3-seed spread ({low:.1f}-{high:.1f})"
             + ("" if len(small) == 3 else f" (on {len(small)} of 3 seeds so far)")
         )
-        twin = next((r for r, sz, e, rk in ADAPTERS if sz == 64 and e == epochs and rk == rank), None)
-        same = [100 * c["top1"] for c in cells[twin]] if twin and twin != "projector_fit10" else []
+        twin = find(64, epochs, rank)
+        same = [100 * c["top1"] for c in cells[twin]] if twin and twin != ADAPTERS[0] else []
         if same:
             line += (
                 f"; the 64 px adapter fitted as long at the same rank gives {statistics.mean(same):.1f} ({len(same)} "
                 f"seed{'s' * (len(same) > 1)}), {m - statistics.mean(same):+.1f} for 32 px at one fit length and rank"
             )
-        default = next((r for r, sz, e, rk in ADAPTERS if sz == 64 and e == epochs and rk == 8), None)
-        base = [100 * c["top1"] for c in cells[default]] if rank != 8 and default else []
+        default = find(64, epochs, ll.AdapterConfig.image_rank)
+        base = [100 * c["top1"] for c in cells[default]] if default and default != twin else []
         if len(base) > 1:
-            lo = min(statistics.mean(base) - statistics.stdev(base), min(base))
-            hi = max(statistics.mean(base) + statistics.stdev(base), max(base))
-            where = "inside" if lo <= m <= hi else ("above" if m > hi else "below")
+            lo, hi = spread(base)
             line += (
                 f"; against the 64 px adapter fitted as long at the default rank 8 ({statistics.mean(base):.1f}, "
-                f"spread {lo:.1f}-{hi:.1f}) it is {where} the spread, labelling at the same cost as any 32 px "
-                f"adapter once merged"
+                f"spread {lo:.1f}-{hi:.1f}) it is {where(m, lo, hi)} the spread, labelling at the same cost as any "
+                f"32 px adapter once merged"
             )
         lines.append(line + ".")
     lines.append(
@@ -282,7 +297,7 @@ def main() -> None:
         f"{med[s] / med[64]:.2f} |"
         for s, v in secs.items()
     ]
-    cells = {row: trajectory_cells("cifar10", 10, row) for row, *_ in ADAPTERS}
+    cells = {row: trajectory_cells("cifar10", 10, row) for row in ADAPTERS}
     probe = frozen_base_probe(args.probe_train, args.probe_test)
     write_section(
         "label-size",
@@ -307,7 +322,7 @@ def main() -> None:
         + probe_section(probe, args.probe_train, args.probe_test)
         + "\n\nCommand: `python benchmarks/label_size.py`; the student cells: `python benchmarks/"
         "helio_table.py --dataset cifar10 --ipc 10 --seeds S --rows "
-        + " ".join(r for r, *_ in ADAPTERS)
+        + " ".join(ADAPTERS)
         + "`.",
     )
     tops = {row: summary([100 * c["top1"] for c in v]) for row, v in cells.items()}

@@ -244,12 +244,12 @@ def test_interleaved_timings_take_turns_in_a_rotating_order():
 
 def test_the_label_size_verdict_compares_each_32px_adapter_with_the_64px_one_of_its_fit_length_and_rank():
     label_size = _module("label_size")
-    assert {(size, epochs, rank) for _, size, epochs, rank in label_size.ADAPTERS} >= {(32, 20, 32), (64, 20, 32)}
+    assert {label_size.settings(r) for r in label_size.ADAPTERS} >= {(32, 20, 32), (64, 20, 32)}
 
     def cells(*tops):
         return [{"top1": t / 100} for t in tops]
 
-    table = {row: [] for row, *_ in label_size.ADAPTERS}
+    table = {row: [] for row in label_size.ADAPTERS}
     table.update(projector_fit10=cells(45.0, 46.0, 45.5), projector_fit20=cells(47.5, 47.5, 47.5),
                  projector_fit20_32px=cells(46.5), projector_fit20_32px_r32=cells(48.0, 48.0, 48.0),
                  projector_fit20_r32=cells(49.0, 49.0))
