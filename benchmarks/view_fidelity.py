@@ -18,7 +18,8 @@ adapters' mean student top-1 (the committed cells, seeds 0-2, on the current tra
 three committed cells are left out. An adapter whose fit is not in the benchmark cache is fitted again with the
 cells' settings (minutes to two hours on 2 cores; ``--rows`` picks the adapters): a refit on another machine or
 torch is close to, not bit-identical with, the one that taught the students, so the table gives the held-out
-agreement of both.
+agreement of both. With ``--rows``, the adapters measured join the committed table (measured on the same
+images), replacing only their own rows.
 
     python benchmarks/view_fidelity.py [--views 1000] [--clean 100] [--rows ROW ...]
 """
@@ -44,7 +45,8 @@ from lightlabel.utils.files import atomic_write_text
 OUT = ROOT / "benchmarks" / "results" / "helio" / "cifar10" / "ipc10" / "diagnostics" / "view-fidelity.json"
 #: the fitted rows compared: every one imitates the weak ensemble on the distilled images of the teacher row
 ADAPTERS = ("projector", "projector_fit10", "projector_fit20", "projector_full", "projector_fit20_r32",
-            "projector_fit10_32px", "projector_fit20_32px", "projector_fit20_32px_r32", "projector_fit20_seed1")
+            "projector_fit10_32px", "projector_fit20_32px", "projector_fit20_32px_r32", "projector_fit20_seed1",
+            "projector_fit20_seed2")
 MEASURES = ("agree", "kl", "mse", "spread")
 
 
@@ -153,10 +155,26 @@ def section(result: dict) -> str:
         + f"\n\nSpearman's rank correlation with the mean student top-1, over the {len(rows)} adapters "
         "(agreement should correlate positively, KL and MSE negatively):\n\n| measure | rho |\n|---|---|\n"
         + lines
-        + f"\n\nThe strongest: {best} ({corr[best]:+.2f}).\n\nCommand: `{result['command']}`; "
+        + f"\n\nThe strongest: {best} ({corr[best]:+.2f}).\n\nCommands: "
+        + "; ".join(f"`{c}`" for c in result.get("commands", [result.get("command")])) + "; "
         "the student cells: `python benchmarks/helio_table.py --dataset cifar10 --ipc 10 --seeds 0 1 2 --rows "
         + " ".join(rows) + "`."
     )
+
+
+def merged(result: dict) -> dict:
+    """``result`` with the committed adapters it did not measure, when the committed file measured the same images
+    (views, clean images per class, distilled set): ``--rows`` then adds adapters to the table instead of replacing
+    it. Measured on other images, the committed file is replaced whole."""
+    if not OUT.exists():
+        return result
+    old = json.loads(OUT.read_text())
+    if any(old.get(k) != result[k] for k in ("views", "clean_per_class", "distilled_sha256")):
+        logging.warning("%s measured other images; replaced", OUT)
+        return result
+    rows = {k: v for k, v in old["rows"].items() if k not in result["rows"]}
+    return {**result, "rows": {**rows, **result["rows"]},
+            "commands": old.get("commands", [old.get("command")]) + result["commands"]}
 
 
 def main() -> None:
@@ -170,8 +188,8 @@ def main() -> None:
     if args.report:
         result = json.loads(OUT.read_text())
     else:
-        result = {**measure(args.views, args.clean, args.rows, args), "commit": commit(),
-                  "command": command()}
+        result = merged({**measure(args.views, args.clean, args.rows, args), "commands": [command()],
+                         "commit": commit()})
         atomic_write_text(OUT, json.dumps(result, indent=1))
     write_section("view-fidelity", section(result))
 

@@ -83,6 +83,8 @@ def test_the_grid_selects_the_cells_of_the_table():
     cells = {(ds, ipc, seed, name) for name, row in grid.GRID.items() for ds in grid.SETUP for ipc in (1, 10, 50)
              for seed in (0, 1, 2) if row.runs(ds, ipc, seed)}
     assert ("cifar10", 50, 1, "projector") not in cells and ("cifar10", 50, 0, "projector") in cells
+    assert {c[3] for c in cells if c[:3] == ("cifar10", 50, 1)} == {"teacher", "projector_fit20_r32"}
+    assert not any(c[1] == 50 and c[2] == 2 for c in cells)
     assert ("cifar10", 50, 0, "stored") not in cells and ("cifar10", 10, 2, "stored") in cells
     assert ("cifar10", 10, 1, "teacher_kl") not in cells and ("imagenette", 10, 0, "teacher_kl") in cells
     assert ("imagenette", 10, 0, "stored_top3") not in cells and ("cifar10", 10, 2, "stored_top3") in cells
@@ -274,3 +276,18 @@ def test_view_fidelity_measures_and_rank_correlation():
     assert flat["agree"] == 1.0 and flat["kl"] > 0 and flat["spread"] == pytest.approx(0.5)
     assert flat["mse"] == pytest.approx(float(((ensemble / 2 - ensemble) ** 2).mean()))
     assert vf.compare(-ensemble, ensemble)["agree"] == 0.0
+
+
+def test_view_fidelity_adds_the_rows_it_measured_to_a_table_of_the_same_images(tmp_path, monkeypatch):
+    vf = _module("view_fidelity")
+    monkeypatch.setattr(vf, "OUT", tmp_path / "vf.json")
+    images = {"views": 1000, "clean_per_class": 100, "distilled_sha256": "ab" * 32}
+    old = {**images, "rows": {"a": 1, "b": 2}, "command": "python view_fidelity.py --rows a b"}
+    new = {**images, "rows": {"b": 3, "c": 4}, "commands": ["python view_fidelity.py --rows b c"]}
+    assert vf.merged(new) == new  # nothing committed yet
+    vf.OUT.write_text(json.dumps(old))
+    out = vf.merged(new)
+    assert out["rows"] == {"a": 1, "b": 3, "c": 4}
+    assert out["commands"] == ["python view_fidelity.py --rows a b", "python view_fidelity.py --rows b c"]
+    other = {**new, "views": 500}  # other images: the committed table is not mixed in
+    assert vf.merged(other) == other
