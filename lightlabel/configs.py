@@ -285,8 +285,8 @@ class AdapterConfig(_Config):
             agreed with its teachers less (0.65 against 0.75) and its students scored 1.8 points lower (43.7 % against
             45.5 %, 3 seeds); fitted 20 epochs they scored 46.6 %, against 47.5 % for the 64 px adapter fitted as long.
             With ``image_rank=32`` the 32 px adapter's students scored 47.7 %, level with the 64 px rank-8 one (the
-            same labelling time once merged; 0.8 MB of adapter instead of 0.23). One fit each: two 64 px rank-8 fits
-            with identical settings taught 47.5 % and 49.4 %.
+            same labelling time once merged; 0.8 MB of adapter instead of 0.23). One fit each: three 64 px rank-8 fits
+            with identical settings taught 47.5 %, 49.4 % and 47.3 %.
 
     Raises:
         ValueError: a rank < 1, a non-positive alpha, an unknown target kind or head mode, a label size < 16.
