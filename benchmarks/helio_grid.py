@@ -43,8 +43,7 @@ class Row:
     labels_of: dict[str, str] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)  # EvalProtocol fields replaced for this row
     imitates: str | None = None
-    at_ipc50: bool = False  # also runs at IPC 50, on the seeds of ``ipc50_seeds``
-    ipc50_seeds: tuple[int, ...] = (0,)  # a 1,500-step IPC 50 student is 40-110 min on the CPU machine
+    ipc50_seeds: tuple[int, ...] = ()  # the seeds it runs at IPC 50 (a 1,500-step student: 40-110 min on the CPU)
     seed0_only: bool = False
     only: tuple[tuple[str, int], ...] | None = None  # runs on these (dataset, IPC) cells alone
 
@@ -80,7 +79,7 @@ class Row:
 
     def runs(self, dataset: str, ipc: int, seed: int) -> bool:
         """Whether the cell (dataset, IPC, seed) of this row is part of the grid."""
-        if ipc == 50 and (not self.at_ipc50 or seed not in self.ipc50_seeds):
+        if ipc == 50 and seed not in self.ipc50_seeds:
             return False
         if self.seed0_only and seed != 0:
             return False
@@ -91,22 +90,22 @@ _RANDOM_PROJECTOR = {"cifar10": "projector_fit10", "imagenette": "projector_full
 
 GRID: dict[str, Row] = {
     "projector": Row("projector (HeLlO: proxy base + LoRA, the short fit to the weak teachers: 3 epochs on CIFAR-10, "
-                     "2 on Imagenette)", "fit", imitates="weak_teachers", at_ipc50=True),
-    "teacher": Row("online full teacher (RDED)", "teacher", at_ipc50=True, ipc50_seeds=(0, 1)),
+                     "2 on Imagenette)", "fit", imitates="weak_teachers", ipc50_seeds=(0,)),
+    "teacher": Row("online full teacher (RDED)", "teacher", ipc50_seeds=(0, 1)),
     "weak_teachers": Row("online weak-teacher ensemble (what the projector imitates)", "ensemble", stage="weak",
-                         at_ipc50=True),
+                         ipc50_seeds=(0,)),
     "stored": Row("stored fp16 soft labels (SRe2L/FKD)", "stored", stored_from="teacher",
                   compression=ll.LabelCompression()),
     "stored_weak": Row("stored fp16 soft labels of the weak-teacher ensemble (the projector's labeller, stored)",
                        "stored", stored_from="weak_teachers", compression=ll.LabelCompression(), seed0_only=True,
                        only=(("cifar10", 10),)),
-    "hard": Row("hard labels only", "hard", at_ipc50=True),
+    "hard": Row("hard labels only", "hard", ipc50_seeds=(0,)),
     "clip": Row("base as-is: zero-shot head, no LoRA (HeLlO Table 5 'CLIP')", "clip"),
     "no_text_init": Row("LoRA without text initialisation (HeLlO Table 3 ablation)", "fit", fit=dict(text_init=False)),
     "projector_fit10": Row("projector fitted 10 epochs (HeLlO fits 20; the short fit is a CPU shortcut)", "fit",
-                           fit=dict(epochs=10), imitates="weak_teachers", at_ipc50=True),
+                           fit=dict(epochs=10), imitates="weak_teachers", ipc50_seeds=(0,)),
     "projector_full": Row("projector fitted as HeLlO does: 20 epochs on the whole train split (a GPU row)", "fit",
-                          fit=dict(epochs=20, per_class=0), imitates="weak_teachers", at_ipc50=True),
+                          fit=dict(epochs=20, per_class=0), imitates="weak_teachers", ipc50_seeds=(0,)),
     "projector_fit10_32px": Row("projector_fit10, fitted and labelling at 32 px instead of the base's 64 "
                                 "(label_size=32)", "fit", fit=dict(epochs=10, label_size=32), imitates="weak_teachers",
                                 only=(("cifar10", 10),)),
@@ -118,14 +117,14 @@ GRID: dict[str, Row] = {
     # ...and its control: the 64 px fit twice as long, so the two sizes are compared at one fit length. At IPC 50 it
     # also tests the imitation gap (3-epoch fit 50.9, 10-epoch 55.9, the ensemble it imitates 63.7): does it close?
     "projector_fit20": Row("projector_fit10 fitted for 20 epochs instead of 10 (64 px)", "fit", fit=dict(epochs=20),
-                           imitates="weak_teachers", only=(("cifar10", 10), ("cifar10", 50)), at_ipc50=True),
+                           imitates="weak_teachers", only=(("cifar10", 10), ("cifar10", 50)), ipc50_seeds=(0,)),
     # At IPC 50 the 20-epoch fit and the HeLlO-length one agree with the ensemble on 0.830 and 0.843 of held-out
     # images and teach 59.4 and 59.7, against the ensemble's own 63.7: five times the fit's images add little. Is
     # the rest the adapter's capacity? The 20-epoch fit with four times the tower's LoRA rank (the head is full rank
     # already: rank 16 over 10 classes).
     "projector_fit20_r32": Row("projector_fit20 with LoRA rank 32 on the tower instead of 8 (a capacity check)",
                                "fit", fit=dict(epochs=20, image_rank=32), imitates="weak_teachers",
-                               only=(("cifar10", 10), ("cifar10", 50)), at_ipc50=True, ipc50_seeds=(0, 1)),
+                               only=(("cifar10", 10), ("cifar10", 50)), ipc50_seeds=(0, 1)),
     # (IPC 50 seed 1 of this row and of the teacher: at seed 0 it trails the teacher by 1.2 points, the closest of
     # any cell to the 2-point line, on one student seed each.)
     # projector_full imitates the ensemble more closely than projector_fit20 on every measure (view_fidelity.py), yet
@@ -158,9 +157,9 @@ GRID: dict[str, Row] = {
                               "Adam steps, lr 0.01; a GPU row)", "fit", fit=dict(epochs=20, per_class=0), refine=True,
                               only=(("imagenette", 10),)),
     "late_teachers": Row("online ensemble of later checkpoints (epochs 2-4 on CIFAR-10, 6-8 on Imagenette: a stage "
-                         "check)", "ensemble", stage="late", at_ipc50=True),
+                         "check)", "ensemble", stage="late", ipc50_seeds=(0,)),
     "projector_late": Row("projector fitted as projector_full is, to those later checkpoints (a GPU row)", "fit",
-                          fit=dict(epochs=20, per_class=0, stage="late"), imitates="late_teachers", at_ipc50=True),
+                          fit=dict(epochs=20, per_class=0, stage="late"), imitates="late_teachers", ipc50_seeds=(0,)),
     "teacher_kl": Row("online full teacher, RDED's loss (KL, T = 20)", "teacher",
                       loss=dict(soft_loss="kl", temperature=20.0, ce_weight=0.0), seed0_only=True),
     # the same teacher with its logits at the projector's spread (benchmarks/label_scale.py: 6.4 vs 2.1)
@@ -179,11 +178,11 @@ GRID: dict[str, Row] = {
                             "candidate)", "ensemble", stage="final", only=(("cifar10", 1), ("cifar10", 10))),
     "random_projector": Row("random real images (IPC per class, drawn by the seed) + the best projector (CIFAR-10: "
                             "the 10-epoch fit; Imagenette: the 20-epoch fit)", "row", images="random",
-                            labels_of=_RANDOM_PROJECTOR, at_ipc50=True),
+                            labels_of=_RANDOM_PROJECTOR, ipc50_seeds=(0,)),
     "random_teacher": Row("random real images + online full teacher", "row", images="random",
-                          labels_of={"cifar10": "teacher", "imagenette": "teacher"}, at_ipc50=True),
+                          labels_of={"cifar10": "teacher", "imagenette": "teacher"}, ipc50_seeds=(0,)),
     "random_hard": Row("random real images + hard labels", "row", images="random",
-                       labels_of={"cifar10": "hard", "imagenette": "hard"}, at_ipc50=True),
+                       labels_of={"cifar10": "hard", "imagenette": "hard"}, ipc50_seeds=(0,)),
 }
 
 #: each dataset's setup: image size, RDED patches per image, the trajectory (arch, epochs, which checkpoints each

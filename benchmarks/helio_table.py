@@ -335,7 +335,7 @@ def main() -> None:
             names = ", ".join(f"{row} IPC {ipc} seed {seed}" for row, ipc, seed in outside)
             if len(outside) == len(cells):
                 parser.error(f"no cell to run: not in the grid for {args.dataset} (helio_grid.py: a row's `only`, "
-                             f"`at_ipc50`, `ipc50_seeds`, `seed0_only`): {names}")
+                             f"`ipc50_seeds`, `seed0_only`): {names}")
             log.warning("skipped, not in the grid for %s: %s", args.dataset, names)
         run = Run(args.dataset, args)
         for row, ipc, seed in cells:

@@ -156,7 +156,7 @@ def section(result: dict) -> str:
         "(agreement should correlate positively, KL and MSE negatively):\n\n| measure | rho |\n|---|---|\n"
         + lines
         + f"\n\nThe strongest: {best} ({corr[best]:+.2f}).\n\nCommands: "
-        + "; ".join(f"`{c}`" for c in result.get("commands", [result.get("command")])) + "; "
+        + "; ".join(f"`{c}`" for c in result["commands"]) + "; "
         "the student cells: `python benchmarks/helio_table.py --dataset cifar10 --ipc 10 --seeds 0 1 2 --rows "
         + " ".join(rows) + "`."
     )
@@ -174,7 +174,7 @@ def merged(result: dict) -> dict:
         return result
     rows = {k: v for k, v in old["rows"].items() if k not in result["rows"]}
     return {**result, "rows": {**rows, **result["rows"]},
-            "commands": old.get("commands", [old.get("command")]) + result["commands"]}
+            "commands": old["commands"] + result["commands"]}
 
 
 def main() -> None:

@@ -282,7 +282,7 @@ def test_view_fidelity_adds_the_rows_it_measured_to_a_table_of_the_same_images(t
     vf = _module("view_fidelity")
     monkeypatch.setattr(vf, "OUT", tmp_path / "vf.json")
     images = {"views": 1000, "clean_per_class": 100, "distilled_sha256": "ab" * 32}
-    old = {**images, "rows": {"a": 1, "b": 2}, "command": "python view_fidelity.py --rows a b"}
+    old = {**images, "rows": {"a": 1, "b": 2}, "commands": ["python view_fidelity.py --rows a b"]}
     new = {**images, "rows": {"b": 3, "c": 4}, "commands": ["python view_fidelity.py --rows b c"]}
     assert vf.merged(new) == new  # nothing committed yet
     vf.OUT.write_text(json.dumps(old))
