@@ -91,7 +91,8 @@ def test_the_grid_selects_the_cells_of_the_table():
     assert ("cifar10", 10, 1, "stored_weak") not in cells and ("cifar10", 10, 0, "stored_weak") in cells
     assert {c[3] for c in cells if c[:3] == ("cifar10", 50, 0)} == {
         "projector", "projector_fit10", "projector_full", "teacher", "hard", "weak_teachers", "late_teachers",
-        "projector_late", "random_projector", "random_teacher", "random_hard", "projector_fit20", "projector_fit20_r32"}
+        "projector_late", "random_projector", "random_teacher", "random_hard", "projector_fit20", "projector_fit20_r32",
+        "projector_fit20_r32_seed1"}
     import lightlabel as ll
     try:
         grid.Row("x", "teacher", images="mosaic")
