@@ -252,7 +252,8 @@ def _add_storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ipc", type=int, required=True, help="distilled images per class")
     p.add_argument("--epochs", type=int, default=300, help="student epochs whose views stored labels must cover "
                                                            "(default: 300)")
-    p.add_argument("--label-bytes", type=int, default=2, help="bytes per stored logit (2 = fp16)")
+    p.add_argument("--label-bytes", type=int, default=2, choices=(1, 2, 4, 8),
+                   help="bytes per stored logit (1 = int8, 2 = fp16, 4 = fp32, 8 = fp64; default: 2)")
     p.add_argument("--teacher", default="resnet18", help="torchvision teacher architecture")
     p.add_argument("--adapter", default=None, help="an adapter whose size to compare (default: HeLlO's RN50 adapter "
                                                    "layout, LoRA r8 on every conv + head r128, for --classes)")

@@ -41,6 +41,16 @@ def _positive(**values: int) -> None:
             raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
 
 
+LABEL_BYTES = (1, 2, 4, 8)
+"""Bytes per stored logit that name a dtype: int8, fp16/bf16, fp32, fp64."""
+
+
+def _label_bytes(label_bytes: int) -> None:
+    if isinstance(label_bytes, bool) or label_bytes not in LABEL_BYTES:
+        raise ValueError(f"`label_bytes` must be one of {list(LABEL_BYTES)} (bytes per stored logit: int8, fp16, "
+                         f"fp32, fp64), got {label_bytes!r}")
+
+
 def format_bytes(n: int) -> str:
     """``"5,722,050,000 bytes (5722.1 MB, 5457.0 MiB)"``: the exact count and both units, named."""
     return f"{n:,} bytes ({n / 1e6:,.1f} MB, {n / 2**20:,.1f} MiB)"
@@ -61,12 +71,15 @@ def soft_label_nbytes(*, num_classes: int, ipc: int, epochs: int, label_bytes: i
 
     Args:
         num_classes: ``C``. ipc: distilled images per class. epochs: student epochs (one label per image and epoch).
-        label_bytes: bytes per stored logit (2 for fp16, 4 for fp32, 1 for int8 without its scales).
+        label_bytes: bytes per stored logit, one of 1, 2, 4, 8 (1 for int8 without its scales, 2 for fp16, 4 for
+            fp32, 8 for fp64).
 
     Raises:
-        ValueError: a non-positive argument.
+        ValueError: a non-positive or non-int ``num_classes``, ``ipc`` or ``epochs``; a ``label_bytes`` that is no
+            dtype's size.
     """
-    _positive(num_classes=num_classes, ipc=ipc, epochs=epochs, label_bytes=label_bytes)
+    _positive(num_classes=num_classes, ipc=ipc, epochs=epochs)
+    _label_bytes(label_bytes)
     return epochs * ipc * num_classes * num_classes * label_bytes
 
 
@@ -90,23 +103,31 @@ def teacher_nbytes(teacher: str | nn.Module | int, num_classes: int) -> int:
     """Bytes of a teacher (:func:`module_nbytes`: its fp32 state dict's tensors).
 
     Args:
-        teacher: a torchvision model name (built on the meta device, no memory used), a module, or a parameter
-            count (then 4 bytes each).
-        num_classes: classes of the teacher's classifier (for a model name).
+        teacher: a torchvision classification model name (built on the meta device, no memory used), a module, or
+            a parameter count (then 4 bytes each).
+        num_classes: classes of the teacher's classifier (for a model name; unused otherwise).
 
     Raises:
-        ValueError: an unknown torchvision model name (the message lists the valid ones).
+        ValueError: a name that is not a torchvision classification model (the message lists the valid ones), a
+            parameter count < 1, or a ``num_classes`` < 1 with a name.
+        TypeError: a ``teacher`` that is none of the three.
     """
-    if isinstance(teacher, int):
+    if isinstance(teacher, int) and not isinstance(teacher, bool):
+        _positive(teacher=teacher)
         return 4 * teacher
     if isinstance(teacher, str):
         import torchvision
 
-        names = torchvision.models.list_models()
+        _positive(num_classes=num_classes)
+        names = torchvision.models.list_models(module=torchvision.models)  # classifiers only
         if teacher not in names:
-            raise ValueError(f"`teacher` {teacher!r} is not a torchvision model name. Available: {names}")
+            raise ValueError(f"`teacher` {teacher!r} is not a torchvision classification model name. "
+                             f"Available: {names}")
         with torch.device("meta"):
             teacher = torchvision.models.get_model(teacher, num_classes=num_classes)
+    if not isinstance(teacher, nn.Module):
+        raise TypeError(f"`teacher` must be a torchvision model name, an nn.Module or a parameter count (int), got "
+                        f"{type(teacher).__name__}")
     return module_nbytes(teacher)
 
 
@@ -163,11 +184,21 @@ def storage_report(*, num_classes: int, ipc: int, epochs: int, label_bytes: int 
         adapter_nbytes: an adapter's bytes, or ``None`` for no adapter row. adapter_note: where they come from.
         compressed: named :class:`~lightlabel.LabelCompression` forms to add as rows.
 
+    Raises:
+        ValueError: a non-positive ``num_classes``, ``ipc``, ``epochs`` or ``adapter_nbytes``, a ``label_bytes``
+            outside 1, 2, 4, 8, or a bad ``teacher`` (:func:`teacher_nbytes`).
+        TypeError: a ``compressed`` value that is not a :class:`~lightlabel.LabelCompression`.
+
     Example:
         >>> r = storage_report(num_classes=1000, ipc=10, epochs=300, adapter_nbytes=3_600_000)
         >>> r.soft_label_bytes
         6000000000
     """
+    if adapter_nbytes is not None:
+        _positive(adapter_nbytes=adapter_nbytes)
+    for name, c in (compressed or {}).items():
+        if not isinstance(c, LabelCompression):
+            raise TypeError(f"`compressed[{name!r}]` must be a LabelCompression, got {type(c).__name__}")
     rows = tuple((f"stored labels, {name}", stored_label_nbytes(num_classes=num_classes, ipc=ipc, epochs=epochs,
                                                                 compression=c)) for name, c in (compressed or {}).items())
     return StorageReport(

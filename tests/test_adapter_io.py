@@ -235,6 +235,29 @@ def test_storage_report_matches_paper_arithmetic(fitted):
         ll.storage_report(num_classes=10, ipc=1, epochs=1, teacher="resnet-eighteen")
 
 
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(label_bytes=3), ValueError, "`label_bytes` must be one of \\[1, 2, 4, 8\\]"),
+    (dict(label_bytes=True), ValueError, "`label_bytes`"),
+    (dict(adapter_nbytes=-5), ValueError, "`adapter_nbytes` must be an int >= 1, got -5"),
+    (dict(teacher=-3), ValueError, "`teacher` must be an int >= 1"),
+    (dict(teacher=2.5), TypeError, "`teacher` must be a torchvision model name, an nn.Module or a parameter count"),
+    (dict(teacher="fcn_resnet50"), ValueError, "not a torchvision classification model"),
+    (dict(compressed={"top-100": 100}), TypeError, "`compressed\\['top-100'\\]` must be a LabelCompression"),
+])
+def test_storage_report_refuses_input_that_would_print_wrong_bytes(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ll.storage_report(num_classes=10, ipc=1, epochs=1, **kwargs)
+
+
+def test_teacher_nbytes_counts_a_module_a_name_and_a_parameter_count_alike():
+    from lightlabel.storage import module_nbytes, teacher_nbytes
+    head = torch.nn.Linear(7, 3)  # 7 * 3 + 3 parameters, no buffers
+    assert teacher_nbytes(head, 3) == module_nbytes(head) == 4 * 24 == teacher_nbytes(24, 3)
+    assert teacher_nbytes("resnet18", 10) == 4 * (11_689_512 - 513 * 990) + 4 * 2 * 4_800 + 8 * 20
+    with pytest.raises(ValueError, match="`num_classes` must be an int >= 1"):
+        teacher_nbytes("resnet18", 0)
+
+
 def test_folder_adapter_carries_its_precomputed_text_embeddings(make_projector, tmp_path):
     emb = torch.randn(10, 32)
     projector = make_projector(text_embeddings=emb)

@@ -93,7 +93,8 @@ def test_push_goes_through_push_to_hub(tmp_path, make_projector, monkeypatch, ca
         (["train", "nowhere", "--labels", "hard"], "not a complete distilled set"),
         (["fit", "nowhere", "--out", "x.safetensors"], "image folder not found"),
         (["storage", "--classes", "10", "--ipc", "0"], "ipc"),
-        (["storage", "--classes", "10", "--ipc", "1", "--teacher", "resnet-eighteen"], "not a torchvision model"),
+        (["storage", "--classes", "10", "--ipc", "1", "--teacher", "resnet-eighteen"],
+         "not a torchvision classification model"),
         (["distill", "nowhere", "--observer", "t.th", "--out", "o", "--ipc", "0"], "`ipc` (--ipc) must be an int >= 1"),
     ],
 )
@@ -102,6 +103,18 @@ def test_user_errors_are_one_line_with_exit_code_2(argv, match, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err and "error:" in err
     assert match in err
+
+
+def test_storage_label_bytes_flag_takes_the_library_s_choices(capsys):
+    from lightlabel.cli import _parser
+    from lightlabel.storage import LABEL_BYTES
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["storage"]
+    flag = next(a for a in sub._actions if "--label-bytes" in a.option_strings)
+    assert tuple(flag.choices) == LABEL_BYTES
+    with pytest.raises(SystemExit) as stop:
+        main(["storage", "--classes", "10", "--ipc", "1", "--label-bytes", "3"])
+    assert stop.value.code == 2 and "invalid choice: 3" in capsys.readouterr().err
 
 
 def test_bad_damaged_adapter_is_one_line(tmp_path, capsys):
