@@ -30,6 +30,7 @@ __all__ = [
     "TensorImageDataset",
     "TransformedDataset",
     "as_dataset",
+    "class_names_and_targets",
     "dataset_classes",
     "dataset_targets",
     "default_data_root",
@@ -382,6 +383,29 @@ def dataset_targets(dataset: Dataset) -> list[int]:
     if targets is not None:
         return [int(t) for t in targets]
     return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
+def class_names_and_targets(dataset: Dataset, class_names: Sequence[str] | None) -> tuple[list[str], torch.Tensor]:
+    """The class names (``class_names``, else ``dataset.classes``) and every sample's label, checked to agree.
+
+    Returns:
+        ``(classes, targets)``: ``targets`` is an int64 ``(N,)`` tensor with every label in ``[0, len(classes))``.
+
+    Raises:
+        ValueError: no class names (neither given nor on the dataset), or a label outside ``[0, len(classes))``
+            (``class_names`` shorter than the labels need): a set built on them would silently lose those samples.
+            Fewer labels than names is allowed (a pool without some classes); a class with too few samples is the
+            caller's error to raise.
+    """
+    classes = list(class_names) if class_names is not None else dataset_classes(dataset)
+    if not classes:
+        raise ValueError("the dataset has no `classes` attribute; pass `class_names`")
+    targets = torch.as_tensor(dataset_targets(dataset), dtype=torch.int64)
+    outside = targets[(targets < 0) | (targets >= len(classes))]
+    if len(outside):
+        raise ValueError(f"the dataset has labels outside [0, {len(classes)}) for its {len(classes)} class names: "
+                         f"{sorted(set(outside.tolist()))[:5]}")
+    return classes, targets
 
 
 def image_size_of(dataset: Dataset) -> int:

@@ -61,7 +61,10 @@ def test_gradient_reaches_student_only():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"kind": "l1"}, "kind"), ({"ce_weight": -1}, "ce_weight"), ({"temperature": 0}, "temperature")],
+    [({"kind": "l1"}, "kind"), ({"ce_weight": -1}, "ce_weight"), ({"temperature": 0}, "temperature"),
+     ({"ce_weight": float("nan")}, "`ce_weight` must be a finite number >= 0, got nan"),
+     ({"ce_weight": float("inf")}, "ce_weight"), ({"ce_weight": True}, "ce_weight"),
+     ({"temperature": float("inf")}, "`temperature` must be a finite number > 0, got inf")],
 )
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):

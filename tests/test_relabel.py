@@ -159,7 +159,7 @@ def test_errors(projector, cifar_batch):
         ll.OnlineRelabeler(projector, mix="cutout", input_spec=IMAGENET)
     with pytest.raises(ValueError, match="either"):
         ll.OnlineRelabeler(projector, mix="cutmix", augment=ll.AugmentConfig(), input_spec=IMAGENET)
-    with pytest.raises(TypeError, match="LabelSource"):
+    with pytest.raises(TypeError, match="`labeller` must be a LabelSource"):
         ll.OnlineRelabeler(3.0, input_spec=IMAGENET)
     with pytest.raises(FileNotFoundError, match="projector.safetensors"):
         ll.OnlineRelabeler("projector.safetensors", input_spec=IMAGENET)  # a string names an adapter, teacher, ...

@@ -49,6 +49,22 @@ def test_bad_ipc_is_named(cifar_ds, ipc, error):
         ll.random_subset(cifar_ds, ipc)
 
 
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(seed=-1), "`seed` must be an int >= 0, got -1"), (dict(seed="a"), "`seed`"),
+    (dict(image_size=0), "`image_size` must be an int >= 1 or None, got 0"), (dict(image_size=16.0), "`image_size`"),
+    (dict(class_names=["airplane"]), r"labels outside \[0, 1\) for its 1 class names: \[1, 2, 3, 4, 5\]"),
+])
+def test_bad_settings_are_named_not_ignored(cifar_ds, kwargs, error):
+    """Before 0.3, ``image_size=0`` drew full-size images and one class name drew class 0 alone, with no error."""
+    with pytest.raises(ValueError, match=error):
+        ll.random_subset(cifar_ds, 2, **kwargs)
+
+
+def test_distill_refuses_labels_outside_its_class_names(cifar_ds):
+    with pytest.raises(ValueError, match=r"labels outside \[0, 2\)"):
+        ll.distill_images(cifar_ds, torch.nn.Linear(1, 2), ll.DistillConfig(ipc=1), class_names=["a", "b"])
+
+
 def test_every_training_set_implements_the_protocol(cifar_ds):
     subset = ll.random_subset(cifar_ds, 1)
     assert isinstance(subset, ll.TrainingSet) and subset.patches_per_side == 1

@@ -334,7 +334,7 @@ def as_label_source(labels: Any, num_classes: int | None = None, *,
             hasattr(labels, a) for a in ("kind", "num_classes", "input_spec")):
         source = _WithHooks(labels)  # 0.2's contract: the two hooks get their online defaults
     else:
-        raise TypeError(f"`labels` must be a LabelSource, 'hard', a Projector or teacher nn.Module, a list of teacher "
+        raise TypeError(f"`labeller` must be a LabelSource, 'hard', a Projector or teacher nn.Module, a list of teacher "
                         f"modules, or StoredSoftLabels; got {type(labels).__name__}")
     if num_classes is not None and source.num_classes != num_classes:
         raise ValueError(f"the labels have {source.num_classes} classes but the images have {num_classes}")

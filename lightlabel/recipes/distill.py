@@ -35,7 +35,7 @@ from torchvision.transforms import v2
 from ..configs import DistillConfig, config_from
 from ..core.base import fingerprint
 from ..core.projector import Projector
-from ..data import as_dataset, dataset_classes, dataset_targets, image_size_of
+from ..data import as_dataset, class_names_and_targets, image_size_of
 from ..inputs import InputSpec, input_spec_of
 from ..models import load_teacher
 from ..sets.distilled import DistilledSet
@@ -213,7 +213,8 @@ def distill_images(
 
     Raises:
         ValueError: ``ipc * patches_per_image`` more than a class's images, images smaller than a patch, an
-            observer with another number of classes or without an input spec, bad settings.
+            observer with another number of classes or without an input spec, labels outside ``class_names``
+            (:func:`lightlabel.data.class_names_and_targets`), bad settings.
         TypeError: an unknown setting name (the valid ones are listed).
 
     Source: RDED Sec. 4.2-4.3, Alg. 1, Eq. 8-9; HeLlO Sec. 3.4, Eq. 6-7, supplementary A.5.
@@ -257,10 +258,7 @@ class _Distillation:
     def __init__(self, dataset: Dataset, observer: nn.Module, cfg: DistillConfig, projector: Projector | None,
                  class_names: Sequence[str] | None, device: torch.device) -> None:
         self.dataset, self.cfg, self.device, self.projector = dataset, cfg, device, projector
-        self.classes = list(class_names) if class_names is not None else dataset_classes(dataset)
-        if self.classes is None:
-            raise ValueError("pass `class_names`: the dataset has no `classes` attribute")
-        targets = torch.tensor(dataset_targets(dataset))
+        self.classes, targets = class_names_and_targets(dataset, class_names)
         self.spec = spec = input_spec_of(observer, "observer")
         k = cfg.grid
         size = int(cfg.image_size or (None if isinstance(observer, Projector) or spec.image_size is None

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from ..data import as_dataset, dataset_classes, dataset_targets
+from ..data import as_dataset, class_names_and_targets
 from ..sets import DistilledSet
 from ..utils.hashing import bytes_digest
 from ..utils.seeding import generator
@@ -48,8 +48,9 @@ def random_subset(train_set: Dataset, ipc: int, *, seed: int = 0, image_size: in
         Its :attr:`~lightlabel.DistilledSet.fingerprint` is the sha256 of the images.
 
     Raises:
-        ValueError: ``ipc`` not an int >= 1, a class with fewer than ``ipc`` images, no class names, or images of
-            different sizes without ``image_size``.
+        ValueError: ``ipc`` or ``image_size`` not an int >= 1, ``seed`` not an int >= 0, a class with fewer than
+            ``ipc`` images, no class names, labels outside ``class_names``
+            (:func:`lightlabel.data.class_names_and_targets`), or images of different sizes without ``image_size``.
 
     Shape:
         ``images``: ``(ipc * C, 3, S, S)`` uint8; ``labels``: ``(ipc * C,)`` int64.
@@ -63,13 +64,13 @@ def random_subset(train_set: Dataset, ipc: int, *, seed: int = 0, image_size: in
         >>> len(subset), subset.manifest["method"], subset.labels.tolist()
         (4, 'random', [0, 0, 1, 1])
     """
-    if isinstance(ipc, bool) or not isinstance(ipc, int) or ipc < 1:
-        raise ValueError(f"`ipc` must be an int >= 1, got {ipc!r}")
+    for name, value, least in (("ipc", ipc, 1), ("seed", seed, 0), ("image_size", image_size, 1)):
+        if (value is not None or name != "image_size") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ValueError(f"`{name}` must be an int >= {least}{' or None' * (name == 'image_size')}, "
+                             f"got {value!r}")
     dataset = as_dataset(train_set)
-    classes = list(class_names) if class_names is not None else dataset_classes(dataset)
-    if not classes:
-        raise ValueError("`train_set` has no `classes`; pass `class_names`")
-    targets = torch.as_tensor(dataset_targets(dataset))
+    classes, targets = class_names_and_targets(dataset, class_names)
     resize = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]) if image_size else None
     images, labels, sources = [], [], []
     for c, name in enumerate(classes):
