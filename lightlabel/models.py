@@ -138,7 +138,11 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
         FileNotFoundError: no file. ValueError: not a torch checkpoint, or no state dict in it.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"teacher checkpoint not found: {path}")
+        from .pretrained import SCHEMES
+
+        hint = (f" (not a model name either: a name starts with one of {[s + ':' for s in SCHEMES]})"
+                if ":" in str(path) else "")
+        raise FileNotFoundError(f"teacher checkpoint not found: {path}{hint}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -110,6 +110,8 @@ def test_timm_offline_with_an_empty_cache_is_one_line(tmp_path, monkeypatch):
     ("torchvision:resnet18:IMAGENET9K", ValueError, r"valid: \['IMAGENET1K_V1', 'DEFAULT'\]"),
     ("timm:not_a_model_xyz", ValueError, "timm has no model"),
     ("lightlabel:cifar10-resnet20-epoch9", FileNotFoundError, "shipped: "),
+    ("tv:resnet18", FileNotFoundError, r"not found: tv:resnet18 \(not a model name either: a name starts with one of "
+                                       r"\['torchvision:', 'timm:', 'hf-hub:', 'lightlabel:'\]\)"),
 ])
 def test_bad_names_list_the_valid_choices(source, error, words):
     with pytest.raises(error, match=words):
