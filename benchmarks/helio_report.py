@@ -175,7 +175,8 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
     return ("Distilled over random, per label source: mean top-1 on the distilled set minus on random subsets (IPC "
             "real images per class, drawn by each seed; whole images, so their views have no patch grid), the same "
             "protocol; the seeds each side has are given. This is DD-Ranking's IOR term as a plain difference of means; "
-            "its LRS would also need a student trained on the whole real set, which is not run here.\n\n"
+            "its LRS would also need a student trained with hard labels on the whole real set (its HLR term; DD-Ranking "
+            "0.2.0 caches that accuracy for ResNet-18 only on ImageNet-1k and Tiny-ImageNet), which is not run here.\n\n"
             "| labels | distilled images | random images | gain (points) |\n|---|---|---|---|\n" + "\n".join(out) + "\n\n")
 
 

@@ -341,6 +341,9 @@ def test_label_view_agreement_counts_the_views_the_student_sees():
     targets = torch.cat([v.targets for e in range(2) for v in epoch_views(distilled.images, distilled.labels, aug,
                                                                            batch_size=4, seed=0, epoch=e)])[:8]
     assert out["views"] == 8
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="`views` must be an int >= 1"):
+            ll.label_view_agreement(Constant(), distilled, protocol, views=bad, device="cpu")
     assert out["source_class"] == pytest.approx(float((targets[:, 0] > 0).float().mean()))
     assert out["dominant_class"] == pytest.approx(float((targets.argmax(1) == 0).float().mean()))
     assert out["mean_p_max"] == pytest.approx(float(torch.tensor([2.0, 0.0]).softmax(0).max()))

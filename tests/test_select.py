@@ -63,7 +63,8 @@ def test_windows_and_bad_arguments():
     distilled = ll.random_subset(_images(2, 0), 1)
     teacher = [ColourTeacher()]
     for kwargs, words in ((dict(candidates=[(3,)]), "outside the trajectory"), (dict(fraction=0), "fraction"),
-                          (dict(seeds=()), "seeds"), (dict(candidates=[()]), "non-empty")):
+                          (dict(seeds=()), "seeds"), (dict(candidates=[()]), "non-empty"),
+                          (dict(candidates=[(0, 0)]), r"\[\(0, 0\)\] name a checkpoint twice")):
         with pytest.raises(ValueError, match=words):
             ll.select_teachers(teacher, distilled, val_set=_images(1, 1), **kwargs)
     with pytest.raises(ValueError, match="empty"):

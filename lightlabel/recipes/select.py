@@ -112,8 +112,8 @@ def select_teachers(
         A :class:`TeacherSelection` with the choice and the evidence.
 
     Raises:
-        ValueError: an empty trajectory or candidate list, an index outside the trajectory, a ``fraction`` outside
-            (0, 1], or no seeds.
+        ValueError: an empty trajectory or candidate list, an index outside the trajectory, a candidate naming a
+            checkpoint twice, a ``fraction`` outside (0, 1], or no seeds.
 
     Source: HeLlO Sec. 4.4.3 and Table 4 (right): the teachers' stage decides how well the labels teach.
     """
@@ -126,6 +126,10 @@ def select_teachers(
     bad = [c for c in candidates if any(not 0 <= i < len(trajectory) for i in c)]
     if bad:
         raise ValueError(f"`candidates` {bad} index outside the trajectory of {len(trajectory)} checkpoints")
+    twice = [c for c in candidates if len(set(c)) < len(c)]
+    if twice:
+        raise ValueError(f"`candidates` {twice} name a checkpoint twice: each candidate is an ensemble of distinct "
+                         f"checkpoints")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ValueError(f"`fraction` must be in (0, 1], got {fraction!r}")
     if not seeds:

@@ -344,11 +344,14 @@ def label_view_agreement(labeller: LabelSource | nn.Module | list[nn.Module] | N
         softmax entropy in nats.
 
     Raises:
-        ValueError: a source that does not look at views (hard or stored labels).
+        ValueError: a source that does not look at views (hard or stored labels), or ``views`` not an int >= 1.
+        TypeError: no ``distilled``.
     """
     labeller = _deprecated_name(labeller, labels, "label_view_agreement")
     if distilled is None:
         raise TypeError("label_view_agreement needs `distilled`")
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise ValueError(f"`views` must be an int >= 1, got {views!r}")
     protocol = protocol or default_protocol(distilled)
     device = resolve_device(device)
     source = as_label_source(resolve_labeller(labeller), len(distilled.classes), device=device)
