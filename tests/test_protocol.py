@@ -181,6 +181,25 @@ def test_student_on_a_separable_toy_set_beats_chance(labels):
     assert result.extra_storage_bytes == (0 if labels == "hard" else 123)
 
 
+def test_a_val_set_of_other_classes_or_a_bad_seed_is_refused_before_training():
+    """Before 0.3 a val set with a third class was scored (top-1 on a class the student cannot name), silently."""
+    from lightlabel.data import TensorImageDataset
+
+    train = _toy_set()
+    three = TensorImageDataset(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), torch.arange(3), ["red", "blue", "green"])
+    with pytest.raises(ValueError, match="`val_set` has 3 classes but the distilled set has 2"):
+        ll.train_student(train, "hard", student_model=_Tiny(), val_set=three, device="cpu", progress=False, **TOY)
+    outside = [(torch.zeros(3, 8, 8), 0), (torch.zeros(3, 8, 8), 2)]  # no `classes`: the labels are checked
+    with pytest.raises(ValueError, match=r"labels outside \[0, 2\) for its 2 class names: \[2\]"):
+        ll.train_student(train, "hard", student_model=_Tiny(), val_set=outside, device="cpu", progress=False, **TOY)
+    renamed = TensorImageDataset(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.arange(2), ["cat", "dog"])
+    with pytest.warns(UserWarning, match="same order"):
+        ll.train_student(train, "hard", student_model=_Tiny(), val_set=renamed, device="cpu", progress=False, **TOY)
+    for seed in (-1, "0", 1.0):
+        with pytest.raises(ValueError, match="`seed` must be an int >= 0"):
+            ll.train_student(train, "hard", student_model=_Tiny(), seed=seed, device="cpu", progress=False, **TOY)
+
+
 def test_teacher_list_labels_use_each_teachers_input_spec():
     """A list of teachers carrying a spec other than the student's gets its own (the 0.1 bug: train_student wrapped
     a list in an ensemble without its statistics, so it silently got the student's)."""

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..configs import EvalProtocol
-from ..data import TransformedDataset, as_dataset, eval_transform
+from ..data import TransformedDataset, as_dataset, class_names_and_targets, dataset_classes, eval_transform
 from ..labeling.augment import Augmenter, epoch_views
 from ..labeling.losses import soft_label_loss
 from ..labeling.named import resolve_labeller
@@ -140,14 +140,20 @@ def train_student(
         A :class:`StudentResult`.
 
     Raises:
-        TypeError: an unknown label source or protocol field. ValueError: labels with another number of classes,
-        stored labels made for another run, a batch the processes do not divide, a resume state of another run, or
-        a negative or non-finite ``save_interval_s``.
+        TypeError: an unknown label source or protocol field.
+        ValueError: labels with another number of classes, a ``val_set`` with another number of classes or labels
+            outside them, stored labels made for another run, a batch the processes do not divide, a resume state
+            of another run, a ``seed`` that is not an int >= 0, or a negative or non-finite ``save_interval_s``.
+    Warns:
+        UserWarning: ``overlap`` off CUDA (ignored), or a ``val_set`` whose class names differ from the distilled
+            set's (top-1 assumes the same order).
 
     Source: RDED validation code; HeLlO supplementary A.6 and Table 3; Alg. 1 lines 12-15.
     """
     labeller = _deprecated_name(labeller, labels, "train_student")
     check_save_interval(save_interval_s)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`seed` must be an int >= 0, got {seed!r}")
     protocol = (protocol or default_protocol(distilled)).replace(**overrides)
     _check_patch_grid(distilled, protocol)
     device = resolve_device(device)
@@ -243,7 +249,8 @@ class _StudentRun:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda step: protocol.lr_factor(step, step // self.steps_per_epoch, self.total_steps))
         self.targets = distilled.labels.to(device)
-        self.val = TransformedDataset(as_dataset(val_set), eval_transform(size)) if val_set is not None else None
+        self.val = (TransformedDataset(_checked_val_set(as_dataset(val_set), list(distilled.classes)),
+                                       eval_transform(size)) if val_set is not None else None)
         self.evals = set(protocol.eval_epochs())
 
     def state(self) -> dict[str, Any]:
@@ -318,6 +325,18 @@ class _StudentRun:
 
 
 @torch.no_grad()
+def _checked_val_set(val: Dataset, classes: list[str]) -> Dataset:
+    """``val`` if its labels can be scored against a student of ``classes``; a top-1 on other classes is wrong."""
+    own = dataset_classes(val)
+    if own is not None and len(own) != len(classes):
+        raise ValueError(f"`val_set` has {len(own)} classes but the distilled set has {len(classes)}")
+    if own is not None and own != classes:
+        warnings.warn(f"`val_set` names its classes {own[:3]}... and the distilled set {classes[:3]}...: top-1 "
+                      f"assumes both are in the same order", stacklevel=4)
+    class_names_and_targets(val, classes)  # every label in [0, len(classes))
+    return val
+
+
 def label_view_agreement(labeller: LabelSource | nn.Module | list[nn.Module] | None = None,
                          distilled: DistilledSet | None = None, protocol: EvalProtocol | None = None, *,
                          views: int = 1000, seed: int = 0, device: torch.device | str | None = None,
