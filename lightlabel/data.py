@@ -358,7 +358,11 @@ def as_dataset(data: Dataset | str | os.PathLike, *, on_error: str = "skip") -> 
 
     Raises:
         TypeError: neither a path nor an object with ``__getitem__`` and ``__len__``.
+        ValueError: an ``on_error`` other than ``"skip"`` or ``"raise"`` (checked for datasets too, where it has no
+            effect, so that a typo is not ignored until a path is passed).
     """
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"`on_error` must be 'skip' or 'raise', got {on_error!r}")
     if isinstance(data, (str, os.PathLike)):
         return ImageFolderDataset(data, on_error=on_error)
     if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):

@@ -88,6 +88,16 @@ def test_unreadable_files_raise_with_the_switch(messy_folder):
         [lazy[i] for i in range(len(lazy))]
 
 
+def test_a_bad_on_error_is_refused_for_a_dataset_as_for_a_path(messy_folder):
+    from lightlabel.data import TensorImageDataset, as_dataset
+
+    data = TensorImageDataset(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.arange(2), ["a", "b"])
+    assert as_dataset(data, on_error="raise") is data
+    for source in (data, messy_folder):
+        with pytest.raises(ValueError, match="`on_error` must be 'skip' or 'raise', got 'ignore'"):
+            as_dataset(source, on_error="ignore")
+
+
 def test_empty_class_folders_are_an_error_by_default(messy_folder):
     with pytest.raises(ValueError, match=r"class folders without images: \['empty'\]"):
         load_image_folder(messy_folder, size=8, progress=False)
