@@ -71,3 +71,21 @@ def test_every_training_set_implements_the_protocol(cifar_ds):
     mosaic = ll.DistilledSet(subset.images, subset.labels, subset.classes, subset.sources, {"patches_per_image": 4})
     assert mosaic.patches_per_side == 2
     assert ll.train_student.__module__ == "lightlabel.recipes.student"
+
+
+@pytest.mark.parametrize("labels, classes, manifest, match", [
+    ([0, 0, 1, 2], ["a", "b"], {}, r"class indices in \[0, 2\) for 2 classes, got range \[0, 2\]"),
+    ([0, 0, 1, -1], ["a", "b"], {}, r"got range \[-1, 1\]"),
+    ([0.0, 0.0, 1.0, 1.0], ["a", "b"], {}, "must be integer class indices, got torch.float32"),
+    ([0, 0, 1, 1], ["a", "a"], {}, "distinct class names"),
+    ([0, 0, 1, 1], ["a", "b"], {"patches_per_image": 3}, "must be a perfect square"),
+    ([0, 0, 1, 1], ["a", "b"], {"patches_per_image": 9}, r"\(8, 8\) images do not split into the 3 x 3 grid"),
+])
+def test_a_distilled_set_refuses_labels_or_a_grid_that_would_train_wrongly(labels, classes, manifest, match):
+    images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=match):
+        ll.DistilledSet(images, torch.tensor(labels), classes, [["x"]] * 4, manifest)
+    ok = ll.DistilledSet(images, torch.tensor([0, 0, 1, 1], dtype=torch.int32), ["a", "b"], [["x"]] * 4,
+                         {"patches_per_image": 4})
+    assert ok.labels.dtype == torch.int64 and ok.patches_per_side == 2
+

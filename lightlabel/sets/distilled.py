@@ -47,6 +47,26 @@ def _folder_names(classes: Sequence[str]) -> list[str]:
     return [f"{i:04d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', c)[:60]}" for i, c in enumerate(classes)]
 
 
+def _check_labels(labels: torch.Tensor, classes: list[str]) -> None:
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"`classes` must be distinct class names, one per class index, got {classes[:10]}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"`labels` must be integer class indices, got {labels.dtype}")
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < len(classes)):
+        raise ValueError(f"`labels` must be class indices in [0, {len(classes)}) for {len(classes)} classes, got range "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+
+
+def _check_grid(images: torch.Tensor, patches_per_image: Any) -> None:
+    side = math.isqrt(patches_per_image) if isinstance(patches_per_image, int) and patches_per_image >= 1 else 0
+    if isinstance(patches_per_image, bool) or side * side != patches_per_image:
+        raise ValueError(f"manifest `patches_per_image` must be a perfect square (1, 4, 9, ...), got "
+                         f"{patches_per_image!r}")
+    if images.shape[-1] % side or images.shape[-2] % side:
+        raise ValueError(f"{tuple(images.shape[-2:])} images do not split into the {side} x {side} grid of manifest "
+                         f"`patches_per_image` = {patches_per_image}")
+
+
 class DistilledSet(Dataset):
     """Distilled images and their class indices, with provenance.
 
@@ -61,7 +81,9 @@ class DistilledSet(Dataset):
     Returns (``__getitem__``): ``(image, label)``.
 
     Raises:
-        ValueError: mismatched shapes or lengths.
+        ValueError: mismatched shapes or lengths; labels that are not integers or fall outside
+            ``[0, len(classes))``; empty or repeated class names; a manifest ``patches_per_image`` that is not a
+            perfect square or whose grid does not divide the images.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
@@ -70,6 +92,8 @@ class DistilledSet(Dataset):
             raise ValueError(f"`images` must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
         if labels.shape != (images.shape[0],) or len(sources) != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {tuple(labels.shape)} labels and {len(sources)} sources")
+        _check_labels(labels, list(classes))
+        _check_grid(images, dict(manifest or {}).get("patches_per_image", 1))
         self.images, self.labels, self.classes = images, labels.long(), list(classes)
         self.targets = self.labels.tolist()
         self.sources = [list(s) for s in sources]
