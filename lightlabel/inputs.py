@@ -104,10 +104,10 @@ class InputSpec:
     def from_transform(cls, transform: Any) -> InputSpec:
         """The input a torchvision transform produces: its ``Normalize`` statistics and its output size.
 
-        Reads ``transforms.Compose``/``v2.Compose`` pipelines (nested ones too), v1 and v2 alike: the last
-        ``Normalize`` gives mean and std, and the last resize or crop (``Resize`` with an int or (h, w),
-        ``CenterCrop``, ``RandomCrop``, ``RandomResizedCrop``) gives the size. ``Resize(int)`` alone only sets the
-        shorter side, so it gives no size unless a crop follows.
+        Reads ``transforms.Compose``/``v2.Compose`` pipelines (nested ones too), v1 and v2 alike: ``Normalize``
+        gives mean and std (several in a row compose into one: the input they produce together), and the last
+        resize or crop (``Resize`` with an int or (h, w), ``CenterCrop``, ``RandomCrop``, ``RandomResizedCrop``)
+        gives the size. ``Resize(int)`` alone only sets the shorter side, so it gives no size unless a crop follows.
 
         Args:
             transform: a torchvision transform, a ``Compose`` of them, or a list.
@@ -131,7 +131,11 @@ class InputSpec:
         for t in _flatten_transforms(transform):
             name = type(t).__name__
             if name == "Normalize":
-                mean, std = tuple(t.mean), tuple(t.std)
+                m, sd = tuple(float(v) for v in t.mean), tuple(float(v) for v in t.std)
+                if mean is not None and len(m) == len(mean) and len(sd) == len(std):
+                    # a second Normalize acts on the first one's output: (x - m1 - m2 s1) / (s1 s2), per channel
+                    m, sd = tuple(a + b * s for a, b, s in zip(mean, m, std)), tuple(s * b for s, b in zip(std, sd))
+                mean, std = m, sd
             elif name in ("CenterCrop", "RandomCrop", "RandomResizedCrop"):
                 size = _size_pair(t.size)
             elif name == "Resize":

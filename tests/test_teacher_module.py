@@ -138,6 +138,15 @@ def test_input_spec_from_transform(transform, expected):
     assert ll.InputSpec.from_transform(transform) == expected
 
 
+def test_two_normalizes_in_a_row_compose_into_the_input_they_produce():
+    """Before 0.3 the last Normalize alone was read: the spec then undid only half of what the host did."""
+    first, second = v2.Normalize([0.5, 0.4, 0.3], [0.25, 0.5, 2.0]), v2.Normalize([0.1, -0.2, 1.0], [2.0, 4.0, 0.5])
+    spec = ll.InputSpec.from_transform(v2.Compose([first, second]))
+    pixels = torch.rand(2, 3, 5, 5)
+    torch.testing.assert_close(spec.normalize(pixels), second(first(pixels)))
+    torch.testing.assert_close(spec.denormalize(second(first(pixels))), pixels)
+
+
 def test_input_spec_from_a_transform_without_normalize_says_what_to_do():
     with pytest.raises(ValueError, match="no Normalize"):
         ll.InputSpec.from_transform(T.Compose([T.ToTensor()]))
