@@ -267,7 +267,7 @@ def load_image_folder(
         logger.info("decoded-image cache %s was made from other files or settings: decoding %s again", cache, root)
     empty = [c for c in classes if not any(fc == c for fc, _, _ in files)]
     if empty and not allow_empty:
-        raise ValueError(f"{root}: class folders without images: {empty[:10]} (pass allow_empty=True to keep them)")
+        raise _empty_classes_error(root, empty)
     images, labels, ids, failed = [], [], [], []
     resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)]) if size else None
     for cls, label, path in progress_bar(files, desc=f"decoding {root.name}", disable=not progress):
@@ -295,6 +295,17 @@ def load_image_folder(
             torch.save({"images": dataset.images, "labels": dataset.labels, "classes": classes, "ids": ids,
                         "fingerprint": key}, tmp)
     return dataset
+
+
+def _empty_classes_error(root: Path, empty: list[str]) -> ValueError:
+    """The error for class folders without images; when they hold class folders themselves (``root/train/<class>``),
+    it names the folder to pass instead."""
+    nested = [c for c in empty if any(d.is_dir() and any(f.suffix.lower() in IMAGE_EXTENSIONS for f in d.iterdir())
+                                      for d in (root / c).iterdir())]
+    hint = (f"; {nested[:3]} hold class folders themselves: pass one of them as the image folder, e.g. "
+            f"{root / ('train' if 'train' in nested else nested[0])}" if nested else "")
+    return ValueError(f"{root}: class folders without images: {empty[:10]} (pass allow_empty=True to keep them)"
+                      f"{hint}")
 
 
 class ImageFolderDataset(Dataset):
@@ -328,7 +339,7 @@ class ImageFolderDataset(Dataset):
                         if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
         empty = sorted(set(self.classes) - {self.classes[t] for _, t in self.samples})
         if empty and not allow_empty:
-            raise ValueError(f"{root}: class folders without images: {empty[:10]} (pass allow_empty=True to keep them)")
+            raise _empty_classes_error(root, empty)
         if not self.samples:
             raise ValueError(f"{root}: no image files")
         self.root, self.transform, self.on_error = root, transform, on_error

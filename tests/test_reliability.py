@@ -98,6 +98,23 @@ def test_a_bad_on_error_is_refused_for_a_dataset_as_for_a_path(messy_folder):
             as_dataset(source, on_error="ignore")
 
 
+def test_a_split_folder_passed_as_the_image_folder_names_the_one_to_pass(tmp_path):
+    from PIL import Image
+
+    from lightlabel.data import ImageFolderDataset, load_image_folder
+
+    for split in ("train", "test"):
+        (tmp_path / split / "cat").mkdir(parents=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / split / "cat" / "0.png")
+    hint = rf"\['test', 'train'\] hold class folders themselves: pass one of them as the image folder, e\.g\. " \
+           rf"{tmp_path / 'train'}"
+    with pytest.raises(ValueError, match=hint):
+        ImageFolderDataset(tmp_path)
+    with pytest.raises(ValueError, match=hint):
+        load_image_folder(tmp_path, progress=False)
+    assert len(ImageFolderDataset(tmp_path / "train")) == 1
+
+
 def test_empty_class_folders_are_an_error_by_default(messy_folder):
     with pytest.raises(ValueError, match=r"class folders without images: \['empty'\]"):
         load_image_folder(messy_folder, size=8, progress=False)
