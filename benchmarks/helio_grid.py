@@ -220,6 +220,20 @@ FITTED = {name: row.fit for name, row in GRID.items() if row.labels == "fit"}
 ENSEMBLES = {name: row.stage for name, row in GRID.items() if row.labels == "ensemble"}
 IMITATES = {name: row.imitates for name, row in GRID.items() if row.imitates}
 
+
+def _setting_key(row: Row) -> tuple:
+    """What a row's labels are, without the fit's seed or the cells it runs on: two rows with one key are fits of one
+    setting (a refit with another ``fit`` seed draws another initialisation, held-out split, order and augmentation)."""
+    return (row.labels, row.images, row.observer, row.refine, sorted((k, v) for k, v in row.fit.items() if k != "seed"),
+            row.stage, row.logit_scale, row.stored_from, repr(row.compression), sorted(row.labels_of.items()),
+            sorted(row.loss.items()), row.imitates)
+
+
+#: each fitted row to the first row of its setting (itself unless it refits an earlier row with another fit seed);
+#: the report pools the fits of one setting instead of picking the luckiest fit
+SETTING_OF = {name: next(first for first in FITTED if _setting_key(GRID[first]) == _setting_key(GRID[name]))
+              for name in FITTED}
+
 #: the setting, stated in the report above the tables
 SETTING = """- Student: the HeLlO protocol (``EvalProtocol.helio``: ResNet-18 with the low-resolution stem, AdamW 1e-3 cosine, 300
   epochs at batch 100, MSE + 0.025 CE) on RDED's views for the set's patch grid (ShufflePatches + RandomResizedCrop

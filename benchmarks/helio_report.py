@@ -19,6 +19,7 @@ from helio_grid import (
     RESULTS,
     ROWS,
     SETTING,
+    SETTING_OF,
     current_trajectory,
     trajectory_path,
 )
@@ -210,18 +211,22 @@ def _fit_epochs(row: str) -> int:
 
 
 def gap_table(cells: list[dict], marked: dict[tuple[str, int, str], str] | None = None) -> str:
-    """Per (dataset, IPC): the online teacher, the best projector row, the gap, the ensemble it imitates, the random
+    """Per (dataset, IPC): the online teacher, the best projector setting (its fits pooled), the gap, the ensemble it imitates, the random
     baselines, and the measured reason where the projector is not within 2 points of the teacher. Figures of rows
     still on an earlier teacher trajectory (``marked``, see ``on_one_trajectory``) carry a †."""
     marked = marked or {}
-    lines = ["| cell | online teacher | best projector (row) | gap | ensemble it imitates | random images: "
+    lines = ["| cell | online teacher | best projector setting (row) | gap | ensemble it imitates | random images: "
              "projector / teacher / hard | why |", "|---|---|---|---|---|---|---|"]
     for ds in ("cifar10", "imagenette"):
         for ipc in sorted({c["ipc"] for c in cells if c["dataset"] == ds}):
             mine = [c for c in cells if c["dataset"] == ds and c["ipc"] == ipc]
             by_row = {r: [c for c in mine if c["row"] == r] for r in ROWS}
             teacher = _mean(by_row["teacher"])
-            fitted = {r: _mean(by_row[r]) for r in IMITATES if by_row[r]}
+            fits: dict[str, list[str]] = {}  # a setting's fitted rows (one per fit seed) that ran on this cell
+            for r in IMITATES:
+                if by_row[r]:
+                    fits.setdefault(SETTING_OF.get(r, r), []).append(r)
+            fitted = {s: statistics.mean(_mean(by_row[r]) for r in rows) for s, rows in fits.items()}
             if teacher is None or not fitted:
                 continue
             best = max(fitted, key=fitted.get)
@@ -239,16 +244,21 @@ def gap_table(cells: list[dict], marked: dict[tuple[str, int, str], str] | None 
             else:
                 why = "its ensemble's cell is not run yet"
             rnd = " / ".join(f"{_mean(by_row[r]):.1f}" if by_row[r] else "-" for r in RANDOM)
-            seeds = len(by_row[best])
-            dag = [" †" if (ds, ipc, row) in marked else "" for row in (best, IMITATES[best])]
-            lines.append(f"| {ds} IPC {ipc} | {teacher:.1f} | {proj:.1f}{dag[0]} (`{best}`, {seeds} "
-                         f"seed{'s' * (seeds > 1)}) | {gap:+.1f} | {'-' if ens is None else f'{ens:.1f}'}"
-                         f"{dag[1]} | {rnd} | {why} |")
+            students = sum(len(by_row[r]) for r in fits[best])
+            count = (f"{students} seed{'s' * (students > 1)}" if len(fits[best]) == 1 else
+                     f"{len(fits[best])} fits, {students} students: "
+                     + " / ".join(f"{_mean(by_row[r]):.1f}" for r in fits[best]))
+            dag = [" †" if any((ds, ipc, row) in marked for row in rows) else ""
+                   for rows in (fits[best], [IMITATES[best]])]
+            lines.append(f"| {ds} IPC {ipc} | {teacher:.1f} | {proj:.1f}{dag[0]} (`{best}`, {count}) | {gap:+.1f} | "
+                         f"{'-' if ens is None else f'{ens:.1f}'}{dag[1]} | {rnd} | {why} |")
     return ("### The projector against the online teacher, cell by cell\n\nMean top-1 % over the seeds run (the "
             "tables below give each row's seeds and spread). \"Why\" is read off the measured cells: the ensemble of "
             "checkpoints the projector imitates, run online under the same protocol, shows whether the gap is the "
-            "checkpoints' stage or the fit. † marks a figure of a row still on an earlier teacher trajectory (see each "
-            "table's note on teachers).\n\n" + "\n".join(lines))
+            "checkpoints' stage or the fit. A setting fitted more than once (rows that differ in the fit seed alone, "
+            "e.g. `projector_fit20_seed1`) counts as the mean of its fits' means, each fit's mean listed, so the "
+            "luckiest of several fits is never the one reported. † marks a figure of a row still on an earlier teacher "
+            "trajectory (see each table's note on teachers).\n\n" + "\n".join(lines))
 
 
 def on_one_trajectory(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, int, str], str]]:
