@@ -108,6 +108,14 @@ def test_readme_starts_with_the_drop_in():
     assert next(i for i, line in enumerate(lines) if line.startswith("## Drop-in")) < 40
 
 
+def test_the_readme_results_summary_is_at_most_15_lines_with_its_link():
+    """The README is a manual first (issue 29): its results are a summary that links the full tables."""
+    text = (PROJECT / "README.md").read_text()
+    heading, body = re.search(r"\n(## Results[^\n]*)\n(.*?)\n## ", text, re.S).groups()
+    assert "(docs/results.md)" in heading
+    assert len([line for line in body.splitlines() if line.strip()]) <= 15, body
+
+
 def test_the_readme_drop_in_runs_as_written_on_cpu():
     """The drop-in block, with "cuda" read as "cpu" and a two-batch loader, runs and trains a student."""
     import torch
