@@ -43,10 +43,10 @@ from lightlabel.labeling.stored import images_digest
 from lightlabel.utils.files import atomic_write_text
 
 OUT = ROOT / "benchmarks" / "results" / "helio" / "cifar10" / "ipc10" / "diagnostics" / "view-fidelity.json"
-#: the fitted rows compared: every one imitates the weak ensemble on the distilled images of the teacher row
-ADAPTERS = ("projector", "projector_fit10", "projector_fit20", "projector_full", "projector_fit20_r32",
-            "projector_fit10_32px", "projector_fit20_32px", "projector_fit20_32px_r32", "projector_fit20_seed1",
-            "projector_fit20_seed2")
+#: the fitted rows compared, derived from the grid: every fitted row that imitates the weak ensemble and trains on the
+#: distilled images of the teacher row at CIFAR-10 IPC 10 (a new refit or setting joins without an edit here)
+ADAPTERS = tuple(name for name, row in GRID.items() if row.labels == "fit" and row.imitates == "weak_teachers"
+                 and not row.own_images and row.runs("cifar10", 10, 0))
 MEASURES = ("agree", "kl", "mse", "spread")
 
 
