@@ -145,22 +145,16 @@ def train_student(
             outside them, stored labels made for another run, a batch the processes do not divide, a resume state
             of another run, a ``seed`` that is not an int >= 0, or a negative or non-finite ``save_interval_s``.
     Warns:
-        UserWarning: ``overlap`` off CUDA (ignored), or a ``val_set`` whose class names differ from the distilled
-            set's (top-1 assumes the same order).
+        UserWarning: ``overlap`` off CUDA (ignored); a ``val_set`` whose class names differ (same order assumed).
 
     Source: RDED validation code; HeLlO supplementary A.6 and Table 3; Alg. 1 lines 12-15.
     """
     labeller = _deprecated_name(labeller, labels, "train_student")
     check_save_interval(save_interval_s)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` must be an int >= 0, got {seed!r}")
     protocol = (protocol or default_protocol(distilled)).replace(**overrides)
     _check_patch_grid(distilled, protocol)
     device = resolve_device(device)
     source = _fast_source(labeller, len(distilled.classes), device)
-    if overlap and device.type != "cuda":
-        warnings.warn("train_student(overlap=True) overlaps labelling with training on CUDA streams; on "
-                      f"{device.type} it is ignored", stacklevel=2)
     run = _StudentRun(distilled, source, protocol, seed=seed, device=device, val_set=val_set,
                       student_model=student_model, overlap=overlap)
     memory_kind = reset_peak_memory(device)
@@ -222,6 +216,11 @@ class _StudentRun:
     def __init__(self, distilled: DistilledSet | FactorizedSet, source: LabelSource, protocol: EvalProtocol, *,
                  seed: int, device: torch.device, val_set: Any, student_model: nn.Module | None,
                  overlap: bool = False) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"`seed` must be an int >= 0, got {seed!r}")
+        if overlap and device.type != "cuda":
+            warnings.warn("train_student(overlap=True) overlaps labelling with training on CUDA streams; on "
+                          f"{device.type} it is ignored", stacklevel=3)
         self.distilled, self.source, self.protocol, self.seed, self.device = distilled, source, protocol, seed, device
         self.side = torch.cuda.Stream(device) if overlap and device.type == "cuda" else None
         self.rank, self.world_size = world()
