@@ -249,8 +249,7 @@ def load_image_folder(
         ValueError: empty class folders (names listed), unreadable files with ``on_error="raise"``, mixed sizes
             without ``size``, or a bad ``on_error``.
     """
-    if on_error not in ("skip", "raise"):
-        raise ValueError(f"`on_error` must be 'skip' or 'raise', got {on_error!r}")
+    _check_on_error(on_error)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
@@ -327,8 +326,7 @@ class ImageFolderDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None, *, on_error: str = "skip",
                  allow_empty: bool = False) -> None:
-        if on_error not in ("skip", "raise"):
-            raise ValueError(f"`on_error` must be 'skip' or 'raise', got {on_error!r}")
+        _check_on_error(on_error)
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder not found: {root}")
@@ -372,8 +370,7 @@ def as_dataset(data: Dataset | str | os.PathLike, *, on_error: str = "skip") -> 
         ValueError: an ``on_error`` other than ``"skip"`` or ``"raise"`` (checked for datasets too, where it has no
             effect, so that a typo is not ignored until a path is passed).
     """
-    if on_error not in ("skip", "raise"):
-        raise ValueError(f"`on_error` must be 'skip' or 'raise', got {on_error!r}")
+    _check_on_error(on_error)
     if isinstance(data, (str, os.PathLike)):
         return ImageFolderDataset(data, on_error=on_error)
     if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
@@ -398,6 +395,11 @@ def dataset_targets(dataset: Dataset) -> list[int]:
     if targets is not None:
         return [int(t) for t in targets]
     return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"`on_error` must be 'skip' or 'raise', got {on_error!r}")
 
 
 def class_names_and_targets(dataset: Dataset, class_names: Sequence[str] | None) -> tuple[list[str], torch.Tensor]:
