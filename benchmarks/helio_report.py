@@ -40,13 +40,17 @@ def _devices_line(cells: list[dict]) -> str:
     parts = []
     if cpu:
         threads = " or ".join(map(str, sorted({c["torch_threads"] for c in cpu})))
-        parts.append(f"{len(cpu)} cells ran on the 2-core CPU with {threads} torch thread(s) while two or three jobs "
+        parts.append(f"{_cells(len(cpu))} ran on the 2-core CPU with {threads} torch thread(s) while two or three jobs "
                      "shared the cores, a load that changed during the runs")
     if gpus:
-        parts.append(f"{len(cells) - len(cpu)} cells ran on one {' or '.join(gpus)} (online labels under bf16 "
+        parts.append(f"{_cells(len(cells) - len(cpu))} ran on one {' or '.join(gpus)} (online labels under bf16 "
                      "autocast, the student in fp32), each alone on it")
     return ("; ".join(parts) + ". s / iteration here is not a speed comparison between rows; the speed of each "
             "label source is measured alone in 'Student iteration time by label source'.")
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
 
 
 def _on_gpu(cell: dict) -> bool:
