@@ -99,9 +99,16 @@ class SoftLabelLoss(nn.Module):
         temperature: for ``"kl"``/``"soft_ce"``.
 
     Shape:
-        - student_logits, soft_logits: ``(B, C)``.
-        - targets: ``(B,)`` indices or ``(B, C)`` probabilities.
-        - Output: scalar.
+        - student_logits, soft_logits: ``(B, C)``, any float dtype (computed in fp32).
+        - targets: ``(B,)`` int64 indices or ``(B, C)`` probabilities (rows summing to 1, as CutMix/Mixup give).
+        - Output: scalar, fp32.
+
+    Raises:
+        ValueError: on construction, ``kind`` not one of ``"mse"``, ``"kl"``, ``"soft_ce"`` (the message lists
+            them), ``ce_weight`` negative or not finite, ``temperature`` not a finite number > 0; on a call, what
+            :func:`soft_label_loss` raises (mismatched shapes, missing targets).
+
+    Source: HeLlO Alg. 1 line 14 and Eq. 5 (MSE on logits plus ``ce_weight`` cross-entropy); supplementary Table 3.
 
     Example:
         >>> criterion = SoftLabelLoss(ce_weight=0.025)

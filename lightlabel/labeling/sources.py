@@ -282,8 +282,14 @@ class ModelLabels(_OnlineHooks):
 class HardLabels(_OnlineHooks):
     """No soft labels: the student trains on the mixed hard targets (cross-entropy). Costs 0 bytes.
 
+    :meth:`label` returns ``None`` for any ``(B, 3, H, W)`` batch of views, which the student loop reads as "use
+    the ``(B,)`` or mixed ``(B, C)`` targets alone".
+
     Args:
-        num_classes: ``C``.
+        num_classes: ``C``, an int >= 2.
+
+    Raises:
+        ValueError: ``num_classes`` is not an int >= 2.
     """
 
     kind = "hard"
