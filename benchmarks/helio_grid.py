@@ -283,6 +283,17 @@ def cell_path(dataset: str, ipc: int, row: str, seed: int) -> Path:
     return RESULTS / dataset / f"ipc{ipc}" / f"{row}-seed{seed}.json"
 
 
+def earlier_cell_path(dataset: str, ipc: int, row: str, seed: int, trajectory: str) -> Path:
+    """Where a cell run on an earlier teacher trajectory is kept once the same cell runs on a newer one, so that the
+    report can still read every figure of a comparison off one trajectory (``helio_report.gap_table``)."""
+    return RESULTS / dataset / f"ipc{ipc}" / f"trajectory-{trajectory}" / f"{row}-seed{seed}.json"
+
+
+def cell_files() -> list[Path]:
+    """Every committed cell: those of ``cell_path`` and those kept by ``earlier_cell_path``."""
+    return sorted(RESULTS.glob("*/ipc*/*.json")) + sorted(RESULTS.glob("*/ipc*/trajectory-*/*.json"))
+
+
 def trajectory_cells(dataset: str, ipc: int, row: str, seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict]:
     """A row's committed cells of ``seeds`` on the dataset's current trajectory, the cells that compare with each
     other (adapters must imitate the same teachers)."""

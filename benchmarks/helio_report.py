@@ -16,10 +16,10 @@ from helio_grid import (
     GRID,
     IMITATES,
     RANDOM,
-    RESULTS,
     ROWS,
     SETTING,
     SETTING_OF,
+    cell_files,
     current_trajectory,
     trajectory_path,
 )
@@ -214,25 +214,62 @@ def _fit_epochs(row: str) -> int:
     return GRID[row].fit.get("epochs", 3)
 
 
-def gap_table(cells: list[dict], marked: dict[tuple[str, int, str], str] | None = None) -> str:
-    """Per (dataset, IPC): the online teacher, the best projector setting (its fits pooled), the gap, the ensemble it imitates, the random
-    baselines, and the measured reason where the projector is not within 2 points of the teacher. Figures of rows
-    still on an earlier teacher trajectory (``marked``, see ``on_one_trajectory``) carry a †."""
-    marked = marked or {}
+def _trajectories(ds: str, cells: list[dict]) -> list[str | None]:
+    """The teacher trajectories a dataset's cells ran on, newest first: the current one (``trajectory_path``), then
+    the earlier ones its record lists, latest replaced first, then any other id the cells carry."""
+    current = current_trajectory(ds)
+    path = trajectory_path(ds)
+    earlier = list(json.loads(path.read_text()).get("earlier", {})) if path.is_file() else []
+    order = [current] + earlier[::-1]
+    return order + sorted({c["trajectory"] for c in cells if "trajectory" in c} - set(order))
+
+
+def _on(ds: str, cells: list[dict], trajectory: str | None) -> list[dict]:
+    """The cells of one trajectory: those run on it, and those of rows that use no trajectory (e.g. hard labels). A
+    cell of a trajectory row that carries no id counts as on the current trajectory, as in ``on_one_trajectory``."""
+    current = current_trajectory(ds)
+    return [c for c in cells if not GRID[c["row"]].uses_trajectory(ds)
+            or c.get("trajectory", current) == trajectory]
+
+
+def _newer(ds: str, trajectory: str | None, by_row: dict[str, list[dict]]) -> str:
+    """What a newer trajectory's cells show, when a line is read off an earlier one because the newer one has no
+    fitted projector yet: its rows that depend on it (online teachers, hard labels on its distilled set), each with its
+    number of cells."""
+    shown = [f"`{r}` {_mean(by_row[r]):.1f} ({_cells(len(by_row[r]))})" for r in ROWS
+             if by_row[r] and r not in IMITATES and GRID[r].uses_trajectory(ds)]
+    return (f"; on the newer trajectory {trajectory} (no fitted projector there yet) its rows teach "
+            + ", ".join(shown)) if shown else ""
+
+
+def gap_table(cells: list[dict]) -> str:
+    """Per (dataset, IPC): the online teacher, the best projector setting (its fits pooled), the gap, the ensemble it
+    imitates, the random baselines, and the measured reason where the projector is not within 2 points of the
+    teacher.
+
+    Every figure of a line comes from one teacher trajectory: the newest on which both the teacher and a fitted
+    projector row ran (``cells`` are all cells, of every trajectory). A newer trajectory without a fitted projector
+    is then named in the line, with what its online rows teach."""
     lines = ["| cell | online teacher | best projector setting (row) | gap | ensemble it imitates | random images: "
              "projector / teacher / hard | why |", "|---|---|---|---|---|---|---|"]
     for ds in ("cifar10", "imagenette"):
         for ipc in sorted({c["ipc"] for c in cells if c["dataset"] == ds}):
-            mine = [c for c in cells if c["dataset"] == ds and c["ipc"] == ipc]
-            by_row = {r: [c for c in mine if c["row"] == r] for r in ROWS}
+            here = [c for c in cells if c["dataset"] == ds and c["ipc"] == ipc]
+            seen = []  # the newer trajectories passed over: no teacher or no fitted projector on them
+            for trajectory in _trajectories(ds, here):
+                mine = _on(ds, here, trajectory)
+                by_row = {r: [c for c in mine if c["row"] == r] for r in ROWS}
+                if by_row["teacher"] and any(by_row[r] for r in IMITATES):
+                    break
+                seen.append((trajectory, by_row))
+            else:
+                continue
             teacher = _mean(by_row["teacher"])
             fits: dict[str, list[str]] = {}  # a setting's fitted rows (one per fit seed) that ran on this cell
             for r in IMITATES:
                 if by_row[r]:
                     fits.setdefault(SETTING_OF.get(r, r), []).append(r)
             fitted = {s: statistics.mean(_mean(by_row[r]) for r in rows) for s, rows in fits.items()}
-            if teacher is None or not fitted:
-                continue
             best = max(fitted, key=fitted.get)
             proj, ens = fitted[best], _mean(by_row[IMITATES[best]])
             gap = proj - teacher
@@ -246,23 +283,24 @@ def gap_table(cells: list[dict], marked: dict[tuple[str, int, str], str] | None 
                         "" if by_row["projector_full"] else
                         "; the HeLlO-length fit (`projector_full`) is not run here yet"))
             else:
-                why = "its ensemble's cell is not run yet"
+                why = "its ensemble's cell is not run on this trajectory yet"
+            why += "".join(_newer(ds, t, rows) for t, rows in seen)
             rnd = " / ".join(f"{_mean(by_row[r]):.1f}" if by_row[r] else "-" for r in RANDOM)
             students = sum(len(by_row[r]) for r in fits[best])
             count = (f"{students} seed{'s' * (students > 1)}" if len(fits[best]) == 1 else
                      f"{len(fits[best])} fits, {students} students: "
                      + " / ".join(f"{_mean(by_row[r]):.1f}" for r in fits[best]))
-            dag = [" †" if any((ds, ipc, row) in marked for row in rows) else ""
-                   for rows in (fits[best], [IMITATES[best]])]
-            lines.append(f"| {ds} IPC {ipc} | {teacher:.1f} | {proj:.1f}{dag[0]} (`{best}`, {count}) | {gap:+.1f} | "
-                         f"{'-' if ens is None else f'{ens:.1f}'}{dag[1]} | {rnd} | {why} |")
+            name = f"{ds} IPC {ipc}" + (f" (trajectory {trajectory})" if seen else "")
+            lines.append(f"| {name} | {teacher:.1f} | {proj:.1f} (`{best}`, {count}) | {gap:+.1f} | "
+                         f"{'-' if ens is None else f'{ens:.1f}'} | {rnd} | {why} |")
     return ("### The projector against the online teacher, cell by cell\n\nMean top-1 % over the seeds run (the "
             "tables below give each row's seeds and spread). \"Why\" is read off the measured cells: the ensemble of "
             "checkpoints the projector imitates, run online under the same protocol, shows whether the gap is the "
             "checkpoints' stage or the fit. A setting fitted more than once (rows that differ in the fit seed alone, "
             "e.g. `projector_fit20_seed1`) counts as the mean of its fits' means, each fit's mean listed, so the "
-            "luckiest of several fits is never the one reported. † marks a figure of a row still on an earlier teacher "
-            "trajectory (see each table's note on teachers).\n\n" + "\n".join(lines))
+            "luckiest of several fits is never the one reported. Every line is read off one teacher trajectory: the "
+            "newest on which the teacher and a fitted projector both ran; a line on an earlier one names it, and says "
+            "what the newer one's rows teach.\n\n" + "\n".join(lines))
 
 
 def on_one_trajectory(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, int, str], str]]:
@@ -271,8 +309,8 @@ def on_one_trajectory(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, in
 
     A trajectory retrained on another machine or torch version is another set of teachers (CPU training is not
     reproducible bit for bit across them), so a row on it is not comparable cell for cell with rows on the current
-    one. (The runner runs such a cell again on the current trajectory into the same file; the earlier value stays
-    in git.) Returns the kept cells and the marked groups, to the id of the trajectory they ran on.
+    one. (The runner runs such a cell again on the current trajectory and moves the earlier one to
+    ``helio_grid.earlier_cell_path``, where ``gap_table`` still reads it.) Returns the kept cells and the marked groups, to the id of the trajectory they ran on.
     """
     current = {ds: current_trajectory(ds) for ds in {c["dataset"] for c in cells}}
     groups: dict[tuple[str, int, str], list[dict]] = {}
@@ -311,9 +349,9 @@ def trajectory_line(ds: str, ipc: int, marked: dict[tuple[str, int, str], str]) 
 
 
 def report() -> None:
-    cells = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*/ipc*/*.json"))]
-    cells, marked = on_one_trajectory(cells)
-    sections = [gap_table(cells, marked)]
+    every = [json.loads(p.read_text()) for p in cell_files()]
+    cells, marked = on_one_trajectory(every)
+    sections = [gap_table(every)]
     triage = triage_section()
     if triage:
         sections.append(triage)

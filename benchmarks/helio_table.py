@@ -40,6 +40,7 @@ from helio_grid import (  # noqa: F401 (re-exported)
     ROWS,
     SETUP,
     cell_path,
+    earlier_cell_path,
     trajectory_config,
     trajectory_key,
     trajectory_path,
@@ -253,8 +254,11 @@ class Run:
             done = json.loads(path.read_text())
             if not spec.uses_trajectory(self.name) or done.get("trajectory", self.trajectory_id) == self.trajectory_id:
                 return done
-            log.info("%s ran on trajectory %s, not this machine's %s: running it again", path.relative_to(ROOT),
-                     done["trajectory"], self.trajectory_id)
+            kept = earlier_cell_path(self.name, ipc, row, seed, done["trajectory"])
+            log.info("%s ran on trajectory %s, not this machine's %s: running it again (the earlier cell moves to %s)",
+                     path.relative_to(ROOT), done["trajectory"], self.trajectory_id, kept.relative_to(ROOT))
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(kept)
         if spec.observer == "labeller" or spec.refine:  # the images depend on the labeller (a fitted row)
             labels = self.labels(row, ipc, seed, None)
             distilled = self.images(row, ipc, seed, labels)

@@ -210,8 +210,6 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
              cell("cifar10", 10, "weak_teachers", 0.461)]
     text = gap_table(cells)
     assert "| cifar10 IPC 10 | 36.7 | 38.0 (`projector`, 1 seed) | +1.3 | 46.1 |" in text and "within 2 points" in text
-    marked = gap_table(cells, {("cifar10", 10, "weak_teachers"): "old"})
-    assert "| cifar10 IPC 10 | 36.7 | 38.0 (`projector`, 1 seed) | +1.3 | 46.1 † |" in marked
     assert "the fit falls 8.1 short; the HeLlO-length fit (`projector_full`) is not run here yet" in text
     longer = gap_table(cells + [cell("cifar10", 50, "projector_fit20", 0.581), cell("cifar10", 50, "projector", 0.509)])
     assert ("| cifar10 IPC 50 | 62.3 | 58.1 (`projector_fit20`, 1 seed) | -4.2 | 63.5 | - / - / - | imitation: its "
@@ -225,6 +223,48 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
     # the late fit becomes the best projector row; its own ensemble is then the one it is judged against
     assert ("| imagenette IPC 10 | 56.8 | 53.1 (`projector_late`, 1 seed) | -3.7 | 55.2 | - / - / - | imitation: its "
             "ensemble teaches 55.2, the fit falls 2.1 short" in text)
+
+
+def test_the_gap_table_reads_each_line_off_one_trajectory(tmp_path, monkeypatch):
+    report = _module("helio_report")
+    (tmp_path / "imagenette").mkdir()
+    (tmp_path / "imagenette" / "trajectory.json").write_text(json.dumps({
+        "id": "new", "checkpoint_test_top1": {}, "earlier": {"old": {"id": "old", "checkpoint_test_top1": {}}}}))
+    for module in (report, _module("helio_grid")):
+        monkeypatch.setattr(module, "trajectory_path", lambda ds: tmp_path / ds / "trajectory.json")
+    cell = lambda row, top1, traj, seed=0: {"dataset": "imagenette", "ipc": 10, "row": row, "top1": top1,  # noqa: E731
+                                            "seed": seed, **({"trajectory": traj} if traj else {})}
+    old = [cell("teacher", 0.568, "old"), cell("teacher", 0.570, "old", 1), cell("projector_full", 0.470, "old"),
+           cell("weak_teachers", 0.504, "old"), cell("hard", 0.40, "old"), cell("random_hard", 0.30, None)]
+    new = [cell("teacher", 0.522, "new"), cell("late_teachers", 0.610, "new"), cell("weak_teachers", 0.542, "new")]
+    # the newer trajectory has no fitted projector: the whole line stays on the old one (never 47.0 against 52.2),
+    # and names what the newer one's online rows teach
+    text = report.gap_table(old + new)
+    assert ("| imagenette IPC 10 (trajectory old) | 56.9 | 47.0 (`projector_full`, 1 seed) | -9.9 | 50.4 |" in text)
+    assert ("| - / - / 30.0 | the checkpoints it imitates teach 50.4 themselves: their stage, not the fit; the later "
+            "checkpoints (`late_teachers`, `projector_late`) are not run here yet; on the newer trajectory new (no "
+            "fitted projector there yet) its rows teach `teacher` 52.2 (1 cell), `weak_teachers` 54.2 (1 cell), "
+            "`late_teachers` 61.0 (1 cell) |") in text
+    # once a fitted row runs on the newer trajectory, the line moves there; hard labels on random images (no
+    # trajectory) go with it
+    text = report.gap_table(old + new + [cell("projector_late", 0.580, "new")])
+    assert "| imagenette IPC 10 | 52.2 | 58.0 (`projector_late`, 1 seed) | +5.8 | 61.0 | - / - / 30.0 |" in text
+    assert "(trajectory old)" not in text and "newer trajectory" not in text
+    # an ensemble run only on the other trajectory is not borrowed
+    text = report.gap_table([c for c in old + new if c["row"] != "weak_teachers"] + [cell("projector", 0.45, "new")])
+    assert "| imagenette IPC 10 | 52.2 | 45.0 (`projector`, 1 seed) | -7.2 | - |" in text
+    assert "its ensemble's cell is not run on this trajectory yet" in text
+
+
+def test_a_cell_rerun_on_a_newer_trajectory_keeps_the_earlier_one_apart(tmp_path, monkeypatch):
+    grid = _module("helio_grid")
+    monkeypatch.setattr(grid, "RESULTS", tmp_path)
+    for path in (grid.cell_path("cifar10", 10, "teacher", 0),
+                 grid.earlier_cell_path("cifar10", 10, "teacher", 0, "old"), tmp_path / "cifar10" / "trajectory.json"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    assert [p.relative_to(tmp_path).as_posix() for p in grid.cell_files()] == [
+        "cifar10/ipc10/teacher-seed0.json", "cifar10/ipc10/trajectory-old/teacher-seed0.json"]
 
 
 def test_the_gap_table_pools_the_fits_of_one_setting_instead_of_picking_the_luckiest():
