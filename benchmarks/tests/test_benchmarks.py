@@ -57,7 +57,8 @@ def test_the_random_gain_lists_every_random_row_and_says_why_a_cell_is_missing()
     assert "| hard | 30.0 (1 seed) | not run yet | - |" in text
     assert "| teacher | not run | not run yet | - |" in text
     imagenette = gain("imagenette", 10, {"random_hard": [cell(0.3)]})
-    assert "| projector_full | not run | not run: needs the Imagenette trajectory" in imagenette
+    assert "| projector_full | not run | not run: needs the 20-epoch fit on all 9,469 images" in imagenette
+    assert "| teacher | not run | not run on this trajectory yet (about 20 min per cell" in imagenette
     assert "| hard | not run | 30.0 (1 seed) | distilled row not run |" in imagenette
     assert "about 2 h per cell" in gain("cifar10", 50, {})
 
