@@ -211,6 +211,13 @@ def _by_fit_length(fitted: dict[str, float], ensemble: str) -> str:
     return "; by fit length: " + ", ".join(f"`{r}` {fitted[r]:.1f}" for r in rows)
 
 
+def _helio_length(ensemble: str) -> str | None:
+    """The row that fits the projector to ``ensemble`` as HeLlO does (20 epochs on the whole training split), if the
+    grid has one: ``projector_full`` for the weak checkpoints, ``projector_late`` for the later ones."""
+    return next((r for r in IMITATES if IMITATES[r] == ensemble and SETTING_OF.get(r, r) == r
+                 and GRID[r].fit.get("epochs") == 20 and GRID[r].fit.get("per_class") == 0), None)
+
+
 def _fit_epochs(row: str) -> int:
     """A fitted row's fit epochs (its own setting, else the short default fit's: 3 on CIFAR-10, 2 on Imagenette, both
     below every set length; used as an order only)."""
@@ -245,6 +252,24 @@ def _newer(ds: str, trajectory: str | None, by_row: dict[str, list[dict]]) -> st
             + ", ".join(shown)) if shown else ""
 
 
+def _older(trajectory: str | None, by_row: dict[str, list[dict]]) -> str:
+    """An earlier trajectory's own line, in brief: its teacher, its best fitted setting and what that imitates."""
+    fits, fitted = _settings(by_row)
+    best = max(fitted, key=fitted.get)
+    ens = _mean(by_row[IMITATES[best]])
+    return (f"; on the earlier trajectory {trajectory}: teacher {_mean(by_row['teacher']):.1f}, `{best}` "
+            f"{fitted[best]:.1f}" + (f", the checkpoints it imitates {ens:.1f}" if ens is not None else ""))
+
+
+def _settings(by_row: dict[str, list[dict]]) -> tuple[dict[str, list[str]], dict[str, float]]:
+    """The fitted settings that ran: each setting's rows (one per fit seed), and its mean of the fits' means."""
+    fits: dict[str, list[str]] = {}
+    for r in IMITATES:
+        if by_row[r]:
+            fits.setdefault(SETTING_OF.get(r, r), []).append(r)
+    return fits, {s: statistics.mean(_mean(by_row[r]) for r in rows) for s, rows in fits.items()}
+
+
 def gap_table(cells: list[dict]) -> str:
     """Per (dataset, IPC): the online teacher, the best projector setting (its fits pooled), the gap, the ensemble it
     imitates, the random baselines, and the measured reason where the projector is not within 2 points of the
@@ -258,21 +283,16 @@ def gap_table(cells: list[dict]) -> str:
     for ds in ("cifar10", "imagenette"):
         for ipc in sorted({c["ipc"] for c in cells if c["dataset"] == ds}):
             here = [c for c in cells if c["dataset"] == ds and c["ipc"] == ipc]
-            seen = []  # the newer trajectories passed over: no teacher or no fitted projector on them
-            for trajectory in _trajectories(ds, here):
-                mine = _on(ds, here, trajectory)
-                by_row = {r: [c for c in mine if c["row"] == r] for r in ROWS}
-                if by_row["teacher"] and any(by_row[r] for r in IMITATES):
-                    break
-                seen.append((trajectory, by_row))
-            else:
+            views = [(t, {r: [c for c in _on(ds, here, t) if c["row"] == r] for r in ROWS})
+                     for t in _trajectories(ds, here)]
+            complete = [i for i, (_, rows) in enumerate(views) if rows["teacher"] and any(rows[r] for r in IMITATES)]
+            if not complete:
                 continue
+            trajectory, by_row = views[complete[0]]
+            seen = views[:complete[0]]  # the newer trajectories passed over: no teacher or no fitted projector on them
+            older = [views[i] for i in complete[1:]]  # earlier trajectories with a line of their own
             teacher = _mean(by_row["teacher"])
-            fits: dict[str, list[str]] = {}  # a setting's fitted rows (one per fit seed) that ran on this cell
-            for r in IMITATES:
-                if by_row[r]:
-                    fits.setdefault(SETTING_OF.get(r, r), []).append(r)
-            fitted = {s: statistics.mean(_mean(by_row[r]) for r in rows) for s, rows in fits.items()}
+            fits, fitted = _settings(by_row)
             best = max(fitted, key=fitted.get)
             proj, ens = fitted[best], _mean(by_row[IMITATES[best]])
             gap = proj - teacher
@@ -281,13 +301,14 @@ def gap_table(cells: list[dict]) -> str:
             elif ens is not None and ens < teacher - 2:
                 why = f"the checkpoints it imitates teach {ens:.1f} themselves: their stage, not the fit; " + _later(by_row)
             elif ens is not None:
+                full = _helio_length(IMITATES[best])
                 why = f"imitation: its ensemble teaches {ens:.1f}, the fit falls {ens - proj:.1f} short" + (
                     _by_fit_length(fitted, IMITATES[best]) + (
-                        "" if by_row["projector_full"] else
-                        "; the HeLlO-length fit (`projector_full`) is not run here yet"))
+                        "" if full is None or by_row[full] else
+                        f"; the HeLlO-length fit to it (`{full}`) is not run here yet"))
             else:
                 why = "its ensemble's cell is not run on this trajectory yet"
-            why += "".join(_newer(ds, t, rows) for t, rows in seen)
+            why += "".join(_newer(ds, t, rows) for t, rows in seen) + "".join(_older(t, rows) for t, rows in older)
             rnd = " / ".join(f"{_mean(by_row[r]):.1f}" if by_row[r] else "-" for r in RANDOM)
             students = sum(len(by_row[r]) for r in fits[best])
             count = (f"{students} seed{'s' * (students > 1)}" if len(fits[best]) == 1 else
@@ -398,12 +419,13 @@ def report() -> None:
                 fit = next((c["fit"] for c in mine if c["ipc"] == ipc and c["row"] == fit_row and "fit" in c), None)
                 if fit:
                     curve = fit.get("agreement_by_epoch")
+                    stage = "later" if GRID[fit_row].fit.get("stage") == "late" else "weak"
                     fit_line += (
                         f"Adapter fit (`{fit_row}`): {fit['epochs']} epochs on {fit['samples']:,} images, "
-                        f"{fit['num_teachers']} weak teachers; held-out top-1 agreement with them "
+                        f"{fit['num_teachers']} {stage} teachers; held-out top-1 agreement with them "
                         f"{fit.get('final_agreement', float('nan')):.3f}"
                         + (f" (by epoch, from 0 = before fitting: {', '.join(f'{a:.3f}' for a in curve)})" if curve else "")
-                        + f", projector top-1 {fit.get('final_top1', float('nan')):.3f}, weak-teacher ensemble top-1 "
+                        + f", projector top-1 {fit.get('final_top1', float('nan')):.3f}, {stage}-teacher ensemble top-1 "
                         f"{fit.get('final_teacher_top1', float('nan')):.3f}"
                         + (f", {fit['fit_seconds'] / 60:.0f} min of fitting" if fit.get("fit_seconds") else "") + ".\n\n")
             sections.append(f"### {ds}, IPC {ipc} ({', '.join(map(str, steps))} student steps)\n\n{fit_line}"

@@ -211,11 +211,11 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
              cell("cifar10", 10, "weak_teachers", 0.461)]
     text = gap_table(cells)
     assert "| cifar10 IPC 10 | 36.7 | 38.0 (`projector`, 1 seed) | +1.3 | 46.1 |" in text and "within 2 points" in text
-    assert "the fit falls 8.1 short; the HeLlO-length fit (`projector_full`) is not run here yet" in text
+    assert "the fit falls 8.1 short; the HeLlO-length fit to it (`projector_full`) is not run here yet" in text
     longer = gap_table(cells + [cell("cifar10", 50, "projector_fit20", 0.581), cell("cifar10", 50, "projector", 0.509)])
     assert ("| cifar10 IPC 50 | 62.3 | 58.1 (`projector_fit20`, 1 seed) | -4.2 | 63.5 | - / - / - | imitation: its "
             "ensemble teaches 63.5, the fit falls 5.4 short; by fit length: `projector` 50.9, `projector_fit10` 55.4, "
-            "`projector_fit20` 58.1; the HeLlO-length fit" in longer)
+            "`projector_fit20` 58.1; the HeLlO-length fit to it (`projector_full`)" in longer)
     assert "teach 50.4 themselves: their stage, not the fit; the later checkpoints (`late_teachers`, " in text
     text = gap_table(cells + [cell("imagenette", 10, "late_teachers", 0.552)])
     assert "the later checkpoints teach 55.2 online (the projector fitted to them, `projector_late`, is not run" in text
@@ -224,6 +224,11 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
     # the late fit becomes the best projector row; its own ensemble is then the one it is judged against
     assert ("| imagenette IPC 10 | 56.8 | 53.1 (`projector_late`, 1 seed) | -3.7 | 55.2 | - / - / - | imitation: its "
             "ensemble teaches 55.2, the fit falls 2.1 short" in text)
+    text = gap_table(cells + [cell("imagenette", 10, "late_teachers", 0.552),
+                              cell("imagenette", 10, "projector_late_fit10", 0.491)])
+    assert ("| imagenette IPC 10 | 56.8 | 49.1 (`projector_late_fit10`, 1 seed) | -7.7 | 55.2 | - / - / - | imitation: "
+            "its ensemble teaches 55.2, the fit falls 6.1 short; the HeLlO-length fit to it (`projector_late`) is not "
+            "run here yet |" in text)
 
 
 def test_the_gap_table_reads_each_line_off_one_trajectory(tmp_path, monkeypatch):
@@ -250,6 +255,8 @@ def test_the_gap_table_reads_each_line_off_one_trajectory(tmp_path, monkeypatch)
     # trajectory) go with it
     text = report.gap_table(old + new + [cell("projector_late", 0.580, "new")])
     assert "| imagenette IPC 10 | 52.2 | 58.0 (`projector_late`, 1 seed) | +5.8 | 61.0 | - / - / 30.0 |" in text
+    assert text.count("| imagenette IPC 10") == 1 and (
+        "; on the earlier trajectory old: teacher 56.9, `projector_full` 47.0, the checkpoints it imitates 50.4 |" in text)
     assert "(trajectory old)" not in text and "newer trajectory" not in text
     # an ensemble run only on the other trajectory is not borrowed
     text = report.gap_table([c for c in old + new if c["row"] != "weak_teachers"] + [cell("projector", 0.45, "new")])
