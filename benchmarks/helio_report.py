@@ -238,8 +238,8 @@ def _on(ds: str, cells: list[dict], trajectory: str | None) -> list[dict]:
     """The cells of one trajectory: those run on it, and those of rows that use no trajectory (e.g. hard labels). A
     cell of a trajectory row that carries no id counts as on the current trajectory, as in ``on_one_trajectory``."""
     current = current_trajectory(ds)
-    return [c for c in cells if not GRID[c["row"]].uses_trajectory(ds)
-            or c.get("trajectory", current) == trajectory]
+    return [c for c in cells if c["row"] in GRID and (not GRID[c["row"]].uses_trajectory(ds)
+                                                      or c.get("trajectory", current) == trajectory)]
 
 
 def _newer(ds: str, trajectory: str | None, by_row: dict[str, list[dict]]) -> str:
