@@ -149,7 +149,7 @@ def not_run_reason(ds: str, ipc: int, row: str) -> str:
         return ("not run: 1,500 student steps, at the 5 s per step of the IPC 10 cells here, are about 2 h per cell on the 2 "
                 "CPU cores (in the GPU script)")
     if ds == "imagenette" and row == "random_projector":
-        return ("not run: needs the 20-epoch fit on all 9,469 images, about 3 h on the 2 CPU cores (in the GPU "
+        return ("not run: needs the 20-epoch fit on all 9,469 images, about 2 h on the 2 CPU cores (in the GPU "
                 "script)")
     if ds == "imagenette" and row != "random_hard":
         return "not run on this trajectory yet (about 20 min per cell on the 2 CPU cores; in the GPU script)"
@@ -254,7 +254,7 @@ def _newer(ds: str, trajectory: str | None, by_row: dict[str, list[dict]]) -> st
 
 def _older(trajectory: str | None, by_row: dict[str, list[dict]]) -> str:
     """An earlier trajectory's own line, in brief: its teacher, its best fitted setting and what that imitates."""
-    fits, fitted = _settings(by_row)
+    _, fitted = _settings(by_row)
     best = max(fitted, key=fitted.get)
     ens = _mean(by_row[IMITATES[best]])
     return (f"; on the earlier trajectory {trajectory}: teacher {_mean(by_row['teacher']):.1f}, `{best}` "
@@ -277,7 +277,7 @@ def gap_table(cells: list[dict]) -> str:
 
     Every figure of a line comes from one teacher trajectory: the newest on which both the teacher and a fitted
     projector row ran (``cells`` are all cells, of every trajectory). A newer trajectory without a fitted projector
-    is then named in the line, with what its online rows teach."""
+    is then named in the line, with what its rows teach; an earlier one with a line of its own is summed up."""
     lines = ["| cell | online teacher | best projector setting (row) | gap | ensemble it imitates | random images: "
              "projector / teacher / hard | why |", "|---|---|---|---|---|---|---|"]
     for ds in ("cifar10", "imagenette"):
