@@ -69,6 +69,8 @@ class Row:
         fitted to them; on Imagenette, whose full teacher (labeller and RDED's observer) is the trajectory's last
         checkpoint, every row but hard labels on random images."""
         if self.labels == "row":  # random images: only the labels can come from the trajectory
+            if dataset not in self.labels_of:
+                return False
             source = GRID[self.labels_of[dataset]]
             return source.uses_trajectory(dataset) if dataset == "cifar10" else source.labels != "hard"
         if dataset != "cifar10":  # distilled images, scored by the trajectory's last checkpoint
@@ -80,6 +82,8 @@ class Row:
     def runs(self, dataset: str, ipc: int, seed: int) -> bool:
         """Whether the cell (dataset, IPC, seed) of this row is part of the grid."""
         if ipc == 50 and seed not in self.ipc50_seeds:
+            return False
+        if self.labels == "row" and dataset not in self.labels_of:  # a random row labelled on some datasets only
             return False
         if self.seed0_only and seed != 0:
             return False
@@ -201,6 +205,11 @@ GRID: dict[str, Row] = {
                           labels_of={"cifar10": "teacher", "imagenette": "teacher"}, ipc50_seeds=(0,)),
     "random_hard": Row("random real images + hard labels", "row", images="random",
                        labels_of={"cifar10": "hard", "imagenette": "hard"}, ipc50_seeds=(0,)),
+    # random_projector's Imagenette labeller (projector_full, the 20-epoch fit on all 9,469 images) is about 1.8 h of
+    # fitting on the 2-core CPU; the projector fitted on the CPU trajectory is projector_late_fit10 (23 min)
+    "random_projector_late_fit10": Row("random real images + projector_late_fit10 (the projector fitted on the CPU "
+                                       "trajectory)", "row", images="random",
+                                       labels_of={"imagenette": "projector_late_fit10"}, only=(("imagenette", 10),)),
 }
 
 #: each dataset's setup: image size, RDED patches per image, the trajectory (arch, epochs, which checkpoints each

@@ -167,6 +167,8 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
     marked = marked or {}  # rows still on an earlier teacher trajectory: marked †, their gain not taken
     out = []
     for random_row, by_dataset in RANDOM.items():
+        if ds not in by_dataset or (GRID[random_row].only and (ds, ipc) not in GRID[random_row].only):
+            continue  # a random row of other cells
         source = by_dataset[ds]
         mine, theirs = rows.get(source) or [], rows.get(random_row) or []
         d = [100 * c["top1"] for c in mine]
@@ -270,6 +272,23 @@ def _settings(by_row: dict[str, list[dict]]) -> tuple[dict[str, list[str]], dict
     return fits, {s: statistics.mean(_mean(by_row[r]) for r in rows) for s, rows in fits.items()}
 
 
+def _random_column(ds: str, best: str, by_row: dict[str, list[dict]]) -> str:
+    """The gap table's "random images: projector / teacher / hard": each label source's mean on random subsets. The
+    projector's is the random row labelled by the line's best setting where it ran, else by another fitted row (named
+    then); "-" where none ran."""
+    def of(kind: str) -> str:
+        rows = [r for r, by_dataset in RANDOM.items() if by_row.get(r) and ds in by_dataset
+                and (by_dataset[ds] in FITTED if kind == "fit" else by_dataset[ds] == kind)]
+        if not rows:
+            return "-"
+        if kind != "fit":
+            return f"{_mean(by_row[rows[0]]):.1f}"
+        same = [r for r in rows if SETTING_OF[RANDOM[r][ds]] == SETTING_OF[best]]
+        r = (same or rows)[0]
+        return f"{_mean(by_row[r]):.1f}" + ("" if same else f" (`{RANDOM[r][ds]}`)")
+    return " / ".join(of(kind) for kind in ("fit", "teacher", "hard"))
+
+
 def gap_table(cells: list[dict]) -> str:
     """Per (dataset, IPC): the online teacher, the best projector setting (its fits pooled), the gap, the ensemble it
     imitates, the random baselines, and the measured reason where the projector is not within 2 points of the
@@ -309,7 +328,7 @@ def gap_table(cells: list[dict]) -> str:
             else:
                 why = "its ensemble's cell is not run on this trajectory yet"
             why += "".join(_newer(ds, t, rows) for t, rows in seen) + "".join(_older(t, rows) for t, rows in older)
-            rnd = " / ".join(f"{_mean(by_row[r]):.1f}" if by_row[r] else "-" for r in RANDOM)
+            rnd = _random_column(ds, best, by_row)
             students = sum(len(by_row[r]) for r in fits[best])
             count = (f"{students} seed{'s' * (students > 1)}" if len(fits[best]) == 1 else
                      f"{len(fits[best])} fits, {students} students: "

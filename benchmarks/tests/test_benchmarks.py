@@ -229,6 +229,25 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
     assert ("| imagenette IPC 10 | 56.8 | 49.1 (`projector_late_fit10`, 1 seed) | -7.7 | 55.2 | - / - / - | imitation: "
             "its ensemble teaches 55.2, the fit falls 6.1 short; the HeLlO-length fit to it (`projector_late`) is not "
             "run here yet |" in text)
+    # the random column: the projector's random row is the one labelled by the line's best setting, else named
+    random = [cell("imagenette", 10, "late_teachers", 0.552), cell("imagenette", 10, "random_teacher", 0.40),
+              cell("imagenette", 10, "random_hard", 0.30)]
+    text = gap_table(cells + random + [cell("imagenette", 10, "projector_late_fit10", 0.491),
+                                       cell("imagenette", 10, "random_projector_late_fit10", 0.45)])
+    assert "| 55.2 | 45.0 / 40.0 / 30.0 | imitation" in text
+    text = gap_table(cells + random + [cell("imagenette", 10, "random_projector_late_fit10", 0.45)])
+    assert "| 50.4 | 45.0 (`projector_late_fit10`) / 40.0 / 30.0 |" in text
+
+
+def test_a_random_row_of_one_dataset_stays_out_of_the_others_cells():
+    grid, gain = _module("helio_grid").GRID, _module("helio_report")._random_gain
+    row = grid["random_projector_late_fit10"]
+    assert row.runs("imagenette", 10, 0) and not row.runs("cifar10", 10, 0) and not row.runs("imagenette", 1, 0)
+    assert not row.uses_trajectory("cifar10") and row.uses_trajectory("imagenette")
+    assert "projector_late_fit10" not in gain("cifar10", 10, {}) and "projector_late_fit10" not in gain(
+        "imagenette", 1, {})
+    assert "| projector_late_fit10 | 49.1 (1 seed) | 45.0 (1 seed) | +4.1 |" in gain(
+        "imagenette", 10, {"projector_late_fit10": [{"top1": 0.491}], "random_projector_late_fit10": [{"top1": 0.45}]})
 
 
 def test_the_gap_table_reads_each_line_off_one_trajectory(tmp_path, monkeypatch):
