@@ -181,7 +181,7 @@ GRID: dict[str, Row] = {
     # 20-epoch fit to the weak checkpoints, 44.8 vs 47.0).
     "projector_late_fit10": Row("projector_fit10 fitted to the later checkpoints (the CPU-sized projector_late)",
                                 "fit", fit=dict(epochs=10, stage="late"), imitates="late_teachers",
-                                only=(("imagenette", 10),)),
+                                only=(("imagenette", 1), ("imagenette", 10))),
     "teacher_kl": Row("online full teacher, RDED's loss (KL, T = 20)", "teacher",
                       loss=dict(soft_loss="kl", temperature=20.0, ce_weight=0.0), seed0_only=True),
     # the same teacher with its logits at the projector's spread (benchmarks/label_scale.py: 6.4 vs 2.1)
@@ -209,7 +209,8 @@ GRID: dict[str, Row] = {
     # fitting on the 2-core CPU; the projector fitted on the CPU trajectory is projector_late_fit10 (23 min)
     "random_projector_late_fit10": Row("random real images + projector_late_fit10 (the projector fitted on the CPU "
                                        "trajectory)", "row", images="random",
-                                       labels_of={"imagenette": "projector_late_fit10"}, only=(("imagenette", 10),)),
+                                       labels_of={"imagenette": "projector_late_fit10"},
+                                       only=(("imagenette", 1), ("imagenette", 10))),
 }
 
 #: each dataset's setup: image size, RDED patches per image, the trajectory (arch, epochs, which checkpoints each
