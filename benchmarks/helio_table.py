@@ -76,8 +76,11 @@ class Scale(torch.nn.Module):
 class Run:
     """One dataset's stages, each cached in a folder named by the fingerprint of its inputs and settings."""
 
+    #: the runner's options a stage reads, for scripts that build a Run from a namespace of their own
+    DEFAULTS = dict(quiet=True, keep_trajectory=False, workers=0)
+
     def __init__(self, name: str, args) -> None:
-        self.name, self.args = name, args
+        self.name, self.args = name, argparse.Namespace(**{**self.DEFAULTS, **vars(args)})
         self.cfg = SETUP[name]
         self.dir = CACHE / "helio" / name
         size = self.cfg["size"]
@@ -165,7 +168,7 @@ class Run:
         config = ll.AdapterConfig(head_rank=c["head_rank"], head_mode=head_mode, label_size=label_size,
                                   image_rank=image_rank)
         fit = ll.FitConfig(epochs=epochs or c["fit_epochs"], lr=c["fit_lr"], batch_size=128, image_size=c["size"],
-                           num_workers=getattr(self.args, "workers", 0), seed=seed)
+                           num_workers=self.args.workers, seed=seed)
         teachers = self.checkpoints(stage)
         key = digest(config.to_dict(), fit.result_dict(), [hashlib.sha256(p.read_bytes()).hexdigest() for p in teachers],
                      hashlib.sha256(text.numpy().tobytes()).hexdigest(), self.data_key, len(train))

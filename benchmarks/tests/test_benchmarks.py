@@ -376,3 +376,16 @@ def test_view_fidelity_adds_the_rows_it_measured_to_a_table_of_the_same_images(t
     assert out["commands"] == ["python view_fidelity.py --rows a b", "python view_fidelity.py --rows b c"]
     other = {**new, "views": 500}  # other images: the committed table is not mixed in
     assert vf.merged(other) == other
+
+
+def test_a_run_built_from_another_scripts_namespace_has_every_option_a_stage_reads(monkeypatch):
+    import argparse
+    import types
+    table = _module("helio_table")
+    fake = types.SimpleNamespace(classes=["a", "b"], images=None, with_transform=lambda f: None)
+    monkeypatch.setattr(table, "dataset", lambda *a, **k: fake)
+    monkeypatch.setattr(table, "cifar_text_embeddings", lambda names: None)
+    monkeypatch.setattr(table, "images_digest", lambda images: "x")
+    run = table.Run("cifar10", argparse.Namespace(quiet=False))  # select_validation's namespace
+    assert (run.args.quiet, run.args.keep_trajectory, run.args.workers) == (False, False, 0)
+    assert table.Run("cifar10", argparse.Namespace(quiet=True, workers=3)).args.workers == 3
