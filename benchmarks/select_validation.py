@@ -20,6 +20,7 @@ import json
 import logging
 import statistics
 import time
+from fractions import Fraction
 
 from _common import ROOT, commit, device_name, parse_run_args, write_section
 from helio_grid import EVAL_EVERY, RESULTS
@@ -54,6 +55,8 @@ def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, sho
     """One selection run; with ``short_seeds``, its short runs are averaged over those student seeds."""
     seeds = tuple(short_seeds or [seed])
     suffix = f"seed{seed}" if len(seeds) == 1 else "seeds" + "-".join(map(str, seeds))
+    if _share(fraction) != DEFAULT_FRACTION:
+        suffix += f"-fraction{_share(fraction).numerator}-{_share(fraction).denominator}"
     run = Run(dataset, argparse.Namespace(quiet=quiet))
     distilled = run.distilled(ipc)
     names = list(CANDIDATES[dataset])
@@ -70,7 +73,8 @@ def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, sho
                   heldout_images=len(val), trajectory=run.trajectory_id,
                   wall_seconds=time.time() - t0, commit=commit(), device=device_name(),
                   command=f"python benchmarks/select_validation.py --dataset {dataset} --ipc {ipc} " + (
-                      f"--seed {seed}" if len(seeds) == 1 else f"--short-seeds {' '.join(map(str, seeds))}"))
+                      f"--seed {seed}" if len(seeds) == 1 else f"--short-seeds {' '.join(map(str, seeds))}") + (
+                      "" if _share(fraction) == DEFAULT_FRACTION else f" --fraction {fraction:g}"))
     path = OUT / f"{dataset}-ipc{ipc}-{suffix}.json"
     atomic_write_text(path, json.dumps(record, indent=1, default=str))
     logging.info("%s: chose %s", path.relative_to(ROOT), record["chosen"])
@@ -82,6 +86,20 @@ def _full(dataset: str, ipc: int, row: str, trajectory: str) -> dict[int, float]
     candidate's cells on another are other teachers)."""
     cells = [json.loads(p.read_text()) for p in sorted((RESULTS / dataset / f"ipc{ipc}").glob(f"{row}-seed*.json"))]
     return {c["seed"]: 100 * c["top1"] for c in cells if c.get("trajectory") == trajectory}
+
+
+DEFAULT_FRACTION = Fraction(1, 6)
+
+
+def _share(fraction: float) -> Fraction:
+    """A short run's share of the protocol's epochs as a fraction (1/6, 1/2)."""
+    return Fraction(fraction).limit_denominator(12)
+
+
+def _horizon(run: dict) -> str:
+    """", 1/2 of the epochs" for a run at another share than the default, else ""."""
+    share = _share(run.get("fraction", 1 / 6))
+    return "" if share == DEFAULT_FRACTION else f", {share} of the epochs"
 
 
 def _averaged(run: dict) -> bool:
@@ -97,7 +115,7 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
                          f"{sorted({r['trajectory'] for r in runs})}; run them again on one")
     full = {name: _full(dataset, ipc, CANDIDATES[dataset][name][0], runs[0]["trajectory"]) for name in names}
     label = lambda r: (f"short run, seed {r['seed']}" if not _averaged(r) else  # noqa: E731
-                       f"short runs averaged over seeds {', '.join(map(str, r['short_seeds']))}")
+                       f"short runs averaged over seeds {', '.join(map(str, r['short_seeds']))}") + _horizon(r)
     lines = ["| candidate | " + " | ".join(f"{label(r)}: held-out top-1 %" for r in runs) +
              " | full protocol: test top-1 % (seeds) |", "|---" * (len(runs) + 2) + "|"]
     for i, name in enumerate(names):
@@ -110,7 +128,7 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
         lines.append(f"| {name} | {short} | {shown} |")
     common = sorted(set.intersection(*(set(v) for v in full.values())))
     mean = {name: statistics.mean(v[s] for s in common) for name, v in full.items()} if common else {}
-    single = [r for r in runs if not _averaged(r)]
+    single = [r for r in runs if not _averaged(r) and not _horizon(r)]  # the default share, one seed each
     verdicts, gaps = [], []
     for r in runs:
         cost = (f"{r['steps']} short-run steps against {r['full_steps']} for every candidate in full "
@@ -127,13 +145,14 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
             continue
         s = r["seed"]
         if not all(s in v for v in full.values()):
-            verdicts.append(f"- seed {s}: chose {r['chosen']}; not every candidate has a seed-{s} full-protocol cell "
-                            "yet, so its verdict is open.")
+            verdicts.append(f"- seed {s}{_horizon(r)}: chose {r['chosen']}; not every candidate has a seed-{s} "
+                            "full-protocol cell yet, so its verdict is open.")
             continue
         best = max(v[s] for v in full.values())
         gap = best - full[r["chosen"]][s]
-        gaps.append(gap)
-        verdicts.append(f"- seed {s}: chose {r['chosen']}, whose seed-{s} full-protocol top-1 is {gap:.2f} points below "
+        if not _horizon(r):
+            gaps.append(gap)
+        verdicts.append(f"- seed {s}{_horizon(r)}: chose {r['chosen']}, whose seed-{s} full-protocol top-1 is {gap:.2f} points below "
                         f"the best candidate's on that seed ({'within' if gap <= 1 else 'NOT within'} the 1-point "
                         f"target); {cost}")
     summary = (f"Single-seed selection within 1 point on {sum(g <= 1 for g in gaps)} of {len(gaps)} seeds "
@@ -161,11 +180,12 @@ def report() -> None:
     for path in sorted(OUT.glob("*.json")):
         r = json.loads(path.read_text())
         groups.setdefault((r["dataset"], r["ipc"]), []).append(r)
-    sections = [_section(dataset, ipc, sorted(runs, key=lambda r: (_averaged(r), r["seed"])))
+    sections = [_section(dataset, ipc, sorted(runs, key=lambda r: (_averaged(r), r.get("fraction", 1 / 6),
+                                                                   r["seed"])))
                 for (dataset, ipc), runs in sorted(groups.items())]
     write_section("select-validation", "## Choosing the teachers by measurement (`ll.select_teachers`)\n\n"
                   "Short student runs with each candidate group of trajectory checkpoints online (HeLlO's protocol "
-                  "compressed to 1/6 of its epochs), scored on held-out training images, against the full protocol "
+                  "compressed to 1/6 of its epochs, or the share a column names), scored on held-out training images, against the full protocol "
                   "on the test split. A selection run with seed s is judged on the candidates' seed-s full-protocol "
                   "cells.\n\n" + ("\n\n".join(sections) or "No validation run committed yet."))
 

@@ -198,6 +198,12 @@ def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(mon
            " is 0.00 points below the best candidate's (within" in text
     with pytest.raises(ValueError, match="different trajectories"):
         sv._section("cifar10", 10, [run(0, "epochs 2-4"), {**run(1, "epochs 2-4"), "trajectory": "t2"}])
+    # a run at another share of the epochs: its own column and verdict, outside the default share's summary
+    longer = {**run(0, "epochs 1-3"), "fraction": 0.5}
+    text = sv._section("cifar10", 10, [run(0, "epochs 2-4"), run(1, "epochs 2-4"), longer])
+    assert "| short run, seed 0, 1/2 of the epochs: held-out top-1 % |" in text
+    assert "- seed 0, 1/2 of the epochs: chose epochs 1-3, whose seed-0 full-protocol top-1 is 0.50 points below" in text
+    assert "Single-seed selection within 1 point on 1 of 2 seeds" in text and "2 of 2 runs" in text
 
 
 def test_the_gap_table_says_what_the_cells_show_about_each_gap():
