@@ -32,7 +32,7 @@ import lightlabel as ll
 from lightlabel.utils.files import atomic_write_text
 
 OUT = ROOT / "benchmarks" / "results" / "base-ceiling" / "imagenette.json"
-STAGES = {"epochs 2-4": "weak", "epochs 6-8": "late"}
+STAGES = {"epochs 2-4": "weak", "epochs 6-8": "late", "epoch 8": "final"}
 
 
 def _per_class(targets: list[int], classes: int, n: int) -> list[int]:
@@ -46,13 +46,15 @@ def measure(run: Run, per_class: int, test_per_class: int) -> dict:
     x = {"train": train.images.float() / 255, "test": val.images.float() / 255}
     true = {"train": torch.as_tensor(train.targets), "test": torch.as_tensor(val.targets)}
     targets = {"true class": true}
-    out: dict = {"ensembles": {}, "probes": {}, "fitted_head": {}}
+    out: dict = {"ensembles": {}, "logit_std": {}, "p_max": {}, "probes": {}, "fitted_head": {}}
     with torch.no_grad():
         for name, stage in STAGES.items():
             ensemble = ll.load_teachers(run.checkpoints(stage)).eval()
-            targets[name] = {k: _in_batches(lambda v, e=ensemble: e(e.input_spec.prepare(v)).argmax(1), x[k])
-                             for k in x}
+            logits = {k: _in_batches(lambda v, e=ensemble: e(e.input_spec.prepare(v)), x[k]) for k in x}
+            targets[name] = {k: v.argmax(1) for k, v in logits.items()}
             out["ensembles"][name] = (targets[name]["test"] == true["test"]).float().mean().item()
+            out["logit_std"][name] = logits["test"].std(dim=1).mean().item()
+            out["p_max"][name] = logits["test"].softmax(1).amax(1).mean().item()
     models = {"frozen proxy base": run.clip_as_is().eval(), "fitted to epochs 6-8 (projector_late_fit10)":
               run.fit(epochs=10, stage="late").eval()}
     for model_name, projector in models.items():
@@ -81,6 +83,9 @@ def section(r: dict) -> str:
         "## What the proxy base can express of Imagenette's teachers\n\n"
         f"Top-1 on {r['test_per_class']} real validation images per class of each ensemble, online: "
         + ", ".join(f"{n} {100 * v:.1f} %" for n, v in r["ensembles"].items())
+        + ". Their labels' scale on those images (the mean over images of the logits' standard deviation across "
+        "classes, and of the largest probability): "
+        + ", ".join(f"{n} {r['logit_std'][n]:.2f} / {r['p_max'][n]:.2f}" for n in r.get("logit_std", {}))
         + f". How often each model predicts a target on those images (%): linear probes trained on {r['per_class']} "
         "training images per class (logistic regression on L2-normalised image features), and the fitted adapter's "
         "head as it labels.\n\n"

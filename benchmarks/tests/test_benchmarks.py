@@ -399,12 +399,14 @@ def test_a_run_built_from_another_scripts_namespace_has_every_option_a_stage_rea
 
 def test_the_base_ceiling_section_compares_the_probes_on_the_early_and_later_ensembles():
     targets = lambda a, b, c: {"true class": a, "epochs 2-4": b, "epochs 6-8": c}  # noqa: E731
-    result = {"ensembles": {"epochs 2-4": 0.55, "epochs 6-8": 0.7},
+    result = {"ensembles": {"epochs 2-4": 0.55, "epochs 6-8": 0.7}, "logit_std": {"epochs 2-4": 2.0, "epochs 6-8": 4.5},
+              "p_max": {"epochs 2-4": 0.5, "epochs 6-8": 0.8},
               "probes": {"frozen proxy base": targets(0.5, 0.6, 0.45), "fitted": targets(0.6, 0.7, 0.7)},
               "fitted_head": targets(0.62, 0.6, 0.73), "per_class": 150, "test_per_class": 100, "trajectory": "t"}
     text = _module("base_ceiling").section(result)
     assert "| features | true class | epochs 2-4' argmax | epochs 6-8' argmax |" in text
     assert "| linear probe on the frozen proxy base | 50.0 | 60.0 | 45.0 |" in text
     assert "| the fitted adapter's own head | 62.0 | 60.0 | 73.0 |" in text
+    assert "epochs 2-4 2.00 / 0.50, epochs 6-8 4.50 / 0.80" in text
     assert "the later ensemble 15.0 points less often than the early one (45.0 against 60.0)" in text
     assert "a probe matches the ensemble it imitates -3.0 points against the adapter's own head" in text
