@@ -72,8 +72,8 @@ def measure(run: Run, per_class: int, test_per_class: int) -> dict:
 
 def section(r: dict) -> str:
     names = list(r["probes"]["frozen proxy base"])
-    rows = [f"| linear probe on the {m if m.startswith('frozen') else 'adapter ' + m} | " + " | ".join(f"{100 * v[t]:.1f}" for t in names) + " |"
-            for m, v in r["probes"].items()]
+    rows = [f"| linear probe on the {m if m.startswith('frozen') else 'adapter ' + m} | "
+            + " | ".join(f"{100 * v[t]:.1f}" for t in names) + " |" for m, v in r["probes"].items()]
     rows.append("| the fitted adapter's own head | " + " | ".join(f"{100 * r['fitted_head'][t]:.1f}" for t in names)
                 + " |")
     frozen = r["probes"]["frozen proxy base"]
