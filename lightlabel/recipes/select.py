@@ -73,6 +73,28 @@ def trajectory_windows(num_checkpoints: int, sizes: Sequence[int] = (1, 3)) -> l
     return [tuple(range(i, i + k)) for k in sizes for i in range(num_checkpoints - k + 1)]
 
 
+def _checked_candidates(num_checkpoints: int, candidates: Sequence[Sequence[int]] | None, fraction: float,
+                        seeds: Sequence[int]) -> list[tuple[int, ...]]:
+    """:func:`select_teachers`' arguments checked; the candidates as tuples (default: every window of 1 and 3)."""
+    if not num_checkpoints:
+        raise ValueError("`trajectory` is empty")
+    candidates = [tuple(c) for c in (candidates if candidates is not None else trajectory_windows(num_checkpoints))]
+    if not candidates or any(not c for c in candidates):
+        raise ValueError(f"`candidates` must be non-empty groups of checkpoint indices, got {candidates}")
+    bad = [c for c in candidates if any(not 0 <= i < num_checkpoints for i in c)]
+    if bad:
+        raise ValueError(f"`candidates` {bad} index outside the trajectory of {num_checkpoints} checkpoints")
+    twice = [c for c in candidates if len(set(c)) < len(c)]
+    if twice:
+        raise ValueError(f"`candidates` {twice} name a checkpoint twice: each candidate is an ensemble of distinct "
+                         f"checkpoints")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ValueError(f"`fraction` must be in (0, 1], got {fraction!r}")
+    if not seeds:
+        raise ValueError("`seeds` is empty")
+    return candidates
+
+
 def select_teachers(
     trajectory: Sequence[nn.Module | str | os.PathLike],
     distilled: DistilledSet,
@@ -123,22 +145,7 @@ def select_teachers(
     Source: HeLlO Sec. 4.4.3 and Table 4 (right): the teachers' stage decides how well the labels teach.
     """
     trajectory = list(trajectory)
-    if not trajectory:
-        raise ValueError("`trajectory` is empty")
-    candidates = [tuple(c) for c in (candidates if candidates is not None else trajectory_windows(len(trajectory)))]
-    if not candidates or any(not c for c in candidates):
-        raise ValueError(f"`candidates` must be non-empty groups of checkpoint indices, got {candidates}")
-    bad = [c for c in candidates if any(not 0 <= i < len(trajectory) for i in c)]
-    if bad:
-        raise ValueError(f"`candidates` {bad} index outside the trajectory of {len(trajectory)} checkpoints")
-    twice = [c for c in candidates if len(set(c)) < len(c)]
-    if twice:
-        raise ValueError(f"`candidates` {twice} name a checkpoint twice: each candidate is an ensemble of distinct "
-                         f"checkpoints")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise ValueError(f"`fraction` must be in (0, 1], got {fraction!r}")
-    if not seeds:
-        raise ValueError("`seeds` is empty")
+    candidates = _checked_candidates(len(trajectory), candidates, fraction, seeds)
     protocol = protocol or default_protocol(distilled)
     short = protocol.replace(epochs=max(1, math.ceil(protocol.epochs * fraction)),
                              eval_every=max(1, math.ceil(protocol.epochs * fraction)))
