@@ -152,7 +152,8 @@ def not_run_reason(ds: str, ipc: int, row: str) -> str:
         return ("not run: needs the 20-epoch fit on all 9,469 images, about 2 h on the 2 CPU cores (in the GPU "
                 "script)")
     if ds == "imagenette" and row != "random_hard":
-        return "not run on this trajectory yet (about 20 min per cell on the 2 CPU cores; in the GPU script)"
+        gpu = "; in the GPU script" if row in ("random_projector", "random_teacher") else ""
+        return f"not run on this trajectory yet (about {5 if ipc == 1 else 20} min per cell on the 2 CPU cores{gpu})"
     return "not run yet"
 
 

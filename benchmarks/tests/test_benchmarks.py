@@ -60,6 +60,9 @@ def test_the_random_gain_lists_every_random_row_and_says_why_a_cell_is_missing()
     assert "| projector_full | not run | not run: needs the 20-epoch fit on all 9,469 images" in imagenette
     assert "| teacher | not run | not run on this trajectory yet (about 20 min per cell" in imagenette
     assert "| hard | not run | 30.0 (1 seed) | distilled row not run |" in imagenette
+    assert "| projector_late_fit10 | not run | not run on this trajectory yet (about 20 min per cell on the 2 CPU " \
+           "cores) |" in imagenette
+    assert "(about 5 min per cell on the 2 CPU cores; in the GPU script)" in gain("imagenette", 1, {})
     assert "about 2 h per cell" in gain("cifar10", 50, {})
 
 
