@@ -165,3 +165,39 @@ def bench_projector(base: str, num_classes: int, head_rank: int, *, device: torc
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.fill_(1.0)
     return projector.to(device).eval(), model.visual.to(device).eval()
+
+
+def probe_accuracy(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    weight_decay: float = 1e-4,
+) -> float:
+    """Test accuracy of a multinomial logistic regression on features (full-batch L-BFGS, L2 penalty)."""
+    gen = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(train_x.shape[1], num_classes)
+    torch.nn.init.normal_(linear.weight, std=0.01, generator=gen)
+    torch.nn.init.zeros_(linear.bias)
+    opt = torch.optim.LBFGS(
+        linear.parameters(), lr=1.0, max_iter=200, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = (
+            torch.nn.functional.cross_entropy(linear(train_x), train_y)
+            + weight_decay * linear.weight.square().sum()
+        )
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return (linear(test_x).argmax(1) == test_y).float().mean().item()
+
+
+def in_batches(fn, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """``fn`` over ``x`` in batches, concatenated."""
+    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])

@@ -6,7 +6,7 @@ than that ensemble run online, and its held-out agreement with it stops rising a
 (epochs 2-4) and the later checkpoints alike, so that the gap can be put on the base or on the fit:
 
 - each ensemble's top-1 on real validation images;
-- linear probes (logistic regression on L2-normalised image features, ``label_size``'s probe) on the frozen proxy
+- linear probes (logistic regression on L2-normalised image features, ``_common.probe_accuracy``) on the frozen proxy
   base (no LoRA) and on the fitted adapter's features, trained on ``--probe-train`` training images per class to
   predict the true class or an ensemble's argmax, scored on ``--probe-test`` validation images per class;
 - the fitted adapter's own head: its agreement with each ensemble's argmax, and its top-1.
@@ -24,9 +24,8 @@ import argparse
 import json
 
 import torch
-from _common import ROOT, parse_run_args, write_section
+from _common import ROOT, in_batches, parse_run_args, probe_accuracy, write_section
 from helio_table import Run
-from label_size import _in_batches, _probe_accuracy
 
 import lightlabel as ll
 from lightlabel.utils.files import atomic_write_text
@@ -50,7 +49,7 @@ def measure(run: Run, per_class: int, test_per_class: int) -> dict:
     with torch.no_grad():
         for name, stage in STAGES.items():
             ensemble = ll.load_teachers(run.checkpoints(stage)).eval()
-            logits = {k: _in_batches(lambda v, e=ensemble: e(e.input_spec.prepare(v)), x[k]) for k in x}
+            logits = {k: in_batches(lambda v, e=ensemble: e(e.input_spec.prepare(v)), x[k]) for k in x}
             targets[name] = {k: v.argmax(1) for k, v in logits.items()}
             out["ensembles"][name] = (targets[name]["test"] == true["test"]).float().mean().item()
             out["logit_std"][name] = logits["test"].std(dim=1).mean().item()
@@ -59,12 +58,12 @@ def measure(run: Run, per_class: int, test_per_class: int) -> dict:
               run.fit(epochs=10, stage="late").eval()}
     for model_name, projector in models.items():
         with torch.no_grad():
-            feats = {k: torch.nn.functional.normalize(_in_batches(
+            feats = {k: torch.nn.functional.normalize(in_batches(
                 lambda v, p=projector: p.encode_image(p.input_spec.prepare(v)), x[k]).float(), dim=1) for k in x}
             if model_name != "frozen proxy base":
-                head = _in_batches(lambda v, p=projector: p(p.input_spec.prepare(v)).argmax(1), x["test"])
+                head = in_batches(lambda v, p=projector: p(p.input_spec.prepare(v)).argmax(1), x["test"])
                 out["fitted_head"] = {t: (head == y["test"]).float().mean().item() for t, y in targets.items()}
-        out["probes"][model_name] = {t: _probe_accuracy(feats["train"], y["train"], feats["test"], y["test"], classes)
+        out["probes"][model_name] = {t: probe_accuracy(feats["train"], y["train"], feats["test"], y["test"], classes)
                                      for t, y in targets.items()}
     out.update(per_class=per_class, test_per_class=test_per_class, trajectory=run.trajectory_id)
     return out

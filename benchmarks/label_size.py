@@ -29,7 +29,16 @@ import argparse
 import statistics
 
 import torch
-from _common import bench_projector, dataset, digest, interleaved_timings, parse_run_args, write_section
+from _common import (
+    bench_projector,
+    dataset,
+    digest,
+    in_batches,
+    interleaved_timings,
+    parse_run_args,
+    probe_accuracy,
+    write_section,
+)
 from helio_grid import GRID, trajectory_cells, trajectory_key, trajectory_path
 
 import lightlabel as ll
@@ -60,42 +69,6 @@ def labelling_seconds(batch: int, repeat: int, calls: int) -> dict[int, list[flo
     )
 
 
-def _probe_accuracy(
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    test_x: torch.Tensor,
-    test_y: torch.Tensor,
-    num_classes: int,
-    weight_decay: float = 1e-4,
-) -> float:
-    """Test accuracy of a multinomial logistic regression on features (full-batch L-BFGS, L2 penalty)."""
-    gen = torch.Generator().manual_seed(0)
-    linear = torch.nn.Linear(train_x.shape[1], num_classes)
-    torch.nn.init.normal_(linear.weight, std=0.01, generator=gen)
-    torch.nn.init.zeros_(linear.bias)
-    opt = torch.optim.LBFGS(
-        linear.parameters(), lr=1.0, max_iter=200, history_size=20, line_search_fn="strong_wolfe"
-    )
-
-    def closure():
-        opt.zero_grad()
-        loss = (
-            torch.nn.functional.cross_entropy(linear(train_x), train_y)
-            + weight_decay * linear.weight.square().sum()
-        )
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        return (linear(test_x).argmax(1) == test_y).float().mean().item()
-
-
-def _in_batches(fn, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    """``fn`` over ``x`` in batches, concatenated."""
-    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
-
-
 def frozen_base_probe(per_class: int, test_per_class: int) -> dict[int, dict[str, float]]:
     """The unfitted proxy base at 64 and 32 px on real CIFAR-10: zero-shot top-1, and linear-probe accuracy on its
     image features against the true classes and against the weak-teacher ensemble's argmax (see the docstring)."""
@@ -114,7 +87,7 @@ def frozen_base_probe(per_class: int, test_per_class: int) -> dict[int, dict[str
         )
     ensemble = ll.load_teachers(paths).eval()
     with torch.no_grad():
-        imitated = {k: _in_batches(lambda v: ensemble(ensemble.input_spec.prepare(v)).argmax(1), x)
+        imitated = {k: in_batches(lambda v: ensemble(ensemble.input_spec.prepare(v)).argmax(1), x)
                     for k, (x, _) in splits.items()}
     out = {}
     for size in (64, 32):
@@ -126,7 +99,7 @@ def frozen_base_probe(per_class: int, test_per_class: int) -> dict[int, dict[str
             lambda _, a, grid=grid: grid.append(a[0].mean((2, 3)))
         )
         with torch.no_grad():
-            feats = {k: _in_batches(lambda v, p=projector: p.encode_image(p.input_spec.prepare(v)), x).float()
+            feats = {k: in_batches(lambda v, p=projector: p.encode_image(p.input_spec.prepare(v)), x).float()
                      for k, (x, _) in splits.items()}
             zero_shot = (projector.head(feats["test"]).argmax(1) == splits["test"][1]).float().mean().item()
         hook.remove()
@@ -139,7 +112,7 @@ def frozen_base_probe(per_class: int, test_per_class: int) -> dict[int, dict[str
         for name, f in (("pool", feats), ("conv", {"train": pooled[:n_train], "test": pooled[n_train:]})):
             f = {k: torch.nn.functional.normalize(v, dim=1) for k, v in f.items()}
             for target, y in (("true", {k: v[1] for k, v in splits.items()}), ("teachers", imitated)):
-                out[size][f"{name}_{target}"] = _probe_accuracy(
+                out[size][f"{name}_{target}"] = probe_accuracy(
                     f["train"], y["train"], f["test"], y["test"], len(train.classes)
                 )
     return out
