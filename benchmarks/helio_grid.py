@@ -211,6 +211,11 @@ GRID: dict[str, Row] = {
                                        "trajectory)", "row", images="random",
                                        labels_of={"imagenette": "projector_late_fit10"},
                                        only=(("imagenette", 1), ("imagenette", 10))),
+    # At Imagenette IPC 1 the early checkpoints teach best (38.6 against 30.6 for epochs 6-8 on 79091d5b7df6), and the
+    # best projector there is projector_fit10 (the CPU-sized fit to them): its random-image side, 3 min per cell
+    "random_projector_fit10": Row("random real images + projector_fit10 (the CPU-sized fit to the early checkpoints)",
+                                  "row", images="random", labels_of={"imagenette": "projector_fit10"},
+                                  only=(("imagenette", 1),)),
 }
 
 #: each dataset's setup: image size, RDED patches per image, the trajectory (arch, epochs, which checkpoints each
