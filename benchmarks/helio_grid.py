@@ -182,6 +182,11 @@ GRID: dict[str, Row] = {
     "projector_late_fit10": Row("projector_fit10 fitted to the later checkpoints (the CPU-sized projector_late)",
                                 "fit", fit=dict(epochs=10, stage="late"), imitates="late_teachers",
                                 only=(("imagenette", 1), ("imagenette", 10))),
+    # The fit to epochs 6-8 falls 12 points short of them, and a probe on its features agrees with them more than its
+    # head does (base_ceiling.py): does the tower's capacity limit it? Rank 32 at the CPU's fit size (about 25 min).
+    "projector_late_fit10_r32": Row("projector_late_fit10 with LoRA rank 32 on the tower instead of 8", "fit",
+                                    fit=dict(epochs=10, stage="late", image_rank=32), imitates="late_teachers",
+                                    only=(("imagenette", 10),)),
     "teacher_kl": Row("online full teacher, RDED's loss (KL, T = 20)", "teacher",
                       loss=dict(soft_loss="kl", temperature=20.0, ce_weight=0.0), seed0_only=True),
     # the same teacher with its logits at the projector's spread (benchmarks/label_scale.py: 6.4 vs 2.1)
