@@ -205,13 +205,22 @@ def _later(by_row: dict[str, list[dict]]) -> str:
         " (the projector fitted to them, `projector_late`, is not run yet)")
 
 
+def _fit_setting(row: str) -> str:
+    """A fitted row's fit in words: its epochs (else the short default fit), then what else it changes."""
+    fit = GRID[row].fit
+    words = [f"{fit['epochs']} epochs" if "epochs" in fit else "the short fit"]
+    extra = {"per_class": lambda v: "all images" if v == 0 else f"{v} images per class",
+             "image_rank": lambda v: f"LoRA rank {v}", "label_size": lambda v: f"{v} px", "seed": lambda v: f"fit seed {v}"}
+    return ", ".join(words + [say(fit[key]) for key, say in extra.items() if key in fit])
+
+
 def _by_fit_length(fitted: dict[str, float], ensemble: str) -> str:
-    """The fits of one ensemble on one cell, shortest fit first, where there are two or more: whether a longer fit
-    closes an imitation gap."""
+    """The fits of one ensemble on one cell, shortest fit first, each with its setting, where there are two or more:
+    whether a longer (or larger) fit closes an imitation gap."""
     rows = sorted((r for r in fitted if IMITATES[r] == ensemble), key=lambda r: (_fit_epochs(r), fitted[r]))
     if len(rows) < 2:
         return ""
-    return "; by fit length: " + ", ".join(f"`{r}` {fitted[r]:.1f}" for r in rows)
+    return "; its fits: " + ", ".join(f"`{r}` {fitted[r]:.1f} ({_fit_setting(r)})" for r in rows)
 
 
 def _helio_length(ensemble: str) -> str | None:

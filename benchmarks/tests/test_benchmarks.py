@@ -223,8 +223,11 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
     assert "the fit falls 8.1 short; the HeLlO-length fit to it (`projector_full`) is not run here yet" in text
     longer = gap_table(cells + [cell("cifar10", 50, "projector_fit20", 0.581), cell("cifar10", 50, "projector", 0.509)])
     assert ("| cifar10 IPC 50 | 62.3 | 58.1 (`projector_fit20`, 1 seed) | -4.2 | 63.5 | - / - / - | imitation: its "
-            "ensemble teaches 63.5, the fit falls 5.4 short; by fit length: `projector` 50.9, `projector_fit10` 55.4, "
-            "`projector_fit20` 58.1; the HeLlO-length fit to it (`projector_full`)" in longer)
+            "ensemble teaches 63.5, the fit falls 5.4 short; its fits: `projector` 50.9 (the short fit), "
+            "`projector_fit10` 55.4 (10 epochs), `projector_fit20` 58.1 (20 epochs); the HeLlO-length fit to it "
+            "(`projector_full`)" in longer)
+    ranked = gap_table(cells + [cell("cifar10", 50, "projector_fit20_r32", 0.585)])
+    assert "`projector_fit20_r32` 58.5 (20 epochs, LoRA rank 32)" in ranked
     assert "teach 50.4 themselves: their stage, not the fit; the later checkpoints (`late_teachers`, " in text
     text = gap_table(cells + [cell("imagenette", 10, "late_teachers", 0.552)])
     assert "the later checkpoints teach 55.2 online (the projector fitted to them, `projector_late`, is not run" in text
