@@ -17,7 +17,10 @@ from pathlib import Path
 
 import torch
 
+import lightlabel as ll
 from lightlabel.data import default_data_root, extract_image_folder, load_image_folder
+from lightlabel.labeling.augment import Augmenter, epoch_views
+from lightlabel.labeling.sources import as_label_source
 from lightlabel.utils.files import atomic_write_text
 from lightlabel.utils.hashing import json_digest
 
@@ -201,3 +204,33 @@ def probe_accuracy(
 def in_batches(fn, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
     """``fn`` over ``x`` in batches, concatenated."""
     return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def student_views(distilled: ll.DistilledSet, protocol: ll.EvalProtocol, n: int, seed: int = 0) -> torch.Tensor:
+    """The first ``n`` views (N, 3, H, W) in [0, 1] a student of ``seed`` trains on, as ``train_student`` makes them."""
+    augmenter = Augmenter(protocol.augment, len(distilled.classes))
+    out, epoch = [], 0
+    while sum(len(v) for v in out) < n:
+        images = distilled.epoch_images(seed, epoch, torch.device("cpu"))
+        for view in epoch_views(images, distilled.labels, augmenter, batch_size=protocol.batch_size, seed=seed,
+                                epoch=epoch):
+            out.append(view.views)
+        epoch += 1
+    return torch.cat(out)[:n]
+
+
+@torch.no_grad()
+def logits_of(labeller, images: torch.Tensor, num_classes: int, batch: int = 100) -> torch.Tensor:
+    """A labeller's float32 logits (N, C) on images (N, 3, H, W) in [0, 1], through its own input spec."""
+    source = as_label_source(labeller, num_classes)
+    return torch.cat([source.label(images[i:i + batch], epoch=0, step=i // batch).float()
+                      for i in range(0, len(images), batch)])
+
+
+def compare(adapter: torch.Tensor, ensemble: torch.Tensor) -> dict[str, float]:
+    """The four measures of ``adapter`` logits (N, C) against the ensemble's on the same images."""
+    log_a, log_e = adapter.log_softmax(-1), ensemble.log_softmax(-1)
+    return {"agree": float((adapter.argmax(-1) == ensemble.argmax(-1)).float().mean()),
+            "kl": float((log_e.exp() * (log_e - log_a)).sum(-1).mean()),
+            "mse": float(torch.nn.functional.mse_loss(adapter, ensemble)),
+            "spread": float(adapter.std(-1).mean() / ensemble.std(-1).mean())}

@@ -31,14 +31,11 @@ import json
 import logging
 import statistics
 
-import torch
-from _common import ROOT, command, commit, parse_run_args, write_section
+from _common import ROOT, command, commit, compare, logits_of, parse_run_args, student_views, write_section
 from helio_grid import GRID, trajectory_cells
 from helio_table import Run
 
 import lightlabel as ll
-from lightlabel.labeling.augment import Augmenter, epoch_views
-from lightlabel.labeling.sources import as_label_source
 from lightlabel.labeling.stored import images_digest
 from lightlabel.utils.files import atomic_write_text
 
@@ -47,37 +44,7 @@ OUT = ROOT / "benchmarks" / "results" / "helio" / "cifar10" / "ipc10" / "diagnos
 #: distilled images of the teacher row at CIFAR-10 IPC 10 (a new refit or setting joins without an edit here)
 ADAPTERS = tuple(name for name, row in GRID.items() if row.labels == "fit" and row.imitates == "weak_teachers"
                  and not row.own_images and row.runs("cifar10", 10, 0))
-MEASURES = ("agree", "kl", "mse", "spread")
-
-
-def student_views(distilled: ll.DistilledSet, protocol: ll.EvalProtocol, n: int, seed: int = 0) -> torch.Tensor:
-    """The first ``n`` views (N, 3, H, W) in [0, 1] a student of ``seed`` trains on, as ``train_student`` makes them."""
-    augmenter = Augmenter(protocol.augment, len(distilled.classes))
-    out, epoch = [], 0
-    while sum(len(v) for v in out) < n:
-        images = distilled.epoch_images(seed, epoch, torch.device("cpu"))
-        for view in epoch_views(images, distilled.labels, augmenter, batch_size=protocol.batch_size, seed=seed,
-                                epoch=epoch):
-            out.append(view.views)
-        epoch += 1
-    return torch.cat(out)[:n]
-
-
-@torch.no_grad()
-def logits_of(labeller, images: torch.Tensor, num_classes: int, batch: int = 100) -> torch.Tensor:
-    """A labeller's float32 logits (N, C) on images (N, 3, H, W) in [0, 1], through its own input spec."""
-    source = as_label_source(labeller, num_classes)
-    return torch.cat([source.label(images[i:i + batch], epoch=0, step=i // batch).float()
-                      for i in range(0, len(images), batch)])
-
-
-def compare(adapter: torch.Tensor, ensemble: torch.Tensor) -> dict[str, float]:
-    """The four measures of ``adapter`` logits (N, C) against the ensemble's on the same images."""
-    log_a, log_e = adapter.log_softmax(-1), ensemble.log_softmax(-1)
-    return {"agree": float((adapter.argmax(-1) == ensemble.argmax(-1)).float().mean()),
-            "kl": float((log_e.exp() * (log_e - log_a)).sum(-1).mean()),
-            "mse": float(torch.nn.functional.mse_loss(adapter, ensemble)),
-            "spread": float(adapter.std(-1).mean() / ensemble.std(-1).mean())}
+MEASURES = ("agree", "kl", "mse", "spread")  # compare()'s
 
 
 def spearman(x: list[float], y: list[float]) -> float:

@@ -416,3 +416,17 @@ def test_the_base_ceiling_section_compares_the_probes_on_the_early_and_later_ens
     assert "epochs 2-4 2.00 / 0.50, epochs 6-8 4.50 / 0.80" in text
     assert "the later ensemble 15.0 points less often than the early one (45.0 against 60.0)" in text
     assert "a probe matches the ensemble it imitates -3.0 points against the adapter's own head" in text
+
+
+def test_the_view_gap_section_reads_the_drop_from_clean_images_to_views():
+    m = lambda a, k, s, sp: {"agree": a, "kl": k, "mse": s, "spread": sp, "ensemble_spread": 2.0}  # noqa: E731
+    result = {"cells": [{"ipc": 1, "row": "projector_fit10", "ensemble": "weak_teachers", "student": 34.3,
+                         "ensemble_student": 38.6, "clean": m(0.8, 0.1, 0.5, 0.9), "views": m(0.75, 0.2, 0.6, 0.9)},
+                        {"ipc": 10, "row": "projector_late_fit10", "ensemble": "late_teachers", "student": None,
+                         "ensemble_student": 61.1, "clean": m(0.7, 0.2, 0.8, 1.0), "views": m(0.5, 0.4, 1.1, 0.8)}],
+              "views": 1000, "clean_per_class": 100, "trajectory": "t", "command": "python benchmarks/view_gap.py"}
+    text = _module("view_gap").section(result)
+    assert ("| 1 | `projector_fit10` (`weak_teachers`) | 0.800 / 0.100 / 0.500 / 0.900 | 0.750 / 0.200 / 0.600 / "
+            "0.900 | 2.00 / 2.00 | 0.150 | 34.3 / 38.6 |") in text
+    assert "| 10 | `projector_late_fit10` (`late_teachers`) |" in text and "| - / 61.1 |" in text
+    assert "`projector_late_fit10` at IPC 10, 20.0 points (70.0 to 50.0 %)" in text
