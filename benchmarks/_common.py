@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -234,3 +235,20 @@ def compare(adapter: torch.Tensor, ensemble: torch.Tensor) -> dict[str, float]:
             "kl": float((log_e.exp() * (log_e - log_a)).sum(-1).mean()),
             "mse": float(torch.nn.functional.mse_loss(adapter, ensemble)),
             "spread": float(adapter.std(-1).mean() / ensemble.std(-1).mean())}
+
+
+def diagnostic_parser(doc: str) -> argparse.ArgumentParser:
+    """A diagnostic script's argument parser, with ``--report`` (rebuild its section from the committed result)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", action="store_true", help="only write the section from the committed result")
+    return parser
+
+
+def measure_or_report(args: argparse.Namespace, out: Path, key: str, measure, section) -> None:
+    """A diagnostic script's main: unless ``args.report``, ``measure()`` (seeded) writes its result dict to ``out``
+    (atomically); then the ``key`` section of docs/results.md is rebuilt from the file, committed or new."""
+    if not args.report:
+        torch.manual_seed(0)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(measure(), indent=1))
+    write_section(key, section(json.loads(out.read_text())))

@@ -20,15 +20,11 @@ features, not the length of the fit, bound the imitation (HeLlO fits LoRA into C
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import torch
-from _common import ROOT, in_batches, parse_run_args, probe_accuracy, write_section
+from _common import ROOT, diagnostic_parser, in_batches, measure_or_report, parse_run_args, probe_accuracy
 from helio_table import Run
 
 import lightlabel as ll
-from lightlabel.utils.files import atomic_write_text
 
 OUT = ROOT / "benchmarks" / "results" / "base-ceiling" / "imagenette.json"
 STAGES = {"epochs 2-4": "weak", "epochs 6-8": "late", "epoch 8": "final"}
@@ -99,18 +95,12 @@ def section(r: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = diagnostic_parser(__doc__)
     parser.add_argument("--probe-train", type=int, default=150, help="training images per class for the probes")
     parser.add_argument("--probe-test", type=int, default=100, help="validation images per class")
-    parser.add_argument("--report", action="store_true", help="only write the section from the committed result")
     args = parse_run_args(parser)
-    if not args.report:
-        torch.manual_seed(0)
-        result = measure(Run("imagenette", args), args.probe_train, args.probe_test)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(OUT, json.dumps(result, indent=1))
-    write_section("base-ceiling", section(json.loads(OUT.read_text())))
-
+    measure_or_report(args, OUT, "base-ceiling",
+                      lambda: measure(Run("imagenette", args), args.probe_train, args.probe_test), section)
 
 if __name__ == "__main__":
     main()

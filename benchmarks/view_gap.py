@@ -18,16 +18,21 @@ it imitates.
 
 from __future__ import annotations
 
-import argparse
-import json
-
-import torch
-from _common import ROOT, command, commit, compare, logits_of, parse_run_args, student_views, write_section
+from _common import (
+    ROOT,
+    command,
+    commit,
+    compare,
+    diagnostic_parser,
+    logits_of,
+    measure_or_report,
+    parse_run_args,
+    student_views,
+)
 from helio_grid import GRID, trajectory_cells
 from helio_table import Run
 
 import lightlabel as ll
-from lightlabel.utils.files import atomic_write_text
 
 OUT = ROOT / "benchmarks" / "results" / "helio" / "imagenette" / "diagnostics" / "view-gap.json"
 #: (IPC, fitted row): each row is measured against the ensemble row it imitates, on that IPC's views
@@ -86,17 +91,12 @@ def section(r: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = diagnostic_parser(__doc__)
     parser.add_argument("--views", type=int, default=1000, help="student views to label per IPC (default 1000)")
     parser.add_argument("--clean", type=int, default=100, help="clean validation images per class (default 100)")
-    parser.add_argument("--report", action="store_true", help="only write the section from the committed result")
     args = parse_run_args(parser)
-    if not args.report:
-        torch.manual_seed(0)
-        result = {**measure(Run("imagenette", args), args.views, args.clean), "command": command(), "commit": commit()}
-        atomic_write_text(OUT, json.dumps(result, indent=1))
-    write_section("view-gap", section(json.loads(OUT.read_text())))
-
+    measure_or_report(args, OUT, "view-gap", lambda: {**measure(Run("imagenette", args), args.views, args.clean),
+                                                      "command": command(), "commit": commit()}, section)
 
 if __name__ == "__main__":
     main()
