@@ -1,6 +1,6 @@
 """Does the projector's imitation gap widen on the student's views? Imagenette, the committed grid's trajectory.
 
-Fitted to Imagenette's checkpoints, the projector teaches less than the ensemble it imitates: 4.3 points at IPC 1
+Fitted to Imagenette's checkpoints, the projector teaches less than the ensemble it imitates: 3.5 points at IPC 1
 (``projector_fit10``, epochs 2-4) and 11-12 at IPC 10 (``projector_late_fit10`` and its rank-32 twin, epochs 6-8),
 while on CIFAR-10 (one patch per image) it comes within a point of its ensemble. The fit sees whole training images;
 the student regresses onto labels of RDED's views: 2 x 2 grids of down-sampled patches, shuffled, cropped and
