@@ -47,12 +47,15 @@ def _top1(ipc: int, row: str) -> float | None:
 
 def measure(run: Run, views: int, clean: int) -> dict:
     classes = len(run.train.classes)
-    out = []
+    out, ensembles = [], {}
+    clean_images = ll.random_subset(run.val, clean, seed=0).images.float() / 255  # the same for every cell
     for ipc, row in CELLS:
         fit, ensemble_row = GRID[row].fit, GRID[row].imitates
-        images = {"clean": ll.random_subset(run.val, clean, seed=0).images.float() / 255,
-                  "views": student_views(run.distilled(ipc), run.protocol(row), views)}
-        ensemble = [ll.load_teacher(p) for p in run.checkpoints(fit.get("stage", "weak"))]
+        images = {"clean": clean_images, "views": student_views(run.distilled(ipc), run.protocol(row), views)}
+        stage = fit.get("stage", "weak")
+        if stage not in ensembles:  # the two IPC 10 fits imitate the same checkpoints: load them once
+            ensembles[stage] = [ll.load_teacher(p) for p in run.checkpoints(stage)]
+        ensemble = ensembles[stage]
         projector = run.fit(**fit).eval()
         result = {"ipc": ipc, "row": row, "ensemble": ensemble_row, "student": _top1(ipc, row),
                   "ensemble_student": _top1(ipc, ensemble_row)}
