@@ -326,7 +326,8 @@ def gap_table(cells: list[dict]) -> str:
             proj, ens = fitted[best], _mean(by_row[IMITATES[best]])
             gap = proj - teacher
             if gap >= -2:
-                why = "within 2 points" if gap < 2 else "the projector leads"
+                # within 2 points, the fits to the same ensemble say what closed the gap (fit length, rank)
+                why = ("within 2 points" + _by_fit_length(fitted, IMITATES[best])) if gap < 2 else "the projector leads"
             elif ens is not None and ens < teacher - 2:
                 why = f"the checkpoints it imitates teach {ens:.1f} themselves: their stage, not the fit; " + _later(by_row)
             elif ens is not None:

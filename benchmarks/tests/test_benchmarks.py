@@ -236,6 +236,13 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
     # the late fit becomes the best projector row; its own ensemble is then the one it is judged against
     assert ("| imagenette IPC 10 | 56.8 | 53.1 (`projector_late`, 1 seed) | -3.7 | 55.2 | - / - / - | imitation: its "
             "ensemble teaches 55.2, the fit falls 2.1 short" in text)
+    # within 2 points, the line still lists the fits to that ensemble: what closed the gap
+    text = gap_table(cells + [cell("imagenette", 10, "late_teachers", 0.552),
+                              cell("imagenette", 10, "projector_late_fit10", 0.491),
+                              cell("imagenette", 10, "projector_late", 0.555)])
+    assert ("-1.3 | 55.2 | - / - / - | within 2 points; its fits: `projector_late_fit10` 49.1 (10 epochs), "
+            "`projector_late` 55.5 (20 epochs, "
+            "all images)" in text)
     text = gap_table(cells + [cell("imagenette", 10, "late_teachers", 0.552),
                               cell("imagenette", 10, "projector_late_fit10", 0.491)])
     assert ("| imagenette IPC 10 | 56.8 | 49.1 (`projector_late_fit10`, 1 seed) | -7.7 | 55.2 | - / - / - | imitation: "
