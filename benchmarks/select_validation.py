@@ -27,6 +27,7 @@ from helio_grid import EVAL_EVERY, RESULTS
 from helio_table import Run
 
 import lightlabel as ll
+from lightlabel.recipes.select import predicted_top1
 from lightlabel.utils.files import atomic_write_text
 
 OUT = ROOT / "benchmarks" / "results" / "select"
@@ -97,9 +98,34 @@ def _share(fraction: float) -> Fraction:
 
 
 def _horizon(run: dict) -> str:
-    """", 1/2 of the epochs" for a run at another share than the default, else ""."""
+    """", 1/2 of the epochs" for a run at another share than the default, ", extrapolated from 1/6 and 1/3 of the
+    epochs" for a selection combined from several, else ""."""
+    if "fractions" in run:
+        return f", extrapolated from {' and '.join(str(_share(f)) for f in run['fractions'])} of the epochs"
     share = _share(run.get("fraction", 1 / 6))
     return "" if share == DEFAULT_FRACTION else f", {share} of the epochs"
+
+
+def _extrapolated(runs: list[dict]) -> list[dict]:
+    """The selections ``ll.select_teachers(fraction=(1/6, f))`` makes from a seed's committed single-seed runs at
+    the default share and at a longer share f: each candidate's top-1 extrapolated to the full protocol
+    (``predicted_top1``), at the cost of both runs."""
+    out = []
+    for first in (r for r in runs if not _averaged(r) and not _horizon(r)):
+        for longer in sorted((r for r in runs if not _averaged(r) and r["seed"] == first["seed"] and _horizon(r)),
+                             key=lambda r: r["fraction"]):
+            fractions = [first.get("fraction", 1 / 6), longer["fraction"]]
+            predicted = [predicted_top1(list(zip(fractions, (a["top1"], b["top1"]))))
+                         for a, b in zip(first["evidence"], longer["evidence"])]
+            chosen = max(range(len(predicted)), key=lambda i: (predicted[i], -i))
+            both = (first, longer)
+            out.append({**first, "fractions": fractions, "evidence": [{"top1": t} for t in predicted],
+                        "chosen": first["candidates"][chosen], "steps": sum(r["steps"] for r in both),
+                        "cost_fraction": sum(r["steps"] for r in both) / first["full_steps"],
+                        "wall_seconds": sum(r["wall_seconds"] for r in both),
+                        "commit": " and ".join(dict.fromkeys(r["commit"] for r in both)),
+                        "command": " + ".join(r["command"] for r in both)})
+    return out
 
 
 def _averaged(run: dict) -> bool:
@@ -110,13 +136,16 @@ def _averaged(run: dict) -> bool:
 def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
     """One (dataset, IPC) table: every selection run (one per seed) against every candidate's full-protocol cells."""
     names = runs[0]["candidates"]
+    commands = [r["command"] for r in runs]
+    runs = runs + _extrapolated(runs)
     if len({r["trajectory"] for r in runs}) > 1:
         raise ValueError(f"{dataset} IPC {ipc}: selection runs on different trajectories "
                          f"{sorted({r['trajectory'] for r in runs})}; run them again on one")
     full = {name: _full(dataset, ipc, CANDIDATES[dataset][name][0], runs[0]["trajectory"]) for name in names}
     label = lambda r: (f"short run, seed {r['seed']}" if not _averaged(r) else  # noqa: E731
                        f"short runs averaged over seeds {', '.join(map(str, r['short_seeds']))}") + _horizon(r)
-    lines = ["| candidate | " + " | ".join(f"{label(r)}: held-out top-1 %" for r in runs) +
+    unit = lambda r: "held-out top-1 % predicted in full" if "fractions" in r else "held-out top-1 %"  # noqa: E731
+    lines = ["| candidate | " + " | ".join(f"{label(r)}: {unit(r)}" for r in runs) +
              " | full protocol: test top-1 % (seeds) |", "|---" * (len(runs) + 2) + "|"]
     for i, name in enumerate(names):
         short = " | ".join(f"{100 * r['evidence'][i]['top1']:.1f}" + (" **(chosen)**" if r["chosen"] == name else "")
@@ -129,7 +158,7 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
     common = sorted(set.intersection(*(set(v) for v in full.values())))
     mean = {name: statistics.mean(v[s] for s in common) for name, v in full.items()} if common else {}
     single = [r for r in runs if not _averaged(r) and not _horizon(r)]  # the default share, one seed each
-    verdicts, gaps = [], []
+    verdicts, gaps, extrapolated_gaps = [], [], []
     for r in runs:
         cost = (f"{r['steps']} short-run steps against {r['full_steps']} for every candidate in full "
                 f"({100 * r['cost_fraction']:.0f} %), {r['wall_seconds'] / 60:.0f} min on {r['device']}, commit "
@@ -152,6 +181,8 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
         gap = best - full[r["chosen"]][s]
         if not _horizon(r):
             gaps.append(gap)
+        elif "fractions" in r:
+            extrapolated_gaps.append(gap)
         verdicts.append(f"- seed {s}{_horizon(r)}: chose {r['chosen']}, whose seed-{s} full-protocol top-1 is {gap:.2f} points below "
                         f"the best candidate's on that seed ({'within' if gap <= 1 else 'NOT within'} the 1-point "
                         f"target); {cost}")
@@ -165,12 +196,16 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
                     f"frequent single-seed choice ({chosen}, {choices.count(chosen)} of {len(single)} runs) is "
                     f"{gap:.2f} points below the best candidate ({max(mean, key=mean.get)}; "
                     f"{'within' if gap <= 1 else 'NOT within'} the 1-point target).")
+    if extrapolated_gaps:
+        summary += (f" Extrapolated from two short runs (`fraction=(1/6, f)`, the committed runs at each share "
+                    f"combined): within 1 point on {sum(g <= 1 for g in extrapolated_gaps)} of "
+                    f"{len(extrapolated_gaps)} selections (largest gap {max(extrapolated_gaps):.2f}).")
     summary += (f" Every figure here is of teacher trajectory {runs[0]['trajectory']}: the selection runs' "
                 "checkpoints and the candidates' full-protocol cells alike.")
     cells = " ".join(str(s) for s in common) or "0"
     return (f"### {dataset}, IPC {ipc}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\n{summary} "
             f"Held-out: {runs[0]['heldout_images']} training images that no distilled image came from. Commands: "
-            + ", ".join(f"`{r['command']}`" for r in runs) + f"; the full-protocol cells: `python "
+            + ", ".join(f"`{c}`" for c in commands) + f"; the full-protocol cells: `python "
             f"benchmarks/helio_table.py --dataset {dataset} --ipc {ipc} --seeds {cells} --rows "
             + " ".join(CANDIDATES[dataset][name][0] for name in names) + "`.")
 
@@ -185,9 +220,13 @@ def report() -> None:
                 for (dataset, ipc), runs in sorted(groups.items())]
     write_section("select-validation", "## Choosing the teachers by measurement (`ll.select_teachers`)\n\n"
                   "Short student runs with each candidate group of trajectory checkpoints online (HeLlO's protocol "
-                  "compressed to 1/6 of its epochs, or the share a column names), scored on held-out training images, against the full protocol "
-                  "on the test split. A selection run with seed s is judged on the candidates' seed-s full-protocol "
-                  "cells.\n\n" + ("\n\n".join(sections) or "No validation run committed yet."))
+                  "compressed to 1/6 of its epochs, or the share a column names), scored on held-out training "
+                  "images, against the full protocol on the test split. A column \"extrapolated from 1/6 and f\" "
+                  "is the selection `ll.select_teachers(fraction=(1/6, f))` makes from that seed's committed runs at "
+                  "the two shares: each candidate's top-1 read at the full protocol off the line through them "
+                  "against the log of the share (`lightlabel.recipes.select.predicted_top1`), at the cost of both "
+                  "runs. A selection run with seed s is judged on the candidates' seed-s full-protocol cells.\n\n"
+                  + ("\n\n".join(sections) or "No validation run committed yet."))
 
 
 def main() -> None:

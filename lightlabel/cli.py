@@ -231,7 +231,10 @@ def _add_select(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", required=True, help="ImageFolder of held-out real training images to score on")
     p.add_argument("--out", required=True, help="JSON file for the choice and the evidence")
     p.add_argument("--teacher-input", type=_input_spec, default=None, help=INPUT_HELP)
-    p.add_argument("--fraction", type=float, default=1 / 6, help="of the protocol's epochs per candidate (default 1/6)")
+    p.add_argument("--fraction", type=float, nargs="+", default=[1 / 6],
+                   help="of the protocol's epochs per candidate's short run (default 1/6); several (e.g. 0.1667 "
+                        "0.3333) run each candidate at each and choose by the top-1 extrapolated to the full "
+                        "protocol, at the sum of the fractions' cost")
     p.add_argument("--protocol", choices=configs.EvalProtocol.PRESETS, default="helio",
                    help="evaluation protocol preset (default: helio)")
 
@@ -486,8 +489,10 @@ def cmd_select(args) -> None:
     if _main_process():
         atomic_write_text(Path(args.out), json.dumps(record, indent=1))
     for e in selection.evidence:
-        _echo(f"checkpoints {[args.checkpoints[i] for i in e['candidate']]}: top-1 {e['top1']:.4f} after {e['steps']} "
-              "steps")
+        runs = ", ".join(f"{t:.4f} at {f:.3g}" for f, t in e["top1_by_fraction"])
+        predicted = f"; predicted in full {e['predicted_top1']:.4f}" if len(e["top1_by_fraction"]) > 1 else ""
+        _echo(f"checkpoints {[args.checkpoints[i] for i in e['candidate']]}: top-1 {runs} of the epochs "
+              f"({e['steps']} steps){predicted}")
     _echo(f"chosen: {record['teachers']} ({selection.cost_fraction:.2f} of running every candidate in full) -> {args.out}")
 
 

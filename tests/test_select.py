@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -99,3 +100,59 @@ def test_cli_select_then_fit_from_the_selection(tmp_path, cifar_train, tiny_rn, 
                  "--pretrained", tiny_rn[1], "--out", str(tmp_path / "a.safetensors"), "--epochs", "1",
                  "--batch-size", "40", "--head-rank", "4", "--quiet", "--device", "cpu"]) == 0
     assert ll.read_adapter(tmp_path / "a.safetensors")[0].fit_info["num_teachers"] == len(record["teachers"])
+
+
+def test_predicted_top1_reads_the_log_linear_curve_at_the_full_protocol():
+    predicted_top1 = ll.recipes.select.predicted_top1
+    assert predicted_top1({0.25: 0.6}) == 0.6  # one run: no extrapolation
+    # +0.05 per doubling: 1/8 -> 1/4 -> 1/2 -> 1, so 0.40 at 1/8 predicts 0.55 in full, from any two of the runs
+    assert predicted_top1([(1 / 8, 0.40), (1 / 4, 0.45)]) == pytest.approx(0.55)
+    assert predicted_top1({1 / 8: 0.40, 1 / 2: 0.50}) == pytest.approx(0.55)
+    assert predicted_top1({1 / 8: 40.0, 1 / 4: 45.0, 1 / 2: 50.0}) == pytest.approx(55.0)  # a unit is kept
+    assert predicted_top1({1 / 6: 0.5, 1 / 2: 0.5}) == pytest.approx(0.5)  # a flat curve stays flat
+    for bad, words in (({}, "empty"), ({0: 0.5}, r"in \(0, 1\]"), ({1.5: 0.5}, r"in \(0, 1\]"),
+                       ({True: 0.5}, r"in \(0, 1\]"), ([(0.5, 0.4), (0.5, 0.6)], "twice")):
+        with pytest.raises(ValueError, match=words):
+            predicted_top1(bad)
+
+
+def test_several_fractions_choose_by_the_extrapolated_top1(monkeypatch):
+    """A candidate that trails in short runs but gains more per doubling of the run wins once the curve is read at
+    the full protocol; with one fraction the short-run leader wins (the students are stand-ins: top-1 is a
+    constructed function of the candidate and the run's epochs)."""
+    from types import SimpleNamespace
+
+    curves = {1: (0.50, 0.02), 2: (0.55, 0.08)}  # checkpoint -> (top-1 in full, gain per doubling of the epochs)
+    calls = []
+
+    def fake_student(distilled, ensemble, protocol, *, seed, **kwargs):
+        full, gain = curves[ensemble.which]
+        calls.append((ensemble.which, protocol.epochs, seed))
+        top1 = full + gain * math.log2(protocol.epochs / 60)
+        return SimpleNamespace(top1=top1, best_top1=top1, iterations=protocol.epochs, seconds_per_iter=0.01)
+
+    monkeypatch.setattr(ll.recipes.select, "train_student", fake_student)
+    monkeypatch.setattr(ll.recipes.select, "TeacherEnsemble", lambda teachers: SimpleNamespace(which=teachers[0].which))
+    trajectory = []
+    for which in (1, 2):
+        teacher = ColourTeacher()
+        teacher.which = which
+        trajectory.append(teacher)
+    distilled = ll.random_subset(_images(1, 0), 1)
+    protocol = ll.EvalProtocol.helio(student="cifar_resnet20", epochs=60, batch_size=4)
+    kwargs = dict(val_set=_images(1, 1), candidates=[(0,), (1,)], progress=False)
+    one = ll.select_teachers(trajectory, distilled, protocol, fraction=1 / 6, **kwargs)
+    assert one.choice == (0,)  # at 1/6: 0.50 - 0.02 * log2(6) = 0.448 against 0.55 - 0.08 * log2(6) = 0.343
+    calls.clear()
+    two = ll.select_teachers(trajectory, distilled, protocol, fraction=(1 / 3, 1 / 6), seeds=(0, 1), **kwargs)
+    assert two.choice == (1,)  # the curves read in full: 0.50 against 0.55
+    assert sorted(calls) == sorted((w, e, s) for w in (1, 2) for e in (10, 20) for s in (0, 1))
+    record = two.evidence[1]
+    assert [f for f, _ in record["top1_by_fraction"]] == [1 / 6, 1 / 3] and record["top1"] == record[
+        "top1_by_fraction"][-1][1]
+    assert record["predicted_top1"] == pytest.approx(0.55) and two.evidence[0]["predicted_top1"] == pytest.approx(0.50)
+    assert two.steps == 2 * 2 * (10 + 20) and two.cost_fraction == pytest.approx(1 / 6 + 1 / 3)
+    with pytest.raises(ValueError, match="twice"):
+        ll.select_teachers(trajectory, distilled, protocol, fraction=(1 / 6, 1 / 6), **kwargs)
+    with pytest.raises(ValueError, match=r"fraction"):
+        ll.select_teachers(trajectory, distilled, protocol, fraction=(1 / 6, 0), **kwargs)

@@ -207,6 +207,20 @@ def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(mon
     assert "| short run, seed 0, 1/2 of the epochs: held-out top-1 % |" in text
     assert "- seed 0, 1/2 of the epochs: chose epochs 1-3, whose seed-0 full-protocol top-1 is 0.50 points below" in text
     assert "Single-seed selection within 1 point on 1 of 2 seeds" in text and "2 of 2 runs" in text
+    # the default share and a longer one of the same seed combine into the extrapolated selection: each
+    # candidate's top-1 read at the full protocol off the line through both against the log of the share
+    late = {**run(0, "epochs 1-3"), "fraction": 0.5, "steps": 600,
+            "evidence": [{"top1": t} for t in (0.40, 0.45, 0.36, 0.39)]}
+    text = sv._section("cifar10", 10, [run(0, "epochs 2-4"), late])
+    assert ("| short run, seed 0, extrapolated from 1/6 and 1/2 of the epochs: held-out top-1 % predicted in full |"
+            in text)
+    # 0.39 -> 0.45 over log(3): +0.06 * log(2) / log(3) more to the full protocol, 48.8 % (epochs 2-4 chosen)
+    assert "| epochs 2-4 | 39.0 **(chosen)** | 45.0 | 48.8 **(chosen)** |" in text
+    assert ("- seed 0, extrapolated from 1/6 and 1/2 of the epochs: chose epochs 2-4, whose seed-0 full-protocol "
+            "top-1 is 0.00 points below the best candidate's on that seed (within the 1-point target); 800 "
+            "short-run steps against 1200 for every candidate in full (67 %), 20 min" in text)
+    assert "within 1 point on 1 of 1 selections (largest gap 0.00)" in text
+    assert text.count("python benchmarks/select_validation.py --seed 0`") == 2  # each committed run named once
 
 
 def test_the_gap_table_says_what_the_cells_show_about_each_gap():

@@ -4,8 +4,11 @@ HeLlO fits its adapter to early checkpoints of one training run ("weak teachers"
 hand (its Table 4, right): early checkpoints teach a data-starved student better than the converged teacher at
 small IPC, and worse at larger IPC. :func:`select_teachers` makes that choice for a given distilled set and
 protocol by measuring it: each candidate ensemble labels a short student run online (the protocol compressed to
-a fraction of its steps, schedule included), scored on held-out real images, and the best is chosen. The result
-carries the evidence and goes straight into :func:`~lightlabel.fit_adapter` (``teachers=selection``).
+a fraction of its steps, schedule included), scored on held-out real images, and the best is chosen. Short runs
+favour early checkpoints (a student that has seen little learns easy labels fastest); given several fractions,
+each candidate's top-1 is extrapolated to the full protocol along its measured learning curve
+(:func:`predicted_top1`) before the choice. The result carries the evidence and goes straight into
+:func:`~lightlabel.fit_adapter` (``teachers=selection``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,7 +31,7 @@ from ..sets import DistilledSet
 from ..utils.progress import progress_bar
 from .student import default_protocol, train_student
 
-__all__ = ["TeacherSelection", "select_teachers", "trajectory_windows"]
+__all__ = ["TeacherSelection", "predicted_top1", "select_teachers", "trajectory_windows"]
 
 
 @dataclass
@@ -38,9 +41,13 @@ class TeacherSelection:
     Attributes:
         choice: indices (into the trajectory) of the chosen checkpoints.
         teachers: the chosen checkpoints (paths or modules, as given), ready for ``fit_adapter(teachers=...)``.
-        evidence: one record per candidate: ``{"candidate", "top1", "best_top1", "steps", "seconds"}``, top-1 in
-            [0, 1] on the held-out images after the short run, mean over ``seeds``.
-        steps: student steps per candidate and seed; full_steps: the protocol's steps.
+        evidence: one record per candidate: ``{"candidate", "top1", "best_top1", "top1_by_fraction",
+            "predicted_top1", "steps", "seconds"}``. Top-1 in [0, 1] on the held-out images, mean over ``seeds``:
+            ``top1`` and ``best_top1`` after the longest short run; ``top1_by_fraction`` as ``[fraction, top1]``
+            pairs, one per fraction; ``predicted_top1`` what the choice compares (:func:`predicted_top1` of those
+            pairs; with one fraction, ``top1`` itself). ``steps`` is per seed, all fractions together.
+        steps: student steps of the whole selection; full_steps: those of running every candidate and seed under
+            the full protocol.
         seconds: wall time of the whole selection.
     """
 
@@ -73,7 +80,59 @@ def trajectory_windows(num_checkpoints: int, sizes: Sequence[int] = (1, 3)) -> l
     return [tuple(range(i, i + k)) for k in sizes for i in range(num_checkpoints - k + 1)]
 
 
-def _checked_candidates(num_checkpoints: int, candidates: Sequence[Sequence[int]] | None, fraction: float,
+def predicted_top1(top1_by_fraction: Mapping[float, float] | Sequence[tuple[float, float]]) -> float:
+    """A candidate's full-protocol top-1 predicted from short runs at several fractions of the protocol's epochs.
+
+    The least-squares line of top-1 against ``ln(fraction)``, read at fraction 1 (``ln 1 = 0``): a learning curve
+    that gains the same top-1 each time the training length multiplies by the same factor. Two runs at 1/6 and 1/3
+    of the epochs read the gain of one doubling off the curve and add it ``log2(3)`` more times. With one
+    fraction, that run's top-1 (no extrapolation).
+
+    Args:
+        top1_by_fraction: fraction of the epochs, in (0, 1], to top-1 after the run compressed to it (any unit:
+            [0, 1] or %); a mapping or ``(fraction, top1)`` pairs with distinct fractions.
+
+    Returns:
+        The predicted top-1 at fraction 1, in the input's unit; not clipped to its range.
+
+    Raises:
+        ValueError: no runs, a fraction outside (0, 1], or a fraction twice.
+
+    Example:
+        >>> round(predicted_top1({1 / 6: 0.45, 1 / 3: 0.50}), 4)  # + log2(3) doublings of 0.05
+        0.5792
+
+    Source: the log-linear learning curve is an assumption, checked against full-protocol runs in the validation
+    of :func:`select_teachers` (issue 30); HeLlO picks the checkpoints by hand (Table 4, right).
+    """
+    pairs = list(top1_by_fraction.items() if isinstance(top1_by_fraction, Mapping) else top1_by_fraction)
+    fractions = [f for f, _ in pairs]
+    if not pairs:
+        raise ValueError("`top1_by_fraction` is empty: give at least one (fraction, top1)")
+    if any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fractions):
+        raise ValueError(f"`top1_by_fraction` fractions must be in (0, 1], got {fractions}")
+    if len(set(fractions)) < len(fractions):
+        raise ValueError(f"`top1_by_fraction` names a fraction twice: {fractions}")
+    x = [math.log(f) for f in fractions]
+    y = [float(t) for _, t in pairs]
+    if len(pairs) == 1:
+        return y[0]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
+    return my - slope * mx
+
+
+def _checked_fractions(fraction: float | Sequence[float]) -> tuple[float, ...]:
+    """``fraction`` as an ascending tuple of distinct shares in (0, 1]."""
+    shares = (fraction,) if isinstance(fraction, (int, float)) else tuple(fraction)
+    if not shares or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in shares):
+        raise ValueError(f"`fraction` must be in (0, 1], or a sequence of such fractions, got {fraction!r}")
+    if len(set(shares)) < len(shares):
+        raise ValueError(f"`fraction` names a fraction twice: {fraction!r}")
+    return tuple(sorted(shares))
+
+
+def _checked_candidates(num_checkpoints: int, candidates: Sequence[Sequence[int]] | None,
                         seeds: Sequence[int]) -> list[tuple[int, ...]]:
     """:func:`select_teachers`' arguments checked; the candidates as tuples (default: every window of 1 and 3)."""
     if not num_checkpoints:
@@ -88,8 +147,6 @@ def _checked_candidates(num_checkpoints: int, candidates: Sequence[Sequence[int]
     if twice:
         raise ValueError(f"`candidates` {twice} name a checkpoint twice: each candidate is an ensemble of distinct "
                          f"checkpoints")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise ValueError(f"`fraction` must be in (0, 1], got {fraction!r}")
     if not seeds:
         raise ValueError("`seeds` is empty")
     return candidates
@@ -102,7 +159,7 @@ def select_teachers(
     *,
     val_set: Dataset,
     candidates: Sequence[Sequence[int]] | None = None,
-    fraction: float = 1 / 6,
+    fraction: float | Sequence[float] = 1 / 6,
     seeds: Sequence[int] = (0,),
     device: torch.device | str | None = None,
     progress: bool = True,
@@ -111,8 +168,10 @@ def select_teachers(
 
     Each candidate (a group of checkpoints, labelling with their mean logits: HeLlO Eq. 1) trains a student
     online under ``protocol`` compressed to ``fraction`` of its epochs (the schedule compressed with it); the
-    candidate with the best mean top-1 on ``val_set`` wins (ties: the earlier candidate). The cost is ``fraction``
-    of running every candidate under the full protocol.
+    candidate with the best mean top-1 on ``val_set`` wins (ties: the earlier candidate). Given several fractions,
+    each candidate runs at each, and the choice compares the top-1 extrapolated to the full protocol
+    (:func:`predicted_top1`). The cost is the sum of the fractions, of running every candidate under the full
+    protocol.
 
     Args:
         trajectory: the checkpoints of one training run, in training order (paths, names or modules carrying
@@ -122,12 +181,13 @@ def select_teachers(
         val_set: held-out **real training** images to score on (never the test split: the choice would then be
             fitted to the test set), a dataset of ``(image, label)``.
         candidates: groups of trajectory indices (default: :func:`trajectory_windows` with sizes 1 and 3).
-        fraction: of the protocol's epochs, in (0, 1]; at least one epoch. A short run measures how fast a
-            student learns a candidate's labels, which is not always how well they teach over the full protocol:
-            on Imagenette IPC 10 (one trajectory, seed 0) the short runs ranked the early checkpoints (epochs 2-4,
-            the smallest logits) first at 1/6 and at 1/2 of the epochs, while under the full protocol the later
-            ones (epochs 6-8) taught 3.6 points more. Where candidates span early and late checkpoints, check the
-            choice with full runs of the top candidates.
+        fraction: of the protocol's epochs, in (0, 1]; at least one epoch. Or several such fractions (for
+            example ``(1 / 6, 1 / 3)``, at half the cost of running every candidate in full): the choice then
+            compares the top-1 extrapolated from them. A single short run measures how fast a student learns a
+            candidate's labels, which is not always how well they teach over the full protocol: on Imagenette
+            IPC 10 (one trajectory, seed 0) the short runs ranked the early checkpoints (epochs 2-4, the smallest
+            logits) first at 1/6 and at 1/2 of the epochs, while under the full protocol the later ones (epochs
+            6-8) taught 3.6 points more.
         seeds: student seeds to average each candidate's short run over. One seed is enough when the candidates
             differ by more than a student's seed-to-seed spread; at very small IPC they may not: on CIFAR-10 IPC 1
             (10 images) one seed's short runs chose, on one of three seeds, a candidate 3.9 points below the best
@@ -140,27 +200,44 @@ def select_teachers(
 
     Raises:
         ValueError: an empty trajectory or candidate list, an index outside the trajectory, a candidate naming a
-            checkpoint twice, a ``fraction`` outside (0, 1], or no seeds.
+            checkpoint twice, a ``fraction`` outside (0, 1] or given twice, or no seeds.
 
     Source: HeLlO Sec. 4.4.3 and Table 4 (right): the teachers' stage decides how well the labels teach.
     """
     trajectory = list(trajectory)
-    candidates = _checked_candidates(len(trajectory), candidates, fraction, seeds)
+    candidates = _checked_candidates(len(trajectory), candidates, seeds)
+    fractions = _checked_fractions(fraction)
     protocol = protocol or default_protocol(distilled)
-    short = protocol.replace(epochs=max(1, math.ceil(protocol.epochs * fraction)),
-                             eval_every=max(1, math.ceil(protocol.epochs * fraction)))
     modules = [t if isinstance(t, nn.Module) else load_teacher(t) for t in trajectory]  # each loaded once
     t0 = time.perf_counter()
     evidence, steps = [], 0
     for candidate in progress_bar(candidates, desc="teacher candidates", disable=not progress):
         ensemble = TeacherEnsemble([modules[i] for i in candidate])
-        runs = [train_student(distilled, ensemble, short, val_set=val_set, seed=s, device=device, progress=False)
-                for s in seeds]
-        steps += sum(r.iterations for r in runs)
-        evidence.append({"candidate": list(candidate), "top1": sum(r.top1 for r in runs) / len(runs),
-                         "best_top1": sum(r.best_top1 for r in runs) / len(runs), "steps": runs[0].iterations,
-                         "seconds": sum(r.seconds_per_iter * r.iterations for r in runs)})
-    best = max(range(len(candidates)), key=lambda i: (evidence[i]["top1"], -i))
+        record = _short_runs(ensemble, distilled, protocol, fractions, val_set, seeds, device)
+        steps += record.pop("all_steps")
+        evidence.append({"candidate": list(candidate), **record})
+    best = max(range(len(candidates)), key=lambda i: (evidence[i]["predicted_top1"], -i))
     full = protocol.total_steps(distilled.num_epoch_images) * len(candidates) * len(seeds)
     return TeacherSelection(choice=candidates[best], teachers=[trajectory[i] for i in candidates[best]],
                             evidence=evidence, steps=steps, full_steps=full, seconds=time.perf_counter() - t0)
+
+
+def _short_runs(ensemble: TeacherEnsemble, distilled: DistilledSet, protocol: EvalProtocol,
+                fractions: tuple[float, ...], val_set: Dataset, seeds: Sequence[int],
+                device: torch.device | str | None) -> dict[str, Any]:
+    """One candidate's students at each fraction and seed: its evidence record (``all_steps``: every run's)."""
+    by_fraction = []
+    for f in fractions:
+        epochs = max(1, math.ceil(protocol.epochs * f))
+        short = protocol.replace(epochs=epochs, eval_every=epochs)
+        runs = [train_student(distilled, ensemble, short, val_set=val_set, seed=s, device=device, progress=False)
+                for s in seeds]
+        by_fraction.append((f, sum(r.top1 for r in runs) / len(runs), runs))
+    every = [r for _, _, rs in by_fraction for r in rs]
+    longest = by_fraction[-1][2]
+    return {"top1": by_fraction[-1][1], "best_top1": sum(r.best_top1 for r in longest) / len(longest),
+            "top1_by_fraction": [[f, t] for f, t, _ in by_fraction],
+            "predicted_top1": predicted_top1([(f, t) for f, t, _ in by_fraction]),
+            "steps": sum(rs[0].iterations for _, _, rs in by_fraction),
+            "seconds": sum(r.seconds_per_iter * r.iterations for r in every),
+            "all_steps": sum(r.iterations for r in every)}
