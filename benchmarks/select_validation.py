@@ -183,7 +183,10 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
             gaps.append(gap)
         elif "fractions" in r:
             extrapolated_gaps.append(gap)
-        verdicts.append(f"- seed {s}{_horizon(r)}: chose {r['chosen']}, whose seed-{s} full-protocol top-1 is {gap:.2f} points below "
+        tops = sorted((e["top1"] for e in r["evidence"]), reverse=True)
+        by = f" (predicted {100 * (tops[0] - tops[1]):.2f} points above the runner-up)" if "fractions" in r else ""
+        verdicts.append(f"- seed {s}{_horizon(r)}: chose {r['chosen']}{by}, whose seed-{s} full-protocol top-1 is "
+                        f"{gap:.2f} points below "
                         f"the best candidate's on that seed ({'within' if gap <= 1 else 'NOT within'} the 1-point "
                         f"target); {cost}")
     summary = (f"Single-seed selection within 1 point on {sum(g <= 1 for g in gaps)} of {len(gaps)} seeds "

@@ -493,7 +493,8 @@ def cmd_select(args) -> None:
         predicted = f"; predicted in full {e['predicted_top1']:.4f}" if len(e["top1_by_fraction"]) > 1 else ""
         _echo(f"checkpoints {[args.checkpoints[i] for i in e['candidate']]}: top-1 {runs} of the epochs "
               f"({e['steps']} steps){predicted}")
-    _echo(f"chosen: {record['teachers']} ({selection.cost_fraction:.2f} of running every candidate in full) -> {args.out}")
+    _echo(f"chosen: {record['teachers']} by {100 * selection.margin:.1f} points over the runner-up "
+          f"({selection.cost_fraction:.2f} of running every candidate in full) -> {args.out}")
 
 
 def cmd_info(args) -> None:

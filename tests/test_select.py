@@ -152,6 +152,8 @@ def test_several_fractions_choose_by_the_extrapolated_top1(monkeypatch):
         "top1_by_fraction"][-1][1]
     assert record["predicted_top1"] == pytest.approx(0.55) and two.evidence[0]["predicted_top1"] == pytest.approx(0.50)
     assert two.steps == 2 * 2 * (10 + 20) and two.cost_fraction == pytest.approx(1 / 6 + 1 / 3)
+    assert two.margin == pytest.approx(0.05) and two.to_dict()["margin"] == pytest.approx(0.05)
+    assert one.margin == pytest.approx((0.50 - 0.02 * math.log2(6)) - (0.55 - 0.08 * math.log2(6)))
     with pytest.raises(ValueError, match="twice"):
         ll.select_teachers(trajectory, distilled, protocol, fraction=(1 / 6, 1 / 6), **kwargs)
     with pytest.raises(ValueError, match=r"fraction"):

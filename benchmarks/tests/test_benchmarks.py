@@ -216,7 +216,8 @@ def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(mon
             in text)
     # 0.39 -> 0.45 over log(3): +0.06 * log(2) / log(3) more to the full protocol, 48.8 % (epochs 2-4 chosen)
     assert "| epochs 2-4 | 39.0 **(chosen)** | 45.0 | 48.8 **(chosen)** |" in text
-    assert ("- seed 0, extrapolated from 1/6 and 1/2 of the epochs: chose epochs 2-4, whose seed-0 full-protocol "
+    assert ("- seed 0, extrapolated from 1/6 and 1/2 of the epochs: chose epochs 2-4 (predicted 7.52 points above the "
+            "runner-up), whose seed-0 full-protocol "
             "top-1 is 0.00 points below the best candidate's on that seed (within the 1-point target); 800 "
             "short-run steps against 1200 for every candidate in full (67 %), 20 min" in text)
     assert "within 1 point on 1 of 1 selections (largest gap 0.00)" in text

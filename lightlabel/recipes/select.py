@@ -63,10 +63,19 @@ class TeacherSelection:
         """Student steps spent, as a fraction of running every candidate under the full protocol."""
         return self.steps / self.full_steps if self.full_steps else float("nan")
 
+    @property
+    def margin(self) -> float:
+        """The choice's ``predicted_top1`` minus the runner-up's, in [0, 1] top-1 units (``nan`` with fewer than two
+        candidates). A margin below a short run's seed-to-seed spread (0.5-2 points of top-1 in the validation of
+        issue 30) means the evidence does not separate the two: add ``seeds`` or a longer ``fraction``."""
+        scores = sorted((e["predicted_top1"] for e in self.evidence if "predicted_top1" in e), reverse=True)
+        return scores[0] - scores[1] if len(scores) > 1 else float("nan")
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["teachers"] = [str(t) if isinstance(t, (str, os.PathLike)) else type(t).__name__ for t in self.teachers]
         out["cost_fraction"] = self.cost_fraction
+        out["margin"] = self.margin
         return out
 
 
