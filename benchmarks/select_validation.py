@@ -109,28 +109,49 @@ def _horizon(run: dict) -> str:
 def _extrapolated(runs: list[dict]) -> list[dict]:
     """The selections ``ll.select_teachers(fraction=(1/6, f))`` makes from a seed's committed single-seed runs at
     the default share and at a longer share f: each candidate's top-1 extrapolated to the full protocol
-    (``predicted_top1``), at the cost of both runs."""
-    out = []
+    (``predicted_top1``), at the cost of both runs. Where several seeds have both, also the selection with
+    ``seeds=`` those seeds: the mean of their extrapolations (the line's intercept is linear in the top-1s)."""
+    out, by_share = [], {}
     for first in (r for r in runs if not _averaged(r) and not _horizon(r)):
         for longer in sorted((r for r in runs if not _averaged(r) and r["seed"] == first["seed"] and _horizon(r)),
                              key=lambda r: r["fraction"]):
             fractions = [first.get("fraction", 1 / 6), longer["fraction"]]
             predicted = [predicted_top1(list(zip(fractions, (a["top1"], b["top1"]))))
                          for a, b in zip(first["evidence"], longer["evidence"])]
-            chosen = max(range(len(predicted)), key=lambda i: (predicted[i], -i))
-            both = (first, longer)
-            out.append({**first, "fractions": fractions, "evidence": [{"top1": t} for t in predicted],
-                        "chosen": first["candidates"][chosen], "steps": sum(r["steps"] for r in both),
-                        "cost_fraction": sum(r["steps"] for r in both) / first["full_steps"],
-                        "wall_seconds": sum(r["wall_seconds"] for r in both),
-                        "commit": " and ".join(dict.fromkeys(r["commit"] for r in both)),
-                        "command": " + ".join(r["command"] for r in both)})
+            out.append(_combined(first, (first, longer), fractions, predicted))
+            by_share.setdefault(_share(longer["fraction"]), []).append(out[-1])
+    for singles in by_share.values():
+        if len(singles) > 1:
+            seeds = [r["seed"] for r in singles]
+            predicted = [sum(r["evidence"][i]["top1"] for r in singles) / len(singles)
+                         for i in range(len(singles[0]["evidence"]))]
+            record = _combined(singles[0], singles, singles[0]["fractions"], predicted)
+            out.append({**record, "short_seeds": seeds, "full_steps": singles[0]["full_steps"] * len(seeds),
+                        "cost_fraction": record["steps"] / (singles[0]["full_steps"] * len(seeds))})
     return out
+
+
+def _combined(first: dict, parts: tuple[dict, ...] | list[dict], fractions: list[float], predicted: list[float]
+              ) -> dict:
+    """A selection made from committed runs: their predicted top-1 per candidate, their summed cost."""
+    chosen = max(range(len(predicted)), key=lambda i: (predicted[i], -i))
+    return {**first, "fractions": fractions, "evidence": [{"top1": t} for t in predicted],
+            "chosen": first["candidates"][chosen], "steps": sum(r["steps"] for r in parts),
+            "cost_fraction": sum(r["steps"] for r in parts) / first["full_steps"],
+            "wall_seconds": sum(r["wall_seconds"] for r in parts),
+            "commit": " and ".join(dict.fromkeys(c for r in parts for c in r["commit"].split(" and "))),
+            "command": " + ".join(r["command"] for r in parts)}
 
 
 def _averaged(run: dict) -> bool:
     """Whether a selection run averaged its short runs over several seeds (files before --short-seeds had one)."""
     return len(run.get("short_seeds", [0])) > 1
+
+
+def _margin(run: dict) -> str:
+    """" (predicted 0.72 points above the runner-up)" for an extrapolated selection, else ""."""
+    tops = sorted((e["top1"] for e in run["evidence"]), reverse=True)
+    return f" (predicted {100 * (tops[0] - tops[1]):.2f} points above the runner-up)" if "fractions" in run else ""
 
 
 def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
@@ -168,7 +189,7 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
                 verdicts.append(f"- {label(r)}: chose {r['chosen']}; its verdict waits for every candidate's cells.")
                 continue
             gap = max(mean.values()) - mean[r["chosen"]]
-            verdicts.append(f"- {label(r)}: chose {r['chosen']}, whose mean full-protocol top-1 over seeds "
+            verdicts.append(f"- {label(r)}: chose {r['chosen']}{_margin(r)}, whose mean full-protocol top-1 over seeds "
                             f"{', '.join(map(str, common))} is {gap:.2f} points below the best candidate's "
                             f"({'within' if gap <= 1 else 'NOT within'} the 1-point target); {cost}")
             continue
@@ -183,9 +204,7 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
             gaps.append(gap)
         elif "fractions" in r:
             extrapolated_gaps.append(gap)
-        tops = sorted((e["top1"] for e in r["evidence"]), reverse=True)
-        by = f" (predicted {100 * (tops[0] - tops[1]):.2f} points above the runner-up)" if "fractions" in r else ""
-        verdicts.append(f"- seed {s}{_horizon(r)}: chose {r['chosen']}{by}, whose seed-{s} full-protocol top-1 is "
+        verdicts.append(f"- seed {s}{_horizon(r)}: chose {r['chosen']}{_margin(r)}, whose seed-{s} full-protocol top-1 is "
                         f"{gap:.2f} points below "
                         f"the best candidate's on that seed ({'within' if gap <= 1 else 'NOT within'} the 1-point "
                         f"target); {cost}")

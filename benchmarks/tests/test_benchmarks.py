@@ -222,6 +222,14 @@ def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(mon
             "short-run steps against 1200 for every candidate in full (67 %), 20 min" in text)
     assert "within 1 point on 1 of 1 selections (largest gap 0.00)" in text
     assert text.count("python benchmarks/select_validation.py --seed 0`") == 2  # each committed run named once
+    # two seeds with both shares: also the selection with seeds=(0, 1), the mean of their extrapolations
+    late1 = {**late, "seed": 1, "evidence": [{"top1": t} for t in (0.45, 0.40, 0.36, 0.39)]}
+    text = sv._section("cifar10", 10, [run(0, "epochs 2-4"), run(1, "epochs 2-4"), late, late1])
+    line = next(x for x in text.splitlines()
+                if x.startswith("- short runs averaged over seeds 0, 1, extrapolated from 1/6 and 1/2"))
+    # seed 1: epochs 1-3 0.38 -> 0.45 predicts 49.4, epochs 2-4 0.39 -> 0.40 predicts 40.6; averaged 45.3 / 44.7
+    assert "chose epochs 1-3 (predicted 0.63 points above the runner-up)" in line
+    assert "1600 short-run steps against 2400 for every candidate in full (67 %)" in line
 
 
 def test_the_gap_table_says_what_the_cells_show_about_each_gap():
