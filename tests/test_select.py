@@ -92,10 +92,13 @@ def test_cli_select_then_fit_from_the_selection(tmp_path, cifar_train, tiny_rn, 
     ll.random_subset(ds, 1, seed=0).save(tmp_path / "d")
     names = [f"lightlabel:cifar10-resnet20-epoch{e}" for e in (1, 2, 3)]
     assert main(["select", *names, "--distilled", str(tmp_path / "d"), "--val", str(cifar_train), "--out",
-                 str(tmp_path / "s.json"), "--fraction", str(1 / 300), "--device", "cpu", "--quiet"]) == 0
+                 str(tmp_path / "s.json"), "--fraction", str(1 / 300), str(2 / 300), "--device", "cpu",
+                 "--quiet"]) == 0
     record = json.loads((tmp_path / "s.json").read_text())
     assert len(record["evidence"]) == 4 and set(record["teachers"]) <= set(names) and record["checkpoints"] == names
-    assert "chosen:" in capsys.readouterr().out
+    assert all(len(e["top1_by_fraction"]) == 2 for e in record["evidence"]) and record["margin"] >= 0
+    out = capsys.readouterr().out
+    assert "chosen:" in out and out.count("predicted in full") == 4
     assert main(["fit", str(cifar_train), "--teachers-from", str(tmp_path / "s.json"), "--base", tiny_rn[0],
                  "--pretrained", tiny_rn[1], "--out", str(tmp_path / "a.safetensors"), "--epochs", "1",
                  "--batch-size", "40", "--head-rank", "4", "--quiet", "--device", "cpu"]) == 0
