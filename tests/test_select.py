@@ -157,6 +157,9 @@ def test_several_fractions_choose_by_the_extrapolated_top1(monkeypatch):
     assert two.steps == 2 * 2 * (10 + 20) and two.cost_fraction == pytest.approx(1 / 6 + 1 / 3)
     assert two.margin == pytest.approx(0.05) and two.to_dict()["margin"] == pytest.approx(0.05)
     assert one.margin == pytest.approx((0.50 - 0.02 * math.log2(6)) - (0.55 - 0.08 * math.log2(6)))
+    with pytest.warns(UserWarning, match=r"short runs of \[1, 1\] epochs"):  # 60 epochs: 1/100 and 1/90 give 1 each
+        rounded = ll.select_teachers(trajectory, distilled, protocol, fraction=(1 / 100, 1 / 90), **kwargs)
+    assert [f for f, _ in rounded.evidence[0]["top1_by_fraction"]] == [1 / 60]  # the share the run had
     with pytest.raises(ValueError, match="twice"):
         ll.select_teachers(trajectory, distilled, protocol, fraction=(1 / 6, 1 / 6), **kwargs)
     with pytest.raises(ValueError, match=r"fraction"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,7 +45,7 @@ class TeacherSelection:
         evidence: one record per candidate: ``{"candidate", "top1", "best_top1", "top1_by_fraction",
             "predicted_top1", "steps", "seconds"}``. Top-1 in [0, 1] on the held-out images, mean over ``seeds``:
             ``top1`` and ``best_top1`` after the longest short run; ``top1_by_fraction`` as ``[fraction, top1]``
-            pairs, one per fraction; ``predicted_top1`` what the choice compares (:func:`predicted_top1` of those
+            pairs, one per short run, the fraction being the share of the epochs it had (rounded up to whole epochs); ``predicted_top1`` what the choice compares (:func:`predicted_top1` of those
             pairs; with one fraction, ``top1`` itself). ``steps`` is per seed, all fractions together.
         steps: student steps of the whole selection; full_steps: those of running every candidate and seed under
             the full protocol.
@@ -139,6 +140,15 @@ def _checked_fractions(fraction: float | Sequence[float]) -> tuple[float, ...]:
     if len(set(shares)) < len(shares):
         raise ValueError(f"`fraction` names a fraction twice: {fraction!r}")
     return tuple(sorted(shares))
+
+
+def _short_epochs(epochs: int, fractions: tuple[float, ...]) -> list[int]:
+    """The epochs of each short run (at least one); fractions that round to the same count run once, with a warning."""
+    counts = [max(1, math.ceil(epochs * f)) for f in fractions]
+    if len(set(counts)) < len(counts):
+        warnings.warn(f"`fraction` {fractions} of the protocol's {epochs} epochs gives short runs of {counts} epochs: "
+                      f"each count runs once", stacklevel=3)
+    return sorted(set(counts))
 
 
 def _checked_candidates(num_checkpoints: int, candidates: Sequence[Sequence[int]] | None,
@@ -237,10 +247,11 @@ def select_teachers(
 def _short_runs(ensemble: TeacherEnsemble, distilled: DistilledSet, protocol: EvalProtocol,
                 fractions: tuple[float, ...], val_set: Dataset, seeds: Sequence[int],
                 device: torch.device | str | None) -> dict[str, Any]:
-    """One candidate's students at each fraction and seed: its evidence record (``all_steps``: every run's)."""
+    """One candidate's students at each fraction and seed: its evidence record (``all_steps``: every run's). The
+    line is fitted to the share of the epochs each run had (``epochs / protocol.epochs``, after rounding up)."""
     by_fraction = []
-    for f in fractions:
-        epochs = max(1, math.ceil(protocol.epochs * f))
+    for epochs in _short_epochs(protocol.epochs, fractions):
+        f = epochs / protocol.epochs
         short = protocol.replace(epochs=epochs, eval_every=epochs)
         runs = [train_student(distilled, ensemble, short, val_set=val_set, seed=s, device=device, progress=False)
                 for s in seeds]
