@@ -45,8 +45,9 @@ class TeacherSelection:
         evidence: one record per candidate: ``{"candidate", "top1", "best_top1", "top1_by_fraction",
             "predicted_top1", "steps", "seconds"}``. Top-1 in [0, 1] on the held-out images, mean over ``seeds``:
             ``top1`` and ``best_top1`` after the longest short run; ``top1_by_fraction`` as ``[fraction, top1]``
-            pairs, one per short run, the fraction being the share of the epochs it had (rounded up to whole epochs); ``predicted_top1`` what the choice compares (:func:`predicted_top1` of those
-            pairs; with one fraction, ``top1`` itself). ``steps`` is per seed, all fractions together.
+            pairs, one per short run, the fraction being the share of the epochs it had (rounded up to whole
+            epochs); ``predicted_top1`` what the choice compares (:func:`predicted_top1` of those pairs; with one
+            fraction, ``top1`` itself). ``steps`` is per seed, all fractions together.
         steps: student steps of the whole selection; full_steps: those of running every candidate and seed under
             the full protocol.
         seconds: wall time of the whole selection.
