@@ -231,10 +231,10 @@ def _add_select(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", required=True, help="ImageFolder of held-out real training images to score on")
     p.add_argument("--out", required=True, help="JSON file for the choice and the evidence")
     p.add_argument("--teacher-input", type=_input_spec, default=None, help=INPUT_HELP)
-    p.add_argument("--fraction", type=float, nargs="+", default=[1 / 6, 1 / 3],
-                   help="of the protocol's epochs, per short run: each candidate runs at each fraction, and with "
-                        "several the choice is by the top-1 extrapolated to the full protocol, at the sum of the "
-                        "fractions' cost (default: 1/6 and 1/3)")
+    p.add_argument("--fraction", type=float, nargs="+", default=[1 / 6],
+                   help="of the protocol's epochs, per short run (default 1/6): each candidate runs at each fraction, "
+                        "and with several (e.g. 0.1667 0.3333) the choice is by the top-1 extrapolated to the full "
+                        "protocol, at the sum of the fractions' cost")
     p.add_argument("--protocol", choices=configs.EvalProtocol.PRESETS, default="helio",
                    help="evaluation protocol preset (default: helio)")
 
