@@ -117,14 +117,7 @@ def predicted_top1(top1_by_fraction: Mapping[float, float] | Sequence[tuple[floa
     of :func:`select_teachers` (issue 30); HeLlO picks the checkpoints by hand (Table 4, right).
     """
     pairs = list(top1_by_fraction.items() if isinstance(top1_by_fraction, Mapping) else top1_by_fraction)
-    fractions = [f for f, _ in pairs]
-    if not pairs:
-        raise ValueError("`top1_by_fraction` is empty: give at least one (fraction, top1)")
-    if any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fractions):
-        raise ValueError(f"`top1_by_fraction` fractions must be in (0, 1], got {fractions}")
-    if len(set(fractions)) < len(fractions):
-        raise ValueError(f"`top1_by_fraction` names a fraction twice: {fractions}")
-    x = [math.log(f) for f in fractions]
+    x = [math.log(f) for f in _shares([f for f, _ in pairs], "top1_by_fraction")]
     y = [float(t) for _, t in pairs]
     if len(pairs) == 1:
         return y[0]
@@ -135,12 +128,18 @@ def predicted_top1(top1_by_fraction: Mapping[float, float] | Sequence[tuple[floa
 
 def _checked_fractions(fraction: float | Sequence[float]) -> tuple[float, ...]:
     """``fraction`` as an ascending tuple of distinct shares in (0, 1]."""
-    shares = (fraction,) if isinstance(fraction, (int, float)) else tuple(fraction)
-    if not shares or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in shares):
-        raise ValueError(f"`fraction` must be in (0, 1], or a sequence of such fractions, got {fraction!r}")
-    if len(set(shares)) < len(shares):
-        raise ValueError(f"`fraction` names a fraction twice: {fraction!r}")
-    return tuple(sorted(shares))
+    return tuple(sorted(_shares([fraction] if isinstance(fraction, (int, float)) else list(fraction), "fraction")))
+
+
+def _shares(fractions: list, name: str) -> list[float]:
+    """``fractions`` checked: at least one, each a number in (0, 1], none twice (``name``: the argument, for errors)."""
+    if not fractions:
+        raise ValueError(f"`{name}` is empty: give at least one fraction of the epochs")
+    if any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fractions):
+        raise ValueError(f"`{name}` fractions must be in (0, 1], got {fractions}")
+    if len(set(fractions)) < len(fractions):
+        raise ValueError(f"`{name}` names a fraction twice: {fractions}")
+    return fractions
 
 
 def _short_epochs(epochs: int, fractions: tuple[float, ...]) -> list[int]:
