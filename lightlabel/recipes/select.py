@@ -209,8 +209,9 @@ def select_teachers(
             (seed 0) those at 1/6 and 1/3 chose 1.0 point below the best. Extrapolated from 1/6 and 1/3, each
             chose the best candidate, on Imagenette by a predicted margin of only 0.06 points (1.65 from 1/6 and
             1/2); but on CIFAR-10 IPC 10 seed 1, where one 1/6 run chose the best, the extrapolation chose 2.2
-            points below it. Neither rule wins on every cell measured; read :attr:`TeacherSelection.margin`, and
-            check a close choice with full runs of the top candidates.
+            points below it (on seed 2 0.4 below, and from the three seeds' runs averaged 1.2 below, where one 1/6
+            run averaged chose the best). Neither rule wins on every cell measured; read
+            :attr:`TeacherSelection.margin`, and check a close choice with full runs of the top candidates.
         seeds: student seeds to average each candidate's short runs over. One seed is enough when the candidates
             differ by more than a student's seed-to-seed spread; at very small IPC they may not, and extrapolation
             amplifies a single run's noise: on CIFAR-10 IPC 1 (10 images) one seed's extrapolated choice was, on
