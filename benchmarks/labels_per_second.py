@@ -60,6 +60,7 @@ def run(name: str, batch: int, device: torch.device, repeat: int, calls: int) ->
                       build_model("resnet18", classes, low_res=True, image_size=size)).to(device).eval())
     pixels = torch.rand(batch, 3, size, size, device=device)  # views as train_student hands them over
     via_projector = ModelLabels(copy.deepcopy(projector).cpu()).optimized(device)
+    via_projector_f32 = ModelLabels(copy.deepcopy(projector).cpu()).optimized(device, bf16=False)  # 0.3.0.dev's
     via_teacher = ModelLabels(ll.with_input_spec(copy.deepcopy(teacher).cpu(), ll.InputSpec.imagenet(size))).optimized(
         device)
     stored_labels = _stored_reader(batch, classes, device, max(repeat + 1, 4))
@@ -75,6 +76,7 @@ def run(name: str, batch: int, device: torch.device, repeat: int, calls: int) ->
            "teacher": under(lambda: teacher(x).float()),
            **{key: under(lambda tower=tower: tower(x)) for key, tower in towers.items()},
            "via_projector": lambda: via_projector.label(pixels), "via_teacher": lambda: via_teacher.label(pixels),
+           "via_projector_f32": lambda: via_projector_f32.label(pixels),
            "stored": stored_labels}
     with cudnn_autotune(device):  # as the recipes run (lightlabel.recipes.loop.run_epochs)
         out = interleaved_timings(fns, repeat=repeat, device=device, calls=calls)
@@ -127,6 +129,7 @@ def main() -> None:
         ("bare", "bare base image tower + zero-shot head"), ("merged", "projector, LoRA merged"),
         ("unmerged", "projector, LoRA unmerged"), ("teacher", "online ResNet-18 teacher"),
         ("via_projector", "projector as train_student gets it (ModelLabels.label)"),
+        ("via_projector_f32", "the same with float32 weights, cast by autocast on every call (0.3.0.dev)"),
         ("via_teacher", "teacher as train_student gets it (ModelLabels.label)"),
         ("stored", "stored fp16 labels read from disk")))
     steps = _table(rows, "image tower (no head)", "tower_bare", lambda r: f"{r['base']} @ {r['size']} px", (
@@ -137,7 +140,9 @@ def main() -> None:
         f"- {r['base']}, batch {r['batch']}: merged / bare = **{med(r['bare']) / med(r['merged']):.2f}** (target >= 0.95); "
         f"unmerged LoRA overhead **{100 * (med(r['unmerged']) / med(r['merged']) - 1):.0f} %** over merged; through "
         f"ModelLabels.label **{r['batch'] / med(r['via_projector']):,.0f}** labels/s, the teacher's "
-        f"{r['batch'] / med(r['via_teacher']):,.0f}" for r in rows)
+        f"{r['batch'] / med(r['via_teacher']):,.0f}; stored bf16 weights against float32 ones cast on every call "
+        f"**{med(r['via_projector_f32']) / med(r['via_projector']):.2f} x** (1.00 on CPU, where both are float32)"
+        for r in rows)
     write_section(f"labels-per-second-{device.type}", f"""
 ### Labels per second ({device.type})
 

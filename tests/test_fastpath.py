@@ -201,3 +201,79 @@ def test_a_stacked_ensembles_members_are_its_teachers():
     with torch.no_grad():
         for member, teacher in zip(ensemble.members(), teachers, strict=True):
             torch.testing.assert_close(member(x), teacher(x), rtol=0, atol=0)
+
+
+def _casts(fn) -> int:
+    """How many dtype casts (``aten::_to_copy``) one call of ``fn`` dispatches."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.name == "aten::_to_copy" for e in prof.events())
+
+
+def _bf16(fn):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        return fn()
+
+
+@pytest.mark.parametrize("what", ["projector", "vit projector", "teacher", "ensemble"])
+def test_bf16_weights_give_bitwise_the_labels_autocast_gives_without_its_casts(what, make_projector, tiny_vit,
+                                                                                cifar_batch):
+    """Under bf16 autocast a frozen labeller's float32 weights were cast on every call (autocast caches casts only
+    for weights that require grad); stored in bf16 they are the tensors it made, so the labels are bitwise equal."""
+    from lightlabel.core.fastpath import (
+        Float32Linear,
+        autocast_weight_names,
+        cast_autocast_weights,
+        fast_teacher,
+    )
+
+    if what.endswith("projector"):
+        model = make_projector(tiny_vit if what == "vit projector" else None)
+        randomize_adapter(model)
+        model.eval().merge()
+        x = model.input_spec.prepare(cifar_batch[0][:4])
+        fast = copy.deepcopy(model)
+        cast_autocast_weights(fast.visual, torch.bfloat16)
+        kept = [fast.head]
+    else:
+        members = _ensemble_members(mixed=False)
+        x = torch.rand(4, 3, 32, 32)
+        if what == "teacher":
+            model = fast_teacher(members[0])
+            fast = fast_teacher(members[0], weight_dtype=torch.bfloat16)
+        else:
+            model = ll.TeacherEnsemble(members).fast()
+            fast = model.fast(weight_dtype=torch.bfloat16)
+        kept = [m for m in fast.modules() if isinstance(m, Float32Linear)]
+    reference, out = _bf16(lambda: model(x)), _bf16(lambda: fast(x))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, reference, rtol=0, atol=0)
+    assert all(p.dtype == torch.float32 for m in kept for p in m.parameters())  # heads and classifiers stay float32
+    if what != "ensemble":  # (a stacked ensemble's tensors are buffers)
+        cast = set(autocast_weight_names(fast))
+        assert cast and all((p.dtype == torch.bfloat16) == (n in cast) for n, p in fast.named_parameters()
+                            if p.is_floating_point() and not n.startswith(("head.", "image_lora.")))
+    before, after = _bf16(lambda: _casts(lambda: model(x))), _bf16(lambda: _casts(lambda: fast(x)))
+    assert after < before / 2, (before, after)
+
+
+def test_optimized_bf16_labels_on_any_device_and_is_checked(make_projector, cifar_batch):
+    from lightlabel.labeling.sources import ModelLabels
+
+    projector = make_projector()
+    randomize_adapter(projector)
+    labeller = ModelLabels(projector.eval())
+    views = cifar_batch[0][:4]
+    reference = labeller.label(views)
+    fast = labeller.optimized("cpu", bf16=True)
+    assert fast.model.visual.conv1.weight.dtype == torch.bfloat16 and projector.visual.conv1.weight.dtype == torch.float32
+    out = fast.label(views)  # under bf16 autocast on the CPU too: the weights need it
+    assert out.dtype == torch.float32 and out.shape == reference.shape
+    assert (out - reference).abs().max() < 0.05 * reference.abs().max()
+    assert fast.to("cpu").label(views).equal(out)
+    assert fast.num_classes == labeller.num_classes and fast.extra_bytes() == labeller.extra_bytes()
+    assert labeller.optimized("cpu").model.visual.conv1.weight.dtype == torch.float32  # the CPU default: float32
+    with pytest.raises(TypeError, match="`bf16`"):
+        labeller.optimized("cpu", bf16="yes")

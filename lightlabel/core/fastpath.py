@@ -10,6 +10,10 @@ speed, not labels:
   module; a ``Sequential`` whose convolution is followed by its norm), which is how their ``forward`` calls them.
 - :class:`OneTokenAttentionPool2d`: open_clip's ``AttentionPool2d`` attends from all ``HW + 1`` tokens and keeps the
   first; only the first token's query is needed. Same maths, ``1 / (HW + 1)`` of the query and output projections.
+- :func:`cast_autocast_weights`: under bf16 autocast every convolution and linear layer casts its float32 weight
+  and bias to bf16 on every call (autocast caches casts only for weights that require grad; a frozen labeller's do
+  not), one extra kernel per tensor. Stored in bf16 once, they are the tensors autocast would have made, so the
+  labels are bitwise the same and the casts are gone.
 - :func:`set_input_size`: the attention pool's (and a ViT's) positional embedding is fixed to the training grid;
   resampled (bicubic, timm's ``resample_abs_pos_embed``) it serves another input size. Lower resolution is HeLlO's
   cheapest lever on labelling cost: RN50 at 128 px costs 2.00 GMAC per image against 6.11 at 224 px.
@@ -24,8 +28,9 @@ import torch.nn.functional as F
 from open_clip.modified_resnet import AttentionPool2d
 from torch import nn
 
-__all__ = ["Float32Linear", "OneTokenAttentionPool2d", "conv_bn_pairs", "fast_teacher", "fold_batchnorm",
-           "set_input_size", "unfold_batchnorm", "use_one_token_pool"]
+__all__ = ["Float32Linear", "OneTokenAttentionPool2d", "autocast_weight_names", "cast_autocast_weights",
+           "conv_bn_pairs", "fast_teacher", "fold_batchnorm", "set_input_size", "unfold_batchnorm",
+           "use_one_token_pool"]
 
 
 def conv_bn_pairs(root: nn.Module) -> list[tuple[str, str]]:
@@ -186,6 +191,50 @@ def set_input_size(visual: nn.Module, size: tuple[int, int]) -> None:
         visual.grid_size, visual.image_size = grid, (h, w)
 
 
+def autocast_weight_names(root: nn.Module) -> list[str]:
+    """Names (as in ``root.named_parameters()``) of the parameters that autocast casts to its low-precision dtype on
+    every call of a frozen model: the weight and bias of every convolution and ``nn.Linear`` (not
+    :class:`Float32Linear`, which computes in float32), and the positional embedding of every open_clip
+    ``AttentionPool2d`` (its forward casts it to the activations' dtype). Norm layers, heads and every other tensor
+    keep their dtype, and so does the packed input projection of ``nn.MultiheadAttention``: with it in the
+    activations' dtype, torch switches to its fused attention kernel, whose logits differ in the last bf16 bits."""
+    names = []
+    for path, module in root.named_modules():
+        prefix = f"{path}." if path else ""
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or (
+                isinstance(module, nn.Linear) and not isinstance(module, Float32Linear)):
+            own = ("weight", "bias")
+        elif isinstance(module, AttentionPool2d):
+            own = ("positional_embedding",)
+        else:
+            continue
+        names += [prefix + n for n, p in module.named_parameters(recurse=False) if n in own and p.is_floating_point()]
+    return names
+
+
+@torch.no_grad()
+def cast_autocast_weights(root: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """Store the tensors of :func:`autocast_weight_names` in ``dtype``, in place, for a frozen model that runs under
+    ``torch.autocast(dtype=dtype)``.
+
+    Autocast would cast each of them to ``dtype`` on every call (one kernel per tensor: 119 of the 124 casts of a
+    merged RN50 projector's forward);
+    stored cast, they are the very tensors it would make, so the outputs under that autocast are bitwise unchanged.
+    Without autocast the model then fails on float32 input: use it under autocast only.
+
+    Returns:
+        ``root``.
+    """
+    params = dict(root.named_parameters())
+    for name in autocast_weight_names(root):
+        p = params[name]
+        if p.dtype != dtype:
+            owner, _, attr = name.rpartition(".")
+            setattr(root.get_submodule(owner) if owner else root, attr,
+                    nn.Parameter(p.detach().to(dtype), requires_grad=p.requires_grad))
+    return root
+
+
 class Float32Linear(nn.Linear):
     """``nn.Linear`` computed in float32 whatever the caller's autocast: a classifier's logits under bf16 autocast
     would be rounded to bf16 (steps of 0.03-0.25 at typical logit sizes). Same parameters and state-dict keys."""
@@ -203,11 +252,16 @@ def float32_classifier(model: nn.Module) -> nn.Module:
     return model
 
 
-def fast_teacher(model: nn.Module) -> nn.Module:
+def fast_teacher(model: nn.Module, *, weight_dtype: torch.dtype | None = None) -> nn.Module:
     """An inference copy of a teacher on the same path as the merged projector: eval-mode BatchNorm folded into
     the convolutions (``torch.fx``'s ``fuse``, which follows the real dataflow; a model it cannot trace keeps its
     norms) and the last ``nn.Linear`` (the classifier) computed in float32 under autocast. The copy keeps the
     model's ``input_spec`` and ``classes``; the model itself is not changed.
+
+    Args:
+        model: the teacher.
+        weight_dtype: for a copy that labels under autocast to this dtype, its convolution and linear weights are
+            stored in it (:func:`cast_autocast_weights`; the classifier stays float32).
 
     Returns:
         The copy (a ``torch.fx.GraphModule`` when tracing worked), in eval mode, frozen.
@@ -224,6 +278,8 @@ def fast_teacher(model: nn.Module) -> nn.Module:
         logging.getLogger(__name__).debug("no BatchNorm folding for %s (%s)", type(model).__name__, e)
         fast = source
     float32_classifier(fast)
+    if weight_dtype is not None:
+        cast_autocast_weights(fast, weight_dtype)
     for attr in ("input_spec", "classes"):
         if hasattr(model, attr):
             setattr(fast, attr, getattr(model, attr))

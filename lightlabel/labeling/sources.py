@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..core.base import fingerprint
-from ..core.fastpath import fast_teacher
+from ..core.fastpath import cast_autocast_weights, fast_teacher
 from ..core.projector import Projector
 from ..inputs import InputSpec, input_spec_of
 from ..storage import module_nbytes
@@ -161,6 +161,7 @@ class ModelLabels(_OnlineHooks):
         self.input_spec = input_spec or input_spec_of(model, "projector" if self.is_projector else "teacher")
         self.kind = kind or ("projector" if self.is_projector else "teacher")
         self.autocast = bool(autocast)
+        self._bf16_weights = False  # set by optimized(bf16=True): label under bf16 autocast on any device
         self.num_classes = model.num_classes if self.is_projector else self._probe_classes()
         self._origin: ModelLabels | None = None
         self.is_optimized = False  # made by optimized(): recipes take it as it is
@@ -171,8 +172,12 @@ class ModelLabels(_OnlineHooks):
             return len(classes)
         device = self.device or torch.device("cpu")
         size = self.input_spec.image_size or (32, 32)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                                                    enabled=self._autocast_on(device)):
             return int(self.model(torch.zeros(1, 3, *size, device=device)).shape[-1])
+
+    def _autocast_on(self, device: torch.device) -> bool:
+        return self.autocast and (device.type == "cuda" or self._bf16_weights)
 
     @property
     def device(self) -> torch.device | None:
@@ -204,7 +209,7 @@ class ModelLabels(_OnlineHooks):
             on_cuda = x.device.type == "cuda"
             if on_cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.autocast and on_cuda):
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self._autocast_on(x.device)):
                 out = self.model(x)  # a projector checks pixel values on CPU only (no sync on CUDA)
             out = out.float()
         if out.shape != (views.shape[0], self.num_classes):
@@ -223,15 +228,19 @@ class ModelLabels(_OnlineHooks):
             return self
         moved = ModelLabels(model, input_spec=self.input_spec, kind=self.kind, autocast=self.autocast)
         moved._origin, moved.is_optimized = self._origin or self, self.is_optimized
+        moved._bf16_weights = self._bf16_weights
         return moved
 
-    def optimized(self, device: torch.device | str, *, compile: bool | dict[str, Any] = False) -> ModelLabels:
+    def optimized(self, device: torch.device | str, *, compile: bool | dict[str, Any] = False,
+                  bf16: bool | None = None) -> ModelLabels:
         """This labeller on its fast inference path, on ``device``: a copy, so the caller's model is not changed.
 
         Projector and teacher take the same path, so comparisons between them stay fair: a projector is merged
         (LoRA and BatchNorm folded, one-token attention pool, head precomputed), a teacher gets its BatchNorm folded
-        and its classifier in float32 (:func:`~lightlabel.core.fastpath.fast_teacher`); on CUDA both are made
-        channels-last. Labels equal the unoptimised ones to float rounding.
+        and its classifier in float32 (:func:`~lightlabel.core.fastpath.fast_teacher`); on CUDA, under this
+        labeller's bf16 autocast, both are made channels-last and keep their convolution and linear weights in bf16
+        (:func:`~lightlabel.core.fastpath.cast_autocast_weights`: the tensors autocast would cast on every call;
+        heads and classifiers stay float32). Labels equal the unoptimised ones to float rounding.
 
         Args:
             device: where the copy labels.
@@ -240,23 +249,36 @@ class ModelLabels(_OnlineHooks):
                 each shape compiles (seconds to minutes): time it apart from the steady state. Pass the result to
                 :func:`~lightlabel.train_student` to train under the compiled labeller (recipes take an optimised
                 labeller as it is, moved to their device).
+            bf16: keep the convolution and linear weights in bf16 and label under bf16 autocast on any device.
+                Default: on CUDA when this labeller autocasts (a CPU without native bf16 would be slower).
+
+        Raises:
+            TypeError: ``bf16`` not a bool or None.
         """
         device = torch.device(device)
+        if bf16 is not None and not isinstance(bf16, bool):
+            raise TypeError(f"`bf16` must be True, False or None, got {bf16!r}")
+        if bf16 is None:
+            bf16 = device.type == "cuda" and self.autocast
+        weight_dtype = torch.bfloat16 if bf16 else None
         model = copy.deepcopy(self.model)
         if self.is_projector:
             model = model.merge()
+            if weight_dtype is not None:
+                cast_autocast_weights(model.visual, weight_dtype)
         elif isinstance(model, TeacherEnsemble):
-            model = model.fast()
+            model = model.fast(weight_dtype=weight_dtype)
         else:
-            model = fast_teacher(model)
+            model = fast_teacher(model, weight_dtype=weight_dtype)
         model = model.to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         if compile:
             model.compile(**({} if compile is True else dict(compile)))  # in place: keeps the module's attributes
-        fast = ModelLabels(model, input_spec=self.input_spec, kind=self.kind, autocast=self.autocast)
-        fast._origin = self._origin or self  # bytes and identity stay those of the labeller as given
-        fast.is_optimized = True
+        fast = copy.copy(self)  # the same spec, kind and classes; bytes and identity stay those of the labeller given
+        fast.model, fast.autocast, fast._bf16_weights = model, self.autocast or bf16, bf16
+        fast._origin, fast.is_optimized = self._origin or self, True
+        return fast
         return fast
 
     def extra_bytes(self) -> int:

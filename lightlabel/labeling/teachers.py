@@ -143,16 +143,20 @@ class TeacherEnsemble(nn.Module):
             out.append(member.eval().requires_grad_(False))
         return out
 
-    def fast(self) -> TeacherEnsemble:
+    def fast(self, *, weight_dtype: torch.dtype | None = None) -> TeacherEnsemble:
         """An inference copy on the projector's fast path (:func:`~lightlabel.core.fastpath.fast_teacher` for every
         member: BatchNorm folded, each member's classifier in float32 under autocast); labels equal this ensemble's
         to float rounding. With ``vectorize=True`` the members stay stacked (vmap needs one architecture) and only
-        the classifier goes to float32."""
-        if self.vectorize is True:
-            fast = copy.deepcopy(self)
-            fast._skeleton = [float32_classifier(copy.deepcopy(self._skeleton[0]))]
-            return fast
-        return TeacherEnsemble([fast_teacher(m) for m in self.members()], input_spec=getattr(self, "input_spec", None))
+        the classifier goes to float32. ``weight_dtype``: for a copy that labels under autocast to this dtype, the
+        members' convolution and linear weights are stored in it
+        (:func:`~lightlabel.core.fastpath.cast_autocast_weights`); not with ``vectorize=True``: under CPU autocast the
+        convolutions inside ``vmap`` kept a float32 input, which bf16 weights would not match."""
+        if self.vectorize is not True:
+            return TeacherEnsemble([fast_teacher(m, weight_dtype=weight_dtype) for m in self.members()],
+                                   input_spec=getattr(self, "input_spec", None))
+        fast = copy.deepcopy(self)
+        fast._skeleton = [float32_classifier(copy.deepcopy(self._skeleton[0]))]
+        return fast
 
     def as_teacher(self, input_spec: InputSpec, *, output: str = "logits", temperature: float = 1.0,
                    scale: float = 1.0, to_pixels=None) -> TeacherModule:
