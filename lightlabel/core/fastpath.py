@@ -218,9 +218,9 @@ def cast_autocast_weights(root: nn.Module, dtype: torch.dtype = torch.bfloat16) 
     ``torch.autocast(dtype=dtype)``.
 
     Autocast would cast each of them to ``dtype`` on every call (one kernel per tensor: 119 of the 124 casts of a
-    merged RN50 projector's forward);
-    stored cast, they are the very tensors it would make, so the outputs under that autocast are bitwise unchanged.
-    Without autocast the model then fails on float32 input: use it under autocast only.
+    merged RN50 projector's forward); stored cast, they are the very tensors it would make, so the outputs under that
+    autocast are bitwise unchanged. Without autocast the model then fails on float32 input: use it under autocast
+    only.
 
     Returns:
         ``root``.
