@@ -256,11 +256,12 @@ def _on(ds: str, cells: list[dict], trajectory: str | None) -> list[dict]:
 
 def _newer(ds: str, trajectory: str | None, by_row: dict[str, list[dict]]) -> str:
     """What a newer trajectory's cells show, when a line is read off an earlier one because the newer one has no
-    fitted projector yet: its rows that depend on it (online teachers, hard labels on its distilled set), each with its
-    number of cells."""
+    online teacher or no fitted projector yet (said which): its rows that depend on it (online teachers, fitted
+    projectors, hard labels on its distilled set), each with its number of cells."""
     shown = [f"`{r}` {_mean(by_row[r]):.1f} ({_cells(len(by_row[r]))})" for r in ROWS
-             if by_row[r] and r not in IMITATES and GRID[r].uses_trajectory(ds)]
-    return (f"; on the newer trajectory {trajectory} (no fitted projector there yet) its rows teach "
+             if by_row[r] and GRID[r].uses_trajectory(ds)]
+    missing = "no online teacher" if not by_row["teacher"] else "no fitted projector"
+    return (f"; on the newer trajectory {trajectory} ({missing} there yet) its rows teach "
             + ", ".join(shown)) if shown else ""
 
 

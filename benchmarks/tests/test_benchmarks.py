@@ -352,6 +352,22 @@ def test_the_gap_table_pools_the_fits_of_one_setting_instead_of_picking_the_luck
         cells[:-2] + [cell("projector_fit20_seed1", 0.42), cells[-1]])
 
 
+def test_a_newer_trajectory_without_a_teacher_cell_is_named_with_its_fitted_rows(monkeypatch):
+    report = _module("helio_report")
+    monkeypatch.setattr(report, "current_trajectory", lambda ds: "new")
+    monkeypatch.setattr(report, "trajectory_path", lambda ds: Path("/nonexistent/trajectory.json"))
+    cell = lambda row, top1, trajectory: {"dataset": "imagenette", "ipc": 50, "row": row, "top1": top1,  # noqa: E731
+                                          "seed": 0, "trajectory": trajectory}
+    cells = [cell("teacher", 0.646, "old"), cell("weak_teachers", 0.531, "old"), cell("projector_full", 0.521, "old"),
+             cell("projector_late", 0.681, "new")]
+    line = next(x for x in report.gap_table(cells).splitlines() if x.startswith("| imagenette IPC 50"))
+    assert line.startswith("| imagenette IPC 50 (trajectory old) | 64.6 | 52.1 (`projector_full`")
+    assert "on the newer trajectory new (no online teacher there yet) its rows teach `projector_late` 68.1" in line
+    cells.append(cell("teacher", 0.60, "new"))  # the teacher lands: the line moves to the newer trajectory
+    line = next(x for x in report.gap_table(cells).splitlines() if x.startswith("| imagenette IPC 50"))
+    assert line.startswith("| imagenette IPC 50 | 60.0 | 68.1 (`projector_late`, 1 seed) | +8.1 |")
+
+
 def test_every_selection_candidate_names_a_grid_row_and_a_stage_of_its_dataset():
     sv, grid = _module("select_validation"), _module("helio_grid")
     for dataset, candidates in sv.CANDIDATES.items():
