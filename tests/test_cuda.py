@@ -303,3 +303,18 @@ def test_train_student_runs_under_cudnns_autotuner_and_restores_the_flag(make_pr
     ll.train_student(distilled, "hard", ll.EvalProtocol.helio(patches_per_side=1, epochs=1, batch_size=10),
                      student_model=student, device=CUDA, progress=False)
     assert seen and all(seen) and torch.backends.cudnn.benchmark is before
+
+
+def test_the_optimised_labellers_bf16_weights_give_the_labels_of_autocasts_casts(make_projector, cifar_batch):
+    """``optimized("cuda")`` stores the weights autocast would cast on every call (benchmarks/autocast_casts.py counts
+    them on CPU, where the labels are bitwise equal); on CUDA the labels must not move either."""
+    projector = make_projector()
+    randomize_adapter(projector)
+    teacher = ll.with_input_spec(build_model("resnet18", 10, low_res=True, image_size=32).eval(), IMAGENET32)
+    views = cifar_batch[0][:16].to(CUDA)
+    for model in (projector.eval(), teacher):
+        f32 = ModelLabels(copy.deepcopy(model)).optimized(CUDA, bf16=False)
+        b16 = ModelLabels(copy.deepcopy(model)).optimized(CUDA)
+        assert {p.dtype for p in f32.model.parameters()} == {torch.float32}
+        assert torch.bfloat16 in {p.dtype for p in b16.model.parameters()}
+        torch.testing.assert_close(b16.label(views), f32.label(views), rtol=0, atol=0)
