@@ -306,8 +306,8 @@ def test_train_student_runs_under_cudnns_autotuner_and_restores_the_flag(make_pr
 
 
 def test_the_optimised_labellers_bf16_weights_give_the_labels_of_autocasts_casts(make_projector, cifar_batch):
-    """``optimized("cuda")`` stores the weights autocast would cast on every call (benchmarks/autocast_casts.py counts
-    them on CPU, where the labels are bitwise equal); on CUDA the labels must not move either."""
+    """``optimized("cuda")`` stores the weights autocast would cast on every call (on CPU under CPU autocast the labels
+    are bitwise equal: test_fastpath.py); on CUDA the labels must not move either."""
     projector = make_projector()
     randomize_adapter(projector)
     teacher = ll.with_input_spec(build_model("resnet18", 10, low_res=True, image_size=32).eval(), IMAGENET32)

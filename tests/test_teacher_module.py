@@ -218,3 +218,31 @@ def test_a_host_spec_without_a_size_is_warned_and_resized(projector, cifar_batch
         teacher = projector.as_teacher(sizeless)
     big = F.interpolate(cifar_batch[0][:2], size=48, mode="bilinear", antialias=True, align_corners=False)
     assert teacher(sizeless.normalize(big)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("what", ["projector", "ensemble"])
+def test_an_optimized_teacher_module_keeps_bf16_weights_and_labels_as_autocast_does(what, projector, cifar_batch):
+    """Under bf16 autocast a frozen labeller's float32 weights are cast on every call; ``optimized()`` stores them in
+    bf16 in a copy, with the same labels and options, and leaves the module it came from as it was."""
+    if what == "projector":
+        teacher = projector.as_teacher(HOST, output="probs", temperature=2.0)
+    else:
+        teacher = ll.TeacherEnsemble([ll.load_teacher("lightlabel:cifar10-resnet20-epoch1"),
+                                      ll.load_teacher("lightlabel:cifar10-resnet20-epoch2")]).as_teacher(
+            HOST, output="probs", temperature=2.0)
+    images = HOST.normalize(cifar_batch[0][:8])
+    fast = teacher.optimized()
+    dtypes = lambda m: {p.dtype for p in m.parameters()} | {b.dtype for b in m.buffers()}  # noqa: E731
+    assert torch.bfloat16 in dtypes(fast.labeller) and torch.bfloat16 not in dtypes(teacher.labeller)
+    assert fast.labeller is not teacher.labeller and _plain_tensors(fast) == []
+    assert (fast.output, fast.temperature, fast.scale, fast.input_spec) == ("probs", 2.0, 1.0, HOST)
+    out = fast(images)  # under bf16 autocast on the CPU too: its weights need it
+    assert out.dtype == torch.float32 and out.shape == (8, 10)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # what the module does under CUDA autocast
+        z = (teacher.labeller.merge() if what == "projector" else teacher.labeller)(teacher.convert(images))
+    expected = (z.float() / 2.0).softmax(-1)
+    if what == "projector":  # a ResNet tower: the stored tensors are the ones autocast made
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    else:  # the ensemble's copy also has its BatchNorm folded, which moves the bf16 rounding
+        torch.testing.assert_close(out, expected, rtol=0, atol=0.05)
+    torch.testing.assert_close(out, teacher(images), rtol=0, atol=0.05)  # and the float32 module, to bf16 rounding

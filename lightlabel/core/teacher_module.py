@@ -14,6 +14,7 @@ gradient to synchronise. It draws no random numbers.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -24,6 +25,7 @@ from torch import nn
 
 from ..configs import check_int, check_number
 from ..inputs import InputSpec, input_spec_of
+from .fastpath import cast_autocast_weights, fast_teacher
 
 __all__ = ["OUTPUTS", "TeacherModule", "calibrate_scale"]
 
@@ -96,6 +98,7 @@ class TeacherModule(nn.Module):
         self.labeller_spec = input_spec_of(labeller, "labeller")
         self.input_spec, self.output, self.to_pixels, self.autocast = input_spec, output, to_pixels, bool(autocast)
         self.temperature, self.scale = float(temperature), float(scale)
+        self.bf16_weights = False  # set by optimized(): label under bf16 autocast on any device
         # host-normalised -> labeller-normalised is one affine map per channel: x * gain + offset
         host_std, host_mean = torch.tensor(input_spec.std), torch.tensor(input_spec.mean)
         own_std, own_mean = torch.tensor(self.labeller_spec.std), torch.tensor(self.labeller_spec.mean)
@@ -135,7 +138,7 @@ class TeacherModule(nn.Module):
         with torch.no_grad():
             x = self.convert(images)
             with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
-                                enabled=self.autocast and x.device.type == "cuda"):
+                                enabled=self.bf16_weights or (self.autocast and x.device.type == "cuda")):
                 z = self.labeller(x)
             z = z.float()
             if z.ndim != 2 or z.shape[0] != images.shape[0]:
@@ -143,6 +146,34 @@ class TeacherModule(nn.Module):
             if self.scale != 1.0 or self.temperature != 1.0:
                 z = z * (self.scale / self.temperature)
             return z.softmax(-1) if self.output == "probs" else z
+
+    def optimized(self) -> TeacherModule:
+        """A copy on the fast inference path for CUDA: its own copy of the labeller, merged (a projector; LoRA and
+        BatchNorm folded, one-token pool) or BatchNorm-folded (a teacher, each member of an ensemble), with the
+        convolution and linear weights stored in bf16 (:func:`~lightlabel.core.fastpath.cast_autocast_weights`):
+        under bf16 autocast a frozen labeller's float32 weights are cast again on every call, 124 casts per RN50
+        projector call. Heads and classifiers stay float32. Same options, same labels as this module under CUDA
+        autocast (bitwise on a ResNet tower: the stored tensors are those autocast made).
+
+        The copy always labels under bf16 autocast, on CPU too (slower there without native bf16 support). This
+        module and its labeller are not changed.
+
+        Returns:
+            A new :class:`TeacherModule` on the same device.
+        """
+        labeller = copy.deepcopy(self.labeller)
+        if hasattr(labeller, "merge") and hasattr(labeller, "visual"):  # a projector
+            cast_autocast_weights(labeller.merge().visual, torch.bfloat16)
+        elif hasattr(labeller, "fast"):  # a teacher ensemble
+            labeller = labeller.fast(weight_dtype=torch.bfloat16)
+        else:
+            labeller = fast_teacher(labeller, weight_dtype=torch.bfloat16)
+        with warnings.catch_warnings():  # a missing image size was warned about when this module was made
+            warnings.simplefilter("ignore")
+            module = TeacherModule(labeller, input_spec=self.input_spec, output=self.output,
+                                   temperature=self.temperature, scale=self.scale, to_pixels=self.to_pixels)
+        module.bf16_weights = True
+        return module.to(self.gain.device)
 
     def extra_repr(self) -> str:
         return (f"input={self.input_spec}, output={self.output!r}, temperature={self.temperature:g}, "
