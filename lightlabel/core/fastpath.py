@@ -21,6 +21,7 @@ speed, not labels:
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -29,7 +30,7 @@ from open_clip.modified_resnet import AttentionPool2d
 from torch import nn
 
 __all__ = ["Float32Linear", "OneTokenAttentionPool2d", "autocast_weight_names", "cast_autocast_weights",
-           "conv_bn_pairs", "fast_teacher", "fold_batchnorm", "set_input_size", "unfold_batchnorm",
+           "conv_bn_pairs", "fast_labeller", "fast_teacher", "fold_batchnorm", "set_input_size", "unfold_batchnorm",
            "use_one_token_pool"]
 
 
@@ -284,3 +285,21 @@ def fast_teacher(model: nn.Module, *, weight_dtype: torch.dtype | None = None) -
         if hasattr(model, attr):
             setattr(fast, attr, getattr(model, attr))
     return fast.eval().requires_grad_(False)
+
+
+def fast_labeller(labeller: nn.Module, *, weight_dtype: torch.dtype | None = None) -> nn.Module:
+    """An inference copy of any labeller on the fast path; the labeller itself is not changed.
+
+    A :class:`~lightlabel.Projector` is merged (LoRA and BatchNorm folded, one-token pool, head precomputed), a
+    :class:`~lightlabel.TeacherEnsemble` goes through its ``fast()``, any other teacher through :func:`fast_teacher`.
+    ``weight_dtype``: for a copy that labels under autocast to this dtype, its convolution and linear weights are
+    stored in it (:func:`cast_autocast_weights`; heads and classifiers stay float32).
+    """
+    if hasattr(labeller, "merge") and hasattr(labeller, "visual"):  # a Projector (core.projector imports this module)
+        fast = copy.deepcopy(labeller).merge()
+        if weight_dtype is not None:
+            cast_autocast_weights(fast.visual, weight_dtype)
+        return fast
+    if hasattr(labeller, "fast") and hasattr(labeller, "members"):  # a TeacherEnsemble (lightlabel.labeling)
+        return labeller.fast(weight_dtype=weight_dtype)
+    return fast_teacher(labeller, weight_dtype=weight_dtype)

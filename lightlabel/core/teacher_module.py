@@ -14,7 +14,6 @@ gradient to synchronise. It draws no random numbers.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -25,7 +24,7 @@ from torch import nn
 
 from ..configs import check_int, check_number
 from ..inputs import InputSpec, input_spec_of
-from .fastpath import cast_autocast_weights, fast_teacher
+from .fastpath import fast_labeller
 
 __all__ = ["OUTPUTS", "TeacherModule", "calibrate_scale"]
 
@@ -161,13 +160,7 @@ class TeacherModule(nn.Module):
         Returns:
             A new :class:`TeacherModule` on the same device.
         """
-        labeller = copy.deepcopy(self.labeller)
-        if hasattr(labeller, "merge") and hasattr(labeller, "visual"):  # a projector
-            cast_autocast_weights(labeller.merge().visual, torch.bfloat16)
-        elif hasattr(labeller, "fast"):  # a teacher ensemble
-            labeller = labeller.fast(weight_dtype=torch.bfloat16)
-        else:
-            labeller = fast_teacher(labeller, weight_dtype=torch.bfloat16)
+        labeller = fast_labeller(self.labeller, weight_dtype=torch.bfloat16)
         with warnings.catch_warnings():  # a missing image size was warned about when this module was made
             warnings.simplefilter("ignore")
             module = TeacherModule(labeller, input_spec=self.input_spec, output=self.output,

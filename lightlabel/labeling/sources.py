@@ -9,6 +9,7 @@ A label source labels a batch of views, says how many bytes it costs besides the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from ..core.base import fingerprint
-from ..core.fastpath import cast_autocast_weights, fast_teacher
+from ..core.fastpath import fast_labeller
 from ..core.projector import Projector
 from ..inputs import InputSpec, input_spec_of
 from ..storage import module_nbytes
@@ -172,12 +173,15 @@ class ModelLabels(_OnlineHooks):
             return len(classes)
         device = self.device or torch.device("cpu")
         size = self.input_spec.image_size or (32, 32)
-        with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                                                    enabled=self._autocast_on(device)):
+        with torch.inference_mode(), self._autocast(device):
             return int(self.model(torch.zeros(1, 3, *size, device=device)).shape[-1])
 
-    def _autocast_on(self, device: torch.device) -> bool:
-        return self.autocast and (device.type == "cuda" or self._bf16_weights)
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA (if ``autocast``) and wherever the weights are bf16; nothing elsewhere (some
+        devices, e.g. ``meta``, have no autocast at all)."""
+        if self.autocast and (device.type == "cuda" or self._bf16_weights):
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     @property
     def device(self) -> torch.device | None:
@@ -209,7 +213,7 @@ class ModelLabels(_OnlineHooks):
             on_cuda = x.device.type == "cuda"
             if on_cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self._autocast_on(x.device)):
+            with self._autocast(x.device):
                 out = self.model(x)  # a projector checks pixel values on CPU only (no sync on CUDA)
             out = out.float()
         if out.shape != (views.shape[0], self.num_classes):
@@ -260,17 +264,7 @@ class ModelLabels(_OnlineHooks):
             raise TypeError(f"`bf16` must be True, False or None, got {bf16!r}")
         if bf16 is None:
             bf16 = device.type == "cuda" and self.autocast
-        weight_dtype = torch.bfloat16 if bf16 else None
-        model = copy.deepcopy(self.model)
-        if self.is_projector:
-            model = model.merge()
-            if weight_dtype is not None:
-                cast_autocast_weights(model.visual, weight_dtype)
-        elif isinstance(model, TeacherEnsemble):
-            model = model.fast(weight_dtype=weight_dtype)
-        else:
-            model = fast_teacher(model, weight_dtype=weight_dtype)
-        model = model.to(device)
+        model = fast_labeller(self.model, weight_dtype=torch.bfloat16 if bf16 else None).to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         if compile:
