@@ -21,6 +21,7 @@ speed, not labels:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -30,8 +31,8 @@ from open_clip.modified_resnet import AttentionPool2d
 from torch import nn
 
 __all__ = ["Float32Linear", "OneTokenAttentionPool2d", "autocast_weight_names", "cast_autocast_weights",
-           "conv_bn_pairs", "fast_labeller", "fast_teacher", "fold_batchnorm", "set_input_size", "unfold_batchnorm",
-           "use_one_token_pool"]
+           "conv_bn_pairs", "fast_labeller", "fast_teacher", "fold_batchnorm", "labelling_autocast", "set_input_size",
+           "unfold_batchnorm", "use_one_token_pool"]
 
 
 def conv_bn_pairs(root: nn.Module) -> list[tuple[str, str]]:
@@ -303,3 +304,12 @@ def fast_labeller(labeller: nn.Module, *, weight_dtype: torch.dtype | None = Non
     if hasattr(labeller, "fast") and hasattr(labeller, "members"):  # a TeacherEnsemble (lightlabel.labeling)
         return labeller.fast(weight_dtype=weight_dtype)
     return fast_teacher(labeller, weight_dtype=weight_dtype)
+
+
+def labelling_autocast(device: torch.device, *, autocast: bool, bf16_weights: bool) -> contextlib.AbstractContextManager:
+    """The autocast a labeller runs under: bf16 on CUDA when ``autocast``, and on any device when its weights are
+    stored in bf16 (:func:`cast_autocast_weights`, which needs it); no context elsewhere (some devices, e.g.
+    ``meta``, have no autocast at all)."""
+    if bf16_weights or (autocast and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..configs import check_int, check_number
 from ..inputs import InputSpec, input_spec_of
-from .fastpath import fast_labeller
+from .fastpath import fast_labeller, labelling_autocast
 
 __all__ = ["OUTPUTS", "TeacherModule", "calibrate_scale"]
 
@@ -136,8 +136,7 @@ class TeacherModule(nn.Module):
         (see the class)."""
         with torch.no_grad():
             x = self.convert(images)
-            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
-                                enabled=self.bf16_weights or (self.autocast and x.device.type == "cuda")):
+            with labelling_autocast(x.device, autocast=self.autocast, bf16_weights=self.bf16_weights):
                 z = self.labeller(x)
             z = z.float()
             if z.ndim != 2 or z.shape[0] != images.shape[0]:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..core.base import fingerprint
-from ..core.fastpath import fast_labeller
+from ..core.fastpath import fast_labeller, labelling_autocast
 from ..core.projector import Projector
 from ..inputs import InputSpec, input_spec_of
 from ..storage import module_nbytes
@@ -177,11 +177,7 @@ class ModelLabels(_OnlineHooks):
             return int(self.model(torch.zeros(1, 3, *size, device=device)).shape[-1])
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA (if ``autocast``) and wherever the weights are bf16; nothing elsewhere (some
-        devices, e.g. ``meta``, have no autocast at all)."""
-        if self.autocast and (device.type == "cuda" or self._bf16_weights):
-            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return labelling_autocast(device, autocast=self.autocast, bf16_weights=self._bf16_weights)
 
     @property
     def device(self) -> torch.device | None:
