@@ -216,10 +216,12 @@ GRID: dict[str, Row] = {
                                        "trajectory)", "row", images="random",
                                        labels_of={"imagenette": "projector_late_fit10"},
                                        only=(("imagenette", 1), ("imagenette", 10))),
-    # projector_late's random-image side (Imagenette IPC 10): the labels of HeLlO's fit length on images nobody chose
+    # projector_late's random-image side (Imagenette IPC 10 and 50, where it is the best projector): the labels of
+    # HeLlO's fit length on images nobody chose
     "random_projector_late": Row("random real images + projector_late (HeLlO's 20-epoch fit on all images, to the "
                                  "later checkpoints)", "row", images="random",
-                                 labels_of={"imagenette": "projector_late"}, only=(("imagenette", 10),)),
+                                 labels_of={"imagenette": "projector_late"},
+                                 only=(("imagenette", 10), ("imagenette", 50)), ipc50_seeds=(0,)),
     # At Imagenette IPC 1 the early checkpoints teach best (38.6 against 30.6 for epochs 6-8 on 79091d5b7df6), and the
     # best projector there is projector_fit10 (the CPU-sized fit to them): its random-image side, 3 min per cell
     "random_projector_fit10": Row("random real images + projector_fit10 (the CPU-sized fit to the early checkpoints)",
