@@ -145,9 +145,12 @@ def _sets_line(cells: list[dict]) -> str:
 
 def not_run_reason(ds: str, ipc: int, row: str) -> str:
     """Why a random-subset cell has no result: the GPU-only stages it needs, its CPU cost, or not run yet."""
+    if ipc == 50 and ds == "imagenette" and GRID[row].uses_trajectory(ds):
+        return ("not run: 1,500 student steps with online labels, about 1.5 h per cell on the 2 CPU cores, and only "
+                "where the distilled-image row's trajectory is cached (its checkpoints are not committed: a fresh "
+                "machine trains another; in the GPU script)")
     if ipc == 50:
-        return ("not run: 1,500 student steps, at the 5 s per step of the IPC 10 cells here, are about 2 h per cell on the 2 "
-                "CPU cores (in the GPU script)")
+        return ("not run: 1,500 student steps, 40-110 min per cell on the 2 CPU cores (in the GPU script)")
     if ds == "imagenette" and row == "random_projector":
         return ("not run: needs the 20-epoch fit on all 9,469 images, about 2 h on the 2 CPU cores (in the GPU "
                 "script)")
@@ -165,7 +168,8 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
     This is DD-Ranking's IOR term (Acc(synthetic, soft) - Acc(random, soft)), the plain difference of means over the
     seeds run; DD-Ranking's LRS also needs a student trained on the full real set (its HLR term), not run here.
     """
-    marked = marked or {}  # rows still on an earlier teacher trajectory: marked †, their gain not taken
+    marked = marked or {}  # rows still on an earlier teacher trajectory: marked †, their gain not taken unless the
+    # random side depends on no trajectory
     out = []
     for random_row, by_dataset in RANDOM.items():
         if ds not in by_dataset or (GRID[random_row].only and (ds, ipc) not in GRID[random_row].only):
@@ -180,7 +184,11 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
             continue
         r = [100 * c["top1"] for c in theirs]
         gain = f"{statistics.mean(d) - statistics.mean(r):+.1f}" if d else "distilled row not run"
-        if d and old:
+        if d and old and not GRID[random_row].uses_trajectory(ds):
+            # nothing of any trajectory on the random side (hard labels on real images): the gain compares that
+            # earlier distilled set with random images, as it would on the current trajectory's set
+            gain += " (the distilled set of the earlier trajectory †; the random side uses no teacher)"
+        elif d and old:
             gain = f"not taken: {' and '.join(old)} on an earlier teacher trajectory (†), the other side on the current"
         out.append(f"| {source} | {distilled} | {_mean_std(r)}{' †' if random_row in old else ''} | {gain} |")
     return ("Distilled over random, per label source: mean top-1 on the distilled set minus on random subsets (IPC "

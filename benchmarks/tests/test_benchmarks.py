@@ -63,7 +63,15 @@ def test_the_random_gain_lists_every_random_row_and_says_why_a_cell_is_missing()
     assert "| projector_late_fit10 | not run | not run on this trajectory yet (about 20 min per cell on the 2 CPU " \
            "cores) |" in imagenette
     assert "(about 5 min per cell on the 2 CPU cores; in the GPU script)" in gain("imagenette", 1, {})
-    assert "about 2 h per cell" in gain("cifar10", 50, {})
+    assert "40-110 min per cell" in gain("cifar10", 50, {})
+    assert "only where the distilled-image row's trajectory is cached" in gain("imagenette", 50, {})
+    # a distilled row on an earlier trajectory: its gain over a random row that uses the trajectory is not taken,
+    # over one that uses none (hard labels on real images) it is, and says whose distilled set it is
+    old = {("imagenette", 50, "hard"): "5deecbb", ("imagenette", 50, "teacher"): "5deecbb"}
+    marked = gain("imagenette", 50, {"hard": [cell(0.55)], "random_hard": [cell(0.44)], "teacher": [cell(0.6)],
+                                     "random_teacher": [cell(0.5)]}, old)
+    assert "| hard | 55.0 (1 seed) † | 44.0 (1 seed) | +11.0 (the distilled set of the earlier trajectory †" in marked
+    assert "| teacher | 60.0 (1 seed) † | 50.0 (1 seed) | not taken: teacher on an earlier teacher trajectory" in marked
 
 
 def test_the_grid_is_consistent_data():
