@@ -160,6 +160,19 @@ def not_run_reason(ds: str, ipc: int, row: str) -> str:
     return "not run yet"
 
 
+def _refit_note(mine: list[dict], theirs: list[dict]) -> str:
+    """Where the random side's adapter is not the one the distilled side used (the fit cache was rebuilt, e.g. on
+    another machine, whose CPU arithmetic does not reproduce the fit bit for bit): the two fits' held-out agreement,
+    so that a reader knows the gain includes the spread between two fits of one setting. Two cells used one adapter
+    when their fits' agreement by epoch is identical."""
+    fits = [{tuple(c["fit"]["agreement_by_epoch"]) for c in side if c.get("fit")} for side in (mine, theirs)]
+    if not all(fits) or fits[0] & fits[1]:
+        return ""
+    final = [", ".join(f"{f[-1]:.3f}" for f in sorted(side)) for side in fits]
+    return (f" (the random side's adapter is another fit of the same setting, held-out agreement {final[1]} against "
+            f"{final[0]}: the gain includes the spread between fits)")
+
+
 def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
                  marked: dict[tuple[str, int, str], str] | None = None) -> str:
     """The distilled-over-random table: per label source, mean top-1 on the distilled set minus on random subsets;
@@ -190,6 +203,8 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
             gain += " (the distilled set of the earlier trajectory †; the random side uses no teacher)"
         elif d and old:
             gain = f"not taken: {' and '.join(old)} on an earlier teacher trajectory (†), the other side on the current"
+        if d:
+            gain += _refit_note(mine, theirs)
         out.append(f"| {source} | {distilled} | {_mean_std(r)}{' †' if random_row in old else ''} | {gain} |")
     return ("Distilled over random, per label source: mean top-1 on the distilled set minus on random subsets (IPC "
             "real images per class, drawn by each seed; whole images, so their views have no patch grid), the same "

@@ -72,6 +72,13 @@ def test_the_random_gain_lists_every_random_row_and_says_why_a_cell_is_missing()
                                      "random_teacher": [cell(0.5)]}, old)
     assert "| hard | 55.0 (1 seed) † | 44.0 (1 seed) | +11.0 (the distilled set of the earlier trajectory †" in marked
     assert "| teacher | 60.0 (1 seed) † | 50.0 (1 seed) | not taken: teacher on an earlier teacher trajectory" in marked
+    # the random side's adapter refitted (another machine): the gain says so; the same adapter: it does not
+    fit = lambda top1, agreement: {"top1": top1, "fit": {"agreement_by_epoch": [0.2, agreement]}}  # noqa: E731
+    same = gain("cifar10", 10, {"projector_fit10": [fit(0.5, 0.8)], "random_projector": [fit(0.4, 0.8)]})
+    assert "| projector_fit10 | 50.0 (1 seed) | 40.0 (1 seed) | +10.0 |" in same
+    refit = gain("cifar10", 10, {"projector_fit10": [fit(0.5, 0.8), fit(0.6, 0.8)], "random_projector": [fit(0.4, 0.7)]})
+    assert ("| +15.0 (the random side's adapter is another fit of the same setting, held-out agreement 0.700 against "
+            "0.800: the gain includes the spread between fits) |") in refit
 
 
 def test_the_grid_is_consistent_data():
