@@ -197,13 +197,12 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
             continue
         r = [100 * c["top1"] for c in theirs]
         gain = f"{statistics.mean(d) - statistics.mean(r):+.1f}" if d else "distilled row not run"
-        if d and old and not GRID[random_row].uses_trajectory(ds):
-            # nothing of any trajectory on the random side (hard labels on real images): the gain compares that
-            # earlier distilled set with random images, as it would on the current trajectory's set
-            gain += " (the distilled set of the earlier trajectory †; the random side uses no teacher)"
-        elif d and old:
+        if d and old and GRID[random_row].uses_trajectory(ds):
             gain = f"not taken: {' and '.join(old)} on an earlier teacher trajectory (†), the other side on the current"
-        if d:
+        elif d:
+            if old:  # nothing of any trajectory on the random side (hard labels on real images): the gain compares
+                # that earlier distilled set with random images, as it would on the current trajectory's set
+                gain += " (the distilled set of the earlier trajectory †; the random side uses no teacher)"
             gain += _refit_note(mine, theirs)
         out.append(f"| {source} | {distilled} | {_mean_std(r)}{' †' if random_row in old else ''} | {gain} |")
     return ("Distilled over random, per label source: mean top-1 on the distilled set minus on random subsets (IPC "
