@@ -107,7 +107,8 @@ class InputSpec:
         Reads ``transforms.Compose``/``v2.Compose`` pipelines (nested ones too), v1 and v2 alike: ``Normalize``
         gives mean and std (several in a row compose into one: the input they produce together), and the last
         resize or crop (``Resize`` with an int or (h, w), ``CenterCrop``, ``RandomCrop``, ``RandomResizedCrop``)
-        gives the size. ``Resize(int)`` alone only sets the shorter side, so it gives no size unless a crop follows.
+        gives the size. ``Resize(int)`` sets the shorter side: after a crop of known size it gives the resized
+        size (``max_size`` included, as torchvision computes it); on images of unknown size it gives none.
 
         Args:
             transform: a torchvision transform, a ``Compose`` of them, or a list.
@@ -139,8 +140,7 @@ class InputSpec:
             elif name in ("CenterCrop", "RandomCrop", "RandomResizedCrop"):
                 size = _size_pair(t.size)
             elif name == "Resize":
-                pair = _size_pair(t.size)
-                size = pair if pair is not None and not (isinstance(t.size, int) or len(t.size) == 1) else size
+                size = _resized(size, t.size, getattr(t, "max_size", None))
         if mean is None:
             raise ValueError(f"`transform` has no Normalize ({type(transform).__name__}); for [0, 1] pixels use "
                              f"InputSpec((0, 0, 0), (1, 1, 1), image_size)")
@@ -148,8 +148,8 @@ class InputSpec:
 
     @classmethod
     def parse(cls, text: str) -> InputSpec:
-        """From the command line: ``"imagenet"``, ``"cifar10"``, optionally ``"@<size>"``, or
-        ``"m1,m2,m3/s1,s2,s3[@size]"``.
+        """From the command line: ``"imagenet"``, ``"cifar10"``, ``"cifar10_dd"`` (:meth:`cifar10_dd`) or
+        ``"m1,m2,m3/s1,s2,s3"``, each optionally followed by ``"@<size>"``.
 
         Raises:
             ValueError: anything else (the message lists the forms).
@@ -157,13 +157,13 @@ class InputSpec:
         body, _, size_text = str(text).partition("@")
         try:
             size = int(size_text) if size_text else None
-            if body in ("imagenet", "cifar10"):
+            if body in ("imagenet", "cifar10", "cifar10_dd"):
                 return getattr(cls, body)(size)
             mean, std = body.split("/")
             return cls(tuple(float(v) for v in mean.split(",")), tuple(float(v) for v in std.split(",")), size)
         except ValueError as e:
-            raise ValueError(f"input spec {text!r}: expected 'imagenet', 'cifar10' or 'm1,m2,m3/s1,s2,s3', each "
-                             f"optionally followed by '@<size>' ({e})") from e
+            raise ValueError(f"input spec {text!r}: expected 'imagenet', 'cifar10', 'cifar10_dd' or "
+                             f"'m1,m2,m3/s1,s2,s3', each optionally followed by '@<size>' ({e})") from e
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": list(self.mean), "std": list(self.std),
@@ -260,6 +260,21 @@ def _flatten_transforms(transform: Any) -> list[Any]:
         return [t for item in transform for t in _flatten_transforms(item)]
     inner = getattr(transform, "transforms", None)
     return _flatten_transforms(list(inner)) if isinstance(inner, (list, tuple)) else [transform]
+
+
+def _resized(size: tuple[int, int] | None, target: Any, max_size: int | None) -> tuple[int, int] | None:
+    """The (h, w) that ``Resize(target, max_size=max_size)`` makes of (h, w) ``size`` (``None``: unknown)."""
+    if not (isinstance(target, int) or (isinstance(target, (list, tuple)) and len(target) == 1)):
+        return _size_pair(target) if target is not None else size
+    if size is None:
+        return None
+    short_new = int(target if isinstance(target, int) else target[0])
+    h, w = size
+    short, long = min(h, w), max(h, w)
+    long_new = int(short_new * long / short)
+    if max_size is not None and long_new > max_size:
+        short_new, long_new = int(max_size * short_new / long_new), max_size
+    return (short_new, long_new) if h <= w else (long_new, short_new)
 
 
 def _size_pair(size: Any) -> tuple[int, int] | None:

@@ -160,12 +160,18 @@ def _timm(name: str) -> nn.Module:
     import timm
     from huggingface_hub import constants
 
-    if not name.startswith("hf-hub:") and not timm.list_models(name.split(".")[0], pretrained=False):
-        raise ValueError(f"timm has no model {name!r} (see timm.list_models(pretrained=True))")
+    if not name.startswith("hf-hub:"):
+        arch, _, tag = name.partition(".")
+        if not timm.list_models(arch, pretrained=False):
+            raise ValueError(f"timm has no model {name!r} (see timm.list_models(pretrained=True))")
+        if tag and name not in timm.list_pretrained(name):
+            valid = timm.list_pretrained(f"{arch}.*")
+            raise ValueError(f"timm has no pretrained tag {tag!r} for {arch!r}; valid: "
+                             f"{', '.join(valid) if valid else 'none (timm has no pretrained weights for it)'}")
     try:
         model = timm.create_model(name, pretrained=True)
     except RuntimeError as e:
-        if "No pretrained weights" in str(e) or "not exist" in str(e):
+        if any(k in str(e) for k in ("No pretrained weights", "not exist", "Invalid pretrained tag")):
             raise ValueError(f"timm:{name}: {str(e).splitlines()[0]}") from None
         raise _offline(name, constants.HF_HUB_CACHE, e) from None
     except (OSError, ValueError) as e:  # LocalEntryNotFoundError (offline), connection errors

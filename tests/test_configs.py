@@ -38,6 +38,7 @@ def test_input_spec_maths_round_trips_and_parsing():
     with pytest.raises(TypeError, match="float pixels"):
         spec.normalize((x * 255).to(torch.uint8))
     assert ll.InputSpec.parse("imagenet@32") == ll.InputSpec.imagenet(32)
+    assert ll.InputSpec.parse("cifar10_dd@32") == ll.InputSpec.cifar10_dd(32)
     assert ll.InputSpec.parse("0.5,0.5,0.5/0.25,0.25,0.25") == ll.InputSpec((0.5,) * 3, (0.25,) * 3)
     with pytest.raises(ValueError, match="expected 'imagenet'"):
         ll.InputSpec.parse("clip")

@@ -109,6 +109,7 @@ def test_timm_offline_with_an_empty_cache_is_one_line(tmp_path, monkeypatch):
     ("torchvision:resnet1800", ValueError, "torchvision has no classifier"),
     ("torchvision:resnet18:IMAGENET9K", ValueError, r"valid: \['IMAGENET1K_V1', 'DEFAULT'\]"),
     ("timm:not_a_model_xyz", ValueError, "timm has no model"),
+    ("timm:resnet10t.bogus_tag", ValueError, r"no pretrained tag 'bogus_tag' for 'resnet10t'; valid: resnet10t.c3_in1k"),
     ("lightlabel:cifar10-resnet20-epoch9", FileNotFoundError, "shipped: "),
     ("tv:resnet18", FileNotFoundError, r"not found: tv:resnet18 \(not a model name either: a name starts with one of "
                                        r"\['torchvision:', 'timm:', 'hf-hub:', 'lightlabel:'\]\)"),

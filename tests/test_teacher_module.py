@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -104,6 +106,19 @@ def test_foreign_input_is_refused_never_relabelled(projector, cifar_batch):
         ll.OnlineRelabeler(ll.labeling.ModelLabels(projector, input_spec=HOST), input_spec=HOST)
 
 
+def test_the_host_batch_is_checked_in_the_hosts_terms(projector):
+    """A flat grey host batch is valid input: before 0.3 the projector judged the converted batch and warned that it
+    was 'not normalised'. Non-finite values and raw 0-255 pixels are still refused, naming the problem."""
+    teacher = projector.as_teacher(HOST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert teacher(torch.zeros(4, 3, 32, 32)).shape == (4, 10)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        teacher(torch.full((2, 3, 32, 32), float("nan")))
+    with pytest.raises(ValueError, match="raw 0-255 pixels"):
+        teacher(torch.full((2, 3, 32, 32), 200.0))
+
+
 def test_host_resolution_and_normalisation_are_converted(projector, cifar_batch):
     """A 64 px ImageNet-normalised host batch gives the labels of the same pixels in the projector's own input."""
     pixels = cifar_batch[0][:4]
@@ -136,6 +151,21 @@ def test_to_pixels_hook_for_a_non_affine_host_input(projector, cifar_batch):
 ])
 def test_input_spec_from_transform(transform, expected):
     assert ll.InputSpec.from_transform(transform) == expected
+
+
+@pytest.mark.parametrize("steps", [
+    [v2.CenterCrop(224), v2.Resize(64)],
+    [v2.RandomCrop((32, 48)), v2.Resize(16)],
+    [v2.RandomCrop((48, 32)), v2.Resize(16)],
+    [v2.RandomCrop((32, 48)), v2.Resize(16, max_size=20)],
+    [v2.RandomResizedCrop(96), v2.Resize([40])],
+])
+def test_input_spec_from_transform_reads_a_resize_after_a_crop_as_the_transform_makes_it(steps):
+    """Before 0.3 ``Resize(int)`` after a crop was ignored: the spec kept the crop's size, and the teacher module
+    then refused every correctly sized batch."""
+    transform = v2.Compose([*steps, v2.Normalize([0.5] * 3, [0.25] * 3)])
+    produced = transform(torch.rand(3, 100, 300)).shape[-2:]
+    assert ll.InputSpec.from_transform(transform).image_size == tuple(produced)
 
 
 def test_two_normalizes_in_a_row_compose_into_the_input_they_produce():

@@ -14,6 +14,8 @@ gradient to synchronise. It draws no random numbers.
 
 from __future__ import annotations
 
+import inspect
+import math
 import warnings
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -98,6 +100,9 @@ class TeacherModule(nn.Module):
         self.input_spec, self.output, self.to_pixels, self.autocast = input_spec, output, to_pixels, bool(autocast)
         self.temperature, self.scale = float(temperature), float(scale)
         self.bf16_weights = False  # set by optimized(): label under bf16 autocast on any device
+        # the host batch is checked here, in the host's terms; the projector's own check would judge the converted
+        # batch by its normalisation (a flat grey batch would warn "not normalised" after a correct conversion)
+        self._labeller_kwargs = {"check": False} if "check" in inspect.signature(labeller.forward).parameters else {}
         # host-normalised -> labeller-normalised is one affine map per channel: x * gain + offset
         host_std, host_mean = torch.tensor(input_spec.std), torch.tensor(input_spec.mean)
         own_std, own_mean = torch.tensor(self.labeller_spec.std), torch.tensor(self.labeller_spec.mean)
@@ -136,14 +141,28 @@ class TeacherModule(nn.Module):
         (see the class)."""
         with torch.no_grad():
             x = self.convert(images)
+            if images.device.type == "cpu":  # one host sync: checked on CPU batches only, as the projector does
+                self._check_values(images)
             with labelling_autocast(x.device, autocast=self.autocast, bf16_weights=self.bf16_weights):
-                z = self.labeller(x)
+                z = self.labeller(x, **self._labeller_kwargs)
             z = z.float()
             if z.ndim != 2 or z.shape[0] != images.shape[0]:
                 raise ValueError(f"the labeller returned shape {tuple(z.shape)}, expected ({images.shape[0]}, C)")
             if self.scale != 1.0 or self.temperature != 1.0:
                 z = z * (self.scale / self.temperature)
             return z.softmax(-1) if self.output == "probs" else z
+
+    def _check_values(self, images: torch.Tensor) -> None:
+        """Non-finite pixels, or (without ``to_pixels``) values above 20, which no normalisation of [0, 1] pixels
+        with a std above 0.05 gives: raw 0-255 pixels."""
+        if not images.numel():
+            return
+        lo, hi = (float(v) for v in torch.aminmax(images.detach().float()))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError("`images` contain NaN or Inf values")
+        if self.to_pixels is None and hi > 20:
+            raise ValueError(f"`images` have values up to {hi:g}: raw 0-255 pixels? The host batch must be "
+                             f"normalised as `input_spec` says ({self.input_spec})")
 
     def optimized(self) -> TeacherModule:
         """A copy on the fast inference path for CUDA: its own copy of the labeller, merged (a projector; LoRA and
