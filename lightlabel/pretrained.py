@@ -17,21 +17,29 @@ Offline with nothing cached, loading raises one :class:`FileNotFoundError` that 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from .classes import imagenet_class_indices, imagenet_wnids
 from .inputs import InputSpec
 
-__all__ = ["SCHEMES", "is_model_name", "load_pretrained", "packaged_teacher_path", "packaged_teachers"]
+__all__ = ["SCHEMES", "ClassSubset", "imagenet_subset_indices", "is_model_name", "load_pretrained",
+           "packaged_teacher_path", "packaged_teachers", "restrict_classes", "restrict_to_subset"]
 
 #: the schemes of a model name (anything else is a local file)
 SCHEMES: tuple[str, ...] = ("torchvision", "timm", "hf-hub", "lightlabel")
 PACKAGED_TEACHERS = Path(__file__).resolve().parent / "assets" / "demo-teachers"
 DOWNLOAD_TIMEOUT_S = 30
+#: what the recipes say when a model's classes are not the dataset's
+SUBSET_HINT = ("a 1000-class ImageNet model is restricted to a subset automatically when the dataset's folders are "
+               "WordNet ids; otherwise pass lightlabel.pretrained.restrict_classes(model, wnids_or_indices)")
 
 
 def is_model_name(source: str | os.PathLike) -> bool:
@@ -182,3 +190,86 @@ def _timm(name: str) -> nn.Module:
     model.classes = list(label_names) if label_names else None
     model.source = name if name.startswith("hf-hub:") else f"timm:{name}"
     return model
+
+
+class ClassSubset(nn.Module):
+    """A classifier's logits for some of its classes, in a given order: a 1000-class ImageNet teacher or observer
+    (``torchvision:resnet18``, RDED's and SRe2L's) used on a subset such as Imagenette.
+
+    Args:
+        model: the classifier, ``(B, 3, H, W) -> (B, K)`` logits; its ``input_spec`` is carried over.
+        indices: the ``C`` class indices of ``model`` to keep, in the subset's label order.
+        classes: the subset's class names (default: the model's names at ``indices``, when it has ``classes``).
+
+    Raises:
+        ValueError: ``indices`` empty, not integers, or outside ``[0, K)`` when ``K`` can be read off the model.
+
+    Shape:
+        ``(B, 3, H, W) -> (B, C)``, the model's logits at ``indices`` (the softmax is then over the subset only).
+    """
+
+    def __init__(self, model: nn.Module, indices: Sequence[int], classes: Sequence[str] | None = None) -> None:
+        super().__init__()
+        idx = list(indices)
+        if not idx or any(isinstance(i, bool) or not isinstance(i, int) for i in idx):
+            raise ValueError(f"`indices` must be a non-empty sequence of class indices, got {indices!r}")
+        count = _logits_count(model)
+        if count is not None and not all(0 <= i < count for i in idx):
+            raise ValueError(f"`indices` must lie in [0, {count}) (the model's classes), got {idx[:8]}")
+        self.model = model
+        self.register_buffer("indices", torch.tensor(idx, dtype=torch.long), persistent=False)
+        own = getattr(model, "classes", None)
+        self.classes = list(classes) if classes is not None else ([own[i] for i in idx] if own else None)
+        if getattr(model, "input_spec", None) is not None:
+            self.input_spec = model.input_spec
+        self.source = f"{getattr(model, 'source', type(model).__name__)}[{len(idx)} classes]"
+
+    def forward(self, images: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.model(images, **kwargs).index_select(-1, self.indices)
+
+
+def restrict_classes(model: nn.Module, classes: Sequence[str | int]) -> ClassSubset:
+    """``model`` restricted to a subset of its classes: ImageNet-1k WordNet ids (``"n01440764"``, the folder names
+    of ImageNet subsets) or class indices, in the subset's label order.
+
+    Example:
+        >>> from torch import nn
+        >>> teacher = nn.Sequential(nn.Flatten(), nn.Linear(12, 1000))
+        >>> restrict_classes(teacher, ["n01440764", "n02102040"])(torch.zeros(4, 3, 2, 2)).shape
+        torch.Size([4, 2])
+
+    Raises:
+        ValueError: an id that is not an ImageNet-1k WordNet id, or an index out of range.
+    """
+    if isinstance(classes, str):
+        raise ValueError(f"`classes` must be a sequence of WordNet ids or indices, got the string {classes!r}")
+    items = list(classes)
+    if items and all(isinstance(c, str) for c in items):
+        return ClassSubset(model, imagenet_class_indices(items))
+    return ClassSubset(model, items)
+
+
+def imagenet_subset_indices(num_outputs: int, class_names: Sequence[str] | None) -> list[int] | None:
+    """The ImageNet-1k indices of ``class_names`` when a ``num_outputs``-class model can label them by restriction:
+    the model has the 1000 ImageNet-1k classes and every name is one of their WordNet ids (the folder names of an
+    ImageNet subset read as an ``ImageFolder``). ``None`` otherwise."""
+    if num_outputs != 1000 or not class_names:
+        return None
+    wnids = set(imagenet_wnids())
+    if not all(isinstance(c, str) and c in wnids for c in class_names):
+        return None
+    indices = imagenet_class_indices(list(class_names))
+    return None if indices == list(range(1000)) else indices
+
+
+def restrict_to_subset(model: nn.Module, class_names: Sequence[str] | None) -> nn.Module:
+    """``model`` as it is, or restricted to ``class_names`` (:class:`ClassSubset`) when it has the 1000 ImageNet-1k
+    classes and every name is one of their WordNet ids (:func:`imagenet_subset_indices`): what the recipes do with a
+    pretrained ImageNet teacher or observer on an ImageNet subset. Logged at INFO when it restricts."""
+    count = _logits_count(model)
+    subset = imagenet_subset_indices(count, class_names) if count is not None else None
+    if subset is None:
+        return model
+    logging.getLogger(__name__).info("%s: its 1000 ImageNet-1k logits are restricted to the dataset's %d "
+                                     "WordNet-id classes", getattr(model, "source", type(model).__name__), len(subset))
+    return ClassSubset(model, subset)

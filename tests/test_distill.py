@@ -212,3 +212,33 @@ def test_observer_by_name_equals_the_loaded_module(cifar_ds):
     assert torch.equal(by_name.images, by_module.images)
     with pytest.raises(TypeError, match="`observer` must be"):
         ll.distill_images(ds, 3, **kw)
+
+
+class ImageNetBrightnessObserver(BrightnessObserver):
+    """A 1000-class stand-in for torchvision's ImageNet ResNet-18: brightness lands on ImageNet index 217
+    (n02102040, English springer), everything else is 0."""
+
+    def __init__(self):
+        super().__init__(num_classes=1000)
+        self.classifier = nn.Linear(1, 1000)  # what the class count is read from without a forward
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], 1000)
+        out[:, 217] = 10 * x.mean(dim=(1, 2, 3))
+        return out
+
+
+def test_a_1000_class_imagenet_observer_is_restricted_to_a_wordnet_id_subset():
+    """RDED's observer for ImageNet subsets is a 1000-class model; on folders named by WordNet id its logits are
+    restricted to the subset's classes, in the subset's order (here the springer is the dataset's class 0)."""
+    values = [10, 200, 50, 250, 120, 30]
+    images = torch.stack([torch.full((3, 8, 8), v, dtype=torch.uint8) for v in values + [1, 2]])
+    ds = TensorImageDataset(images, torch.tensor([0] * 6 + [1, 1]), ["n02102040", "n01440764"],
+                            ids=[f"img{v}" for v in values] + ["o1", "o2"])
+    out = ll.distill_images(ds, ImageNetBrightnessObserver(), ipc=2, patches_per_image=1, candidates_per_class=6,
+                            crops_per_image=2, image_size=8, device="cpu", progress=False)
+    assert sorted(src[0] for src, label in zip(out.sources, out.targets) if label == 0) == ["img200", "img250"]
+    named = TensorImageDataset(images, ds.labels, ["springer", "tench"], ids=ds.ids)
+    with pytest.raises(ValueError, match=r"outputs 1000 classes but the dataset has 2 .*restrict_classes"):
+        ll.distill_images(named, ImageNetBrightnessObserver(), ipc=1, patches_per_image=1, candidates_per_class=2,
+                          crops_per_image=2, image_size=8, device="cpu", progress=False)

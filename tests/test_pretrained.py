@@ -152,3 +152,42 @@ def test_the_python_api_takes_teacher_names_where_it_takes_teachers(cifar_batch)
     adapter = resolve_labeller("lightlabel/cifar10-proxy-rn")  # not a teacher name: an adapter (registry, Hub, file)
     assert isinstance(adapter, ll.Projector)
     assert resolve_labeller("hard") == "hard" and resolve_labeller(one) is one
+
+
+def test_class_subset_takes_the_subsets_logits_in_its_order_and_carries_the_input():
+    from lightlabel.pretrained import ClassSubset, restrict_classes, restrict_to_subset
+
+    model = ll.with_input_spec(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 1000)),
+                               ll.InputSpec.imagenet(2))
+    x = torch.randn(4, 3, 2, 2)
+    sub = restrict_classes(model, ["n02102040", "n01440764"])  # ImageNet indices 217 and 0, in this order
+    torch.testing.assert_close(sub(x), model(x)[:, [217, 0]])
+    assert sub.input_spec == model.input_spec and "indices" in dict(sub.named_buffers())
+    torch.testing.assert_close(restrict_classes(model, [5, 7])(x), model(x)[:, [5, 7]])
+    with pytest.raises(ValueError, match="not ImageNet-1k WordNet ids"):
+        restrict_classes(model, ["n02102040", "tench"])
+    with pytest.raises(ValueError, match="the string 'n02102040'"):
+        restrict_classes(model, "n02102040")
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1000\)"):
+        ClassSubset(model, [3, 1000])
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        ClassSubset(model, [])
+    # what the recipes do: restrict a 1000-class model only for WordNet-id class names, never otherwise
+    assert isinstance(restrict_to_subset(model, ["n02102040", "n01440764"]), ClassSubset)
+    assert restrict_to_subset(model, ["springer", "tench"]) is model
+    assert restrict_to_subset(model, list(ll.classes.imagenet_wnids())) is model  # all 1000: nothing to restrict
+    ten = ll.with_input_spec(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 10)), ll.InputSpec.imagenet(2))
+    assert restrict_to_subset(ten, ["n02102040", "n01440764"]) is ten
+
+
+def test_fit_restricts_a_1000_class_teacher_to_a_wordnet_id_subset(tmp_path):
+    from lightlabel.data import TensorImageDataset
+    from lightlabel.recipes.fit import _teachers
+
+    model = ll.with_input_spec(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1000)),
+                               ll.InputSpec.imagenet(8))
+    ds = TensorImageDataset(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]),
+                            ["n02102040", "n01440764"])
+    ensemble = _teachers([model], ds, None, None, tmp_path, torch.device("cpu"), False)
+    x = torch.randn(3, 3, 8, 8)
+    torch.testing.assert_close(ensemble(x), model(x)[:, [217, 0]])

@@ -38,6 +38,7 @@ from ..core.projector import Projector
 from ..data import as_dataset, class_names_and_targets, image_size_of
 from ..inputs import InputSpec, input_spec_of
 from ..models import load_teacher
+from ..pretrained import SUBSET_HINT, ClassSubset, imagenet_subset_indices
 from ..sets.distilled import DistilledSet
 from ..utils.memory import peak_memory_bytes, reset_peak_memory
 from ..utils.placement import on_device
@@ -196,7 +197,9 @@ def distill_images(
         observer: any classifier ``nn.Module`` carrying an ``input_spec`` (a teacher from
             :func:`lightlabel.load_teacher`, or a :class:`~lightlabel.Projector`) mapping ``(B, 3, h, w)`` inputs
             to ``(B, C)`` logits; or a checkpoint path or pretrained name, loaded by :func:`~lightlabel.load_teacher`
-            (``torchvision:resnet18``, RDED's observer for ImageNet subsets; ``timm:<name>``; ``hf-hub:<repo>``). When a projector will label the set, it can observe too (HeLlO Sec. 3.4's
+            (``torchvision:resnet18``, RDED's observer for ImageNet subsets: a 1000-class model is restricted to the
+            dataset's classes when its folders are WordNet ids, see
+            :func:`lightlabel.pretrained.restrict_classes`; ``timm:<name>``; ``hf-hub:<repo>``). When a projector will label the set, it can observe too (HeLlO Sec. 3.4's
             observer/labeller gap); measured on CIFAR-10 IPC 10 with the projector and the ResNet-56 as observers,
             students under projector labels reached 45.8 % and 45.5 % (3 seeds, spread 0.5-0.6): no clear gain.
         config: the settings (:class:`DistillConfig`); ``overrides`` replace its fields (e.g. ``ipc=1``).
@@ -274,7 +277,14 @@ class _Distillation:
         with torch.no_grad():
             probe = self.observer(spec.prepare(torch.zeros(1, 3, size, size, device=device)))
         if probe.shape[-1] != len(self.classes):
-            raise ValueError(f"the observer outputs {probe.shape[-1]} classes but the dataset has {len(self.classes)}")
+            subset = (imagenet_subset_indices(probe.shape[-1], getattr(dataset, "classes", None))
+                      or imagenet_subset_indices(probe.shape[-1], self.classes))
+            if subset is None:
+                raise ValueError(f"the observer outputs {probe.shape[-1]} classes but the dataset has "
+                                 f"{len(self.classes)} ({SUBSET_HINT})")
+            logger.info("the observer's 1000 ImageNet-1k logits are restricted to the dataset's %d WordNet-id "
+                        "classes", len(subset))
+            self.observer = ClassSubset(self.observer, subset)
         self.needed = cfg.ipc * cfg.patches_per_image
         self.per_class_idx = [(targets == c).nonzero().flatten() for c in range(len(self.classes))]
         short = [(self.classes[c], len(i)) for c, i in enumerate(self.per_class_idx) if len(i) < self.needed]

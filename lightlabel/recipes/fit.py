@@ -36,6 +36,8 @@ from ..data import (
 from ..inputs import InputSpec, input_spec_of
 from ..labeling.losses import soft_label_loss
 from ..labeling.teachers import TeacherEnsemble, load_teachers
+from ..models import load_teacher
+from ..pretrained import SUBSET_HINT, restrict_to_subset
 from ..utils.progress import progress_bar
 from .loop import (
     Accumulator,
@@ -126,8 +128,10 @@ def fit_adapter(
             head is built from, so use readable names (e.g. "goldfish", not "n01443537").
         teachers: checkpoint paths, names and/or modules of weak teachers, a :class:`~lightlabel.TeacherEnsemble`,
             or the :class:`~lightlabel.TeacherSelection` of :func:`~lightlabel.select_teachers` (their mean logits
-            are the targets). ``None`` trains a trajectory first with :func:`train_teachers`
-            (``teacher_config``) into ``out_dir/teachers``.
+            are the targets). A 1000-class ImageNet teacher (``torchvision:resnet18``) given by name or module is
+            restricted to the dataset's classes when its folders are WordNet ids
+            (:func:`lightlabel.pretrained.restrict_classes`). ``None`` trains a trajectory first with
+            :func:`train_teachers` (``teacher_config``) into ``out_dir/teachers``.
         projector: a projector to fit (its adapter is trained in place); otherwise one is built from ``base``,
             ``pretrained``, ``config``, ``templates`` and ``text_embeddings`` (see :class:`~lightlabel.Projector`;
             paper: RN50 OpenAI CLIP, image rank 8 on every conv, head rank 64 or 128).
@@ -215,6 +219,10 @@ def _teachers(teachers: Any, dataset: Dataset, teacher_config: TeacherConfig | N
     if teachers is None:
         teachers = train_teachers(dataset, teacher_config, out_dir=out_dir / "teachers",
                                   input_spec=teacher_input, device=device, progress=progress)
+    if not isinstance(teachers, TeacherEnsemble):  # a pretrained ImageNet teacher on an ImageNet subset: restricted
+        members = [teachers] if isinstance(teachers, (str, os.PathLike, nn.Module)) else list(teachers)
+        teachers = [restrict_to_subset(t if isinstance(t, nn.Module) else load_teacher(t, input_spec=teacher_input),
+                                       getattr(dataset, "classes", None)) for t in members]
     ensemble = teachers if isinstance(teachers, TeacherEnsemble) else load_teachers(
         teachers, input_spec=teacher_input, device=device)
     return ensemble.to(device)
@@ -243,7 +251,8 @@ def _check_teacher_classes(ensemble: nn.Module, spec: InputSpec, size: int, num_
     with torch.no_grad():
         probe = ensemble(spec.prepare(torch.zeros(1, 3, size, size, device=device)))
     if probe.shape[-1] != num_classes:
-        raise ValueError(f"the teachers output {probe.shape[-1]} classes but there are {num_classes} class names")
+        raise ValueError(f"the teachers output {probe.shape[-1]} classes but there are {num_classes} class names "
+                         f"({SUBSET_HINT})")
 
 
 class _FitRun:
