@@ -195,6 +195,32 @@ def test_an_ensembles_fast_copy_has_every_classifier_in_float32_and_equal_labels
         torch.testing.assert_close(ensemble(x), reference, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("what", ["teacher", "ensemble", "stacked"])
+def test_every_labelling_path_gives_a_teachers_logits_in_float32_sharing_its_weights(what):
+    """Issue 31: under bf16 autocast a raw teacher's classifier rounded its logits to bf16 in ModelLabels
+    (OnlineRelabeler, label_view_agreement), the teacher module and fit_adapter's targets, where only the optimised
+    copy computed it in float32. Each now labels through a weight-sharing view; the caller's model is unchanged."""
+    from lightlabel.core.fastpath import Float32Linear, float32_logits_view
+    from lightlabel.labeling.sources import ModelLabels
+
+    teachers = _ensemble_members(mixed=False)
+    model = teachers[0] if what == "teacher" else ll.TeacherEnsemble(teachers, vectorize=what == "stacked")
+    x = torch.rand(4, 3, 32, 32)
+    view = float32_logits_view(model)
+    assert view is not model and all(a is b for a, b in zip(view.parameters(), model.parameters()))
+    assert all(a is b for a, b in zip(view.buffers(), model.buffers()))
+    assert all(type(m) is nn.Linear for m in model.modules() if isinstance(m, nn.Linear))  # the caller's: as it was
+    owners = view.classifier_owners() if what != "teacher" else [view]
+    assert all([type(m) for m in o.modules() if isinstance(m, nn.Linear)][-1] is Float32Linear for o in owners)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert view(x).dtype == torch.float32
+        assert ModelLabels(model).model(x).dtype == torch.float32
+        module = ll.TeacherModule(model, input_spec=model.input_spec)
+        assert module.labeller(x).dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(view(x), model(x), rtol=0, atol=0)  # without autocast: the same computation
+
+
 def test_a_stacked_ensembles_members_are_its_teachers():
     teachers = _ensemble_members(mixed=False)
     ensemble = ll.TeacherEnsemble(copy.deepcopy(teachers))

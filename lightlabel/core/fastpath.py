@@ -31,7 +31,7 @@ from open_clip.modified_resnet import AttentionPool2d
 from torch import nn
 
 __all__ = ["Float32Linear", "OneTokenAttentionPool2d", "autocast_weight_names", "cast_autocast_weights",
-           "conv_bn_pairs", "fast_labeller", "fast_teacher", "fold_batchnorm", "labelling_autocast", "set_input_size",
+           "conv_bn_pairs", "fast_labeller", "fast_teacher", "float32_logits_view", "fold_batchnorm", "labelling_autocast", "set_input_size",
            "unfold_batchnorm", "use_one_token_pool"]
 
 
@@ -254,6 +254,31 @@ def float32_classifier(model: nn.Module) -> nn.Module:
     return model
 
 
+def float32_logits_view(model: nn.Module) -> nn.Module:
+    """``model`` with its classifier (the last ``nn.Linear``; every member's in a teacher ensemble) computed in
+    float32 under autocast, as a structural copy that shares every parameter and buffer: no memory, and the model
+    itself is not changed.
+
+    Under bf16 autocast a teacher's logits are otherwise rounded to bf16 (steps of 0.03-0.25 at typical logit
+    sizes), and the soft-label targets and online labels with them: the teacher's side of the float32 head the
+    projector has (HeLlO Eq. 4's head computes in float32 here). A projector is returned as it is (its head is
+    float32 already), and so is a model that cannot be copied (e.g. a compiled one).
+
+    Shape:
+        The same as ``model``'s: ``(B, 3, H, W) -> (B, C)``; float32 under autocast.
+    """
+    if hasattr(model, "merge") and hasattr(model, "visual"):  # a Projector
+        return model
+    try:
+        view = copy.deepcopy(model, {id(t): t for t in (*model.parameters(), *model.buffers())})
+    except Exception:  # noqa: BLE001 - an uncopyable module labels as it is
+        return model
+    owners = getattr(view, "classifier_owners", None)  # a TeacherEnsemble: each member's classifier
+    for owner in owners() if callable(owners) else [view]:
+        float32_classifier(owner)
+    return view
+
+
 def fast_teacher(model: nn.Module, *, weight_dtype: torch.dtype | None = None) -> nn.Module:
     """An inference copy of a teacher on the same path as the merged projector: eval-mode BatchNorm folded into
     the convolutions (``torch.fx``'s ``fuse``, which follows the real dataflow; a model it cannot trace keeps its
@@ -274,6 +299,9 @@ def fast_teacher(model: nn.Module, *, weight_dtype: torch.dtype | None = None) -
     from torch.fx.experimental.optimization import fuse
 
     source = copy.deepcopy(model).eval()
+    for m in source.modules():  # a float32_logits_view's classifier: torch.fx traces plain nn.Linear as a leaf only
+        if type(m) is Float32Linear:
+            m.__class__ = nn.Linear
     try:
         fast = fuse(source, inplace=True)
     except Exception as e:  # data-dependent control flow, unsupported ops: label with the unfused copy

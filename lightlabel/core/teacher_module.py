@@ -26,7 +26,7 @@ from torch import nn
 
 from ..configs import check_int, check_number
 from ..inputs import InputSpec, input_spec_of
-from .fastpath import fast_labeller, labelling_autocast
+from .fastpath import fast_labeller, float32_logits_view, labelling_autocast
 
 __all__ = ["OUTPUTS", "TeacherModule", "calibrate_scale"]
 
@@ -63,7 +63,9 @@ class TeacherModule(nn.Module):
             call time a batch that is not ``(B, 3, H, W)`` float or not of ``input_spec``'s size.
         TypeError: ``input_spec`` is not an :class:`~lightlabel.InputSpec`; ``to_pixels`` is not callable.
 
-    The labeller is put in eval mode and shared, not copied; its parameters keep their ``requires_grad`` (the forward
+    The labeller is put in eval mode and its weights are shared, not copied (a teacher's classifier is computed in
+    float32 through a weight-sharing view: :func:`~lightlabel.core.fastpath.float32_logits_view`); its parameters
+    keep their ``requires_grad`` (the forward
     runs under ``no_grad``, so no gradient reaches them either way), so a projector can be unmerged and fitted
     further after serving as a teacher.
 
@@ -95,7 +97,7 @@ class TeacherModule(nn.Module):
             warnings.warn("the host's input_spec has no image size, so a batch of a wrong size cannot be told from a "
                           "right one: every batch is resized to the labeller's. Give the size (InputSpec(mean, std, "
                           "S)) to have wrong batches refused", stacklevel=3)
-        self.labeller = labeller.eval()
+        self.labeller = float32_logits_view(labeller.eval())  # a teacher's logits not rounded to bf16; shared weights
         self.labeller_spec = input_spec_of(labeller, "labeller")
         self.input_spec, self.output, self.to_pixels, self.autocast = input_spec, output, to_pixels, bool(autocast)
         self.temperature, self.scale = float(temperature), float(scale)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..core.base import fingerprint
-from ..core.fastpath import fast_labeller, labelling_autocast
+from ..core.fastpath import fast_labeller, float32_logits_view, labelling_autocast
 from ..core.projector import Projector
 from ..inputs import InputSpec, input_spec_of
 from ..storage import module_nbytes
@@ -135,7 +135,9 @@ class ModelLabels(_OnlineHooks):
 
     Each batch of views is resized and normalised for the model with its :class:`~lightlabel.InputSpec`
     (:meth:`InputSpec.prepare`), labelled under ``torch.inference_mode()`` (and bf16 autocast on CUDA), and returned
-    as float32 logits. The model is put in eval mode; nothing else about it is changed.
+    as float32 logits. The model is put in eval mode; nothing else about it is changed. A teacher's classifier (its
+    last ``nn.Linear``) is computed in float32 under autocast, through a view that shares its weights
+    (:func:`~lightlabel.core.fastpath.float32_logits_view`), so its logits are not rounded to bf16.
 
     Args:
         model: the labeller.
@@ -157,8 +159,9 @@ class ModelLabels(_OnlineHooks):
             raise ValueError(f"`input_spec` ({input_spec}) contradicts the model's own ({own}); a labeller's spec says "
                              f"what it expects, not what a host loop feeds it: to label another loop's batches use "
                              f"`model.as_teacher(host_spec)` (lightlabel.TeacherModule), which converts them")
-        self.model = model.eval()
         self.is_projector = isinstance(model, Projector)
+        # a teacher's classifier in float32 under autocast (its bf16 logits would be rounded): a weight-sharing view
+        self.model = model.eval() if self.is_projector else float32_logits_view(model.eval())
         self.input_spec = input_spec or input_spec_of(model, "projector" if self.is_projector else "teacher")
         self.kind = kind or ("projector" if self.is_projector else "teacher")
         self.autocast = bool(autocast)

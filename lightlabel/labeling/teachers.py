@@ -127,6 +127,11 @@ class TeacherEnsemble(nn.Module):
         return ({n: getattr(self, f"_p{i}") for i, n in enumerate(self._names[0])},
                 {n: getattr(self, f"_b{i}") for i, n in enumerate(self._names[1])})
 
+    def classifier_owners(self) -> list[nn.Module]:
+        """The modules whose last ``nn.Linear`` is a classifier: each member (the shared skeleton when stacked).
+        :func:`~lightlabel.core.fastpath.float32_logits_view` computes those in float32."""
+        return list(self._skeleton) if self.stacked else list(self.teachers)
+
     def members(self) -> list[nn.Module]:
         """The teachers as standalone modules, in order (rebuilt from the stacked weights when stacked; the same
         modules otherwise), frozen and in eval mode."""
@@ -193,3 +198,4 @@ def load_teachers(teachers: Sequence[nn.Module | str | os.PathLike], *, input_sp
     if not modules:
         raise ValueError("`teachers` is empty")
     return TeacherEnsemble(modules, input_spec=input_spec, vectorize=vectorize).to(device)
+

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..configs import AdapterConfig, FitConfig, TeacherConfig
 from ..core.base import fingerprint
+from ..core.fastpath import float32_logits_view
 from ..core.projector import Projector
 from ..data import (
     TransformedDataset,
@@ -78,6 +79,7 @@ def label_fidelity(projector: Projector, teachers: nn.Module, dataset: Dataset, 
     """
     device = device or projector.device
     t_spec, p_spec = input_spec_of(teachers), projector.input_spec
+    teachers = float32_logits_view(teachers)  # logits not rounded to bf16 under CUDA autocast
     was_training = projector.training
     projector.eval()
     sums = dict(agreement=0.0, kl=0.0, mse=0.0, top1=0.0, teacher_top1=0.0)
@@ -260,6 +262,8 @@ class _FitRun:
 
     def __init__(self, projector: Projector, ensemble: TeacherEnsemble, dataset: Dataset, cfg: FitConfig, size: int,
                  device: torch.device, progress: bool) -> None:
+        # the targets: each teacher's classifier in float32 under CUDA autocast (weights shared, not copied)
+        ensemble = float32_logits_view(ensemble)
         self.projector, self.ensemble, self.cfg, self.device, self.progress = projector, ensemble, cfg, device, progress
         self.size = size
         self.t_spec = input_spec_of(ensemble)
