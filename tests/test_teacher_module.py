@@ -138,6 +138,42 @@ def test_to_pixels_hook_for_a_non_affine_host_input(projector, cifar_batch):
     torch.testing.assert_close(teacher(flipped), expected)
 
 
+class ZCA(nn.Module):
+    """A ZCA whitening as DD-Ranking fits one (kornia's ZCAWhitening): ``forward`` whitens, ``inverse_transform``
+    undoes it; the matrices are buffers."""
+
+    def __init__(self, pixels: torch.Tensor, eps: float = 0.1):
+        super().__init__()
+        flat = pixels.flatten(1).double()
+        mean = flat.mean(0)
+        values, vectors = torch.linalg.eigh(torch.cov((flat - mean).T))
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("whiten", (vectors @ torch.diag((values + eps).rsqrt()) @ vectors.T).float())
+        self.register_buffer("unwhiten", (vectors @ torch.diag((values + eps).sqrt()) @ vectors.T).float())
+
+    def forward(self, x):
+        return ((x.flatten(1) - self.mean) @ self.whiten).view_as(x)
+
+    def inverse_transform(self, x):
+        return (x.flatten(1) @ self.unwhiten + self.mean).view_as(x)
+
+
+def test_a_zca_host_labels_through_the_inverse_whitening_and_the_whitening_itself_is_refused(projector, cifar_batch):
+    """DD-Ranking's ``use_zca=True``: the host batch is whitened. ``to_pixels=zca.inverse_transform`` (a bound
+    method) labels it as the plain pixels; passing the whitening itself would label whitened values silently, so the
+    hook's output is checked to be pixels."""
+    pixels = cifar_batch[0]
+    zca = ZCA(pixels)
+    spec = ll.InputSpec((0, 0, 0), (1, 1, 1), 32)
+    teacher = projector.as_teacher(spec, to_pixels=zca.inverse_transform)
+    expected = projector.as_teacher(spec)(pixels[:8])
+    torch.testing.assert_close(teacher(zca(pixels[:8])), expected, rtol=1e-3, atol=1e-3)
+    assert "to_pixels_owner.unwhiten" in dict(teacher.named_buffers())  # moves with .to() and DataParallel
+    assert teacher.to(torch.float64).to_pixels_owner.unwhiten.dtype == torch.float64
+    with pytest.raises(ValueError, match=r"not \[0, 1\] pixels: it must undo the host's transform"):
+        projector.as_teacher(spec, to_pixels=zca)(zca(pixels[:8]))
+
+
 @pytest.mark.parametrize("transform, expected", [
     (T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
                 T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]), ll.InputSpec.imagenet(224)),

@@ -50,8 +50,11 @@ class TeacherModule(nn.Module):
         to_pixels: for a host input that is not an affine normalisation (DD-Ranking's ``use_zca=True``), a callable
             mapping the host batch back to ``[0, 1]`` RGB pixels (e.g. the inverse ZCA transform); it replaces the
             ``input_spec`` conversion, whose ``image_size`` still applies. Pass an ``nn.Module`` that holds its
-            tensors (a whitening matrix) as buffers: it becomes a submodule, so ``.to()`` and ``DataParallel`` move
-            them; a plain function's captured tensors stay where they are.
+            tensors (a whitening matrix) as buffers, or a bound method of one (kornia's
+            ``zca.inverse_transform``): the module becomes a submodule, so ``.to()`` and ``DataParallel`` move
+            them; a plain function's captured tensors stay where they are. Its output is checked to lie in
+            [0, 1] (with 0.25 of slack; on every CPU call, on the first call elsewhere): a hook that whitens
+            instead of unwhitening raises.
         autocast: bf16 autocast on CUDA (the head stays float32 regardless).
 
     Shape:
@@ -60,7 +63,8 @@ class TeacherModule(nn.Module):
 
     Raises:
         ValueError: a labeller without an input spec, an unknown ``output``, a non-positive temperature or scale; at
-            call time a batch that is not ``(B, 3, H, W)`` float or not of ``input_spec``'s size.
+            call time a batch that is not ``(B, 3, H, W)`` float or not of ``input_spec``'s size, non-finite
+            values, raw 0-255 pixels (above 20), or ``to_pixels`` output outside [0, 1].
         TypeError: ``input_spec`` is not an :class:`~lightlabel.InputSpec`; ``to_pixels`` is not callable.
 
     The labeller is put in eval mode and its weights are shared, not copied (a teacher's classifier is computed in
@@ -100,6 +104,11 @@ class TeacherModule(nn.Module):
         self.labeller = float32_logits_view(labeller.eval())  # a teacher's logits not rounded to bf16; shared weights
         self.labeller_spec = input_spec_of(labeller, "labeller")
         self.input_spec, self.output, self.to_pixels, self.autocast = input_spec, output, to_pixels, bool(autocast)
+        # a bound method of a module (kornia's zca.inverse_transform): its module is a submodule, so .to() and
+        # DataParallel replicas move its tensors, and each replica calls the method on its own copy
+        owner = getattr(to_pixels, "__self__", None)
+        self.to_pixels_owner = owner if isinstance(owner, nn.Module) and not isinstance(to_pixels, nn.Module) else None
+        self._pixels_checked = False  # to_pixels' output range: on every CPU call, on the first accelerator call
         self.temperature, self.scale = float(temperature), float(scale)
         self.bf16_weights = False  # set by optimized(): label under bf16 autocast on any device
         # the host batch is checked here, in the host's terms; the projector's own check would judge the converted
@@ -129,7 +138,12 @@ class TeacherModule(nn.Module):
             raise ValueError(f"the batch is {images.shape[-2]}x{images.shape[-1]} but the host's input_spec says "
                              f"{size[0]}x{size[1]}: pass the host's real input spec (InputSpec.from_transform)")
         if self.to_pixels is not None:
-            x = (self.to_pixels(images).float() - self.own_mean) / self.own_std
+            fn = (getattr(self.to_pixels_owner, self.to_pixels.__name__) if self.to_pixels_owner is not None
+                  else self.to_pixels)
+            pixels = fn(images).float()
+            if images.device.type == "cpu" or not self._pixels_checked:
+                self._check_pixels(pixels)
+            x = (pixels - self.own_mean) / self.own_std
         else:
             x = images.float() * self.gain + self.offset
         target = self.labeller_spec.image_size
@@ -153,6 +167,17 @@ class TeacherModule(nn.Module):
             if self.scale != 1.0 or self.temperature != 1.0:
                 z = z * (self.scale / self.temperature)
             return z.softmax(-1) if self.output == "probs" else z
+
+    def _check_pixels(self, pixels: torch.Tensor) -> None:
+        """``to_pixels`` must give [0, 1] pixels (0.25 of slack for rounding and resampling): whitened values, from a
+        hook that applies the host's transform instead of undoing it, would be labelled silently wrong."""
+        if pixels.numel():
+            lo, hi = (float(v) for v in torch.aminmax(pixels.detach()))
+            if not (lo >= -0.25 and hi <= 1.25):
+                raise ValueError(f"`to_pixels` returned values in [{lo:.3g}, {hi:.3g}], not [0, 1] pixels: it must undo "
+                                 f"the host's transform (e.g. the inverse whitening, zca.inverse_transform, not the "
+                                 f"whitening itself)")
+        self._pixels_checked = True
 
     def _check_values(self, images: torch.Tensor) -> None:
         """Non-finite pixels, or (without ``to_pixels``) values above 20, which no normalisation of [0, 1] pixels
