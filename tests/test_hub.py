@@ -321,3 +321,36 @@ def test_a_base_whose_weights_cannot_be_fetched_says_where_to_put_them(monkeypat
 def test_packaged_refuses_bad_class_names_naming_the_argument(bad, error):
     with pytest.raises(error, match="class_names|CLIP base"):
         ll.Projector.packaged(bad)
+
+
+def test_a_hub_registry_entry_resolves_at_its_revision_and_is_checked(tmp_path, monkeypatch):
+    """A registry entry's provenance is of one file: the download is pinned to the entry's revision and checked
+    against its sha256; another revision loads unchecked, with a warning."""
+    import dataclasses
+
+    import lightlabel.io.registry as registry
+    from lightlabel.utils.hashing import file_digest
+
+    packaged = registry.adapter_entry("lightlabel/cifar10-proxy-rn")
+    good = tmp_path / "good.safetensors"
+    good.write_bytes(packaged.file().read_bytes())
+    changed = tmp_path / "changed.safetensors"
+    data = bytearray(good.read_bytes())
+    data[-5] ^= 0xFF
+    changed.write_bytes(bytes(data))
+    entry = dataclasses.replace(packaged, name="org/pinned", path=None, repo_id="org/pinned", revision="abc123",
+                                sha256=file_digest(good))
+    monkeypatch.setattr(registry, "_entries", lambda: {"org/pinned": entry})
+    served, calls = {"abc123": good, "main": changed, None: changed}, []
+
+    def download(repo_id, filename, *, revision=None, **kwargs):
+        calls.append((repo_id, filename, revision))
+        return str(served[revision])
+
+    monkeypatch.setattr(hub, "hf_hub_download", download)
+    assert hub.resolve_adapter("org/pinned") == good and calls[-1] == ("org/pinned", "adapter.safetensors", "abc123")
+    served["abc123"] = changed  # the repo was rewritten under the recorded revision's name: refused
+    with pytest.raises(ll.AdapterError, match=r"org/pinned.*revision abc123\) does not match its registry checksum"):
+        hub.resolve_adapter("org/pinned")
+    with pytest.warns(UserWarning, match="revision 'main' is not the registry's"):
+        assert hub.resolve_adapter("org/pinned", revision="main") == changed

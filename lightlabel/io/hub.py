@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import socket
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,8 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
     """The local path of an adapter file given a ``.safetensors`` file, a folder, or a Hub repo id.
 
     An existing local path always wins. Then a name of the adapter registry (:func:`lightlabel.list_adapters`)
-    resolves to its packaged file (checked against the registry's sha256) or its Hub repo. Any other string is a
+    resolves to its packaged file or its Hub repo at the entry's recorded revision, either checked against the
+    registry's sha256 (another ``revision`` loads unchecked, with a warning). Any other string is a
     Hub repo id only if it has the form ``org/name``; anything else that looks like a path (ends in ``.safetensors``, starts with ``/``, ``./``,
     ``~``, or has several ``/``) is reported as a missing local path, never sent to the Hub.
 
@@ -133,13 +135,25 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
         HubError: the Hub could not be reached, refused the token, or answered another HTTP error (one line, see
             :func:`hub_failure`).
         ValueError: neither an existing path nor a repo id.
+        AdapterError: a registry adapter whose file does not match the registry's sha256.
     """
     name = os.fspath(path_or_repo_id)
     path = Path(name).expanduser()
     entry = adapter_entry(name) if not path.exists() else None
-    if entry is not None:  # a registered adapter: the packaged file, or its Hub repo
+    if entry is not None:  # a registered adapter: the packaged file, or its Hub repo at its recorded revision
         if entry.packaged:
             return _checked_packaged(entry, filename)
+        if revision is None or revision == entry.revision:
+            file = _hub_file(entry.repo_id, filename, entry.revision, cache_dir, local_files_only, token)
+            if filename == ADAPTER_FILENAME and entry.sha256 and file_digest(file) != entry.sha256:
+                raise AdapterError(f"adapter {entry.name!r} downloaded from {entry.repo_id} (revision "
+                                   f"{entry.revision or 'main'}) does not match its registry checksum: the repo "
+                                   f"changed since the entry was recorded; pass `revision=` to load another "
+                                   f"revision unchecked, or the repo id itself")
+            return file
+        warnings.warn(f"adapter {entry.name!r}: revision {revision!r} is not the registry's "
+                      f"({entry.revision or 'main'}), so its registry checksum and provenance do not apply",
+                      stacklevel=2)
         name = entry.repo_id
     elif path.exists():
         if path.is_dir() or filename != ADAPTER_FILENAME:
@@ -153,6 +167,13 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
         raise FileNotFoundError(f"no adapter file or folder at {path} (local path, not a Hub repo id)")
     if not _REPO_ID.match(name):
         raise ValueError(f"{name!r} is neither an existing path nor a Hub repo id of the form 'org/name'")
+    return _hub_file(name, filename, revision, cache_dir, local_files_only, token)
+
+
+def _hub_file(name: str, filename: str, revision: str | None, cache_dir: str | os.PathLike | None,
+              local_files_only: bool, token: str | bool | None) -> Path:
+    """``filename`` of Hub repo ``name`` at ``revision``, from the cache or downloaded (errors: see
+    :func:`resolve_adapter`)."""
     offline = local_files_only or is_offline()
     try:
         return Path(hf_hub_download(name, filename, revision=revision, cache_dir=cache_dir,

@@ -32,9 +32,12 @@ class AdapterEntry:
         teachers: the teachers it imitates (what and which checkpoints).
         fidelity: held-out label fidelity after fitting (``agreement``, ``kl``, ``top1``, ``teacher_top1``).
         student: the student top-1 it gave: ``{"top1", "protocol", "images", "seed", ...}``.
-        nbytes: the adapter file's size in bytes; sha256: its checksum (checked when it is resolved).
+        nbytes: the adapter file's size in bytes; sha256: its checksum, checked whenever the entry is resolved
+            (the packaged file, or the file downloaded at ``revision``).
         command: the command that made it.
-        path: the file inside the package (``None`` for a Hub entry); repo_id: the Hub repo (``None`` if packaged).
+        path: the file inside the package (``None`` for a Hub entry); repo_id: the Hub repo (``None`` if packaged);
+            revision: the Hub commit the entry was recorded at (``None``: the repo's ``main``), so that the
+            provenance above stays the provenance of the file a user downloads.
     """
 
     name: str
@@ -50,6 +53,7 @@ class AdapterEntry:
     command: str = ""
     path: str | None = None
     repo_id: str | None = None
+    revision: str | None = None
 
     @property
     def packaged(self) -> bool:
