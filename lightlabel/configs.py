@@ -66,6 +66,8 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "field_docs",
+    "int_arg",
+    "number_arg",
     "rded_batch_size",
 ]
 
@@ -120,24 +122,34 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_int(config: Any, name: str, low: int | None = None, high: int | None = None, *,
-              optional: bool = False) -> None:
-    """Raise ``ValueError`` unless ``config.<name>`` is an int in ``[low, high]`` (or ``None`` when ``optional``)."""
-    value = getattr(config, name)
+def int_arg(value: Any, name: str, low: int | None = None, high: int | None = None, *,
+            optional: bool = False) -> int | None:
+    """``value`` when it is an int in ``[low, high]`` (or ``None`` when ``optional``); otherwise ``ValueError``
+    naming the argument ``name``, what was expected and what was given. A bool is not an int here.
+
+    Example:
+        >>> int_arg(3, "ipc", 1)
+        3
+        >>> int_arg(0, "ipc", 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: `ipc` must be an int >= 1, got 0
+    """
     if optional and value is None:
-        return
+        return None
     if not _is_int(value) or (low is not None and value < low) or (high is not None and value > high):
         bounds = f" in [{low}, {high}]" if high is not None else (f" >= {low}" if low is not None else "")
         raise ValueError(f"`{name}` must be an int{bounds}{' or None' if optional else ''}, got {value!r}")
+    return value
 
 
-def check_number(config: Any, name: str, low: float | None = None, *, open_low: bool = False,
-                 high: float | None = None, open_high: bool = False, optional: bool = False) -> None:
-    """Raise ``ValueError`` unless ``config.<name>`` is a real number within the bounds (``open_*``: excluded); an
-    int is stored as a float."""
-    value = getattr(config, name)
+def number_arg(value: Any, name: str, low: float | None = None, *, open_low: bool = False, high: float | None = None,
+               open_high: bool = False, optional: bool = False, unit: str = "") -> float | None:
+    """``value`` as a float when it is a finite real number within the bounds (``open_*``: excluded), or ``None``
+    when ``optional``; otherwise ``ValueError`` naming the argument ``name`` (``unit``, e.g. ``"seconds"``, is said
+    in the message). A bool is not a number here."""
     if optional and value is None:
-        return
+        return None
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (low is None or (value > low if open_low else value >= low))
     ok = ok and (high is None or (value < high if open_high else value <= high))
@@ -145,9 +157,25 @@ def check_number(config: Any, name: str, low: float | None = None, *, open_low: 
         lo = "" if low is None else f"{'>' if open_low else '>='} {low:g}"
         hi = "" if high is None else f"{'<' if open_high else '<='} {high:g}"
         bounds = " and ".join(b for b in (lo, hi) if b)
-        raise ValueError(f"`{name}` must be a number{' ' + bounds if bounds else ''}{' or None' if optional else ''}, "
-                         f"got {value!r}")
-    object.__setattr__(config, name, float(value))
+        raise ValueError(f"`{name}` must be a finite number{' of ' + unit if unit else ''}"
+                         f"{' ' + bounds if bounds else ''}{' or None' if optional else ''}, got {value!r}")
+    return float(value)
+
+
+def check_int(config: Any, name: str, low: int | None = None, high: int | None = None, *,
+              optional: bool = False) -> None:
+    """Raise ``ValueError`` unless ``config.<name>`` is an int in ``[low, high]`` (or ``None`` when ``optional``)."""
+    int_arg(getattr(config, name), name, low, high, optional=optional)
+
+
+def check_number(config: Any, name: str, low: float | None = None, *, open_low: bool = False,
+                 high: float | None = None, open_high: bool = False, optional: bool = False) -> None:
+    """Raise ``ValueError`` unless ``config.<name>`` is a real number within the bounds (``open_*``: excluded); an
+    int is stored as a float."""
+    value = number_arg(getattr(config, name), name, low, open_low=open_low, high=high, open_high=open_high,
+                       optional=optional)
+    if value is not None:
+        object.__setattr__(config, name, value)
 
 
 def check_bool(config: Any, name: str, *, optional: bool = False) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .configs import LabelCompression
+from .configs import LabelCompression, int_arg
 
 __all__ = ["StorageReport", "format_bytes", "module_nbytes", "soft_label_nbytes",
            "storage_report", "stored_label_nbytes", "teacher_nbytes"]
@@ -37,8 +37,7 @@ __all__ = ["StorageReport", "format_bytes", "module_nbytes", "soft_label_nbytes"
 
 def _positive(**values: int) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        int_arg(value, name, 1)
 
 
 LABEL_BYTES = (1, 2, 4, 8)

@@ -334,7 +334,7 @@ def test_student_state_is_saved_at_the_interval_and_a_resume_reruns_the_unsaved_
     for k, v in full.state_dict().items():
         assert torch.equal(resumed.state_dict()[k], v), k
     for bad in (-1.0, float("nan"), float("inf"), "60"):
-        with pytest.raises(ValueError, match="save_interval_s must be a finite number of seconds >= 0"):
+        with pytest.raises(ValueError, match="`save_interval_s` must be a finite number of seconds >= 0"):
             ll.train_student(distilled, "hard", protocol, student_model=student(), device="cpu", progress=False,
                              save_interval_s=bad)
 

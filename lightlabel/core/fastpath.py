@@ -242,8 +242,11 @@ class Float32Linear(nn.Linear):
     would be rounded to bf16 (steps of 0.03-0.25 at typical logit sizes). Same parameters and state-dict keys."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.float()
+        if not torch.amp.is_autocast_available(x.device.type):  # e.g. the meta device: no autocast to leave
+            return F.linear(x.float(), self.weight.float(), bias)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return F.linear(x.float(), self.weight.float(), None if self.bias is None else self.bias.float())
+            return F.linear(x.float(), self.weight.float(), bias)
 
 
 def float32_classifier(model: nn.Module) -> nn.Module:

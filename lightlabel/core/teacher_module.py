@@ -18,13 +18,12 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..configs import check_int, check_number
+from ..configs import int_arg, number_arg
 from ..inputs import InputSpec, input_spec_of
 from .fastpath import fast_labeller, float32_logits_view, labelling_autocast
 
@@ -91,9 +90,8 @@ class TeacherModule(nn.Module):
                             f"{type(input_spec).__name__}")
         if output not in OUTPUTS:
             raise ValueError(f"`output` must be one of {list(OUTPUTS)}, got {output!r}")
-        given = SimpleNamespace(temperature=temperature, scale=scale)
-        for name in ("temperature", "scale"):
-            check_number(given, name, 0, open_low=True)
+        number_arg(temperature, "temperature", 0, open_low=True)
+        number_arg(scale, "scale", 0, open_low=True)
         if to_pixels is not None and not callable(to_pixels):
             raise TypeError(f"`to_pixels` must be a callable (host batch -> [0, 1] pixels) or None, got "
                             f"{type(to_pixels).__name__}")
@@ -245,9 +243,8 @@ def calibrate_scale(labeller: nn.Module, reference: nn.Module, images: torch.Ten
             or images.shape[1] != 3 or images.shape[0] == 0:
         raise ValueError(f"`images` must be a non-empty (N, 3, H, W) float tensor of [0, 1] pixels, got "
                          f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
-    given = SimpleNamespace(temperature=temperature, batch_size=batch_size)
-    check_number(given, "temperature", 0, open_low=True)
-    check_int(given, "batch_size", 1)
+    number_arg(temperature, "temperature", 0, open_low=True)
+    int_arg(batch_size, "batch_size", 1)
     ours, theirs = [], []
     spec_a, spec_b = input_spec_of(labeller, "labeller"), input_spec_of(reference, "reference")
     for start in range(0, images.shape[0], batch_size):

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torchvision.transforms import v2
 
-from ..configs import AugmentConfig
+from ..configs import AugmentConfig, int_arg
 from ..utils.seeding import generator
 
 __all__ = ["Augmenter", "View", "crop_boxes", "epoch_order", "epoch_views", "random_permutations", "resized_crops",
@@ -253,8 +253,7 @@ class Augmenter:
     def __init__(self, config: AugmentConfig, num_classes: int) -> None:
         if not isinstance(config, AugmentConfig):
             raise TypeError(f"`config` must be an AugmentConfig, got {type(config).__name__}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}")
+        int_arg(num_classes, "num_classes", 2)
         self.config, self.num_classes = config, num_classes
         self._mixer = {"cutmix": v2.CutMix, "mixup": v2.MixUp}.get(config.mix)
         if self._mixer is not None:
@@ -282,8 +281,7 @@ class Augmenter:
         Raises:
             ValueError: a negative ``batch_size`` or an empty image size.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
-            raise ValueError(f"`batch_size` must be an int >= 0, got {batch_size!r}")
+        int_arg(batch_size, "batch_size", 0)
         if height < 1 or width < 1:
             raise ValueError(f"`height` and `width` must be >= 1, got {height}, {width}")
         c, f = self.config, self.config.patches_per_side

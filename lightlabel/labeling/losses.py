@@ -13,13 +13,11 @@ magnitudes comparable across temperatures, Hinton et al. 2015); and ``kind="soft
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..configs import LOSS_KINDS
+from ..configs import LOSS_KINDS, number_arg
 
 __all__ = ["SoftLabelLoss", "soft_label_loss"]
 
@@ -28,10 +26,8 @@ __all__ = ["SoftLabelLoss", "soft_label_loss"]
 def _check_options(kind: str, ce_weight: float, temperature: float) -> None:
     if kind not in LOSS_KINDS:
         raise ValueError(f"`kind` must be one of {list(LOSS_KINDS)}, got {kind!r}")
-    if isinstance(ce_weight, bool) or not isinstance(ce_weight, (int, float)) or not 0 <= ce_weight < math.inf:
-        raise ValueError(f"`ce_weight` must be a finite number >= 0, got {ce_weight!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
-        raise ValueError(f"`temperature` must be a finite number > 0, got {temperature!r}")
+    number_arg(ce_weight, "ce_weight", 0)
+    number_arg(temperature, "temperature", 0, open_low=True)
 
 
 def soft_label_loss(

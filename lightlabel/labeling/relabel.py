@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..configs import int_arg
 from ..core.base import fingerprint
 from ..inputs import InputSpec
 from ..utils.seeding import derive_seed
@@ -114,9 +115,7 @@ class OnlineRelabeler:
                                     mix=mix or "cutmix", alpha=1.0 if alpha is None else alpha)
         self.augmenter = Augmenter(augment, self.source.num_classes)
         self.input_spec = input_spec
-        if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int)
-                                        or check_every < 1):
-            raise ValueError(f"`check_every` must be an int >= 1 or None, got {check_every!r}")
+        int_arg(check_every, "check_every", 1, optional=True)
         self.check_every = check_every
         rank, size = _world()
         base = int(torch.randint(0, 2**62, (), dtype=torch.int64)) if seed is None else int(seed)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ..configs import int_arg
 from ..core.base import fingerprint
 from ..core.fastpath import fast_labeller, float32_logits_view, labelling_autocast
 from ..core.projector import Projector
@@ -311,9 +312,7 @@ class HardLabels(_OnlineHooks):
     input_spec = None
 
     def __init__(self, num_classes: int) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = int_arg(num_classes, "num_classes", 2)
 
     def label(self, views: torch.Tensor, *, epoch: int | None = None, step: int | None = None) -> None:
         return None

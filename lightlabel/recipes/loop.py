@@ -13,7 +13,6 @@ import contextlib
 import inspect
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
+from ..configs import number_arg
 from ..inputs import InputSpec
 from ..utils.files import atomic_path
 from ..utils.hashing import json_digest
@@ -177,9 +177,7 @@ class Stateful(Protocol):
 
 def check_save_interval(save_interval_s: float) -> None:
     """Raises ValueError unless ``save_interval_s`` is a finite number of seconds >= 0."""
-    if isinstance(save_interval_s, bool) or not isinstance(save_interval_s, (int, float)) \
-            or not math.isfinite(save_interval_s) or save_interval_s < 0:
-        raise ValueError(f"save_interval_s must be a finite number of seconds >= 0, got {save_interval_s!r}")
+    number_arg(save_interval_s, "save_interval_s", 0, unit="seconds")
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..configs import EvalProtocol
+from ..configs import EvalProtocol, int_arg
 from ..data import TransformedDataset, as_dataset, class_names_and_targets, dataset_classes, eval_transform
 from ..labeling.augment import Augmenter, epoch_views
 from ..labeling.losses import soft_label_loss
@@ -216,8 +216,7 @@ class _StudentRun:
     def __init__(self, distilled: DistilledSet | FactorizedSet, source: LabelSource, protocol: EvalProtocol, *,
                  seed: int, device: torch.device, val_set: Any, student_model: nn.Module | None,
                  overlap: bool = False) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"`seed` must be an int >= 0, got {seed!r}")
+        int_arg(seed, "seed", 0)
         if overlap and device.type != "cuda":
             warnings.warn("train_student(overlap=True) overlaps labelling with training on CUDA streams; on "
                           f"{device.type} it is ignored", stacklevel=3)
@@ -368,8 +367,7 @@ def label_view_agreement(labeller: LabelSource | nn.Module | list[nn.Module] | N
     labeller = _deprecated_name(labeller, labels, "label_view_agreement")
     if distilled is None:
         raise TypeError("label_view_agreement needs `distilled`")
-    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
-        raise ValueError(f"`views` must be an int >= 1, got {views!r}")
+    int_arg(views, "views", 1)
     protocol = protocol or default_protocol(distilled)
     device = resolve_device(device)
     source = as_label_source(resolve_labeller(labeller), len(distilled.classes), device=device)

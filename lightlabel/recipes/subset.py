@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from ..configs import int_arg
 from ..data import as_dataset, class_names_and_targets
 from ..sets import DistilledSet
 from ..utils.hashing import bytes_digest
@@ -64,11 +65,9 @@ def random_subset(train_set: Dataset, ipc: int, *, seed: int = 0, image_size: in
         >>> len(subset), subset.manifest["method"], subset.labels.tolist()
         (4, 'random', [0, 0, 1, 1])
     """
-    for name, value, least in (("ipc", ipc, 1), ("seed", seed, 0), ("image_size", image_size, 1)):
-        if (value is not None or name != "image_size") and (
-                isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise ValueError(f"`{name}` must be an int >= {least}{' or None' * (name == 'image_size')}, "
-                             f"got {value!r}")
+    int_arg(ipc, "ipc", 1)
+    int_arg(seed, "seed", 0)
+    int_arg(image_size, "image_size", 1, optional=True)
     dataset = as_dataset(train_set)
     classes, targets = class_names_and_targets(dataset, class_names)
     resize = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]) if image_size else None
