@@ -7,10 +7,12 @@ below, copied (``sample`` and ``apply`` as functions of the augmenter) from ``li
 the library's :class:`~lightlabel.labeling.augment.Augmenter`: one set of tensor ops per batch.
 
 For a batch of 100 images at 64 px and at 224 px, this times ``sample`` (parameters), ``apply`` (views) and both,
-the median of ``--reps`` repetitions (after 3 warm-up calls), on ``--threads`` CPU threads, and prints the ratio
-old / new. The two paths draw different random streams, so their views differ; both are RDED's distribution.
+the median of ``--reps`` repetitions (after 3 warm-up calls), on ``--threads`` CPU threads (images on ``--device``;
+on CUDA each timing ends with a synchronisation), prints the ratio old / new and writes the table to
+docs/results.md (section ``augment-speed-<device>``). The two paths draw different random streams, so their views
+differ; both are RDED's distribution.
 
-    python benchmarks/augment_speed.py [--reps 30] [--threads 1]
+    python benchmarks/augment_speed.py [--reps 30] [--threads 1] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from _common import write_section
 from torchvision.transforms import v2
 
 import lightlabel as ll
@@ -93,20 +96,26 @@ def old_apply(aug: Augmenter, images: torch.Tensor, targets: torch.Tensor, param
 
 
 # ------------------------------------------------------------------ timing
-def median_ms(fn: Callable[[], Any], reps: int) -> float:
+def median_ms(fn: Callable[[], Any], reps: int, device: torch.device) -> float:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(3):
         fn()
+    sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return 1000 * statistics.median(times)
 
 
-def time_size(aug: Augmenter, size: int, batch: int, reps: int) -> list[tuple[str, float, float]]:
+def time_size(aug: Augmenter, size: int, batch: int, reps: int,
+              device: torch.device | None = None) -> list[tuple[str, float, float]]:
     """``(part, per-image ms, batched ms)`` for ``sample``, ``apply`` and both, on ``batch`` noise images."""
-    x, y = torch.rand(batch, 3, size, size), torch.arange(batch) % aug.num_classes
+    device = device or torch.device("cpu")
+    x = torch.rand(batch, 3, size, size, device=device)
+    y = torch.arange(batch, device=device) % aug.num_classes
     gen = torch.Generator().manual_seed(0)
     old_p, new_p = old_sample(aug, batch, size, size, gen), aug.sample(batch, size, size, gen)
     cases = {
@@ -115,7 +124,19 @@ def time_size(aug: Augmenter, size: int, batch: int, reps: int) -> list[tuple[st
         "both": (lambda: old_apply(aug, x, y, old_sample(aug, batch, size, size, gen)),
                  lambda: aug.apply(x, y, aug.sample(batch, size, size, gen))),
     }
-    return [(part, median_ms(old, reps), median_ms(new, reps)) for part, (old, new) in cases.items()]
+    return [(part, median_ms(old, reps, device), median_ms(new, reps, device)) for part, (old, new) in cases.items()]
+
+
+def section(rows: list[tuple[int, str, float, float]], args: argparse.Namespace, device: torch.device) -> str:
+    """The docs/results.md table: per-image (the baseline, timed in the same run) against batched."""
+    lines = [f"### RDED's student views: per image against batched ({device.type})", "",
+             f"CPU time of RDED's 2 x 2 views (ShufflePatches + RandomResizedCrop(1/2, 1) + flip + CutMix) for a batch of "
+             f"{args.batch} images, per image as lightlabel did up to 29f9899 against one batched `Augmenter` call; median "
+             f"of {args.reps} timings in ms, torch {torch.__version__}, {args.threads} CPU thread(s), images on "
+             f"{device.type}.", "",
+             "| size | part | per image (ms) | batched (ms) | per image / batched |", "|---|---|---|---|---|"]
+    lines += [f"| {size} px | {part} | {old:.2f} | {new:.2f} | **{old / new:.1f} x** |" for size, part, old, new in rows]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -123,17 +144,24 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=30, help="repetitions per timing (median; at least 30)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--device", default="cpu", help="where the images are (cpu or cuda)")
     args = parser.parse_args()
     if args.reps < 30:
         parser.error("--reps must be at least 30")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here")
     torch.set_num_threads(args.threads)
     aug = Augmenter(ll.AugmentConfig.rded(2), num_classes=10)
     print(f"torch {torch.__version__}, {args.threads} CPU thread(s), batch {args.batch}, f = 2 (RDED's 2x2 views), "
-          f"median of {args.reps} in ms")
+          f"median of {args.reps} in ms, images on {device.type}")
     print(f"{'size':>5} {'part':>7} {'per-image':>10} {'batched':>9} {'ratio':>6}")
+    rows = []
     for size in (64, 224):
-        for part, t_old, t_new in time_size(aug, size, args.batch, args.reps):
+        for part, t_old, t_new in time_size(aug, size, args.batch, args.reps, device):
             print(f"{size:>5} {part:>7} {t_old:>10.2f} {t_new:>9.2f} {t_old / t_new:>5.1f}x")
+            rows.append((size, part, t_old, t_new))
+    write_section(f"augment-speed-{device.type}", section(rows, args, device))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
     python benchmarks/train_step.py --configs rn50 --batch 32               # CPU (about 40 min on 2 cores)
     python benchmarks/train_step.py --configs rn50 --batch 100 256          # one GPU (the figures issue 31 targets)
     python benchmarks/train_step.py ... --compile     # also a compiled projector and teacher, with compile times
+    python benchmarks/train_step.py ... --patches-per-side 2   # RDED's ImageNet views: 2 x 2 mosaics
 
-Each label source trains its own ResNet-18 student (CutMix, RDED's views at f = 1, MSE + 0.025 CE, AdamW) on the
+Each label source trains its own ResNet-18 student (CutMix, RDED's views at f = ``--patches-per-side``: 1 by
+default, whole images; 2 shuffles the 2 x 2 patches of each image and crops RandomResizedCrop(1/2, 1), the batched
+path of RDED's ImageNet setting; MSE + 0.025 CE, AdamW) on the
 same batches, through the library's own pieces in the order ``train_student`` runs them: ``epoch_views``, then the
 labeller on its fast path (``ModelLabels.optimized``: merged projector with folded BatchNorm and a one-token
 attention pool, or the teacher with folded BatchNorm and a float32 classifier; channels-last on CUDA, like the
@@ -83,7 +86,7 @@ class Runner:
 
 
 def measure(config: str, batch: int, steps: int, epochs: int, device: torch.device,
-            compile: bool = False) -> tuple[dict[str, list[float]], dict[str, float]]:
+            compile: bool = False, f: int = 1) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Timed seconds per step by source, and each source's warm-up epoch (seconds per step: compilation shows
     there)."""
     base, size, classes, head_rank, sizes = CONFIGS[config]
@@ -100,7 +103,7 @@ def measure(config: str, batch: int, steps: int, epochs: int, device: torch.devi
         native, _ = bench_projector(base, classes, head_rank, device=torch.device("cpu"))
         runners[f"projector@{size} compiled"] = Runner(native, classes, size, device, compile=True)
         runners["teacher compiled"] = Runner(teacher, classes, size, device, compile=True)  # like with like
-    augmenter = Augmenter(ll.AugmentConfig.rded(1), classes)
+    augmenter = Augmenter(ll.AugmentConfig.rded(f), classes)
     times: dict[str, list[float]] = {name: [] for name in runners}
     warmup: dict[str, float] = {}
     for e in range(epochs + 1):  # interleaved: every source runs epoch e before any runs e + 1
@@ -114,8 +117,8 @@ def measure(config: str, batch: int, steps: int, epochs: int, device: torch.devi
     # the projector exactly as train_student gets it (its own run: train_student has no interleaving)
     projector, _ = bench_projector(base, classes, head_rank, device=torch.device("cpu"))
     distilled = ll.DistilledSet(images.cpu(), labels.cpu(), [f"c{i}" for i in range(classes)],
-                                [[str(i)] for i in range(len(labels))])
-    protocol = ll.EvalProtocol.helio(epochs=epochs + 2, batch_size=batch, patches_per_side=1)
+                                [[str(i)] * f * f for i in range(len(labels))], {"patches_per_image": f * f})
+    protocol = ll.EvalProtocol.helio(epochs=epochs + 2, batch_size=batch, patches_per_side=f)
     r = ll.train_student(distilled, projector, protocol, device=device, progress=False)
     times["projector via train_student"] = [r.seconds_per_iter]
     return times, warmup
@@ -138,6 +141,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per source, after one warm-up epoch")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--patches-per-side", type=int, default=1, choices=(1, 2),
+                        help="RDED's views: f = 1 whole images, f = 2 2 x 2 mosaics (RDED's ImageNet setting)")
     parser.add_argument("--compile", action="store_true",
                         help="add a torch.compile'd projector at the native size and a compiled teacher, with "
                              "their compile times")
@@ -150,7 +155,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     for config in args.configs:
         for batch in args.batch:
-            times, warmup = measure(config, batch, args.steps, args.epochs, device, compile=args.compile)
+            times, warmup = measure(config, batch, args.steps, args.epochs, device, compile=args.compile,
+                                    f=args.patches_per_side)
             rows += [_row(config, batch, name, ts, times) for name, ts in times.items()]
             teacher, hard = statistics.median(times["teacher"]), statistics.median(times["hard"])
             for name in (n for n in times if n.startswith("projector@")):
@@ -193,6 +199,7 @@ def main() -> None:
     write_section(f"train-step-{device.type}", f"""
 ### Student step by label source ({device.type}; ResNet-18 student, CutMix, interleaved epochs)
 
+RDED's views at f = {args.patches_per_side} ({"whole images" if args.patches_per_side == 1 else "2 x 2 mosaics: patches shuffled, then RandomResizedCrop(1/2, 1)"}).
 Median seconds per step over {args.epochs} timed epochs of {args.steps} steps per source (after one warm-up epoch),
 sources interleaved epoch by epoch; the range is over the timed epochs. Labellers on their fast path
 (`ModelLabels.optimized`), random weights (speed does not depend on the values). {load}

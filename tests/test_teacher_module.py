@@ -158,18 +158,25 @@ class ZCA(nn.Module):
         return (x.flatten(1) @ self.unwhiten + self.mean).view_as(x)
 
 
-def test_a_zca_host_labels_through_the_inverse_whitening_and_the_whitening_itself_is_refused(projector, cifar_batch):
-    """DD-Ranking's ``use_zca=True``: the host batch is whitened. ``to_pixels=zca.inverse_transform`` (a bound
-    method) labels it as the plain pixels; passing the whitening itself would label whitened values silently, so the
-    hook's output is checked to be pixels."""
+@pytest.mark.parametrize("fit", ["ours", "kornia"])
+def test_a_zca_host_labels_through_the_inverse_whitening_and_the_whitening_itself_is_refused(fit, projector,
+                                                                                             cifar_batch):
+    """DD-Ranking's ``use_zca=True``: the host batch is whitened (with kornia's ZCAWhitening). ``to_pixels=
+    zca.inverse_transform`` (a bound method) labels it as the plain pixels; passing the whitening itself would label
+    whitened values silently, so the hook's output is checked to be pixels."""
     pixels = cifar_batch[0]
-    zca = ZCA(pixels)
+    if fit == "kornia":
+        kornia = pytest.importorskip("kornia")  # a test dependency (DD-Ranking imports it)
+        zca = kornia.enhance.ZCAWhitening(eps=0.1, compute_inv=True).fit(pixels)
+    else:
+        zca = ZCA(pixels)
     spec = ll.InputSpec((0, 0, 0), (1, 1, 1), 32)
     teacher = projector.as_teacher(spec, to_pixels=zca.inverse_transform)
     expected = projector.as_teacher(spec)(pixels[:8])
     torch.testing.assert_close(teacher(zca(pixels[:8])), expected, rtol=1e-3, atol=1e-3)
-    assert "to_pixels_owner.unwhiten" in dict(teacher.named_buffers())  # moves with .to() and DataParallel
-    assert teacher.to(torch.float64).to_pixels_owner.unwhiten.dtype == torch.float64
+    inverse = "unwhiten" if fit == "ours" else "transform_inv"
+    assert f"to_pixels_owner.{inverse}" in dict(teacher.named_buffers())  # moves with .to() and DataParallel
+    assert getattr(teacher.to(torch.float64).to_pixels_owner, inverse).dtype == torch.float64
     with pytest.raises(ValueError, match=r"not \[0, 1\] pixels: it must undo the host's transform"):
         projector.as_teacher(spec, to_pixels=zca)(zca(pixels[:8]))
 

@@ -35,7 +35,7 @@ if want bench; then
   timeout 100 python3 labels_per_second.py --configs rn50 --batch 100 256 2>&1 | tee "$OUT/labels_per_second.log" \
     | tail -12
   echo "== train_step.py ($(left) s left)"
-  timeout 260 python3 train_step.py --configs rn50 --batch 100 256 --compile 2>&1 | tee "$OUT/train_step.log" | tail -20
+  timeout 260 python3 train_step.py --configs rn50 --batch 100 256 --compile --patches-per-side 2 2>&1 | tee "$OUT/train_step.log" | tail -20
   cd .. && save && cd benchmarks
 fi
 want cells || set --
@@ -48,7 +48,7 @@ for spec in "$@"; do
 done
 if want extra && [ "$(left)" -gt 120 ]; then
   echo "== augment_speed.py ($(left) s left)"
-  timeout 60 python3 augment_speed.py 2>&1 | tee "$OUT/augment_speed.log" | tail -8
+  timeout 60 python3 augment_speed.py --device cuda 2>&1 | tee "$OUT/augment_speed.log" | tail -8
 fi
 cd ..
 if want extra && [ "$(left)" -gt 150 ]; then

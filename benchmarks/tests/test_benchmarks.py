@@ -1,4 +1,4 @@
-"""The benchmarks' own checks (run with ``python -m pytest benchmarks/tests``; the library's suite never reads this
+"""The benchmarks' own checks (in pytest's testpaths, so `python -m pytest` runs them; the library's tests never read this
 folder): they import the library's public API and documented submodules only, never a private module."""
 
 from __future__ import annotations
@@ -8,6 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+
+# the reports draw charts: the bench extra (pip install -e ".[bench]"), which the README's test command installs
+pytest.importorskip("matplotlib", reason="the benchmark reports need matplotlib: pip install -e '.[bench]'")
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
 
@@ -491,3 +494,15 @@ def test_the_view_gap_section_reads_the_drop_from_clean_images_to_views():
             "0.900 | 2.00 / 2.00 | 0.150 | 34.3 / 38.6 |") in text
     assert "| 10 | `projector_late_fit10` (`late_teachers`) |" in text and "| - / 61.1 |" in text
     assert "`projector_late_fit10` at IPC 10, 20.0 points (70.0 to 50.0 %)" in text
+
+
+def test_the_step_benchmark_runs_rdeds_2x2_views_through_every_source():
+    """Issue 31: the step benchmark timed 1-patch views only; f = 2 runs the batched mosaic path (patches shuffled,
+    RandomResizedCrop(1/2, 1)) for every label source and through train_student."""
+    import torch
+
+    train_step = _module("train_step")
+    torch.manual_seed(0)
+    times, warmup = train_step.measure("proxy", 4, 2, 1, torch.device("cpu"), f=2)
+    assert set(times) == {"hard", "teacher", "projector@64", "projector@32", "projector via train_student"}
+    assert all(len(ts) == 1 and ts[0] > 0 for ts in times.values()) and set(warmup) < set(times)

@@ -43,7 +43,7 @@ from ..sets.hallucinators import HallucinatorBank, epoch_hallucinators
 from ..utils.hashing import tensor_digest
 from ..utils.seeding import generator
 from .distill import distill_images
-from .hallucinators import contrastive_loss, conv_net, dm_loss, range_loss
+from .haba_objective import contrastive_loss, conv_net, dm_loss, range_loss
 from .loop import Accumulator, resolve_device, run_epochs
 
 __all__ = ["FactorizedSet", "FactorizedSetError", "HallucinatorBank", "conv_net", "dm_loss", "epoch_hallucinators",

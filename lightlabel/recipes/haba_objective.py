@@ -1,5 +1,6 @@
-"""The training pieces of a factorised build (HaBa, Liu et al., NeurIPS 2022): the dataset-distillation ConvNet and
-the losses: distribution matching (L_DD), the range term, and the adversary's InfoNCE.
+"""HaBa's training objective (Liu et al., NeurIPS 2022) for a factorised build: the dataset-distillation ConvNet and
+the losses: distribution matching (L_DD), the range term, and the adversary's InfoNCE. (Named apart from the
+hallucinators themselves, which are an artefact's part: :mod:`lightlabel.sets.hallucinators`.)
 
 :func:`lightlabel.factorize_images` composes them with the hallucinators of :mod:`lightlabel.sets.hallucinators`,
 which a :class:`lightlabel.FactorizedSet` stores.
