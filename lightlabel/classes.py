@@ -34,11 +34,14 @@ def imagenet_class_indices(wnids: Sequence[str]) -> list[int]:
 
     Raises:
         ValueError: an id that is not an ImageNet-1k class (the first few are listed).
+        TypeError: a single string instead of a sequence of ids.
 
     Example:
         >>> imagenet_class_indices(["n01440764", "n02102040"])  # tench, English springer (Imagenette)
         [0, 217]
     """
+    if isinstance(wnids, str):
+        raise TypeError(f"`wnids` must be a sequence of WordNet ids, got the string {wnids!r} (use [{wnids!r}])")
     order = {w: i for i, w in enumerate(imagenet_wnids())}
     missing = [w for w in wnids if w not in order]
     if missing:
@@ -52,6 +55,7 @@ def imagenet_class_names(wnids: Sequence[str]) -> list[str]:
 
     Raises:
         ValueError: an id that is not an ImageNet-1k class.
+        TypeError: a single string instead of a sequence of ids.
 
     Example:
         >>> imagenet_class_names(["n01440764", "n02102040"])

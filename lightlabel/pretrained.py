@@ -240,9 +240,10 @@ def restrict_classes(model: nn.Module, classes: Sequence[str | int]) -> ClassSub
 
     Raises:
         ValueError: an id that is not an ImageNet-1k WordNet id, or an index out of range.
+        TypeError: a single string instead of a sequence.
     """
     if isinstance(classes, str):
-        raise ValueError(f"`classes` must be a sequence of WordNet ids or indices, got the string {classes!r}")
+        raise TypeError(f"`classes` must be a sequence of WordNet ids or indices, got the string {classes!r}")
     items = list(classes)
     if items and all(isinstance(c, str) for c in items):
         return ClassSubset(model, imagenet_class_indices(items))

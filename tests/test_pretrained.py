@@ -166,7 +166,7 @@ def test_class_subset_takes_the_subsets_logits_in_its_order_and_carries_the_inpu
     torch.testing.assert_close(restrict_classes(model, [5, 7])(x), model(x)[:, [5, 7]])
     with pytest.raises(ValueError, match="not ImageNet-1k WordNet ids"):
         restrict_classes(model, ["n02102040", "tench"])
-    with pytest.raises(ValueError, match="the string 'n02102040'"):
+    with pytest.raises(TypeError, match="the string 'n02102040'"):
         restrict_classes(model, "n02102040")
     with pytest.raises(ValueError, match=r"must lie in \[0, 1000\)"):
         ClassSubset(model, [3, 1000])
@@ -191,3 +191,15 @@ def test_fit_restricts_a_1000_class_teacher_to_a_wordnet_id_subset(tmp_path):
     ensemble = _teachers([model], ds, None, None, tmp_path, torch.device("cpu"), False)
     x = torch.randn(3, 3, 8, 8)
     torch.testing.assert_close(ensemble(x), model(x)[:, [217, 0]])
+
+
+def test_wordnet_helpers_refuse_a_single_string_and_name_unknown_ids():
+    """A bare string was iterated character by character, so the error listed ['n', '0', '1', ...]."""
+    from lightlabel.classes import imagenet_class_indices, imagenet_class_names
+
+    assert imagenet_class_indices(["n02102040", "n01440764"]) == [217, 0]
+    for helper in (imagenet_class_indices, imagenet_class_names):
+        with pytest.raises(TypeError, match=r"got the string 'n01440764' \(use \['n01440764'\]\)"):
+            helper("n01440764")
+    with pytest.raises(ValueError, match=r"not ImageNet-1k WordNet ids: \['tench'\]"):
+        imagenet_class_indices(["n01440764", "tench"])
