@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -127,13 +128,16 @@ def time_size(aug: Augmenter, size: int, batch: int, reps: int,
     return [(part, median_ms(old, reps, device), median_ms(new, reps, device)) for part, (old, new) in cases.items()]
 
 
-def section(rows: list[tuple[int, str, float, float]], args: argparse.Namespace, device: torch.device) -> str:
+def section(rows: list[tuple[int, str, float, float]], args: argparse.Namespace, device: torch.device,
+            load: tuple[float, float]) -> str:
     """The docs/results.md table: per-image (the baseline, timed in the same run) against batched."""
     lines = [f"### RDED's student views: per image against batched ({device.type})", "",
              f"CPU time of RDED's 2 x 2 views (ShufflePatches + RandomResizedCrop(1/2, 1) + flip + CutMix) for a batch of "
              f"{args.batch} images, per image as lightlabel did up to 29f9899 against one batched `Augmenter` call; median "
              f"of {args.reps} timings in ms, torch {torch.__version__}, {args.threads} CPU thread(s), images on "
-             f"{device.type}.", "",
+             f"{device.type}; {os.cpu_count()}-core machine, 1-minute load average {load[0]:.2f} before and {load[1]:.2f} "
+             f"after (above {args.threads} means other jobs shared the cores: the ratio, both paths timed in the same "
+             f"run, is the figure).", "",
              "| size | part | per image (ms) | batched (ms) | per image / batched |", "|---|---|---|---|---|"]
     lines += [f"| {size} px | {part} | {old:.2f} | {new:.2f} | **{old / new:.1f} x** |" for size, part, old, new in rows]
     return "\n".join(lines)
@@ -156,12 +160,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} CPU thread(s), batch {args.batch}, f = 2 (RDED's 2x2 views), "
           f"median of {args.reps} in ms, images on {device.type}")
     print(f"{'size':>5} {'part':>7} {'per-image':>10} {'batched':>9} {'ratio':>6}")
-    rows = []
+    rows, load_before = [], os.getloadavg()[0]
     for size in (64, 224):
         for part, t_old, t_new in time_size(aug, size, args.batch, args.reps, device):
             print(f"{size:>5} {part:>7} {t_old:>10.2f} {t_new:>9.2f} {t_old / t_new:>5.1f}x")
             rows.append((size, part, t_old, t_new))
-    write_section(f"augment-speed-{device.type}", section(rows, args, device))
+    write_section(f"augment-speed-{device.type}", section(rows, args, device, (load_before, os.getloadavg()[0])))
 
 
 if __name__ == "__main__":
