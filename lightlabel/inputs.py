@@ -240,6 +240,17 @@ class InputSpec:
 _CONSTANTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
+def finite_range(images: torch.Tensor) -> tuple[float, float]:
+    """``(min, max)`` of a non-empty tensor as floats (one host sync); ``ValueError`` on NaN or Inf values. The one
+    value check of the labellers' inputs (the projector's, the teacher module's host batch and ``to_pixels``)."""
+    import torch
+
+    lo, hi = (float(v) for v in torch.aminmax(images.detach().float()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("`images` contain NaN or Inf values")
+    return lo, hi
+
+
 def _constants(a: tuple[float, ...], b: tuple[float, ...], device: torch.device, dtype: torch.dtype
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two per-channel constants as ``(1, 3, 1, 1)`` tensors, cached per (values, device, dtype)."""

@@ -9,7 +9,6 @@ factors, logit scale, bias) is trainable and stored; the base stays frozen and i
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 import warnings
@@ -25,7 +24,7 @@ from torchvision.transforms import v2
 
 from ..configs import AdapterConfig
 from ..errors import AdapterError
-from ..inputs import InputSpec
+from ..inputs import InputSpec, finite_range
 from ..io.adapter_format import (
     ADAPTER_FILENAME,
     STORAGE_DTYPES,
@@ -267,9 +266,7 @@ class Projector(nn.Module):
                 f"std={self.std}; it never resizes or renormalises foreign input. To label another loop's batches, "
                 f"wrap it: `projector.as_teacher(InputSpec(mean, std, image_size))` converts both")
         if check_values and images.numel():
-            lo, hi = (float(v) for v in torch.aminmax(images.detach().float()))
-            if not (math.isfinite(lo) and math.isfinite(hi)):
-                raise ValueError("`images` contain NaN or Inf values")
+            lo, hi = finite_range(images)
             if hi > 20:
                 raise ValueError(
                     f"`images` have values up to {hi:g}: they look like raw 0-255 pixels, not normalised images "

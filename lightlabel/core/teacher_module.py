@@ -15,7 +15,6 @@ gradient to synchronise. It draws no random numbers.
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 from collections.abc import Callable
 
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..configs import int_arg, number_arg
-from ..inputs import InputSpec, input_spec_of
+from ..inputs import InputSpec, finite_range, input_spec_of
 from .fastpath import fast_labeller, float32_logits_view, labelling_autocast
 
 __all__ = ["OUTPUTS", "TeacherModule", "calibrate_scale"]
@@ -170,7 +169,7 @@ class TeacherModule(nn.Module):
         """``to_pixels`` must give [0, 1] pixels (0.25 of slack for rounding and resampling): whitened values, from a
         hook that applies the host's transform instead of undoing it, would be labelled silently wrong."""
         if pixels.numel():
-            lo, hi = (float(v) for v in torch.aminmax(pixels.detach()))
+            lo, hi = finite_range(pixels)
             if not (lo >= -0.25 and hi <= 1.25):
                 raise ValueError(f"`to_pixels` returned values in [{lo:.3g}, {hi:.3g}], not [0, 1] pixels: it must undo "
                                  f"the host's transform (e.g. the inverse whitening, zca.inverse_transform, not the "
@@ -182,9 +181,7 @@ class TeacherModule(nn.Module):
         with a std above 0.05 gives: raw 0-255 pixels."""
         if not images.numel():
             return
-        lo, hi = (float(v) for v in torch.aminmax(images.detach().float()))
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError("`images` contain NaN or Inf values")
+        _, hi = finite_range(images)
         if self.to_pixels is None and hi > 20:
             raise ValueError(f"`images` have values up to {hi:g}: raw 0-255 pixels? The host batch must be "
                              f"normalised as `input_spec` says ({self.input_spec})")
