@@ -206,9 +206,11 @@ GRID: dict[str, Row] = {
                        stored_from="teacher", compression=ll.LabelCompression(topk=1, fill="mass"),
                        only=(("cifar10", 10),)),
     "first_checkpoint": Row("online: the trajectory's first checkpoint alone (CIFAR-10: epoch 1; a select_teachers "
-                            "candidate)", "ensemble", stage="first", only=(("cifar10", 1), ("cifar10", 10))),
+                            "candidate)", "ensemble", stage="first",
+                            only=(("cifar10", 1), ("cifar10", 10), ("cifar10", 50)), ipc50_seeds=(0,)),
     "final_checkpoint": Row("online: the trajectory's last checkpoint alone (CIFAR-10: epoch 4; a select_teachers "
-                            "candidate)", "ensemble", stage="final", only=(("cifar10", 1), ("cifar10", 10))),
+                            "candidate)", "ensemble", stage="final",
+                            only=(("cifar10", 1), ("cifar10", 10), ("cifar10", 50)), ipc50_seeds=(0,)),
     "random_projector": Row("random real images (IPC per class, drawn by the seed) + the best projector (CIFAR-10: "
                             "the 10-epoch fit; Imagenette: the 20-epoch fit)", "row", images="random",
                             labels_of=_RANDOM_PROJECTOR, ipc50_seeds=(0,)),
