@@ -181,6 +181,18 @@ def test_a_zca_host_labels_through_the_inverse_whitening_and_the_whitening_itsel
         projector.as_teacher(spec, to_pixels=zca)(zca(pixels[:8]))
 
 
+def test_a_data_parallel_replica_checks_to_pixels_once_for_all(projector, cifar_batch):
+    """DataParallel replicas are shallow copies made on every call; the to_pixels range check (a host sync on an
+    accelerator) is done by the first replica and then counts for the module and every later replica."""
+    spec = ll.InputSpec((0, 0, 0), (1, 1, 1), 32)
+    teacher = projector.as_teacher(spec, to_pixels=lambda x: x)
+    replica = teacher._replicate_for_data_parallel()  # what nn.parallel.replicate makes per device
+    assert not replica._pixels_state["checked"]
+    replica(cifar_batch[0][:2])
+    assert teacher._pixels_state["checked"] and teacher._replicate_for_data_parallel()._pixels_state["checked"]
+    assert not projector.as_teacher(spec, to_pixels=lambda x: x)._pixels_state["checked"]  # per module, not global
+
+
 @pytest.mark.parametrize("transform, expected", [
     (T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(),
                 T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]), ll.InputSpec.imagenet(224)),

@@ -105,7 +105,10 @@ class TeacherModule(nn.Module):
         # DataParallel replicas move its tensors, and each replica calls the method on its own copy
         owner = getattr(to_pixels, "__self__", None)
         self.to_pixels_owner = owner if isinstance(owner, nn.Module) and not isinstance(to_pixels, nn.Module) else None
-        self._pixels_checked = False  # to_pixels' output range: on every CPU call, on the first accelerator call
+        # to_pixels' output range is checked on every CPU call and on the first accelerator call (a host sync). The
+        # flag lives in a dict: DataParallel replicas copy __dict__ shallowly, so they share it with this module and
+        # the first replica's check counts for all of them and for later steps
+        self._pixels_state = {"checked": False}
         self.temperature, self.scale = float(temperature), float(scale)
         self.bf16_weights = False  # set by optimized(): label under bf16 autocast on any device
         # the host batch is checked here, in the host's terms; the projector's own check would judge the converted
@@ -138,7 +141,7 @@ class TeacherModule(nn.Module):
             fn = (getattr(self.to_pixels_owner, self.to_pixels.__name__) if self.to_pixels_owner is not None
                   else self.to_pixels)
             pixels = fn(images).float()
-            if images.device.type == "cpu" or not self._pixels_checked:
+            if images.device.type == "cpu" or not self._pixels_state["checked"]:
                 self._check_pixels(pixels)
             x = (pixels - self.own_mean) / self.own_std
         else:
@@ -174,7 +177,7 @@ class TeacherModule(nn.Module):
                 raise ValueError(f"`to_pixels` returned values in [{lo:.3g}, {hi:.3g}], not [0, 1] pixels: it must undo "
                                  f"the host's transform (e.g. the inverse whitening, zca.inverse_transform, not the "
                                  f"whitening itself)")
-        self._pixels_checked = True
+        self._pixels_state["checked"] = True
 
     def _check_values(self, images: torch.Tensor) -> None:
         """Non-finite pixels, or (without ``to_pixels``) values above 20, which no normalisation of [0, 1] pixels
