@@ -157,7 +157,9 @@ class TeacherModule(nn.Module):
         (see the class)."""
         with torch.no_grad():
             x = self.convert(images)
-            if images.device.type == "cpu":  # one host sync: checked on CPU batches only, as the projector does
+            # one host sync, on CPU batches only, as the projector does; with to_pixels, convert() checked the
+            # pixels (non-finite host values reach them), so the batch is not scanned twice
+            if images.device.type == "cpu" and self.to_pixels is None:
                 self._check_values(images)
             with labelling_autocast(x.device, autocast=self.autocast, bf16_weights=self.bf16_weights):
                 z = self.labeller(x, **self._labeller_kwargs)
@@ -180,12 +182,12 @@ class TeacherModule(nn.Module):
         self._pixels_state["checked"] = True
 
     def _check_values(self, images: torch.Tensor) -> None:
-        """Non-finite pixels, or (without ``to_pixels``) values above 20, which no normalisation of [0, 1] pixels
-        with a std above 0.05 gives: raw 0-255 pixels."""
+        """Non-finite values, or values above 20, which no normalisation of [0, 1] pixels with a std above 0.05
+        gives: raw 0-255 pixels (a host batch without ``to_pixels``)."""
         if not images.numel():
             return
         _, hi = finite_range(images)
-        if self.to_pixels is None and hi > 20:
+        if hi > 20:
             raise ValueError(f"`images` have values up to {hi:g}: raw 0-255 pixels? The host batch must be "
                              f"normalised as `input_spec` says ({self.input_spec})")
 
