@@ -78,7 +78,7 @@ def run(name: str, batch: int, device: torch.device, repeat: int, calls: int) ->
            "via_projector": lambda: via_projector.label(pixels), "via_teacher": lambda: via_teacher.label(pixels),
            "via_projector_f32": lambda: via_projector_f32.label(pixels),
            "stored": stored_labels}
-    with cudnn_autotune(device):  # as the recipes run (lightlabel.recipes.loop.run_epochs)
+    with cudnn_autotune(device):  # as the recipes run (lightlabel.recipes.loop.run_resumable)
         out = interleaved_timings(fns, repeat=repeat, device=device, calls=calls)
     return {"config": name, "base": base, "size": size, "classes": classes, "batch": batch, **out}
 

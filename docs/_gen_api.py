@@ -20,7 +20,7 @@ def render() -> str:
              "push_folder), `lightlabel.core` (projector, lora, head, base, proxy: the offline proxy base), "
              "`lightlabel.models` (build_model, save_teacher), `lightlabel.labeling` (augment: Augmenter, epoch_views, "
              "shuffle_patches; sources: ModelLabels, HardLabels; relabel, losses, stored, teachers), "
-             "`lightlabel.recipes` (loop: run_epochs, evaluate; fit, teachers, distill: stitch_patches, refine_images, down_up; "
+             "`lightlabel.recipes` (loop: run_resumable, evaluate; fit, teachers, distill: stitch_patches, refine_images, down_up; "
              "student), `lightlabel.testing` (tiny open_clip bases).\n"]
     for name in sorted(ll.__all__, key=str.lower):
         obj = getattr(ll, name)

@@ -444,7 +444,7 @@ def test_the_0_2_names_still_work_with_a_deprecation_warning():
 
 
 def test_recipes_run_under_cudnns_autotuner_on_cuda_and_give_the_callers_setting_back():
-    from lightlabel.recipes.loop import cudnn_autotune, run_epochs
+    from lightlabel.recipes.loop import cudnn_autotune, run_resumable
 
     before = torch.backends.cudnn.benchmark
     seen = []
@@ -461,9 +461,40 @@ def test_recipes_run_under_cudnns_autotuner_on_cuda_and_give_the_callers_setting
             raise RuntimeError("boom")
         assert torch.backends.cudnn.benchmark is False
         inside = []
-        run_epochs(epochs=2, step=lambda e: inside.append(torch.backends.cudnn.benchmark) or {}, state={},
+        run_resumable(units=2, step=lambda e: inside.append(torch.backends.cudnn.benchmark) or {}, state={},
                    path=None, settings={}, what="t", seed=0, device=torch.device("cpu"))
         assert inside == [False, False] and torch.backends.cudnn.benchmark is False
     finally:
         torch.backends.cudnn.benchmark = before
     assert seen == [True, True]
+
+
+def test_the_resumable_runner_counts_its_own_units_and_resumes_after_the_last_one_saved(tmp_path):
+    from lightlabel.recipes.loop import Accumulator, run_resumable
+
+    done, crash = Accumulator(), [True]
+
+    def step(i):
+        if i == 2 and crash:  # the first run stops in unit 2; the resumed one passes
+            crash.pop()
+            raise RuntimeError("interrupted")
+        done.items.append(i)
+        return {"value": float(torch.rand(()))}
+
+    kwargs = dict(units=4, step=step, state={"done": done}, path=tmp_path / "state.pt", settings={"a": 1},
+                  what="t", seed=3, device=torch.device("cpu"), unit="chunk")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_resumable(**kwargs)
+    done.items = []  # the saved state, not this object, must bring the first two units back
+    history = run_resumable(**kwargs)
+    assert [r["chunk"] for r in history] == [1, 2, 3, 4] and "epoch" not in history[0]
+    assert done.items == [0, 1, 2, 3]
+    fresh = run_resumable(**{**kwargs, "path": None, "state": {"done": Accumulator()}})
+    assert [r["value"] for r in fresh] == [r["value"] for r in history]  # unit i's randomness is (seed, i)'s
+    with pytest.raises(ValueError, match="a"):
+        run_resumable(**{**kwargs, "settings": {"a": 2}})
+    from lightlabel.recipes.loop import run_epochs
+
+    with pytest.warns(DeprecationWarning, match="run_resumable"):
+        old = run_epochs(**{k: v for k, v in kwargs.items() if k != "units"}, epochs=4)
+    assert [r["chunk"] for r in old] == [1, 2, 3, 4]  # the 0.2 name resumes the same finished state

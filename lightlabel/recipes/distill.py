@@ -44,7 +44,7 @@ from ..utils.memory import peak_memory_bytes, reset_peak_memory
 from ..utils.placement import on_device
 from ..utils.progress import progress_bar
 from ..utils.seeding import derive_seed
-from .loop import Accumulator, is_main_process, resolve_device, run_epochs, world
+from .loop import Accumulator, is_main_process, resolve_device, run_resumable, world
 
 __all__ = ["DistilledSet", "distill_images", "down_up", "refine_images", "stitch_patches"]
 
@@ -236,12 +236,12 @@ def distill_images(
     results = Accumulator()
     state_path = Path(out_dir) / "distill-state.pt" if out_dir is not None and world_size == 1 else None
 
-    def step(i: int) -> dict[str, Any]:  # one "epoch" of the runner is one class of this rank
+    def step(i: int) -> dict[str, Any]:  # one unit of the runner is one class of this rank
         results.items.append(job.one_class(mine[i]))
-        return {"class": mine[i]}
+        return {"class_index": mine[i]}
 
-    run_epochs(epochs=len(mine), step=step, state={"results": results}, path=state_path, settings=job.settings,
-               what="distill_images", seed=cfg.seed, device=device, progress=progress)
+    run_resumable(units=len(mine), step=step, state={"results": results}, path=state_path, settings=job.settings,
+                  what="distill_images", seed=cfg.seed, device=device, progress=progress, unit="class")
     done = {r["class"]: r for r in results.items}
     if world_size > 1:
         import torch.distributed as dist

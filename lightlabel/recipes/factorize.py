@@ -44,7 +44,7 @@ from ..utils.hashing import tensor_digest
 from ..utils.seeding import generator
 from .distill import distill_images
 from .haba_objective import contrastive_loss, conv_net, dm_loss, range_loss
-from .loop import Accumulator, resolve_device, run_epochs
+from .loop import Accumulator, resolve_device, run_resumable
 
 __all__ = ["FactorizedSet", "FactorizedSetError", "HallucinatorBank", "conv_net", "dm_loss", "epoch_hallucinators",
            "factorize_images", "range_loss"]
@@ -105,9 +105,9 @@ def factorize_images(
 
     settings = {"config": cfg.to_dict(), "observer": fingerprint(observer), "classes": classes,
                 "samples": len(dataset), "init": tensor_digest(init.images)}
-    run_epochs(epochs=math.ceil(cfg.iterations / chunk), step=step, state={"params": run, "history": history},
+    run_resumable(units=math.ceil(cfg.iterations / chunk), step=step, state={"params": run, "history": history},
                path=None if out_dir is None else Path(out_dir) / "factorize-state.pt", settings=settings,
-               what="factorize_images", seed=cfg.seed, device=device, progress=progress)
+                  what="factorize_images", seed=cfg.seed, device=device, progress=progress, unit="chunk")
     manifest = {"bases_per_class": cfg.bases_per_class, "config": cfg.to_dict(), "observer": fingerprint(observer),
                 "init": "RDED selection (distill_images)", "objective": "dm", "history": history.items[-10:],
                 "iterations_done": len(history.items)}

@@ -47,7 +47,7 @@ from .loop import (
     make_loader,
     per_rank_batch,
     resolve_device,
-    run_epochs,
+    run_resumable,
     world,
 )
 from .select import TeacherSelection
@@ -180,10 +180,10 @@ def fit_adapter(
     run = _FitRun(projector, ensemble, dataset, cfg, size, device, progress)
     settings, state_path = run.settings(names, len(dataset)), out_dir / "fit-state.pt"
     fidelity = Accumulator(run.fidelity(0) if not state_path.is_file() else [])
-    history = run_epochs(epochs=cfg.epochs, step=run.step, state={"adapter": _AdapterState(projector),
-                                                                 "opt": run.opt, "fidelity": fidelity},
-                         path=state_path, settings=settings, what="fit_adapter", seed=cfg.seed, device=device,
-                         after_epoch=lambda epoch, h: run.export(settings, fidelity.items + h, out_dir))
+    history = run_resumable(units=cfg.epochs, step=run.step, state={"adapter": _AdapterState(projector),
+                                                                    "opt": run.opt, "fidelity": fidelity},
+                            path=state_path, settings=settings, what="fit_adapter", seed=cfg.seed, device=device,
+                            after_epoch=lambda epoch, h: run.export(settings, fidelity.items + h, out_dir))
     run.export(settings, fidelity.items + history)
     projector.eval()
     if temp is not None:
@@ -329,7 +329,7 @@ class _FitRun:
 
 
 class _AdapterState:
-    """The projector's adapter tensors as a state for :func:`run_epochs`."""
+    """The projector's adapter tensors as a state for :func:`run_resumable`."""
 
     def __init__(self, projector: Projector) -> None:
         self.projector = projector

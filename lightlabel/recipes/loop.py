@@ -1,10 +1,11 @@
 """The one loop runner of every recipe (teachers, adapter fitting, distillation, students), and its pieces.
 
-:func:`run_epochs` gives a recipe resume, per-epoch ``(seed, epoch)`` randomness, progress and the DDP rules (only
-the main process writes); the recipe supplies only the step of one epoch. Reproducibility and exact resumption come
-from one rule: everything random in epoch ``e`` is drawn from generators seeded by ``(seed, e)`` alone
-(:func:`lightlabel.utils.derive_seed`), inside ``torch.random.fork_rng`` so the caller's global RNG is untouched. A
-run resumed at an epoch boundary from the saved state therefore computes exactly what the uninterrupted run did.
+:func:`run_resumable` gives a recipe resume, per-unit ``(seed, i)`` randomness, progress and the DDP rules (only
+the main process writes); the recipe supplies only the step of one unit of work (an epoch, a class, a chunk of
+iterations). Reproducibility and exact resumption come from one rule: everything random in unit ``i`` is drawn from
+generators seeded by ``(seed, i)`` alone (:func:`lightlabel.utils.derive_seed`), inside ``torch.random.fork_rng`` so
+the caller's global RNG is untouched. A run resumed at a unit boundary from the saved state therefore computes
+exactly what the uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +33,7 @@ from ..utils.progress import progress_bar
 from ..utils.seeding import derive_seed
 
 __all__ = ["check_save_interval", "cudnn_autotune", "ddp", "epoch_rng", "evaluate", "is_main_process",
-           "load_state", "make_loader", "per_rank_batch", "resolve_device", "run_epochs", "save_state",
+           "load_state", "make_loader", "per_rank_batch", "resolve_device", "run_epochs", "run_resumable", "save_state",
            "settings_digest", "world"]
 
 logger = logging.getLogger(__name__)
@@ -200,9 +202,9 @@ def cudnn_autotune(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = before
 
 
-def run_epochs(
+def run_resumable(
     *,
-    epochs: int,
+    units: int,
     step: Callable[[int], dict[str, Any]],
     state: Mapping[str, Stateful],
     path: str | os.PathLike | None,
@@ -213,32 +215,39 @@ def run_epochs(
     progress: bool = False,
     after_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None,
     save_interval_s: float = 0.0,
+    unit: str = "epoch",
 ) -> list[dict[str, Any]]:
-    """Run epochs ``[start, epochs)`` of a recipe, resuming from ``path`` where an earlier call stopped.
+    """Run units ``[start, units)`` of a recipe's work, resuming from ``path`` where an earlier call stopped.
+
+    A unit is what the recipe saves its state after: an epoch (fitting, teachers, students), one class
+    (distillation) or a chunk of iterations (factorisation).
 
     Args:
-        epochs: total epochs (or other units of work, e.g. classes).
-        step: ``step(epoch)`` runs one epoch and returns its record (numbers for the history). It runs inside
-            :func:`epoch_rng`, so global-RNG draws in it depend on ``(seed, epoch)`` alone, and on CUDA inside
+        units: how many units the whole run has.
+        step: ``step(i)`` runs unit ``i`` (from 0) and returns its record (numbers for the history). It runs inside
+            :func:`epoch_rng`, so global-RNG draws in it depend on ``(seed, i)`` alone, and on CUDA inside
             :func:`cudnn_autotune` (the recipes' batches have fixed shapes).
-        state: everything the recipe's result depends on that changes across epochs (model, optimiser, scheduler,
-            accumulated results), by name; each is saved after every epoch and restored on resume.
+        state: everything the recipe's result depends on that changes across units (model, optimiser, scheduler,
+            accumulated results), by name; each is saved after a unit (see ``save_interval_s``) and restored on
+            resume.
         path: the state file (written atomically by the main process only), or ``None`` for no resume.
         settings: what the run was started with; a saved state from other settings is refused (the differing keys
             are named), never silently reused.
         what: the recipe's name, for messages.
         seed: the run's seed. device: for the CUDA RNG fork.
-        progress: a progress bar over the epochs.
-        after_epoch: ``after_epoch(epoch, history)`` after each epoch, before its state is saved (e.g. to write a
-            checkpoint): a crash in between re-runs the epoch, which rewrites the same output.
-        save_interval_s: the state is saved after an epoch only when at least this many seconds (wall clock) have
-            passed since the last save, and always after the last epoch; 0 saves after every epoch. Epochs run
-            since the last save are re-run on resume, with the same result, since every epoch's randomness
-            depends on ``(seed, epoch)`` alone. Use it where epochs are short and the state is large (a student
+        progress: a progress bar over the units.
+        after_epoch: ``after_epoch(i, history)`` after each unit, before its state is saved (e.g. to write a
+            checkpoint): a crash in between re-runs the unit, which rewrites the same output.
+        save_interval_s: the state is saved after a unit only when at least this many seconds (wall clock) have
+            passed since the last save, and always after the last unit; 0 saves after every unit. Units run
+            since the last save are re-run on resume, with the same result, since every unit's randomness
+            depends on ``(seed, i)`` alone. Use it where units are short and the state is large (a student
             at small IPC: one step per epoch, against a 134 MB ResNet-18 + AdamW state).
 
+        unit: what a unit is, for messages and the record's counter (``{unit: i + 1}``, e.g. ``epoch``).
+
     Returns:
-        The history: one record per epoch (``epoch`` numbered from 1 and ``seconds`` added).
+        The history: one record per unit (its counter ``unit`` numbered from 1 and ``seconds`` added).
 
     Raises:
         ValueError: ``path`` holds a state of other settings, or ``save_interval_s`` is negative or not finite.
@@ -254,28 +263,36 @@ def run_epochs(
         for name, obj in state.items():
             obj.load_state_dict(saved["state"][name])
         start, history = saved["epoch"], list(saved["history"])
-        if start < epochs:
-            logger.info("%s: resuming %s after epoch %d of %d", what, path, start, epochs)
+        if start < units:
+            logger.info("%s: resuming %s after %s %d of %d", what, path, unit, start, units)
     last_save = _clock()
-    for epoch in progress_bar(range(start, epochs), desc=what, disable=not progress or not is_main_process(),
-                              initial=start, total=epochs):
+    for i in progress_bar(range(start, units), desc=what, disable=not progress or not is_main_process(),
+                          initial=start, total=units):
         t0 = time.perf_counter()
-        with epoch_rng(seed, epoch, device), cudnn_autotune(device):
-            record = dict(step(epoch))
-        record = {"epoch": epoch + 1, **record, "seconds": record.get("seconds", time.perf_counter() - t0)}
+        with epoch_rng(seed, i, device), cudnn_autotune(device):
+            record = dict(step(i))
+        record = {unit: i + 1, **record, "seconds": record.get("seconds", time.perf_counter() - t0)}
         history.append(record)
-        if after_epoch is not None:  # before the state: a crash in between re-runs the epoch and rewrites its output
-            after_epoch(epoch, history)
-        if path is not None and (epoch + 1 == epochs or _clock() - last_save >= save_interval_s):
+        if after_epoch is not None:  # before the state: a crash in between re-runs the unit and rewrites its output
+            after_epoch(i, history)
+        if path is not None and (i + 1 == units or _clock() - last_save >= save_interval_s):
+            # "epoch" in the file: the units done, under the key state files of 0.2 already use
             save_state(Path(path), {"state": {name: obj.state_dict() for name, obj in state.items()},
-                                    "epoch": epoch + 1, "history": history, "settings": dict(settings),
+                                    "epoch": i + 1, "history": history, "settings": dict(settings),
                                     "settings_digest": settings_digest(settings)})
             last_save = _clock()  # the interval runs from the end of a save
     return history
 
 
+def run_epochs(*, epochs: int, **kwargs: Any) -> list[dict[str, Any]]:
+    """Deprecated: :func:`run_resumable` (``epochs=`` is its ``units=``); the runner also runs classes and chunks."""
+    warnings.warn("lightlabel.recipes.loop.run_epochs is deprecated: use run_resumable(units=...)", DeprecationWarning,
+                  stacklevel=2)
+    return run_resumable(units=epochs, **kwargs)
+
+
 class Accumulator:
-    """A list of per-unit results that :func:`run_epochs` saves and restores with the rest of a state."""
+    """A list of per-unit results that :func:`run_resumable` saves and restores with the rest of a state."""
 
     def __init__(self, items: list[Any] | None = None) -> None:
         self.items: list[Any] = list(items or [])

@@ -29,7 +29,7 @@ from ..labeling.sources import LabelSource, ModelLabels, RunInfo, as_label_sourc
 from ..models import build_model
 from ..sets import DistilledSet, FactorizedSet
 from ..utils.memory import peak_memory_bytes, reset_peak_memory
-from .loop import check_save_interval, ddp, evaluate, per_rank_batch, resolve_device, run_epochs, world
+from .loop import check_save_interval, ddp, evaluate, per_rank_batch, resolve_device, run_resumable, world
 
 __all__ = ["StudentResult", "label_view_agreement", "train_student"]
 
@@ -158,10 +158,10 @@ def train_student(
     run = _StudentRun(distilled, source, protocol, seed=seed, device=device, val_set=val_set,
                       student_model=student_model, overlap=overlap)
     memory_kind = reset_peak_memory(device)
-    history = run_epochs(epochs=protocol.epochs, step=run.step, state=run.state(),
-                         path=None if out_dir is None else Path(out_dir) / "student-state.pt",
-                         settings=run.settings(student_model), what=f"student ({source.kind} labels)", seed=seed,
-                         device=device, progress=progress, save_interval_s=save_interval_s)
+    history = run_resumable(units=protocol.epochs, step=run.step, state=run.state(),
+                            path=None if out_dir is None else Path(out_dir) / "student-state.pt",
+                            settings=run.settings(student_model), what=f"student ({source.kind} labels)", seed=seed,
+                            device=device, progress=progress, save_interval_s=save_interval_s)
     timed = history[min(2, len(history) - 1):]
     scored = [h["top1"] for h in history if "top1" in h]
     return StudentResult(

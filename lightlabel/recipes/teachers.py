@@ -31,7 +31,7 @@ from .loop import (
     make_loader,
     per_rank_batch,
     resolve_device,
-    run_epochs,
+    run_resumable,
 )
 
 __all__ = ["train_teachers"]
@@ -87,9 +87,9 @@ def train_teachers(
         raise ValueError("`train_set` must have a `classes` attribute (class names in label order)")
     run = _TeacherRun(dataset, cfg, input_spec, val_set, resolve_device(device), on_error, progress)
     paths = {e: Path(out_dir) / f"teacher-epoch{e:03d}.pt" for e in cfg.checkpoint_epochs}
-    run_epochs(epochs=cfg.epochs, step=run.step, state=run.state(), path=Path(out_dir) / "trainer-state.pt",
-               settings=run.settings(), what="train_teachers", seed=cfg.seed, device=run.device,
-               after_epoch=lambda epoch, history: run.save(paths.get(epoch + 1), epoch, history))
+    run_resumable(units=cfg.epochs, step=run.step, state=run.state(), path=Path(out_dir) / "trainer-state.pt",
+                  settings=run.settings(), what="train_teachers", seed=cfg.seed, device=run.device,
+                  after_epoch=lambda epoch, history: run.save(paths.get(epoch + 1), epoch, history))
     return [paths[e] for e in cfg.checkpoint_epochs]
 
 
