@@ -243,6 +243,12 @@ GRID: dict[str, Row] = {
                                       "the best projector at CIFAR-10 IPC 50)", "row", images="random",
                                       labels_of={"cifar10": "projector_fit20_r32"}, only=(("cifar10", 50),),
                                       ipc50_seeds=(0,)),
+    # projector_final_fit20_r32's random-image side at CIFAR-10 IPC 50 (the fit to the checkpoint select_teachers
+    # chose): the distilled-over-random gain of the labels that carry that cell
+    "random_projector_final_fit20_r32": Row("random real images + projector_final_fit20_r32 (the fit to the last "
+                                            "checkpoint alone)", "row", images="random",
+                                            labels_of={"cifar10": "projector_final_fit20_r32"},
+                                            only=(("cifar10", 50),), ipc50_seeds=(0,)),
     # At Imagenette IPC 1 the early checkpoints teach best (38.6 against 30.6 for epochs 6-8 on 79091d5b7df6), and the
     # best projector there is projector_fit10 (the CPU-sized fit to them): its random-image side, 3 min per cell
     "random_projector_fit10": Row("random real images + projector_fit10 (the CPU-sized fit to the early checkpoints)",
