@@ -173,6 +173,10 @@ def _refit_note(mine: list[dict], theirs: list[dict]) -> str:
             f"{final[0]}: the gain includes the spread between fits)")
 
 
+#: how the report names the checkpoints a fit imitates, by the grid's stage (SETUP's checkpoint lists)
+_STAGE_WORDS = {"weak": "weak", "late": "later", "first": "first-checkpoint", "final": "last-checkpoint"}
+
+
 def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
                  marked: dict[tuple[str, int, str], str] | None = None) -> str:
     """The distilled-over-random table: per label source, mean top-1 on the distilled set minus on random subsets;
@@ -472,13 +476,15 @@ def report() -> None:
                 fit = next((c["fit"] for c in mine if c["ipc"] == ipc and c["row"] == fit_row and "fit" in c), None)
                 if fit:
                     curve = fit.get("agreement_by_epoch")
-                    stage = "later" if GRID[fit_row].fit.get("stage") == "late" else "weak"
+                    stage = _STAGE_WORDS[GRID[fit_row].fit.get("stage", "weak")]
+                    one = fit["num_teachers"] == 1
                     fit_line += (
                         f"Adapter fit (`{fit_row}`): {fit['epochs']} epochs on {fit['samples']:,} images, "
-                        f"{fit['num_teachers']} {stage} teachers; held-out top-1 agreement with them "
+                        f"{fit['num_teachers']} {stage} teacher{'' if one else 's'}; held-out top-1 agreement with "
+                        f"{'it' if one else 'them'} "
                         f"{fit.get('final_agreement', float('nan')):.3f}"
                         + (f" (by epoch, from 0 = before fitting: {', '.join(f'{a:.3f}' for a in curve)})" if curve else "")
-                        + f", projector top-1 {fit.get('final_top1', float('nan')):.3f}, {stage}-teacher ensemble top-1 "
+                        + f", projector top-1 {fit.get('final_top1', float('nan')):.3f}, {stage}-teacher{'' if one else ' ensemble'} top-1 "
                         f"{fit.get('final_teacher_top1', float('nan')):.3f}"
                         + (f", {fit['fit_seconds'] / 60:.0f} min of fitting" if fit.get("fit_seconds") else "") + ".\n\n")
             sections.append(f"### {ds}, IPC {ipc} ({', '.join(map(str, steps))} student steps)\n\n{fit_line}"
