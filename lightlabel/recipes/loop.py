@@ -243,7 +243,6 @@ def run_resumable(
             since the last save are re-run on resume, with the same result, since every unit's randomness
             depends on ``(seed, i)`` alone. Use it where units are short and the state is large (a student
             at small IPC: one step per epoch, against a 134 MB ResNet-18 + AdamW state).
-
         unit: what a unit is, for messages and the record's counter (``{unit: i + 1}``, e.g. ``epoch``).
 
     Returns:
