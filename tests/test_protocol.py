@@ -481,7 +481,7 @@ def test_the_resumable_runner_counts_its_own_units_and_resumes_after_the_last_on
         done.items.append(i)
         return {"value": float(torch.rand(()))}
 
-    kwargs = dict(units=4, step=step, state={"done": done}, path=tmp_path / "state.pt", settings={"a": 1},
+    kwargs = dict(units=4, step=step, state={"done": done}, path=tmp_path / "state.pt", settings={"lr": 1},
                   what="t", seed=3, device=torch.device("cpu"), unit="chunk")
     with pytest.raises(RuntimeError, match="interrupted"):
         run_resumable(**kwargs)
@@ -491,8 +491,8 @@ def test_the_resumable_runner_counts_its_own_units_and_resumes_after_the_last_on
     assert done.items == [0, 1, 2, 3]
     fresh = run_resumable(**{**kwargs, "path": None, "state": {"done": Accumulator()}})
     assert [r["value"] for r in fresh] == [r["value"] for r in history]  # unit i's randomness is (seed, i)'s
-    with pytest.raises(ValueError, match="a"):
-        run_resumable(**{**kwargs, "settings": {"a": 2}})
+    with pytest.raises(ValueError, match=r"differing: \['lr'\]"):
+        run_resumable(**{**kwargs, "settings": {"lr": 2}})
     from lightlabel.recipes.loop import run_epochs
 
     with pytest.warns(DeprecationWarning, match="run_resumable"):
