@@ -40,8 +40,12 @@ CANDIDATES = {
                    "epoch 8": ("teacher", "final")},
 }
 
+DEFAULT_FRACTION = Fraction(1, 6)
+#: held-out training images per class a selection run scores on, unless ``--heldout-per-class`` says otherwise
+DEFAULT_HELDOUT = 100
 
-def heldout(run: Run, distilled: ll.DistilledSet, per_class: int = 100) -> ll.data.TensorImageDataset:
+
+def heldout(run: Run, distilled: ll.DistilledSet, per_class: int = DEFAULT_HELDOUT) -> ll.data.TensorImageDataset:
     """The last ``per_class`` training images of each class that no distilled image was cut from."""
     used = {s for sources in distilled.sources for s in sources}
     keep = []
@@ -51,20 +55,23 @@ def heldout(run: Run, distilled: ll.DistilledSet, per_class: int = 100) -> ll.da
     return run.train.subset(keep).with_transform(lambda x: x.float() / 255)
 
 
-def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, short_seeds: list[int] | None = None
-            ) -> dict:
-    """One selection run; with ``short_seeds``, its short runs are averaged over those student seeds."""
+def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, short_seeds: list[int] | None = None,
+            heldout_per_class: int = DEFAULT_HELDOUT) -> dict:
+    """One selection run; with ``short_seeds``, its short runs are averaged over those student seeds; scored on
+    ``heldout_per_class`` held-out images of each class."""
     seeds = tuple(short_seeds or [seed])
     suffix = f"seed{seed}" if len(seeds) == 1 else "seeds" + "-".join(map(str, seeds))
     if _share(fraction) != DEFAULT_FRACTION:
         suffix += f"-fraction{_share(fraction).numerator}-{_share(fraction).denominator}"
+    if heldout_per_class != DEFAULT_HELDOUT:
+        suffix += f"-heldout{heldout_per_class}"
     run = Run(dataset, argparse.Namespace(quiet=quiet))
     distilled = run.distilled(ipc)
     names = list(CANDIDATES[dataset])
     paths = sorted({p for _, stage in CANDIDATES[dataset].values() for p in run.checkpoints(stage)})
     groups = [tuple(paths.index(p) for p in run.checkpoints(stage)) for _, stage in CANDIDATES[dataset].values()]
     protocol = ll.EvalProtocol.helio(patches_per_side=int(run.cfg["ppi"] ** 0.5), eval_every=EVAL_EVERY)
-    val = heldout(run, distilled)
+    val = heldout(run, distilled, heldout_per_class)
     t0 = time.time()
     selection = ll.select_teachers(paths, distilled, protocol, val_set=val, candidates=groups, fraction=fraction,
                                    seeds=seeds, progress=not quiet)
@@ -75,7 +82,8 @@ def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, sho
                   wall_seconds=time.time() - t0, commit=commit(), device=device_name(),
                   command=f"python benchmarks/select_validation.py --dataset {dataset} --ipc {ipc} " + (
                       f"--seed {seed}" if len(seeds) == 1 else f"--short-seeds {' '.join(map(str, seeds))}") + (
-                      "" if _share(fraction) == DEFAULT_FRACTION else f" --fraction {fraction:g}"))
+                      "" if _share(fraction) == DEFAULT_FRACTION else f" --fraction {fraction:g}") + (
+                      "" if heldout_per_class == DEFAULT_HELDOUT else f" --heldout-per-class {heldout_per_class}"))
     path = OUT / f"{dataset}-ipc{ipc}-{suffix}.json"
     atomic_write_text(path, json.dumps(record, indent=1, default=str))
     logging.info("%s: chose %s", path.relative_to(ROOT), record["chosen"])
@@ -89,7 +97,6 @@ def _full(dataset: str, ipc: int, row: str, trajectory: str) -> dict[int, float]
     return {c["seed"]: 100 * c["top1"] for c in cells if c.get("trajectory") == trajectory}
 
 
-DEFAULT_FRACTION = Fraction(1, 6)
 
 
 def _share(fraction: float) -> Fraction:
@@ -259,10 +266,12 @@ def main() -> None:
     parser.add_argument("--short-seeds", type=int, nargs="+", default=None,
                         help="average each candidate's short run over these student seeds (default: --seed alone)")
     parser.add_argument("--fraction", type=float, default=1 / 6)
+    parser.add_argument("--heldout-per-class", type=int, default=DEFAULT_HELDOUT,
+                        help="held-out training images per class to score the short runs on")
     parser.add_argument("--report", action="store_true")
     args = parse_run_args(parser)
     if not args.report:
-        measure(args.dataset, args.ipc, args.seed, args.fraction, args.quiet, args.short_seeds)
+        measure(args.dataset, args.ipc, args.seed, args.fraction, args.quiet, args.short_seeds, args.heldout_per_class)
     report()
 
 
