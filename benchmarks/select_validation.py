@@ -78,7 +78,7 @@ def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, sho
     record = selection.to_dict()
     record.update(candidates=names, checkpoints=[p.name for p in paths], chosen=names[groups.index(selection.choice)],
                   dataset=dataset, ipc=ipc, seed=seeds[0], short_seeds=list(seeds), fraction=fraction,
-                  heldout_images=len(val), trajectory=run.trajectory_id,
+                  heldout_images=len(val), heldout_per_class=heldout_per_class, trajectory=run.trajectory_id,
                   wall_seconds=time.time() - t0, commit=commit(), device=device_name(),
                   command=f"python benchmarks/select_validation.py --dataset {dataset} --ipc {ipc} " + (
                       f"--seed {seed}" if len(seeds) == 1 else f"--short-seeds {' '.join(map(str, seeds))}") + (
@@ -119,6 +119,7 @@ def _extrapolated(runs: list[dict]) -> list[dict]:
     (``predicted_top1``), at the cost of both runs. Where several seeds have both, also the selection with
     ``seeds=`` those seeds: the mean of their extrapolations (the line's intercept is linear in the top-1s)."""
     out, by_share = [], {}
+    runs = [r for r in runs if not _heldout(r)]  # combined only with runs scored on the same held-out images
     for first in (r for r in runs if not _averaged(r) and not _horizon(r)):
         for longer in sorted((r for r in runs if not _averaged(r) and r["seed"] == first["seed"] and _horizon(r)),
                              key=lambda r: r["fraction"]):
@@ -150,6 +151,13 @@ def _combined(first: dict, parts: tuple[dict, ...] | list[dict], fractions: list
             "command": " + ".join(r["command"] for r in parts)}
 
 
+def _heldout(run: dict) -> str:
+    """", scored on 10,000 held-out images" for a run scored on another held-out set than the default, else ""."""
+    if run.get("heldout_per_class", DEFAULT_HELDOUT) == DEFAULT_HELDOUT:
+        return ""
+    return f", scored on {run['heldout_images']:,} held-out images"
+
+
 def _averaged(run: dict) -> bool:
     """Whether a selection run averaged its short runs over several seeds (files before --short-seeds had one)."""
     return len(run.get("short_seeds", [0])) > 1
@@ -171,7 +179,7 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
                          f"{sorted({r['trajectory'] for r in runs})}; run them again on one")
     full = {name: _full(dataset, ipc, CANDIDATES[dataset][name][0], runs[0]["trajectory"]) for name in names}
     label = lambda r: (f"short run, seed {r['seed']}" if not _averaged(r) else  # noqa: E731
-                       f"short runs averaged over seeds {', '.join(map(str, r['short_seeds']))}") + _horizon(r)
+                       f"short runs averaged over seeds {', '.join(map(str, r['short_seeds']))}") + _horizon(r) + _heldout(r)
     unit = lambda r: "held-out top-1 % predicted in full" if "fractions" in r else "held-out top-1 %"  # noqa: E731
     lines = ["| candidate | " + " | ".join(f"{label(r)}: {unit(r)}" for r in runs) +
              " | full protocol: test top-1 % (seeds) |", "|---" * (len(runs) + 2) + "|"]
@@ -185,8 +193,9 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
         lines.append(f"| {name} | {short} | {shown} |")
     common = sorted(set.intersection(*(set(v) for v in full.values())))
     mean = {name: statistics.mean(v[s] for s in common) for name, v in full.items()} if common else {}
-    single = [r for r in runs if not _averaged(r) and not _horizon(r)]  # the default share, one seed each
-    verdicts, gaps, extrapolated_gaps = [], [], []
+    # the default share and held-out set, one seed each
+    single = [r for r in runs if not _averaged(r) and not _horizon(r) and not _heldout(r)]
+    verdicts, gaps, extrapolated_gaps, heldout_gaps = [], [], [], {}
     for r in runs:
         cost = (f"{r['steps']} short-run steps against {r['full_steps']} for every candidate in full "
                 f"({100 * r['cost_fraction']:.0f} %), {r['wall_seconds'] / 60:.0f} min on {r['device']}, commit "
@@ -202,16 +211,19 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
             continue
         s = r["seed"]
         if not all(s in v for v in full.values()):
-            verdicts.append(f"- seed {s}{_horizon(r)}: chose {r['chosen']}; not every candidate has a seed-{s} "
+            verdicts.append(f"- seed {s}{_horizon(r)}{_heldout(r)}: chose {r['chosen']}; not every candidate has a seed-{s} "
                             "full-protocol cell yet, so its verdict is open.")
             continue
         best = max(v[s] for v in full.values())
         gap = best - full[r["chosen"]][s]
-        if not _horizon(r):
+        if _heldout(r):
+            if not _horizon(r):
+                heldout_gaps.setdefault(r["heldout_images"], []).append(gap)
+        elif not _horizon(r):
             gaps.append(gap)
         elif "fractions" in r:
             extrapolated_gaps.append(gap)
-        verdicts.append(f"- seed {s}{_horizon(r)}: chose {r['chosen']}{_margin(r)}, whose seed-{s} full-protocol top-1 is "
+        verdicts.append(f"- seed {s}{_horizon(r)}{_heldout(r)}: chose {r['chosen']}{_margin(r)}, whose seed-{s} full-protocol top-1 is "
                         f"{gap:.2f} points below "
                         f"the best candidate's on that seed ({'within' if gap <= 1 else 'NOT within'} the 1-point "
                         f"target); {cost}")
@@ -229,6 +241,10 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
         summary += (f" Extrapolated from two short runs (`fraction=(1/6, f)`, the committed runs at each share "
                     f"combined): within 1 point on {sum(g <= 1 for g in extrapolated_gaps)} of "
                     f"{len(extrapolated_gaps)} selections (largest gap {max(extrapolated_gaps):.2f}).")
+    for count, g in sorted(heldout_gaps.items()):
+        summary += (f" The same short runs (seeds and steps) scored on {count:,} held-out images instead of "
+                    f"{runs[0]['heldout_images']:,}: within 1 point on {sum(x <= 1 for x in g)} of {len(g)} seeds "
+                    f"(largest gap {max(g):.2f}).")
     summary += (f" Every figure here is of teacher trajectory {runs[0]['trajectory']}: the selection runs' "
                 "checkpoints and the candidates' full-protocol cells alike.")
     cells = " ".join(str(s) for s in common) or "0"
@@ -244,8 +260,9 @@ def report() -> None:
     for path in sorted(OUT.glob("*.json")):
         r = json.loads(path.read_text())
         groups.setdefault((r["dataset"], r["ipc"]), []).append(r)
-    sections = [_section(dataset, ipc, sorted(runs, key=lambda r: (_averaged(r), r.get("fraction", 1 / 6),
-                                                                   r["seed"])))
+    sections = [_section(dataset, ipc, sorted(runs, key=lambda r: (
+                    r.get("heldout_per_class", DEFAULT_HELDOUT) != DEFAULT_HELDOUT, _averaged(r),
+                    r.get("fraction", 1 / 6), r["seed"])))
                 for (dataset, ipc), runs in sorted(groups.items())]
     write_section("select-validation", "## Choosing the teachers by measurement (`ll.select_teachers`)\n\n"
                   "Short student runs with each candidate group of trajectory checkpoints online (HeLlO's protocol "
