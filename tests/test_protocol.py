@@ -489,8 +489,11 @@ def test_the_resumable_runner_counts_its_own_units_and_resumes_after_the_last_on
     history = run_resumable(**kwargs)
     assert [r["chunk"] for r in history] == [1, 2, 3, 4] and "epoch" not in history[0]
     assert done.items == [0, 1, 2, 3]
-    fresh = run_resumable(**{**kwargs, "path": None, "state": {"done": Accumulator()}})
+    seen = []  # after_unit(i, history) runs after each unit, with the history so far
+    fresh = run_resumable(**{**kwargs, "path": None, "state": {"done": Accumulator()}},
+                          after_unit=lambda i, h: seen.append((i, len(h))))
     assert [r["value"] for r in fresh] == [r["value"] for r in history]  # unit i's randomness is (seed, i)'s
+    assert seen == [(0, 1), (1, 2), (2, 3), (3, 4)]
     with pytest.raises(ValueError, match=r"differing: \['lr'\]"):
         run_resumable(**{**kwargs, "settings": {"lr": 2}})
     from lightlabel.recipes.loop import run_epochs
@@ -498,3 +501,8 @@ def test_the_resumable_runner_counts_its_own_units_and_resumes_after_the_last_on
     with pytest.warns(DeprecationWarning, match="run_resumable"):
         old = run_epochs(**{k: v for k, v in kwargs.items() if k != "units"}, epochs=4)
     assert [r["chunk"] for r in old] == [1, 2, 3, 4]  # the 0.2 name resumes the same finished state
+    seen.clear()
+    with pytest.warns(DeprecationWarning):  # and its after_epoch= is the runner's after_unit=
+        run_epochs(**{k: v for k, v in kwargs.items() if k not in ("units", "path")}, path=None, epochs=2,
+                   after_epoch=lambda i, h: seen.append(i))
+    assert seen == [0, 1]

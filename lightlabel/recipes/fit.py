@@ -183,7 +183,7 @@ def fit_adapter(
     history = run_resumable(units=cfg.epochs, step=run.step, state={"adapter": _AdapterState(projector),
                                                                     "opt": run.opt, "fidelity": fidelity},
                             path=state_path, settings=settings, what="fit_adapter", seed=cfg.seed, device=device,
-                            after_epoch=lambda epoch, h: run.export(settings, fidelity.items + h, out_dir))
+                            after_unit=lambda epoch, h: run.export(settings, fidelity.items + h, out_dir))
     run.export(settings, fidelity.items + history)
     projector.eval()
     if temp is not None:

@@ -213,7 +213,7 @@ def run_resumable(
     seed: int,
     device: torch.device,
     progress: bool = False,
-    after_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    after_unit: Callable[[int, list[dict[str, Any]]], None] | None = None,
     save_interval_s: float = 0.0,
     unit: str = "epoch",
 ) -> list[dict[str, Any]]:
@@ -236,7 +236,7 @@ def run_resumable(
         what: the recipe's name, for messages.
         seed: the run's seed. device: for the CUDA RNG fork.
         progress: a progress bar over the units.
-        after_epoch: ``after_epoch(i, history)`` after each unit, before its state is saved (e.g. to write a
+        after_unit: ``after_unit(i, history)`` after each unit, before its state is saved (e.g. to write a
             checkpoint): a crash in between re-runs the unit, which rewrites the same output.
         save_interval_s: the state is saved after a unit only when at least this many seconds (wall clock) have
             passed since the last save, and always after the last unit; 0 saves after every unit. Units run
@@ -272,8 +272,8 @@ def run_resumable(
             record = dict(step(i))
         record = {unit: i + 1, **record, "seconds": record.get("seconds", time.perf_counter() - t0)}
         history.append(record)
-        if after_epoch is not None:  # before the state: a crash in between re-runs the unit and rewrites its output
-            after_epoch(i, history)
+        if after_unit is not None:  # before the state: a crash in between re-runs the unit and rewrites its output
+            after_unit(i, history)
         if path is not None and (i + 1 == units or _clock() - last_save >= save_interval_s):
             # "epoch" in the file: the units done, under the key state files of 0.2 already use
             save_state(Path(path), {"state": {name: obj.state_dict() for name, obj in state.items()},
@@ -283,11 +283,13 @@ def run_resumable(
     return history
 
 
-def run_epochs(*, epochs: int, **kwargs: Any) -> list[dict[str, Any]]:
-    """Deprecated: :func:`run_resumable` (``epochs=`` is its ``units=``); the runner also runs classes and chunks."""
-    warnings.warn("lightlabel.recipes.loop.run_epochs is deprecated: use run_resumable(units=...)", DeprecationWarning,
-                  stacklevel=2)
-    return run_resumable(units=epochs, **kwargs)
+def run_epochs(*, epochs: int, after_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None,
+               **kwargs: Any) -> list[dict[str, Any]]:
+    """Deprecated: :func:`run_resumable` (``epochs=`` is its ``units=``, ``after_epoch=`` its ``after_unit=``); the
+    runner also runs classes and chunks."""
+    warnings.warn("lightlabel.recipes.loop.run_epochs is deprecated: use run_resumable(units=..., after_unit=...)",
+                  DeprecationWarning, stacklevel=2)
+    return run_resumable(units=epochs, after_unit=after_epoch, **kwargs)
 
 
 class Accumulator:

@@ -89,7 +89,7 @@ def train_teachers(
     paths = {e: Path(out_dir) / f"teacher-epoch{e:03d}.pt" for e in cfg.checkpoint_epochs}
     run_resumable(units=cfg.epochs, step=run.step, state=run.state(), path=Path(out_dir) / "trainer-state.pt",
                   settings=run.settings(), what="train_teachers", seed=cfg.seed, device=run.device,
-                  after_epoch=lambda epoch, history: run.save(paths.get(epoch + 1), epoch, history))
+                  after_unit=lambda epoch, history: run.save(paths.get(epoch + 1), epoch, history))
     return [paths[e] for e in cfg.checkpoint_epochs]
 
 
