@@ -242,7 +242,7 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
                     f"combined): within 1 point on {sum(g <= 1 for g in extrapolated_gaps)} of "
                     f"{len(extrapolated_gaps)} selections (largest gap {max(extrapolated_gaps):.2f}).")
     for count, g in sorted(heldout_gaps.items()):
-        summary += (f" The same short runs (seeds and steps) scored on {count:,} held-out images instead of "
+        summary += (f" Short runs with the same seeds and steps, scored on {count:,} held-out images instead of "
                     f"{runs[0]['heldout_images']:,}: within 1 point on {sum(x <= 1 for x in g)} of {len(g)} seeds "
                     f"(largest gap {max(g):.2f}).")
     summary += (f" Every figure here is of teacher trajectory {runs[0]['trajectory']}: the selection runs' "
