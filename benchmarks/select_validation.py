@@ -97,8 +97,6 @@ def _full(dataset: str, ipc: int, row: str, trajectory: str) -> dict[int, float]
     return {c["seed"]: 100 * c["top1"] for c in cells if c.get("trajectory") == trajectory}
 
 
-
-
 def _share(fraction: float) -> Fraction:
     """A short run's share of the protocol's epochs as a fraction (1/6, 1/2)."""
     return Fraction(fraction).limit_denominator(12)
@@ -179,7 +177,8 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
                          f"{sorted({r['trajectory'] for r in runs})}; run them again on one")
     full = {name: _full(dataset, ipc, CANDIDATES[dataset][name][0], runs[0]["trajectory"]) for name in names}
     label = lambda r: (f"short run, seed {r['seed']}" if not _averaged(r) else  # noqa: E731
-                       f"short runs averaged over seeds {', '.join(map(str, r['short_seeds']))}") + _horizon(r) + _heldout(r)
+                       f"short runs averaged over seeds {', '.join(map(str, r['short_seeds']))}"
+                       ) + _horizon(r) + _heldout(r)
     unit = lambda r: "held-out top-1 % predicted in full" if "fractions" in r else "held-out top-1 %"  # noqa: E731
     lines = ["| candidate | " + " | ".join(f"{label(r)}: {unit(r)}" for r in runs) +
              " | full protocol: test top-1 % (seeds) |", "|---" * (len(runs) + 2) + "|"]
@@ -211,8 +210,8 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
             continue
         s = r["seed"]
         if not all(s in v for v in full.values()):
-            verdicts.append(f"- seed {s}{_horizon(r)}{_heldout(r)}: chose {r['chosen']}; not every candidate has a seed-{s} "
-                            "full-protocol cell yet, so its verdict is open.")
+            verdicts.append(f"- seed {s}{_horizon(r)}{_heldout(r)}: chose {r['chosen']}; not every candidate has a "
+                            f"seed-{s} full-protocol cell yet, so its verdict is open.")
             continue
         best = max(v[s] for v in full.values())
         gap = best - full[r["chosen"]][s]
@@ -223,8 +222,8 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
             gaps.append(gap)
         elif "fractions" in r:
             extrapolated_gaps.append(gap)
-        verdicts.append(f"- seed {s}{_horizon(r)}{_heldout(r)}: chose {r['chosen']}{_margin(r)}, whose seed-{s} full-protocol top-1 is "
-                        f"{gap:.2f} points below "
+        verdicts.append(f"- seed {s}{_horizon(r)}{_heldout(r)}: chose {r['chosen']}{_margin(r)}, whose seed-{s} "
+                        f"full-protocol top-1 is {gap:.2f} points below "
                         f"the best candidate's on that seed ({'within' if gap <= 1 else 'NOT within'} the 1-point "
                         f"target); {cost}")
     summary = (f"Single-seed selection within 1 point on {sum(g <= 1 for g in gaps)} of {len(gaps)} seeds "
