@@ -200,7 +200,7 @@ def select_teachers(
         val_set: held-out **real training** images to score on (never the test split: the choice would then be
             fitted to the test set), a dataset of ``(image, label)``. Its size is not what limits the choice: the
             same short runs scored on 10,000 images instead of 1,000 chose the same candidates on CIFAR-10 IPC 1
-            (3 seeds) and IPC 10 (seed 0). Short runs rank close candidates differently from full ones: at IPC 10
+            and IPC 10 (3 seeds each). Short runs rank close candidates differently from full ones: at IPC 10
             (seed 0, 10,000 images) the top three were within 0.3 points at 1/6 of the epochs and 4.2 apart in full.
         candidates: groups of trajectory indices (default: :func:`trajectory_windows` with sizes 1 and 3).
         fraction: of the protocol's epochs, in (0, 1], each run at least one epoch; or several such fractions,
