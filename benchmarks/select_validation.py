@@ -215,9 +215,8 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
             continue
         best = max(v[s] for v in full.values())
         gap = best - full[r["chosen"]][s]
-        if _heldout(r):
-            if not _horizon(r):
-                heldout_gaps.setdefault(r["heldout_images"], []).append(gap)
+        if _heldout(r) and not _horizon(r):
+            heldout_gaps.setdefault(r["heldout_images"], []).append(gap)
         elif not _horizon(r):
             gaps.append(gap)
         elif "fractions" in r:
@@ -259,9 +258,8 @@ def report() -> None:
     for path in sorted(OUT.glob("*.json")):
         r = json.loads(path.read_text())
         groups.setdefault((r["dataset"], r["ipc"]), []).append(r)
-    sections = [_section(dataset, ipc, sorted(runs, key=lambda r: (
-                    r.get("heldout_per_class", DEFAULT_HELDOUT) != DEFAULT_HELDOUT, _averaged(r),
-                    r.get("fraction", 1 / 6), r["seed"])))
+    sections = [_section(dataset, ipc, sorted(runs, key=lambda r: (bool(_heldout(r)), _averaged(r),
+                                                                   r.get("fraction", 1 / 6), r["seed"])))
                 for (dataset, ipc), runs in sorted(groups.items())]
     write_section("select-validation", "## Choosing the teachers by measurement (`ll.select_teachers`)\n\n"
                   "Short student runs with each candidate group of trajectory checkpoints online (HeLlO's protocol "
