@@ -205,6 +205,12 @@ GRID: dict[str, Row] = {
                                            "labeller's own spread)", "fit",
                                            fit=dict(epochs=20, image_rank=32, stage="final", seed=1),
                                            imitates="final_checkpoint", only=(("cifar10", 50),), ipc50_seeds=(0,)),
+    # Fitted twice, the last checkpoint teaches 63.6 (63.9, 63.2), the fit to epochs 2-4 63.1 (one fit): a lead of 0.4,
+    # below the two fits' spread. The late fit again with fit seed 1, so both targets are read off two fits.
+    "projector_late_fit20_r32_seed1": Row("projector_late_fit20_r32 fitted again with fit seed 1 instead of 0 (the "
+                                          "labeller's own spread)", "fit",
+                                          fit=dict(epochs=20, image_rank=32, stage="late", seed=1),
+                                          imitates="late_teachers", only=(("cifar10", 50),), ipc50_seeds=(0,)),
     "teacher_kl": Row("online full teacher, RDED's loss (KL, T = 20)", "teacher",
                       loss=dict(soft_loss="kl", temperature=20.0, ce_weight=0.0), seed0_only=True),
     # the same teacher with its logits at the projector's spread (benchmarks/label_scale.py: 6.4 vs 2.1)

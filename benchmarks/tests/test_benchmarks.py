@@ -116,7 +116,7 @@ def test_the_grid_selects_the_cells_of_the_table():
         "projector", "projector_fit10", "projector_full", "teacher", "hard", "weak_teachers", "late_teachers",
         "projector_late", "random_projector", "random_teacher", "random_hard", "projector_fit20", "projector_fit20_r32",
         "projector_fit20_r32_seed1", "random_projector_fit20_r32", "projector_late_fit20_r32",
-        "projector_final_fit20_r32", "projector_final_fit20_r32_seed1",
+        "projector_final_fit20_r32", "projector_final_fit20_r32_seed1", "projector_late_fit20_r32_seed1",
         "random_projector_final_fit20_r32", "first_checkpoint", "final_checkpoint"}
     import lightlabel as ll
     try:
