@@ -3,7 +3,8 @@
 RDED's views at ``f = 2`` (2 x 2 mosaics): ShufflePatches(2), RandomResizedCrop(scale=(1/2, 1)) back to the image
 size, horizontal flip, CutMix. The old path drew two ``torch.randperm`` and one torchvision
 ``RandomResizedCrop.make_params`` per image and called ``v2.functional.resized_crop`` once per image; it is kept
-below, copied (``sample`` and ``apply`` as functions of the augmenter) from ``lightlabel/labeling/augment.py`` at commit 29f9899, as the baseline. The new path is
+below as the baseline: ``sample`` copied as a function of the augmenter from ``lightlabel/labeling/augment.py`` at
+commit 29f9899, and ``apply`` as the library's with the per-image crop put back. The new path is
 the library's :class:`~lightlabel.labeling.augment.Augmenter`: one set of tensor ops per batch.
 
 For a batch of 100 images at 64 px and at 224 px, this times ``sample`` (parameters), ``apply`` (views) and both,
@@ -24,13 +25,15 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import torch
 from _common import write_section
 from torchvision.transforms import v2
 
 import lightlabel as ll
-from lightlabel.labeling.augment import Augmenter, shuffle_patches
+from lightlabel.labeling import augment
+from lightlabel.labeling.augment import Augmenter
 
 
 # ------------------------------------------------------------------ the per-image baseline (commit 29f9899)
@@ -68,32 +71,19 @@ def old_sample(aug: Augmenter, batch_size: int, height: int, width: int, gen: to
     return params
 
 
+def _per_image_crops(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """The crop as it was: one ``v2.functional.resized_crop`` per image, back to the batch's size."""
+    size = list(images.shape[-2:])
+    return torch.stack([v2.functional.resized_crop(img, *map(int, box), size=size, antialias=True)
+                        for img, box in zip(images, boxes.tolist())])
+
+
 def old_apply(aug: Augmenter, images: torch.Tensor, targets: torch.Tensor, params: dict[str, torch.Tensor]
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4:
-        raise TypeError(f"`images` must be a float tensor (B, 3, H, W), got "
-                        f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
-    targets = aug._targets(images, targets)
-    if "rows" in params:
-        images = shuffle_patches(images, params["rows"], params["cols"])
-    if "crop" in params:
-        size = list(images.shape[-2:])
-        images = torch.stack([v2.functional.resized_crop(img, *map(int, box), size=size, antialias=True)
-                              for img, box in zip(images, params["crop"].tolist())])
-    if "flip" in params:
-        flip = params["flip"]
-        if images.is_cuda:
-            flip = flip.pin_memory()
-        flip = flip.to(images.device, non_blocking=True).view(-1, 1, 1, 1)
-        images = torch.where(flip, images.flip(-1), images)
-    if aug._mixer is not None:
-        mix: dict[str, Any] = {"lam_adjusted" if "box" in params else "lam": float(params["lam"])}
-        if "box" in params:
-            mix["box"] = tuple(int(v) for v in params["box"].tolist())
-        mix.update(labels=targets, batch_size=images.shape[0])
-        images = aug._mixer.transform(images, mix)
-        targets = aug._mixer.transform(targets, mix)
-    return images, targets
+    """:meth:`Augmenter.apply` with its batched crop swapped for the per-image loop: the rest of ``apply`` (patch
+    shuffle, flip, CutMix) was already one op per batch at 29f9899."""
+    with mock.patch.object(augment, "resized_crops", _per_image_crops):
+        return aug.apply(images, targets, params)
 
 
 # ------------------------------------------------------------------ timing

@@ -508,3 +508,19 @@ def test_the_step_benchmark_runs_rdeds_2x2_views_through_every_source():
     times, warmup = train_step.measure("proxy", 4, 2, 1, torch.device("cpu"), f=2)
     assert set(times) == {"hard", "teacher", "projector@64", "projector@32", "projector via train_student"}
     assert all(len(ts) == 1 and ts[0] > 0 for ts in times.values()) and set(warmup) < set(times)
+
+
+def test_the_per_image_view_baseline_makes_the_batched_paths_views_and_unpatches_the_library():
+    import torch
+
+    import lightlabel as ll
+    from lightlabel.labeling import augment
+    speed = _module("augment_speed")
+    aug = augment.Augmenter(ll.AugmentConfig.rded(2), num_classes=10)
+    images, targets = torch.rand(6, 3, 32, 32), torch.arange(6) % 10
+    params = speed.old_sample(aug, 6, 32, 32, torch.Generator().manual_seed(0))
+    old, new = speed.old_apply(aug, images, targets, params), aug.apply(images, targets, params)
+    torch.testing.assert_close(old[0], new[0], atol=1e-5, rtol=0)
+    assert torch.equal(old[1], new[1])
+    assert augment.resized_crops is not speed._per_image_crops
+    assert params["crop"].shape == (6, 4) and params["rows"].shape == (6, 2)
