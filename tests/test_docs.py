@@ -1,4 +1,5 @@
-"""The user-facing text stays true: every command quoted in README and the quickstart parses, and the installed
+"""The user-facing text stays true: every command quoted in README and the quickstart parses, every python block in
+the docs calls the API as it is, and the installed
 library never points at files an installed package does not have (docs/, benchmarks/)."""
 
 from __future__ import annotations
@@ -152,3 +153,99 @@ def test_the_api_reference_is_what_its_generator_writes():
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     assert gen.render() == (PROJECT / "docs" / "api.md").read_text(), "docs/api.md is stale: run python docs/_gen_api.py"
+
+
+DOC_PAGES = [PROJECT / "README.md", *sorted((PROJECT / "docs").glob("*.md"))]
+
+
+def _python_blocks() -> list[tuple[str, int, str]]:
+    """``(page, block number, code)`` for every ```python block of README and docs/."""
+    return [(page.name, i, block) for page in DOC_PAGES
+            for i, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S))]
+
+
+def _parse(code: str):
+    import ast
+    try:
+        return ast.parse(code)
+    except SyntaxError:  # an elided argument list (`f(a=1, ..., b=2)`) is prose; drop the ellipsis
+        return ast.parse(re.sub(r",\s*\.\.\.(?=\s*,)", "", code))
+
+
+def _api_calls(tree, variables: dict):
+    """``(text, object, positional count, keyword names, is unbound method)`` for each call of ``ll.X[.Y]`` or of a
+    method on a variable the pages use for one public type (``projector.save_pretrained(...)``)."""
+    import ast
+    import inspect
+
+    import lightlabel as ll
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        chain, base = [], node.func
+        while isinstance(base, ast.Attribute):
+            chain.insert(0, base.attr)
+            base = base.value
+        if not isinstance(base, ast.Name) or (base.id != "ll" and base.id not in variables):
+            continue
+        owner = ll if base.id == "ll" else variables[base.id]
+        obj = owner
+        for name in chain:
+            assert hasattr(obj, name), f"{ast.unparse(node.func)}: {obj!r} has no attribute {name!r}"
+            parent, obj = obj, getattr(obj, name)
+        unbound = inspect.isclass(parent) and inspect.isfunction(inspect.getattr_static(parent, chain[-1]))
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            continue
+        yield ast.unparse(node), obj, len(node.args), [k.arg for k in node.keywords], unbound
+
+
+BLOCKS = _python_blocks()
+
+
+@pytest.mark.parametrize("page, index, code", BLOCKS, ids=[f"{p}-{i}" for p, i, _ in BLOCKS])
+def test_every_python_block_in_the_docs_calls_the_api_as_it_is(page, index, code):
+    """Each ``ll.*`` call and each method call on ``projector``, ``distilled``, ``relabeler``, ``result`` or
+    ``selection`` names a public attribute that exists and passes arguments its signature takes; attributes read
+    off them exist."""
+    import ast
+    import dataclasses
+    import inspect
+
+    import lightlabel as ll
+    variables = {"projector": ll.Projector, "distilled": ll.DistilledSet, "relabeler": ll.OnlineRelabeler,
+                 "result": ll.StudentResult, "selection": ll.TeacherSelection}
+    tree = _parse(code)
+    from lightlabel.io.hub import model_card
+    card = set(inspect.signature(model_card).parameters) - {"info", "adapter_nbytes", "num_parameters"}
+    fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
+    forwarded = {  # where each public **kwargs goes, so a misspelt setting there fails here too
+        ll.Projector.save_pretrained: card, ll.Projector.push_to_hub: card,
+        ll.distill_images: fields(ll.DistillConfig), ll.factorize_images: fields(ll.FactorizeConfig),
+        ll.train_teachers: fields(ll.TeacherConfig), ll.train_student: fields(ll.EvalProtocol),
+        ll.EvalProtocol.helio: fields(ll.EvalProtocol), ll.EvalProtocol.rded: fields(ll.EvalProtocol),
+        ll.EvalProtocol.preset: fields(ll.EvalProtocol), ll.EvalProtocol.replace: fields(ll.EvalProtocol)}
+    for text, obj, positional, keywords, unbound in _api_calls(tree, variables):
+        signature = inspect.signature(obj)
+        try:
+            bound = signature.bind_partial(*[None] * (positional + unbound), **dict.fromkeys(keywords))
+        except TypeError as e:
+            pytest.fail(f"{page}, python block {index}: `{text}` does not fit {obj.__qualname__}{signature}: {e}")
+        extra = [k for name, p in signature.parameters.items() if p.kind is p.VAR_KEYWORD
+                 for k in bound.arguments.get(name, {})]
+        if extra:
+            assert obj in forwarded, f"{page}, python block {index}: `{text}`: where do {extra} go? add it here"
+            unknown = sorted(set(extra) - forwarded[obj])
+            assert not unknown, f"{page}, python block {index}: `{text}`: {obj.__qualname__} takes no {unknown}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in variables:
+            cls = variables[node.value.id]
+            fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+            assert hasattr(cls, node.attr) or node.attr in fields, (
+                f"{page}, python block {index}: {node.value.id}.{node.attr}: {cls.__name__} has no {node.attr!r}")
+
+
+def test_the_docs_check_has_calls_to_check():
+    """The block check above is not vacuous: the pages make at least 20 checked calls."""
+    import lightlabel as ll
+    variables = {"projector": ll.Projector, "distilled": ll.DistilledSet}
+    assert sum(1 for _, _, code in BLOCKS for _ in _api_calls(_parse(code), variables)) >= 20
