@@ -1,6 +1,6 @@
 """The user-facing text stays true: every command quoted in README and the quickstart parses, every python block in
-the docs calls the API as it is, and the installed
-library never points at files an installed package does not have (docs/, benchmarks/)."""
+the docs calls the API as it is, and the installed library never points at files an installed package does not have
+(docs/, benchmarks/)."""
 
 from __future__ import annotations
 
