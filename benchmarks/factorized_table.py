@@ -159,6 +159,23 @@ def raw_image_bytes(name: str, record: dict) -> int:
     return record["image_bytes"]  # the factorised file: raw uint8 bases + fp16 hallucinators + its header
 
 
+def rerun_note(cells: list[dict]) -> str:
+    """A sentence for each copied HeLlO cell that the HeLlO table has since rerun (another commit): the copy stays,
+    since the factorised rows beside it ran on the teachers of its time, and the rerun's figure is named."""
+    out = []
+    for c in cells:
+        path = ROOT / c.get("same_as", "")
+        if "same_as" not in c or not path.is_file():
+            continue
+        now = json.loads(path.read_text())
+        if now["commit"] != c["commit"]:
+            out.append(f" `{c['cell']}` is that cell as it was at commit {c['commit']} ({100 * c['top1']:.1f} %); the "
+                       f"HeLlO table has since rerun it at commit {now['commit']} on teacher trajectory "
+                       f"{now.get('trajectory', '(not recorded)')} ({100 * now['top1']:.1f} %). The factorised rows were "
+                       "not rerun, so the copy stays: it ran on the same teachers as they did.")
+    return "".join(out)
+
+
 def report() -> None:
     cells = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     if not cells:
@@ -184,7 +201,8 @@ def report() -> None:
     rows = __doc__.split("Rows (")[1].split("Every finished")[0].rstrip()
     reused = sorted({c["same_as"] for c in cells if "same_as" in c})
     note = (f" RDED IPC 10 is the HeLlO table's own cell ({', '.join(f'`{r}`' for r in reused)}): the same set, "
-            "protocol, labels and seed." if reused else "")
+            "protocol, labels and seed, copied when it ran." if reused else "")
+    note += rerun_note(cells)
     builds = sorted({c["build"]["iterations"] for c in cells if c.get("build")})
     if builds:
         note += f" The factorised sets were built for {' / '.join(map(str, builds))} iterations of DM (+ the adversary)."

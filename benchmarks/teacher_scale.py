@@ -7,8 +7,11 @@ and SRe2L: T = 20, DD-Ranking: 1-1.2, FKD: 1). A projector's logits are a scaled
 CIFAR-10 training images (RDED's CutMix views of whole images), this measures, for the packaged adapter
 (``lightlabel/cifar10-proxy-rn``) against each reference teacher (the real ResNet-56, and the packaged epoch-3
 ResNet-20 it was partly fitted to): the mean per-view logit standard deviation of both, and the scale ``s`` that
-``ll.calibrate_scale`` finds at T = 1 and T = 20, with the KL to the reference before and after. Writes the
-``teacher-module-scale`` section of docs/results.md.
+``ll.calibrate_scale`` finds at T = 1 and T = 20, with the KL to the reference before and after. On the same views,
+normalised as DD-Ranking and SRe2L normalise CIFAR-10 (``InputSpec.cifar10_dd()``), it counts how many of the
+projector's argmaxes change when the host's normalisation is given wrongly (CIFAR-10's true pixel std) or not
+converted at all (0.2's path: the batch resized and passed to the projector as if in its own normalisation). Writes
+the ``teacher-module-scale`` section of docs/results.md.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ def main() -> None:
             rows.append(f"| {name} | {t:g} | {r['std_ratio']:.2f} | {r['scale']:.2f} | {r['kl_before']:.4f} | "
                         f"{r['kl_after']:.4f} |")
             print(name, t, r)
+    flips = normalisation_flips(projector, x)
+    print("argmaxes changed:", flips)
     write_section("teacher-module-scale", f"""
 ### The projector's logit scale against real teachers (`as_teacher(..., scale=)`)
 
@@ -61,7 +66,34 @@ KL(softmax(reference / T) || softmax(s * projector / T)); KL in nats per view, b
 {chr(10).join(rows)}
 
 {_verdict(found)}
+
+{_flips_table(flips, len(x))}
 """)
+
+
+def normalisation_flips(projector: ll.Projector, pixels: torch.Tensor) -> dict[str, float]:
+    """Share of argmaxes (0-1) that differ from ``as_teacher(InputSpec.cifar10_dd())`` on the host's batch
+    ``cifar10_dd().normalize(pixels)`` when the host's spec is given as CIFAR-10's true statistics, or when the batch
+    is only resized and given to the projector itself (no conversion: what 0.2 did)."""
+    host = ll.InputSpec.cifar10_dd()
+    batch = host.normalize(pixels)
+    with torch.no_grad():
+        right = projector.as_teacher(host)(batch).argmax(1)
+        true_std = projector.as_teacher(ll.InputSpec.cifar10())(batch).argmax(1)
+        unconverted = projector(projector.input_spec.resize(batch)).argmax(1)
+    return {"true_std": (true_std != right).float().mean().item(),
+            "unconverted": (unconverted != right).float().mean().item()}
+
+
+def _flips_table(flips: dict[str, float], n: int) -> str:
+    return "\n".join([
+        f"On the same {n} views as a host normalises them for DD-Ranking and SRe2L (`InputSpec.cifar10_dd()`, std "
+        "(0.2023, 0.1994, 0.2010)), the share of the projector's argmaxes that differ from "
+        "`projector.as_teacher(ll.InputSpec.cifar10_dd())`'s:", "",
+        "| the host's batch given as | argmaxes changed |", "|---|---|",
+        f"| `as_teacher(ll.InputSpec.cifar10())` (CIFAR-10's true pixel std: the wrong spec) | {100 * flips['true_std']:.1f} % |",
+        f"| the projector itself after a resize to its size, normalisation not converted (0.2's path; 0.3 refuses "
+        f"foreign input) | {100 * flips['unconverted']:.1f} % |"])
 
 
 def _verdict(found: dict) -> str:

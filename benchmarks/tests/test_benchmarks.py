@@ -524,3 +524,33 @@ def test_the_per_image_view_baseline_makes_the_batched_paths_views_and_unpatches
     assert torch.equal(old[1], new[1])
     assert augment.resized_crops is not speed._per_image_crops
     assert params["crop"].shape == (6, 4) and params["rows"].shape == (6, 2)
+
+
+def test_the_factorised_report_names_a_copied_cell_that_the_helio_table_has_since_rerun(tmp_path):
+    import json
+    table = _module("factorized_table")
+    now = tmp_path / "projector_fit10-seed0.json"
+    now.write_text(json.dumps({"commit": "bbb", "top1": 0.461, "trajectory": "t2"}))
+    copy = {"cell": "rded10_projector", "commit": "aaa", "top1": 0.442, "same_as": str(now)}
+    note = table.rerun_note([copy, {"cell": "haba5_hard", "commit": "ccc", "top1": 0.17}])
+    assert "commit aaa (44.2 %)" in note and "commit bbb on teacher trajectory t2 (46.1 %)" in note
+    assert table.rerun_note([dict(copy, commit="bbb")]) == ""
+
+
+def test_the_normalisation_check_counts_changed_argmaxes_against_the_host_spec(monkeypatch):
+    import torch
+
+    import lightlabel as ll
+    scale = _module("teacher_scale")
+    projector = ll.Projector.packaged(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                                       "truck"]).eval()
+    pixels = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    flips = scale.normalisation_flips(projector, pixels)
+    assert set(flips) == {"true_std", "unconverted"} and all(0 <= v <= 1 for v in flips.values())
+    # with the host's statistics equal to the projector's own, nothing needs converting: nothing changes
+    own = projector.input_spec
+    monkeypatch.setattr(ll.InputSpec, "cifar10_dd", staticmethod(lambda: ll.InputSpec(own.mean, own.std, (32, 32))))
+    monkeypatch.setattr(ll.InputSpec, "cifar10", staticmethod(lambda: ll.InputSpec(own.mean, own.std, (32, 32))))
+    assert scale.normalisation_flips(projector, pixels) == {"true_std": 0.0, "unconverted": 0.0}
+    table = scale._flips_table({"true_std": 0.167, "unconverted": 0.198}, 2000)
+    assert "| 16.7 % |" in table and "| 19.8 % |" in table and "2000 views" in table
