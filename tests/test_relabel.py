@@ -135,6 +135,21 @@ def test_teachers_get_their_own_normalisation(cifar_batch):
         ll.TeacherEnsemble([_Teacher(0, spec=cifar), _Teacher(1)])
 
 
+def test_an_ensemble_refuses_members_that_disagree_about_the_classes():
+    """Averaging logit columns that mean different classes would give silently wrong labels."""
+    a, b, c = _Teacher(0), _Teacher(1), _Teacher(2)
+    names = [f"c{i}" for i in range(10)]
+    a.classes, b.classes, c.classes = names, names[::-1], list(names)
+    with pytest.raises(ValueError, match="`teachers` name their classes differently"):
+        ll.TeacherEnsemble([a, b])
+    assert ll.TeacherEnsemble([a, c]).classes == names
+    assert ll.TeacherEnsemble([a, _Teacher(3)]).classes is None  # one member's classes unknown: none claimed
+    wide = _Teacher(4)
+    wide.net[-1] = nn.Linear(4, 11)
+    with pytest.raises(ValueError, match="classifiers of different widths"):
+        ll.TeacherEnsemble([_Teacher(0), wide])
+
+
 def test_works_in_a_training_step_with_amp(projector, cifar_batch):
     images, labels = _normalised(cifar_batch)
     student = _Teacher(0).train()

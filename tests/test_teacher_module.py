@@ -251,6 +251,21 @@ def test_calibrate_scale_recovers_a_known_factor(cifar_batch):
     assert result["std_ratio"] == pytest.approx(3.0, rel=1e-4)
 
 
+def test_calibrate_scale_runs_in_eval_mode_and_leaves_the_modules_as_they_were(cifar_batch):
+    """A reference left in train mode would label with batch statistics and overwrite its running ones."""
+    reference = ll.load_teacher("lightlabel:cifar10-resnet20-epoch3")
+    labeller = ll.load_teacher("lightlabel:cifar10-resnet20-epoch3")
+    expected = ll.calibrate_scale(labeller, reference, cifar_batch[0][:16])
+    reference.train()
+    labeller.train()
+    labeller.linear.eval()  # a mixed state is restored module by module
+    state = {k: v.clone() for k, v in reference.state_dict().items()}
+    result = ll.calibrate_scale(labeller, reference, cifar_batch[0][:16])
+    assert result == expected
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in state.items())
+    assert reference.training and labeller.training and not labeller.linear.training
+
+
 def test_projector_as_teacher_classes_follow_the_projector(make_projector):
     projector = make_projector(class_names=CIFAR10_CLASSES)
     assert projector.as_teacher(HOST)(torch.zeros(1, 3, 32, 32)).shape == (1, 10)

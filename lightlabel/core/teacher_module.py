@@ -233,6 +233,8 @@ def calibrate_scale(labeller: nn.Module, reference: nn.Module, images: torch.Ten
         images: ``(N, 3, H, W)`` float pixels in [0, 1] (views like the ones the loop will label).
         temperature: the host loop's softmax temperature.
 
+    Both modules run in eval mode without gradients; each submodule's train/eval flag is restored afterwards.
+
     Returns:
         ``{"scale": s, "kl_before": KL at s = 1, "kl_after": KL at s, "std_ratio": mean per-view logit std of the
         reference over the labeller's}``.
@@ -249,10 +251,17 @@ def calibrate_scale(labeller: nn.Module, reference: nn.Module, images: torch.Ten
     int_arg(batch_size, "batch_size", 1)
     ours, theirs = [], []
     spec_a, spec_b = input_spec_of(labeller, "labeller"), input_spec_of(reference, "reference")
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start:start + batch_size]
-        ours.append(labeller(spec_a.prepare(x)).float())
-        theirs.append(reference(spec_b.prepare(x)).float())
+    modes = {m: m.training for module in (labeller, reference) for m in module.modules()}
+    try:  # in eval mode (a reference in train mode would label with batch statistics and overwrite its running ones)
+        labeller.eval(), reference.eval()
+        with torch.no_grad():
+            for start in range(0, images.shape[0], batch_size):
+                x = images[start:start + batch_size]
+                ours.append(labeller(spec_a.prepare(x)).float())
+                theirs.append(reference(spec_b.prepare(x)).float())
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
     z, ref = torch.cat(ours) / temperature, torch.cat(theirs) / temperature
     if z.shape != ref.shape:
         raise ValueError(f"the labeller returned {tuple(z.shape)} logits and the reference {tuple(ref.shape)}: they "

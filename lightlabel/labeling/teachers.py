@@ -29,6 +29,12 @@ def _signature(module: nn.Module) -> tuple:
     return (type(module),) + tuple((k, tuple(v.shape), v.dtype) for k, v in module.state_dict().items())
 
 
+def _num_outputs(module: nn.Module) -> int | None:
+    """The width of ``module``'s classifier: its last ``nn.Linear``'s ``out_features`` (None without one)."""
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features if linears else None
+
+
 class TeacherEnsemble(nn.Module):
     """Mean logits of several frozen teachers, in eval mode.
 
@@ -51,8 +57,9 @@ class TeacherEnsemble(nn.Module):
         - Output: ``(B, C)`` mean logits, the teachers' dtype.
 
     Raises:
-        ValueError: no teachers, ``vectorize=True`` with differing architectures, or members (or ``input_spec``)
-            that disagree about the input (the specs are listed).
+        ValueError: no teachers, ``vectorize=True`` with differing architectures, members (or ``input_spec``)
+            that disagree about the input (the specs are listed), members that carry different ``classes`` lists,
+            or members whose classifiers (last ``nn.Linear``) have different widths.
 
     Source: HeLlO Eq. 1 and Eq. 5 (multi-weak-teacher soft labels).
     """
@@ -71,7 +78,16 @@ class TeacherEnsemble(nn.Module):
         if specs:
             self.input_spec = specs.pop()
         classes = [getattr(t, "classes", None) for t in teachers]
-        self.classes = classes[0] if classes[0] is not None and all(c == classes[0] for c in classes) else None
+        known = {tuple(c) for c in classes if c is not None}
+        if len(known) > 1:
+            raise ValueError(f"`teachers` name their classes differently ({len(known)} class lists: "
+                             f"{sorted(known)!r}"[:400] + "); an ensemble averages logit columns, so every member "
+                             "must order the same classes the same way (reorder a teacher's classifier first)")
+        self.classes = classes[0] if known and all(c is not None for c in classes) else None
+        widths = {type(t).__name__ + f" #{i}": _num_outputs(t) for i, t in enumerate(teachers)}
+        if len(set(widths.values()) - {None}) > 1:
+            raise ValueError(f"`teachers` have classifiers of different widths ({widths}); an ensemble averages "
+                             "their (B, C) logits, so every member must output the same C")
         if vectorize == "auto":
             warnings.warn("TeacherEnsemble(vectorize='auto') is deprecated: it always looped; pass vectorize=False "
                           "(the default) or True", DeprecationWarning, stacklevel=2)
