@@ -194,13 +194,17 @@ class InputSpec:
         Raises:
             TypeError: an integer tensor (raw 0-255 pixels: divide by 255 first).
         """
-        if not images.is_floating_point():
-            raise TypeError(f"images must be float pixels in [0, 1], got dtype {images.dtype} (use images.float() / 255)")
+        _require_float(images, "float pixels in [0, 1]")
         m, s = self._stats(images)
         return (images - (m if images.ndim == 4 else m[0])) / (s if images.ndim == 4 else s[0])
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Inverse of :meth:`normalize`: back to pixel values (not clamped). Shape as :meth:`normalize`."""
+        """Inverse of :meth:`normalize`: back to pixel values (not clamped). Shape as :meth:`normalize`.
+
+        Raises:
+            TypeError: an integer tensor (normalised images are float).
+        """
+        _require_float(images, "normalised float images")
         m, s = self._stats(images)
         return images * (s if images.ndim == 4 else s[0]) + (m if images.ndim == 4 else m[0])
 
@@ -222,12 +226,11 @@ class InputSpec:
         Raises:
             TypeError: an integer tensor.
         """
+        _require_float(images, "float pixels in [0, 1]" if source is None else "float images")
         if source is None:
             return self.normalize(self.resize(images))
         if (source.mean, source.std) == (self.mean, self.std):
             return self.resize(images)
-        if not images.is_floating_point():
-            raise TypeError(f"images must be float, got dtype {images.dtype}")
         gain, offset = self._affine_from(source, images)
         return self.resize(images * gain + offset)
 
@@ -238,6 +241,11 @@ class InputSpec:
 
 
 _CONSTANTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _require_float(images: torch.Tensor, what: str) -> None:
+    if not images.is_floating_point():
+        raise TypeError(f"images must be {what}, got dtype {images.dtype} (raw 0-255 pixels: use images.float() / 255)")
 
 
 def finite_range(images: torch.Tensor) -> tuple[float, float]:

@@ -35,8 +35,14 @@ def test_input_spec_maths_round_trips_and_parsing():
     assert spec.prepare(x).shape == (2, 3, 16, 16)
     expected = (x[:, 1] - 0.456) / 0.224
     torch.testing.assert_close(spec.normalize(x)[:, 1], expected)
+    raw = (x * 255).to(torch.uint8)
     with pytest.raises(TypeError, match="float pixels"):
-        spec.normalize((x * 255).to(torch.uint8))
+        spec.normalize(raw)
+    with pytest.raises(TypeError, match="normalised float"):  # its constants in uint8 would be zeros
+        spec.denormalize(raw)
+    for source in (None, spec, ll.InputSpec.cifar10()):  # the same statistics too: nothing would convert it
+        with pytest.raises(TypeError, match="float"):
+            spec.prepare(raw, source=source)
     assert ll.InputSpec.parse("imagenet@32") == ll.InputSpec.imagenet(32)
     assert ll.InputSpec.parse("cifar10_dd@32") == ll.InputSpec.cifar10_dd(32)
     assert ll.InputSpec.parse("0.5,0.5,0.5/0.25,0.25,0.25") == ll.InputSpec((0.5,) * 3, (0.25,) * 3)

@@ -168,6 +168,16 @@ def test_the_labeller_sees_the_students_exact_view():
     assert torch.equal(source.views[0], first.views), "the views are epoch_views' (the one source of views)"
 
 
+def test_a_0_2_style_source_with_hooks_added_copies_and_pickles():
+    import copy
+    import pickle
+    wrapped = ll.labeling.sources.as_label_source(_Recorder())
+    for clone in (copy.copy(wrapped), copy.deepcopy(wrapped), pickle.loads(pickle.dumps(wrapped))):
+        assert clone.extra_bytes() == 123 and clone.view_epoch(3) == 3 and clone.describe() == {"kind": "recorder"}
+    with pytest.raises(AttributeError):
+        wrapped.no_such_attribute  # noqa: B018
+
+
 @pytest.mark.parametrize("labels", ["hard", "recorder"])
 def test_student_on_a_separable_toy_set_beats_chance(labels):
     train, val = _toy_set(seed=0), _toy_set(per_class=20, seed=1)

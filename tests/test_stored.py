@@ -177,3 +177,41 @@ def test_the_0_2_kept_epochs_name_on_the_config_warns_and_counts():
     c = ll.LabelCompression(keep_epochs=0.1)
     with pytest.warns(DeprecationWarning, match="num_kept_epochs"):
         assert c.kept_epochs(300) == c.num_kept_epochs(300) == 30
+
+
+@pytest.mark.parametrize("bad, match", [(dict(epochs=0), "`epochs`"), (dict(epochs=-3), "`epochs`"),
+                                        (dict(epochs=2.0), "`epochs`"), (dict(batch_size=0), "`batch_size`"),
+                                        (dict(batch_size=-2), "`batch_size`")])
+def test_storing_refuses_bad_epochs_and_batch_sizes_before_writing(tmp_path, bad, match):
+    distilled = _toy_set()
+    kwargs = dict(augment=ll.AugmentConfig(), epochs=2, batch_size=4, device="cpu", progress=False) | bad
+    with pytest.raises(ValueError, match=match):
+        ll.store_soft_labels(distilled.images, distilled.labels, _Recorder(), tmp_path / "labels", **kwargs)
+    assert not (tmp_path / "labels").exists()
+
+
+def test_the_bytes_of_stored_labels_are_the_files_its_record_lists(tmp_path):
+    """Labels stored again into a used folder leave the earlier epochs' files there; they are not this record's."""
+    distilled = _toy_set()
+    kwargs = dict(augment=ll.AugmentConfig(), batch_size=4, device="cpu", progress=False)
+    ll.store_soft_labels(distilled.images, distilled.labels, _Recorder(), tmp_path / "used", epochs=3, **kwargs)
+    again = ll.store_soft_labels(distilled.images, distilled.labels, _Recorder(), tmp_path / "used", epochs=2, **kwargs)
+    fresh = ll.store_soft_labels(distilled.images, distilled.labels, _Recorder(), tmp_path / "new", epochs=2, **kwargs)
+    assert len(list((tmp_path / "used").glob("epoch-*"))) == 3 and again.kept == [0, 1]
+    assert again.nbytes == fresh.nbytes
+
+
+def test_epoch_views_refuse_bad_batches_and_ranks_at_the_call():
+    from lightlabel.labeling.augment import Augmenter, epoch_order, epoch_views
+    images, labels = torch.zeros(6, 3, 8, 8, dtype=torch.uint8), torch.arange(6) % 2
+    augmenter = Augmenter(ll.AugmentConfig(mix="none", flip=False), 2)
+    for bad, match in [(dict(batch_size=0), "`batch_size`"), (dict(batch_size=-1), "`batch_size`"),
+                       (dict(rank=2, world_size=2), "`rank`"), (dict(rank=-1), "`rank`"),
+                       (dict(world_size=0), "`world_size`"), (dict(epoch=-1), "`epoch`")]:
+        with pytest.raises(ValueError, match=match):
+            epoch_views(images, labels, augmenter, **(dict(batch_size=4, seed=0, epoch=0) | bad))
+    with pytest.raises(ValueError, match="`batch_size`"):
+        epoch_order(6, 0, 0, 0)
+    shares = [torch.cat([v.index for v in epoch_views(images, labels, augmenter, batch_size=4, seed=0, epoch=0,
+                                                       rank=r, world_size=2)]) for r in (0, 1)]
+    assert sorted(torch.cat(shares).tolist()) == list(range(6))

@@ -389,7 +389,13 @@ def _epoch_permutation(num_images: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def epoch_order(num_images: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
-    """The global batches of an epoch: a permutation from ``(seed, epoch, "order")`` cut into ``batch_size`` pieces."""
+    """The global batches of an epoch: a permutation from ``(seed, epoch, "order")`` cut into ``batch_size`` pieces.
+
+    Raises:
+        ValueError: ``num_images`` below 0, or ``batch_size`` not an int >= 1.
+    """
+    int_arg(num_images, "num_images", 0)
+    int_arg(batch_size, "batch_size", 1)
     order = _epoch_permutation(num_images, seed, epoch)
     return [order[i:i + batch_size] for i in range(0, num_images, batch_size)]
 
@@ -414,7 +420,20 @@ def epoch_views(images: torch.Tensor, labels: torch.Tensor, augmenter: Augmenter
 
     Returns:
         An iterator of :class:`View`, ``ceil(N / batch_size)`` of them.
+
+    Raises:
+        ValueError: (at the call, not at the first view) ``batch_size`` or ``world_size`` not an int >= 1, ``rank``
+            not in ``[0, world_size)``, or ``epoch`` below 0.
     """
+    int_arg(batch_size, "batch_size", 1)
+    int_arg(world_size, "world_size", 1)
+    int_arg(rank, "rank", 0, world_size - 1)
+    int_arg(epoch, "epoch", 0)
+    return _epoch_views(images, labels, augmenter, batch_size, seed, epoch, rank, world_size)
+
+
+def _epoch_views(images: torch.Tensor, labels: torch.Tensor, augmenter: Augmenter, batch_size: int, seed: int,
+                 epoch: int, rank: int, world_size: int) -> Iterator[View]:
     n, (h, w) = images.shape[0], images.shape[-2:]
     gen = generator(seed, epoch, "augment", rank)
     order = _epoch_permutation(n, seed, epoch)

@@ -119,6 +119,8 @@ class _WithHooks(_OnlineHooks):
         self._source = source
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_source" or name.startswith("__"):  # not built yet (copy, pickle) or a protocol probe
+            raise AttributeError(name)
         return getattr(self._source, name)
 
     def label(self, views: torch.Tensor, *, epoch: int | None = None, step: int | None = None) -> torch.Tensor | None:

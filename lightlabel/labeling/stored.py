@@ -19,7 +19,7 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from ..configs import AugmentConfig, LabelCompression
+from ..configs import AugmentConfig, LabelCompression, int_arg
 from ..errors import StoredLabelsError
 from ..utils.files import atomic_path, atomic_write_text
 from ..utils.hashing import bytes_digest, file_digest, tensor_digest
@@ -142,8 +142,11 @@ def store_soft_labels(
         The :class:`StoredSoftLabels` written.
 
     Raises:
-        ValueError: images not uint8 ``(N, 3, H, W)``, labels of another length, a labeller that does not label.
+        ValueError: images not uint8 ``(N, 3, H, W)``, labels of another length, ``epochs`` or ``batch_size`` not an
+            int >= 1, a labeller that does not label.
     """
+    int_arg(epochs, "epochs", 1)
+    int_arg(batch_size, "batch_size", 1)
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"`images` must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     if labels.shape != (images.shape[0],):
@@ -231,8 +234,9 @@ class StoredSoftLabels:
 
     @property
     def nbytes(self) -> int:
-        """Bytes on disk of all stored labels, augmentation records and the metadata file."""
-        return sum(f.stat().st_size for f in self.directory.iterdir() if f.is_file())
+        """Bytes on disk of the stored labels, augmentation records and the metadata file: the files this record
+        lists (other files in the folder, e.g. epochs left by an earlier store into it, are not counted)."""
+        return sum(f.stat().st_size for f in [self.directory / META, *map(self._file, self.kept)])
 
     @property
     def label_nbytes(self) -> int:
