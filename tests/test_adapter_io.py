@@ -137,6 +137,13 @@ def test_edited_header_is_detected_by_checksum(fitted):
         (lambda m, t: m.update(format="something-else"), "not a lightlabel adapter"),
         (lambda m, t: m.update(storage_dtype="fp8"), "storage_dtype"),
         (lambda m, t: m.update(templates="{not json"), "not valid JSON"),
+        (lambda m, t: m.update(image_size='["a", 32]'), "image_size must be two positive ints"),
+        (lambda m, t: m.update(image_size="[0, 32]"), "image_size must be two positive ints"),
+        (lambda m, t: m.update(image_size="[true, 32]"), "image_size must be two positive ints"),
+        (lambda m, t: m.update(image_std="[0.2, 0.0, 0.2]"), "image_mean/std"),
+        (lambda m, t: m.update(image_mean='[0.5, "x", 0.5]'), "image_mean/std"),
+        (lambda m, t: m.update(templates="[1, 2]"), "templates must be a list of str"),
+        (lambda m, t: m.update(lora_weights='[null]'), "lora_weights must be a list of str"),
     ],
 )
 def test_future_version_and_bad_metadata_raise(fitted, edit, match):

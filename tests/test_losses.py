@@ -80,3 +80,18 @@ def test_shape_errors_name_both_shapes():
         ll.soft_label_loss(S, T, torch.zeros(2, 3))
     with pytest.raises(ValueError, match="required"):
         ll.soft_label_loss(S, T, None)
+
+
+@pytest.mark.parametrize("targets, match", [
+    (torch.tensor([0, 5]), r"class indices in \[0, 2\), got values from 0 to 5"),
+    (torch.tensor([-1, 0]), r"class indices in \[0, 2\)"),
+    (torch.tensor([0, 1], dtype=torch.int32), "must be int64"),
+    (torch.tensor([[2.0, -1.0], [0.5, 0.5]]), "non-negative with rows summing to 1"),
+    (torch.tensor([[0.0, 0.0], [0.5, 0.5]]), "rows summing to 1"),
+    (torch.tensor([[0, 1], [1, 0]]), "must be float"),
+])
+def test_targets_that_are_not_classes_or_probabilities_are_refused(targets, match):
+    """They would give a finite, meaningless loss (negative or unnormalised rows) or an error naming no argument."""
+    with pytest.raises(ValueError, match=match):
+        ll.soft_label_loss(S, T, targets)
+    assert torch.isfinite(ll.soft_label_loss(S, T, torch.tensor([[0.3, 0.7], [1.0, 0.0]])))

@@ -17,6 +17,7 @@ was expected and what was found.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Mapping
@@ -183,6 +184,14 @@ class AdapterInfo:
         if len(image_size) != 2 or len(mean) != 3 or len(std) != 3:
             raise AdapterError(f"{source}: image_size must have 2 entries and image_mean/std 3, found "
                                f"{image_size}, {mean}, {std}")
+        if not all(type(v) is int and v > 0 for v in image_size):
+            raise AdapterError(f"{source}: image_size must be two positive ints, found {image_size!r}")
+        if not all(type(v) in (int, float) and math.isfinite(v) for v in mean + std) or min(std) <= 0:
+            raise AdapterError(f"{source}: image_mean/std must be finite numbers (std > 0), found {mean!r}, {std!r}")
+        lora_weights = load_json("lora_weights", list)
+        for name, values in (("templates", templates or []), ("lora_weights", lora_weights)):
+            if not all(isinstance(v, str) for v in values):
+                raise AdapterError(f"{source}: {name} must be a list of str, found {values!r}"[:300])
         return cls(
             config=config,
             base_model=get("base_model"),
@@ -194,7 +203,7 @@ class AdapterInfo:
             class_names=tuple(class_names),
             templates=None if templates is None else tuple(templates),
             text_check=tuple(tuple(float(v) for v in r) for r in text_check),
-            lora_weights=tuple(load_json("lora_weights", list)),
+            lora_weights=tuple(lora_weights),
             storage_dtype=storage_dtype,
             lightlabel_version=get("lightlabel_version"),
             format_version=version,

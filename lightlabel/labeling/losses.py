@@ -54,7 +54,9 @@ def soft_label_loss(
         Scalar float32 loss.
 
     Raises:
-        ValueError: shape mismatches (both shapes are named), bad options, missing targets.
+        ValueError: shape mismatches (both shapes are named), bad options, missing targets, index targets not int64,
+            and, for tensors on the CPU (a check on a GPU would synchronise every step), index targets outside
+            ``[0, C)`` or probability targets with negative entries or rows not summing to 1 (within 1e-3).
 
     Source: HeLlO Alg. 1 line 14 and Eq. 5; supplementary Table 3.
     """
@@ -75,15 +77,30 @@ def soft_label_loss(
         return loss
     if targets is None:
         raise ValueError("`targets` are required when `ce_weight` > 0")
+    return loss + ce_weight * F.cross_entropy(s, _checked_targets(targets, s.shape))
+
+
+def _checked_targets(targets: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``targets`` for the cross-entropy, checked: shape and dtype everywhere, values on the CPU only (on a GPU a
+    value check would wait for the device at every step)."""
+    (b, c), check = shape, targets.device.type == "cpu"
     if targets.ndim == 1:
-        if targets.shape[0] != s.shape[0] or targets.is_floating_point():
-            raise ValueError(f"index `targets` must be int64 of shape ({s.shape[0]},), got {targets.dtype} "
+        if targets.shape[0] != b or targets.dtype != torch.int64:
+            raise ValueError(f"index `targets` must be int64 of shape ({b},), got {targets.dtype} "
                              f"{tuple(targets.shape)}")
-    elif targets.shape != s.shape:
-        raise ValueError(f"probability `targets` must have shape {tuple(s.shape)}, got {tuple(targets.shape)}")
-    else:
-        targets = targets.float()
-    return loss + ce_weight * F.cross_entropy(s, targets)
+        if check and targets.numel() and not (0 <= int(targets.min()) and int(targets.max()) < c):
+            raise ValueError(f"index `targets` must be class indices in [0, {c}), got values from "
+                             f"{int(targets.min())} to {int(targets.max())}")
+        return targets
+    if targets.shape != shape or not targets.is_floating_point():
+        raise ValueError(f"probability `targets` must be float of shape {tuple(shape)}, got {targets.dtype} "
+                         f"{tuple(targets.shape)}")
+    targets = targets.float()
+    if check and targets.numel() and (bool((targets < 0).any()) or not torch.allclose(targets.sum(1), torch.ones(b),
+                                                                                      atol=1e-3)):
+        raise ValueError("probability `targets` must be non-negative with rows summing to 1 (as CutMix/Mixup give); "
+                         f"got row sums from {float(targets.sum(1).min()):.4g} to {float(targets.sum(1).max()):.4g}")
+    return targets
 
 
 class SoftLabelLoss(nn.Module):
