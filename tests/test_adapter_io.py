@@ -293,3 +293,17 @@ def test_int8_quantiser_one_scale_per_slice():
         quantize_int8(torch.zeros(2, 2, 2), 1)
     with pytest.raises(ValueError, match="`dim`"):
         quantize_int8(t, 2)
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_non_finite_adapter_tensors_are_refused_and_leave_the_projector_as_it_was(fitted, merged):
+    if merged:
+        fitted.merge()
+    before = {k: v.clone() for k, v in fitted.state_dict().items()}
+    bad = {k: v.clone() for k, v in fitted.adapter_state().items()}
+    key = next(k for k in bad if k.endswith("lora_B"))
+    bad[key][0, 0] = float("nan")
+    with pytest.raises(ll.AdapterError, match=f"{key}.*NaN or Inf"):
+        fitted.load_adapter_state(bad, "x.safetensors")
+    assert fitted.merged == merged
+    assert all(torch.equal(v, fitted.state_dict()[k]) for k, v in before.items())

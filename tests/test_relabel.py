@@ -247,3 +247,14 @@ def test_train_student_takes_an_optimised_labeller_as_it_is(projector, monkeypat
                                                             torch.arange(20) % 10, list(projector.class_names)), 1)
     result = ll.train_student(distilled, compiled, device="cpu", progress=False, epochs=1, batch_size=10)
     assert result.label_kind == "projector"
+
+
+def test_teachers_alike_in_shapes_but_not_in_strides_are_not_stacked(cifar_batch):
+    """Stacked teachers all run teacher 0's skeleton: a member with another stride would be run wrongly."""
+    images, _ = _normalised(cifar_batch)
+    a, b = _Teacher(0), _Teacher(1)
+    b.net[0].stride = (2, 2)
+    ensemble = ll.TeacherEnsemble([a, b])
+    assert not ensemble.stacked
+    with torch.no_grad():
+        torch.testing.assert_close(ensemble(images), (a(images) + b(images)) / 2)

@@ -383,7 +383,8 @@ class Projector(nn.Module):
         """Copy adapter tensors in, strictly: the exact key set and shapes are required.
 
         Raises:
-            AdapterError: missing, unexpected or wrongly shaped tensors (the module is left unchanged).
+            AdapterError: missing, unexpected or wrongly shaped tensors, or tensors holding NaN or Inf (the module is
+                left unchanged).
         """
         own = self.adapter_state()
         missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
@@ -394,6 +395,8 @@ class Projector(nn.Module):
             if tuple(tensors[key].shape) != tuple(t.shape):
                 raise AdapterError(f"{source}: tensor {key!r} has shape {list(tensors[key].shape)}, "
                                    f"expected {list(t.shape)}")
+            if not bool(torch.isfinite(tensors[key]).all()):
+                raise AdapterError(f"{source}: tensor {key!r} holds NaN or Inf values")
         was_merged = self._merged
         self.unmerge()
         for key, t in own.items():

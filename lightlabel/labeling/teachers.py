@@ -26,7 +26,9 @@ __all__ = ["TeacherEnsemble", "load_teachers"]
 
 
 def _signature(module: nn.Module) -> tuple:
-    return (type(module),) + tuple((k, tuple(v.shape), v.dtype) for k, v in module.state_dict().items())
+    """What must agree for teachers to share one skeleton: the class, the module tree as printed (strides, paddings,
+    pooling: settings that leave the tensor shapes alike) and every tensor's name, shape and dtype."""
+    return (type(module), repr(module)) + tuple((k, tuple(v.shape), v.dtype) for k, v in module.state_dict().items())
 
 
 def _num_outputs(module: nn.Module) -> int | None:
