@@ -249,3 +249,12 @@ def test_the_docs_check_has_calls_to_check():
     import lightlabel as ll
     variables = {"projector": ll.Projector, "distilled": ll.DistilledSet}
     assert sum(1 for _, _, code in BLOCKS for _ in _api_calls(_parse(code), variables)) >= 20
+
+
+def test_every_test_the_docs_name_exists():
+    """`test_x.py::test_y` in README or docs/ (reliability.md cites one per refusal) names a test that exists."""
+    cited = {m for page in DOC_PAGES for m in re.findall(r"(test_\w+\.py)::(test_\w+)", page.read_text())}
+    assert len(cited) >= 20
+    missing = [f"{f}::{n}" for f, n in sorted(cited)
+               if not re.search(rf"^def {n}\(", (PROJECT / "tests" / f).read_text(), re.M)]
+    assert not missing, f"the docs cite tests that do not exist: {missing}"
