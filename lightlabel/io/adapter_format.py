@@ -175,23 +175,9 @@ class AdapterInfo:
         storage_dtype = get("storage_dtype")
         if storage_dtype not in STORAGE_DTYPES:
             raise AdapterError(f"{source}: storage_dtype {storage_dtype!r} is not one of {list(STORAGE_DTYPES)}")
-        if not class_names or not all(isinstance(n, str) for n in class_names):
-            raise AdapterError(f"{source}: class_names must be a non-empty list of str")
-        if len(text_check) != len(class_names) or not all(
-            isinstance(r, list) and all(isinstance(v, (int, float)) for v in r) for r in text_check
-        ):
-            raise AdapterError(f"{source}: text_check must have one row of numbers per class ({len(class_names)})")
-        if len(image_size) != 2 or len(mean) != 3 or len(std) != 3:
-            raise AdapterError(f"{source}: image_size must have 2 entries and image_mean/std 3, found "
-                               f"{image_size}, {mean}, {std}")
-        if not all(type(v) is int and v > 0 for v in image_size):
-            raise AdapterError(f"{source}: image_size must be two positive ints, found {image_size!r}")
-        if not all(type(v) in (int, float) and math.isfinite(v) for v in mean + std) or min(std) <= 0:
-            raise AdapterError(f"{source}: image_mean/std must be finite numbers (std > 0), found {mean!r}, {std!r}")
         lora_weights = load_json("lora_weights", list)
-        for name, values in (("templates", templates or []), ("lora_weights", lora_weights)):
-            if not all(isinstance(v, str) for v in values):
-                raise AdapterError(f"{source}: {name} must be a list of str, found {values!r}"[:300])
+        _check_header_values(source, class_names=class_names, text_check=text_check, image_size=image_size,
+                             mean=mean, std=std, templates=templates or [], lora_weights=lora_weights)
         return cls(
             config=config,
             base_model=get("base_model"),
@@ -209,6 +195,28 @@ class AdapterInfo:
             format_version=version,
             fit_info=load_json("fit_info", dict) if "fit_info" in meta else {},
         )
+
+
+def _check_header_values(source: str, *, class_names: list, text_check: list, image_size: list, mean: list,
+                         std: list, templates: list, lora_weights: list) -> None:
+    """``AdapterError`` naming ``source`` and the entry for a header value of the right JSON type but a wrong
+    content (the checksums are plain sha256: an edited header with recomputed sums gets this far)."""
+    if not class_names or not all(isinstance(n, str) for n in class_names):
+        raise AdapterError(f"{source}: class_names must be a non-empty list of str")
+    if len(text_check) != len(class_names) or not all(
+        isinstance(r, list) and all(isinstance(v, (int, float)) for v in r) for r in text_check
+    ):
+        raise AdapterError(f"{source}: text_check must have one row of numbers per class ({len(class_names)})")
+    if len(image_size) != 2 or len(mean) != 3 or len(std) != 3:
+        raise AdapterError(f"{source}: image_size must have 2 entries and image_mean/std 3, found "
+                           f"{image_size}, {mean}, {std}")
+    if not all(type(v) is int and v > 0 for v in image_size):
+        raise AdapterError(f"{source}: image_size must be two positive ints, found {image_size!r}")
+    if not all(type(v) in (int, float) and math.isfinite(v) for v in mean + std) or min(std) <= 0:
+        raise AdapterError(f"{source}: image_mean/std must be finite numbers (std > 0), found {mean!r}, {std!r}")
+    for name, values in (("templates", templates), ("lora_weights", lora_weights)):
+        if not all(isinstance(v, str) for v in values):
+            raise AdapterError(f"{source}: {name} must be a list of str, found {values!r}"[:300])
 
 
 def _is_factor(key: str) -> bool:
