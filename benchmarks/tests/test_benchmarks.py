@@ -117,7 +117,7 @@ def test_the_grid_selects_the_cells_of_the_table():
         "projector_late", "random_projector", "random_teacher", "random_hard", "projector_fit20", "projector_fit20_r32",
         "projector_fit20_r32_seed1", "random_projector_fit20_r32", "projector_late_fit20_r32",
         "projector_final_fit20_r32", "projector_final_fit20_r32_seed1", "projector_late_fit20_r32_seed1",
-        "random_projector_final_fit20_r32", "first_checkpoint", "final_checkpoint"}
+        "random_projector_final_fit20_r32", "random_projector_late_fit20_r32", "first_checkpoint", "final_checkpoint"}
     import lightlabel as ll
     try:
         grid.Row("x", "teacher", images="mosaic")
