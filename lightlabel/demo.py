@@ -76,9 +76,9 @@ DOWNLOAD_TIMEOUT_S = 30
 @dataclass(frozen=True)
 class DemoSettings:
     """The demo's sizes. :meth:`cpu` (the default) runs in under 15 minutes on 2 CPU cores (7.6 min measured on
-    2026-12-07); the students keep the anchors' 300 steps and views, with a CIFAR ResNet-20 in place of ResNet-18 (7x cheaper per
-    step), the strong teacher is the real ResNet-20, and the adapter is fitted on 1,000 images per class for 3
-    epochs. :meth:`full` keeps the paper's sizes, with the real ResNet-56.
+    2026-12-07); the students keep the anchors' 300 steps and views, with a CIFAR ResNet-20 in place of ResNet-18
+    (7x cheaper per step), the strong teacher is the real ResNet-20, and the adapter is fitted on 1,000 images per
+    class for 3 epochs. :meth:`full` keeps the paper's sizes, with the real ResNet-56.
     Every stage takes its config whole (see :mod:`lightlabel.configs`).
 
     Attributes:
