@@ -106,7 +106,9 @@ def test_the_grid_selects_the_cells_of_the_table():
              for seed in (0, 1, 2) if row.runs(ds, ipc, seed)}
     assert ("cifar10", 50, 1, "projector") not in cells and ("cifar10", 50, 0, "projector") in cells
     assert {c[3] for c in cells if c[:3] == ("cifar10", 50, 1)} == {"teacher", "projector_fit20_r32",
-                                                                     "projector_fit20_r32_seed1"}
+                                                                     "projector_fit20_r32_seed1",
+                                                                     "projector_late_fit20_r32",
+                                                                     "projector_late_fit20_r32_seed1"}
     assert not any(c[1] == 50 and c[2] == 2 for c in cells)
     assert ("cifar10", 50, 0, "stored") not in cells and ("cifar10", 10, 2, "stored") in cells
     assert ("cifar10", 10, 1, "teacher_kl") not in cells and ("imagenette", 10, 0, "teacher_kl") in cells
