@@ -658,12 +658,18 @@ COMMANDS = {"fit": cmd_fit, "select": cmd_select, "distill": cmd_distill, "facto
             "push": cmd_push, "demo": cmd_demo, "doctor": cmd_doctor}
 
 
+_LIBRARY_NAMES = {"num_classes": "classes"}
+
+
 def _with_flags(message: str, command: str) -> str:
     """An error message in the command line's words: each backticked setting the command takes as a flag gets the
     flag beside it (```ipc` (--ipc)``)."""
     sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     flags = {a.dest.rpartition(":")[2]: a.option_strings[0] for a in sub._actions
              if a.option_strings and a.option_strings[0].startswith("--")}
+    for name, dest in _LIBRARY_NAMES.items():  # the library's name for a setting whose flag reads otherwise
+        if dest in flags:
+            flags.setdefault(name, flags[dest])
     return re.sub(r"`(\w+)`", lambda m: f"{m.group(0)} ({flags[m.group(1)]})" if m.group(1) in flags else m.group(0),
                   message)
 
