@@ -72,6 +72,15 @@ def test_missing_from_cache_offline_fails_fast_with_instructions(tmp_path, kwarg
     assert not any(tmp_path.rglob("*.incomplete")), "no partial files in the cache"
 
 
+def test_a_mistyped_registry_name_lists_the_published_adapters(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"published adapters .*'lightlabel/cifar10-proxy-rn'"):
+        ll.Projector.from_pretrained("lightlabel/cifar100-proxy-rn", cache_dir=tmp_path, local_files_only=True)
+    with pytest.raises(ValueError, match=r"nor a Hub repo id.*'lightlabel/cifar10-proxy-rn'"):
+        hub.resolve_adapter("org/has space")
+    with pytest.raises(FileNotFoundError, match=r"local path.*'lightlabel/cifar10-proxy-rn'"):
+        ll.Projector.from_pretrained("cifar10-proxy-rn")
+
+
 @pytest.mark.parametrize("name", ["./nope.safetensors", "nope.safetensors", "/abs/nope", "a/b/c", "~/nope"])
 def test_missing_local_paths_are_never_hub_requests(name, monkeypatch):
     monkeypatch.setattr(hub, "hf_hub_download", lambda *a, **k: pytest.fail("a local path went to the Hub"))

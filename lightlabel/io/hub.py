@@ -36,7 +36,7 @@ from ..utils.files import atomic_write_text
 from ..utils.hashing import file_digest
 from ..version import DISTRIBUTION, __version__
 from .adapter_format import ADAPTER_FILENAME, AdapterInfo
-from .registry import AdapterEntry, adapter_entry
+from .registry import AdapterEntry, adapter_entry, list_adapters
 
 __all__ = ["hub_errors", "hub_failure", "is_offline", "model_card", "push_folder", "repo_name", "resolve_adapter", "write_model_card"]
 
@@ -131,7 +131,7 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
     Raises:
         FileNotFoundError: a missing local path; a folder without ``adapter.safetensors``; a repo or file that is
             not in the cache while offline (the message says how to get it); a repo, revision or file the Hub
-            does not have.
+            does not have. For a name outside the registry the message also lists the registry's names.
         HubError: the Hub could not be reached, refused the token, or answered another HTTP error (one line, see
             :func:`hub_failure`).
         ValueError: neither an existing path nor a repo id.
@@ -164,10 +164,21 @@ def resolve_adapter(path_or_repo_id: str | os.PathLike, *, revision: str | None 
             return file
         return path
     if _looks_like_path(name):
-        raise FileNotFoundError(f"no adapter file or folder at {path} (local path, not a Hub repo id)")
+        raise FileNotFoundError(f"no adapter file or folder at {path} (local path, not a Hub repo id)"
+                                f"{_published_hint()}")
     if not _REPO_ID.match(name):
-        raise ValueError(f"{name!r} is neither an existing path nor a Hub repo id of the form 'org/name'")
-    return _hub_file(name, filename, revision, cache_dir, local_files_only, token)
+        raise ValueError(f"{name!r} is neither an existing path nor a Hub repo id of the form 'org/name'"
+                         f"{_published_hint()}")
+    try:
+        return _hub_file(name, filename, revision, cache_dir, local_files_only, token)
+    except FileNotFoundError as e:  # a mistyped registry name ends here too: list the names that exist
+        raise FileNotFoundError(f"{e}{_published_hint()}") from e
+
+
+def _published_hint() -> str:
+    """The registry's names, for an error about a name that is none of them (open_clip's errors list the valid
+    choices)."""
+    return f"; the published adapters (lightlabel.list_adapters()): {[e.name for e in list_adapters()]}"
 
 
 def _hub_file(name: str, filename: str, revision: str | None, cache_dir: str | os.PathLike | None,
