@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["imagenet_class_indices", "imagenet_class_names", "imagenet_wnids"]
+__all__ = ["check_class_order", "imagenet_class_indices", "imagenet_class_names", "imagenet_wnids",
+           "logit_class_names"]
 
 WNIDS = Path(__file__).resolve().parent / "assets" / "imagenet1k_wnids.txt"
 
@@ -64,3 +65,44 @@ def imagenet_class_names(wnids: Sequence[str]) -> list[str]:
     from open_clip import IMAGENET_CLASSNAMES
 
     return [IMAGENET_CLASSNAMES[i] for i in imagenet_class_indices(wnids)]
+
+
+def logit_class_names(model: object) -> tuple[str, ...] | None:
+    """The names a labeller gives its logit columns, in column order: a projector's ``class_names``, a teacher's or
+    ensemble's ``classes`` (recorded in lightlabel checkpoints, set by :func:`lightlabel.load_teacher` for
+    pretrained models); ``None`` when the model names none."""
+    names = getattr(model, "class_names", None) or getattr(model, "classes", None)
+    if not names or isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        return None
+    return tuple(names)
+
+
+def check_class_order(label_names: Sequence[str] | None, class_names: Sequence[str] | None, *, what: str) -> None:
+    """Refuse labels whose columns name the images' classes in another order: each image would be taught another
+    class's label, silently. Nothing is checked when either side names no classes, or when they name different
+    classes (a teacher may call ImageNet classes by name and the images by WordNet id, in the same order).
+
+    Args:
+        label_names: the labeller's column names (:func:`logit_class_names`). class_names: the images' classes, in
+            label-index order. what: the labeller, in the message (``"the projector"``, ``"the observer"``).
+
+    Raises:
+        ValueError: the same names in another order; the message names the first columns that differ and how to
+            reorder (``projector.remap``, :func:`lightlabel.pretrained.restrict_classes` for a teacher).
+
+    Example:
+        >>> check_class_order(("cat", "dog"), ["cat", "dog"], what="the teacher")  # same order: nothing raised
+    """
+    if not label_names or not class_names:
+        return
+    ours, theirs = tuple(label_names), tuple(class_names)
+    if ours == theirs or len(ours) != len(theirs) or set(ours) != set(theirs):
+        return
+    moved = [(i, theirs[i], ours[i]) for i in range(len(ours)) if ours[i] != theirs[i]]
+    where = {n: i for i, n in enumerate(ours)}
+    raise ValueError(
+        f"the labels of {what} name the images' {len(ours)} classes in another order ({len(moved)} of {len(ours)} "
+        "positions differ, e.g. " + "; ".join(f"{i}: images {d!r}, labels {m!r}" for i, d, m in moved[:3])
+        + "); they would be silently wrong. Reorder the labeller: projector.remap(class_names) for a projector, "
+        f"lightlabel.pretrained.restrict_classes(teacher, {[where[n] for n in theirs][:10]}"
+        f"{'...' if len(theirs) > 10 else ''}) for a teacher")

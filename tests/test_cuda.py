@@ -228,7 +228,7 @@ def test_train_students_own_epoch_has_no_host_sync_but_its_last(make_projector, 
     protocol = ll.EvalProtocol.helio(student="resnet18", batch_size=4, epochs=3, patches_per_side=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the 2 x 2 views on 1-patch images: this test wants the costlier views
-        run = _StudentRun(distilled, _fast_source(projector, 10, CUDA), protocol, seed=0, device=CUDA,
+        run = _StudentRun(distilled, _fast_source(projector, distilled.classes, CUDA), protocol, seed=0, device=CUDA,
                           val_set=None, student_model=None, overlap=overlap)
     original, guarded_batches = run._labelled, []
 

@@ -188,6 +188,10 @@ def test_errors(cifar_ds, resnet56):
     with pytest.raises(ValueError, match="outputs 7 classes but the dataset has 10"):
         ll.distill_images(cifar_ds, ll.with_input_spec(seven, ll.InputSpec.imagenet(32)), ipc=1, patches_per_image=1,
                           candidates_per_class=2, **kw)
+    shuffled = ll.with_input_spec(ll.models.build_model("cifar_resnet20", 10), ll.InputSpec.imagenet(32))
+    shuffled.classes = list(cifar_ds.classes)[::-1]  # its realism scores would be another class's
+    with pytest.raises(ValueError, match="the labels of the observer name the images' 10 classes in another order"):
+        ll.distill_images(cifar_ds, shuffled, ipc=1, patches_per_image=1, candidates_per_class=2, **kw)
     with pytest.raises(TypeError, match="unknown DistillConfig settings \\['ipcs'\\]"):
         ll.distill_images(cifar_ds, resnet56, ipcs=1, **kw)
     with pytest.raises(ValueError, match="perfect square"):

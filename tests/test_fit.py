@@ -152,6 +152,10 @@ def test_teachers_with_wrong_class_count_raise(cifar_ds, tiny_rn):
         ll.fit_adapter(cifar_ds, teachers=[teacher], base=tiny_rn[0], pretrained=tiny_rn[1], progress=False)
     with pytest.raises(ValueError, match="output 7 classes but there are 10"):
         _fit(cifar_ds, [ll.with_input_spec(teacher, IMAGENET32)], tiny_rn)
+    shuffled = ll.with_input_spec(ll.models.build_model("cifar_resnet20", 10), IMAGENET32)
+    shuffled.classes = list(cifar_ds.classes)[::-1]  # the images' classes in another order: wrong targets
+    with pytest.raises(ValueError, match="the labels of the teachers name the images' 10 classes in another order"):
+        _fit(cifar_ds, [shuffled], tiny_rn)
 
 
 def test_train_teachers_checkpoints_and_resume(cifar_ds, tmp_path, monkeypatch):

@@ -210,6 +210,37 @@ def test_a_val_set_of_other_classes_or_a_bad_seed_is_refused_before_training():
             ll.train_student(train, "hard", student_model=_Tiny(), seed=seed, device="cpu", progress=False, **TOY)
 
 
+def test_labels_that_name_the_images_classes_in_another_order_are_refused():
+    """Before 0.3 only the class count was compared: a teacher whose ``classes`` were the images' in another order
+    taught every image another class's label, silently."""
+    train = _toy_set()
+    teacher = _Tiny(spec=IMAGENET)
+    teacher.classes = ["blue", "red"]
+    with pytest.raises(ValueError, match=r"another order \(2 of 2 positions differ, e.g. 0: images 'red', labels "
+                                         r"'blue'.*restrict_classes\(teacher, \[1, 0\]\)"):
+        ll.train_student(train, teacher, student_model=_Tiny(), device="cpu", progress=False, **TOY)
+    with pytest.raises(ValueError, match="another order"):
+        ll.label_view_agreement(teacher, train, views=4, device="cpu")
+    reordered = ll.pretrained.restrict_classes(teacher, [1, 0])
+    assert reordered.classes == ["red", "blue"]
+    for fine in (reordered, teacher):  # reordered; or names the check cannot match (it only refuses a permutation)
+        if fine is teacher:
+            teacher.classes = ["rouge", "bleu"]
+        result = ll.train_student(train, fine, student_model=_Tiny(), device="cpu", progress=False, **TOY)
+        assert result.iterations == 8
+
+
+def test_a_projector_in_another_class_order_is_refused_until_remapped(make_projector):
+    from lightlabel.labeling.sources import as_label_source
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    projector = make_projector(class_names=names[::-1])
+    with pytest.raises(ValueError, match=r"the labels of the projector name the images' 10 classes in another order.*"
+                                         r"projector.remap\(class_names\)"):
+        as_label_source(projector, 10, class_names=names)
+    assert as_label_source(projector.remap(names), 10, class_names=names).class_names == tuple(names)
+
+
 def test_teacher_list_labels_use_each_teachers_input_spec():
     """A list of teachers carrying a spec other than the student's gets its own (the 0.1 bug: train_student wrapped
     a list in an ensemble without its statistics, so it silently got the student's)."""

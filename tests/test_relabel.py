@@ -242,7 +242,7 @@ def test_train_student_takes_an_optimised_labeller_as_it_is(projector, monkeypat
     compiled = ModelLabels(projector).optimized("cpu", compile={"backend": "eager"})
     assert compiled.is_optimized and not ModelLabels(projector).is_optimized
     monkeypatch.setattr(ModelLabels, "optimized", lambda *a, **k: pytest.fail("optimised a second time"))
-    assert _fast_source(compiled, 10, torch.device("cpu")) is compiled
+    assert _fast_source(compiled, projector.class_names, torch.device("cpu")) is compiled
     distilled = ll.random_subset(ll.data.TensorImageDataset(torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8),
                                                             torch.arange(20) % 10, list(projector.class_names)), 1)
     result = ll.train_student(distilled, compiled, device="cpu", progress=False, epochs=1, batch_size=10)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ..classes import check_class_order, logit_class_names
 from ..configs import int_arg
 from ..core.base import fingerprint
 from ..core.fastpath import fast_labeller, float32_logits_view, labelling_autocast
@@ -140,7 +141,10 @@ class ModelLabels(_OnlineHooks):
     (:meth:`InputSpec.prepare`), labelled under ``torch.inference_mode()`` (and bf16 autocast on CUDA), and returned
     as float32 logits. The model is put in eval mode; nothing else about it is changed. A teacher's classifier (its
     last ``nn.Linear``) is computed in float32 under autocast, through a view that shares its weights
-    (:func:`~lightlabel.core.fastpath.float32_logits_view`), so its logits are not rounded to bf16.
+    (:func:`~lightlabel.core.fastpath.float32_logits_view`), so its logits are not rounded to bf16. Its
+    ``class_names`` are the names of the logit columns when the model records them (a projector's ``class_names``,
+    a teacher's ``classes``; :func:`~lightlabel.classes.logit_class_names`), else ``None``: recipes refuse labels
+    that order the images' classes otherwise.
 
     Args:
         model: the labeller.
@@ -170,6 +174,7 @@ class ModelLabels(_OnlineHooks):
         self.autocast = bool(autocast)
         self._bf16_weights = False  # set by optimized(bf16=True): label under bf16 autocast on any device
         self.num_classes = model.num_classes if self.is_projector else self._probe_classes()
+        self.class_names = logit_class_names(model)  # the columns' names, when the model records them
         self._origin: ModelLabels | None = None
         self.is_optimized = False  # made by optimized(): recipes take it as it is
 
@@ -275,7 +280,6 @@ class ModelLabels(_OnlineHooks):
         fast.model, fast.autocast, fast._bf16_weights = model, self.autocast or bf16, bf16
         fast._origin, fast.is_optimized = self._origin or self, True
         return fast
-        return fast
 
     def extra_bytes(self) -> int:
         """The adapter file's bytes for a projector; the fp32 state dict's bytes for a teacher or ensemble (of the
@@ -329,17 +333,21 @@ class HardLabels(_OnlineHooks):
         return f"HardLabels(num_classes={self.num_classes})"
 
 
-def as_label_source(labels: Any, num_classes: int | None = None, *,
-                    device: torch.device | str | None = None) -> LabelSource:
+def as_label_source(labels: Any, num_classes: int | None = None, *, device: torch.device | str | None = None,
+                    class_names: Sequence[str] | None = None) -> LabelSource:
     """A :class:`LabelSource` from what a user passes: a label source (returned as is), ``"hard"``, a projector or
     teacher module, or a list of teachers (an ensemble sharing one input spec); strings are resolved first by
     :func:`~lightlabel.labeling.named.resolve_labeller` where the public API takes them. With ``device``, a model labeller labels there
-    (:meth:`ModelLabels.to`: a copy when the caller's model is elsewhere; it is never moved).
+    (:meth:`ModelLabels.to`: a copy when the caller's model is elsewhere; it is never moved). With ``class_names``
+    (the images' classes in label-index order), a source whose columns name the same classes in another order is
+    refused (:func:`~lightlabel.classes.check_class_order`; a source's names are its ``class_names`` attribute,
+    which :class:`ModelLabels` reads off a projector or a teacher that records its classes).
 
     Raises:
         TypeError: anything else (the accepted kinds are listed).
         ValueError: ``"hard"`` without ``num_classes``, teachers without an input spec or with differing ones,
-            or a source with another number of classes than ``num_classes``.
+            a source with another number of classes than ``num_classes``, or one that orders ``class_names``
+            otherwise.
     """
     if isinstance(labels, str) and labels == "hard":
         if num_classes is None:
@@ -360,6 +368,7 @@ def as_label_source(labels: Any, num_classes: int | None = None, *,
                         f"modules, or StoredSoftLabels; got {type(labels).__name__}")
     if num_classes is not None and source.num_classes != num_classes:
         raise ValueError(f"the labels have {source.num_classes} classes but the images have {num_classes}")
+    check_class_order(getattr(source, "class_names", None), class_names, what=f"the {source.kind}")
     if device is not None and isinstance(source, ModelLabels):
         source = source.to(device)
     return source

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from ..classes import check_class_order, logit_class_names
 from ..configs import DistillConfig, config_from
 from ..core.base import fingerprint
 from ..core.projector import Projector
@@ -216,7 +217,8 @@ def distill_images(
 
     Raises:
         ValueError: ``ipc * patches_per_image`` more than a class's images, images smaller than a patch, an
-            observer with another number of classes or without an input spec, labels outside ``class_names``
+            observer with another number of classes, one that names the classes in another order
+            (:func:`lightlabel.classes.check_class_order`) or has no input spec, labels outside ``class_names``
             (:func:`lightlabel.data.class_names_and_targets`), bad settings.
         TypeError: an unknown setting name (the valid ones are listed).
 
@@ -285,6 +287,7 @@ class _Distillation:
             logger.info("the observer's 1000 ImageNet-1k logits are restricted to the dataset's %d WordNet-id "
                         "classes", len(subset))
             self.observer = ClassSubset(self.observer, subset)
+        check_class_order(logit_class_names(self.observer), self.classes, what="the observer")
         self.needed = cfg.ipc * cfg.patches_per_image
         self.per_class_idx = [(targets == c).nonzero().flatten() for c in range(len(self.classes))]
         short = [(self.classes[c], len(i)) for c, i in enumerate(self.per_class_idx) if len(i) < self.needed]

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from ..classes import check_class_order, logit_class_names
 from ..configs import AdapterConfig, FitConfig, TeacherConfig
 from ..core.base import fingerprint
 from ..core.fastpath import float32_logits_view
@@ -146,8 +147,7 @@ def fit_adapter(
             call resumes from the last finished epoch, and the result equals an uninterrupted run under the same
             seed and device. ``None``: a temporary folder (no resumption).
         device: default CUDA when available. On CUDA, teachers and projector run under bf16 autocast.
-        on_error: for ImageFolder paths, ``"skip"`` or ``"raise"`` on unreadable files.
-        progress: show progress bars.
+        on_error: for ImageFolder paths, ``"skip"`` or ``"raise"`` on unreadable files. progress: progress bars.
 
     Returns:
         The fitted :class:`~lightlabel.Projector` (eval mode, unmerged). ``projector.fit_info`` holds the fit
@@ -158,8 +158,8 @@ def fit_adapter(
 
     Raises:
         ValueError: class names that disagree in count with the dataset's classes, a class without samples,
-            teachers whose class count differs or that carry no input spec, bad settings (named), or an
-            ``out_dir`` holding a run with other settings.
+            teachers whose class count or class order differs or that carry no input spec, bad settings (named),
+            or an ``out_dir`` holding a run with other settings.
 
     Source: HeLlO Sec. 3.2-3.3, Eq. 5, Alg. 1 lines 4-8; supplementary A.2-A.4, Tables 1-2.
     """
@@ -177,6 +177,7 @@ def fit_adapter(
     projector = _projector(projector, names, cfg, device, progress, base=base, pretrained=pretrained,
                            config=config, templates=templates, text_embeddings=text_embeddings)
     _check_teacher_classes(ensemble, t_spec, size, len(names), device)
+    check_class_order(logit_class_names(ensemble), names, what="the teachers")
     run = _FitRun(projector, ensemble, dataset, cfg, size, device, progress)
     settings, state_path = run.settings(names, len(dataset)), out_dir / "fit-state.pt"
     fidelity = Accumulator(run.fidelity(0) if not state_path.is_file() else [])

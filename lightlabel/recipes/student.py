@@ -11,6 +11,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,7 @@ def train_student(
         save_interval_s: seconds (wall clock) between saves of the state; 0 saves after every epoch (a ResNet-18 +
             AdamW state is 134 MB: on a fast GPU, saving it every few-step epoch could outlast the training).
         student_model: a student module instead of ``protocol.student`` (its weights are trained in place).
-        device: default CUDA when available.
-        progress: a progress bar over the epochs.
+        device: default CUDA when available. progress: a progress bar over the epochs.
         overlap: on CUDA, label the next batch on a side stream while the student trains on the current one (the
             labels do not change: the views come from ``(seed, epoch, rank)``). Ignored, with a warning, on CPU.
         labels: the deprecated name of ``labeller`` (lightlabel 0.2).
@@ -141,9 +141,10 @@ def train_student(
 
     Raises:
         TypeError: an unknown label source or protocol field.
-        ValueError: labels with another number of classes, a ``val_set`` with another number of classes or labels
-            outside them, stored labels made for another run, a batch the processes do not divide, a resume state
-            of another run, a ``seed`` that is not an int >= 0, or a negative or non-finite ``save_interval_s``.
+        ValueError: labels with another number or order of classes than ``distilled.classes``, a ``val_set``
+            with another number of classes or labels outside them, stored labels made for another run, a batch the
+            processes do not divide, a resume state of another run, a ``seed`` that is not an int >= 0, or a
+            negative or non-finite ``save_interval_s``.
     Warns:
         UserWarning: ``overlap`` off CUDA (ignored); a ``val_set`` whose class names differ (same order assumed).
 
@@ -154,7 +155,7 @@ def train_student(
     protocol = (protocol or default_protocol(distilled)).replace(**overrides)
     _check_patch_grid(distilled, protocol)
     device = resolve_device(device)
-    source = _fast_source(labeller, len(distilled.classes), device)
+    source = _fast_source(labeller, distilled.classes, device)
     run = _StudentRun(distilled, source, protocol, seed=seed, device=device, val_set=val_set,
                       student_model=student_model, overlap=overlap)
     memory_kind = reset_peak_memory(device)
@@ -201,10 +202,10 @@ def _deprecated_name(labeller: Any, labels: Any, where: str) -> Any:
     return labeller
 
 
-def _fast_source(labeller: Any, num_classes: int, device: torch.device) -> LabelSource:
+def _fast_source(labeller: Any, classes: Sequence[str], device: torch.device) -> LabelSource:
     """The label source on ``device``, a model labeller on its fast path (:meth:`ModelLabels.optimized`: a merged
-    or folded copy; the caller's model is never changed or moved)."""
-    source = as_label_source(resolve_labeller(labeller), num_classes)
+    or folded copy; the caller's model is never changed or moved), checked against the images' ``classes``."""
+    source = as_label_source(resolve_labeller(labeller), len(classes), class_names=classes)
     if not isinstance(source, ModelLabels):
         return source
     return source.to(device) if source.is_optimized else source.optimized(device)
@@ -370,7 +371,8 @@ def label_view_agreement(labeller: LabelSource | nn.Module | list[nn.Module] | N
     int_arg(views, "views", 1)
     protocol = protocol or default_protocol(distilled)
     device = resolve_device(device)
-    source = as_label_source(resolve_labeller(labeller), len(distilled.classes), device=device)
+    source = as_label_source(resolve_labeller(labeller), len(distilled.classes), device=device,
+                             class_names=distilled.classes)
     if source.input_spec is None:
         raise ValueError(f"{source.kind} labels look at no views; label-view agreement needs a labeller")
     augmenter = Augmenter(protocol.augment, len(distilled.classes))
