@@ -593,7 +593,7 @@ class Projector(nn.Module):
         return projector.to(device if device is not None else "cpu")
 
     def as_teacher(self, input_spec: InputSpec, *, output: str = "logits", temperature: float = 1.0,
-                   scale: float = 1.0, to_pixels: Any = None) -> nn.Module:
+                   scale: float = 1.0, to_pixels: Any = None, class_names: Sequence[str] | None = None) -> nn.Module:
         """This projector as the teacher module a third-party loop expects (RDED, SRe2L, FKD, DD-Ranking).
 
         Merges this projector (the fast path, in place: call :meth:`unmerge` before fitting it further) and wraps it
@@ -605,7 +605,8 @@ class Projector(nn.Module):
         Args:
             input_spec: the host loop's input (``InputSpec.from_transform(its_transform)``, or a preset such as
                 ``InputSpec.cifar10_dd()`` for the CIFAR statistics DD-Ranking and SRe2L use).
-            output, temperature, scale, to_pixels: see :class:`~lightlabel.TeacherModule`.
+            output, temperature, scale, to_pixels, class_names: see :class:`~lightlabel.TeacherModule`
+                (``class_names``, the host's classes, refuses a projector that orders them otherwise).
 
         Returns:
             The teacher module (it shares this projector).
@@ -623,7 +624,7 @@ class Projector(nn.Module):
         from .teacher_module import TeacherModule
 
         return TeacherModule(self.merge(), input_spec=input_spec, output=output, temperature=temperature,
-                             scale=scale, to_pixels=to_pixels)
+                             scale=scale, to_pixels=to_pixels, class_names=class_names)
 
     @classmethod
     def packaged(cls, class_names: Sequence[str], *, config: AdapterConfig | None = None,

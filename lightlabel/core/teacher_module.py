@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..classes import check_class_order, logit_class_names
 from ..configs import int_arg, number_arg
 from ..inputs import InputSpec, finite_range, input_spec_of
 from .fastpath import fast_labeller, float32_logits_view, labelling_autocast
@@ -54,13 +55,17 @@ class TeacherModule(nn.Module):
             [0, 1] (with 0.25 of slack; on every CPU call, on the first call elsewhere): a hook that whitens
             instead of unwhitening raises.
         autocast: bf16 autocast on CUDA (the head stays float32 regardless).
+        class_names: the host's classes in its label order (e.g. its dataset's ``classes``); a labeller whose
+            ``class_names`` or ``classes`` are the same names in another order is refused
+            (:func:`~lightlabel.classes.check_class_order`). ``None``: not checked.
 
     Shape:
         - Input: ``(B, 3, H, W)`` float, normalised as ``input_spec`` says.
         - Output: ``(B, C)`` float32; logits, or probabilities summing to 1 per row.
 
     Raises:
-        ValueError: a labeller without an input spec, an unknown ``output``, a non-positive temperature or scale; at
+        ValueError: a labeller without an input spec or in another class order than ``class_names``, an unknown
+            ``output``, a non-positive temperature or scale; at
             call time a batch that is not ``(B, 3, H, W)`` float or not of ``input_spec``'s size, non-finite
             values, raw 0-255 pixels (above 20), or ``to_pixels`` output outside [0, 1].
         TypeError: ``input_spec`` is not an :class:`~lightlabel.InputSpec`; ``to_pixels`` is not callable.
@@ -82,8 +87,9 @@ class TeacherModule(nn.Module):
 
     def __init__(self, labeller: nn.Module, *, input_spec: InputSpec, output: str = "logits",
                  temperature: float = 1.0, scale: float = 1.0, to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 autocast: bool = True) -> None:
+                 autocast: bool = True, class_names: Sequence[str] | None = None) -> None:
         super().__init__()
+        check_class_order(logit_class_names(labeller), class_names, what="the labeller")
         if not isinstance(input_spec, InputSpec):
             raise TypeError(f"`input_spec` must be an InputSpec (the host loop's normalisation), got "
                             f"{type(input_spec).__name__}")

@@ -52,6 +52,8 @@ class OnlineRelabeler:
         mix, alpha: shortcuts for the default augmentation: ``"cutmix"`` (HeLlO supp. Table 3), ``"mixup"`` or
             ``"none"``; Beta(alpha, alpha). Give either these or ``augment``.
         num_classes: ``C``, only for a label source that cannot tell.
+        class_names: your dataset's classes in label order (e.g. ``dataset.classes``); a labeller whose
+            ``class_names`` or ``classes`` are the same names in another order is refused. ``None``: not checked.
         seed: seeds the augmentation stream (reproducible; leaves the global RNG untouched). ``None``: drawn from
             the global RNG once. Under torch.distributed, rank ``r`` uses its own stream from ``(seed, r)``.
         check_every: check the labels for NaN/Inf every this many calls (one host sync; default 1 on CPU, 100 on
@@ -65,8 +67,8 @@ class OnlineRelabeler:
 
     Raises:
         TypeError: an unsupported labeller, a non-float image tensor.
-        ValueError: a labeller without an input spec, both ``augment`` and ``mix``/``alpha``, bad options, images or
-            targets of the wrong shape, or NaN/Inf labels.
+        ValueError: a labeller without an input spec or in another class order than ``class_names``, both
+            ``augment`` and ``mix``/``alpha``, bad options, images or targets of the wrong shape, or NaN/Inf labels.
         RuntimeError: images and labeller on different devices, or labeller weights that differ between ranks.
 
     Source: HeLlO Alg. 1 lines 12-14; CutMix (Yun et al. 2019) as in RDED/SRe2L evaluation.
@@ -90,6 +92,7 @@ class OnlineRelabeler:
         mix: str | None = None,
         alpha: float | None = None,
         num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
         seed: int | None = None,
         check_every: int | None = None,
         labels: LabelSource | nn.Module | Sequence[nn.Module] | None = None,
@@ -105,7 +108,7 @@ class OnlineRelabeler:
         if not isinstance(input_spec, InputSpec):
             raise TypeError(f"`input_spec` must be an InputSpec (the normalisation of the images you pass in, e.g. "
                             f"InputSpec.imagenet()), got {type(input_spec).__name__}")
-        self.source = as_label_source(resolve_labeller(labeller), num_classes)
+        self.source = as_label_source(resolve_labeller(labeller), num_classes, class_names=class_names)
         if self.source.input_spec is None:
             raise ValueError(f"{self.source.kind} labels do not look at the views; OnlineRelabeler needs a labeller")
         if augment is not None and (mix is not None or alpha is not None):

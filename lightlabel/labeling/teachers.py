@@ -182,15 +182,16 @@ class TeacherEnsemble(nn.Module):
         return fast
 
     def as_teacher(self, input_spec: InputSpec, *, output: str = "logits", temperature: float = 1.0,
-                   scale: float = 1.0, to_pixels=None) -> TeacherModule:
+                   scale: float = 1.0, to_pixels=None, class_names: Sequence[str] | None = None) -> TeacherModule:
         """This ensemble as a host loop's teacher module (see :meth:`lightlabel.Projector.as_teacher` and
         :class:`~lightlabel.TeacherModule`): the host's batch in, the mean logits (or probabilities) out, no gradient.
 
         Raises:
-            ValueError: the ensemble carries no input spec (load its members with one), or bad options.
+            ValueError: the ensemble carries no input spec (load its members with one), classes in another order
+                than ``class_names``, or bad options.
         """
         return TeacherModule(self, input_spec=input_spec, output=output, temperature=temperature, scale=scale,
-                             to_pixels=to_pixels)
+                             to_pixels=to_pixels, class_names=class_names)
 
     def extra_repr(self) -> str:
         return f"num_teachers={self.num_teachers}, stacked={self.stacked}, vectorize={self.vectorize!r}"
