@@ -251,7 +251,8 @@ def _add_info(p: argparse.ArgumentParser) -> None:
           epilog="examples:\n  lightlabel storage --classes 1000 --ipc 10 --epochs 300\n"
                  "  lightlabel storage --classes 10 --ipc 50 --epochs 300 --adapter adapter.safetensors")
 def _add_storage(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--classes", type=int, required=True, help="number of classes C (e.g. 1000 for ImageNet-1k)")
+    p.add_argument("--classes", dest="num_classes", metavar="CLASSES", type=int, required=True,
+                   help="number of classes C (e.g. 1000 for ImageNet-1k)")
     p.add_argument("--ipc", type=int, required=True, help="distilled images per class")
     p.add_argument("--epochs", type=int, default=300, help="student epochs whose views stored labels must cover "
                                                            "(default: 300)")
@@ -577,13 +578,13 @@ def cmd_storage(args) -> None:
     if args.adapter:
         path = resolve_adapter(args.adapter)
         info, _ = read_adapter(path)
-        if len(info.class_names) != args.classes:
-            log.warning("the adapter has %d classes, not --classes %d", len(info.class_names), args.classes)
+        if len(info.class_names) != args.num_classes:
+            log.warning("the adapter has %d classes, not --classes %d", len(info.class_names), args.num_classes)
         adapter_bytes, note = path.stat().st_size, f"file {path.name}"
     else:
-        adapter_bytes = adapter_layout_nbytes("RN50-quickgelu", args.classes)
+        adapter_bytes = adapter_layout_nbytes("RN50-quickgelu", args.num_classes)
         note = "HeLlO's RN50 layout: LoRA r8 on every conv + head r128, fp32 tensors"
-    _echo(storage_report(num_classes=args.classes, ipc=args.ipc, epochs=args.epochs, label_bytes=args.label_bytes,
+    _echo(storage_report(num_classes=args.num_classes, ipc=args.ipc, epochs=args.epochs, label_bytes=args.label_bytes,
                          teacher=args.teacher, adapter_nbytes=adapter_bytes, adapter_note=note, compressed=compressed))
 
 
@@ -658,18 +659,12 @@ COMMANDS = {"fit": cmd_fit, "select": cmd_select, "distill": cmd_distill, "facto
             "push": cmd_push, "demo": cmd_demo, "doctor": cmd_doctor}
 
 
-_LIBRARY_NAMES = {"num_classes": "classes"}
-
-
 def _with_flags(message: str, command: str) -> str:
     """An error message in the command line's words: each backticked setting the command takes as a flag gets the
     flag beside it (```ipc` (--ipc)``)."""
     sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     flags = {a.dest.rpartition(":")[2]: a.option_strings[0] for a in sub._actions
              if a.option_strings and a.option_strings[0].startswith("--")}
-    for name, dest in _LIBRARY_NAMES.items():  # the library's name for a setting whose flag reads otherwise
-        if dest in flags:
-            flags.setdefault(name, flags[dest])
     return re.sub(r"`(\w+)`", lambda m: f"{m.group(0)} ({flags[m.group(1)]})" if m.group(1) in flags else m.group(0),
                   message)
 
