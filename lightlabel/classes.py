@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["check_class_order", "imagenet_class_indices", "imagenet_class_names", "imagenet_wnids",
+__all__ = ["check_class_order", "class_order_message", "imagenet_class_indices", "imagenet_class_names", "imagenet_wnids",
            "logit_class_names"]
 
 WNIDS = Path(__file__).resolve().parent / "assets" / "imagenet1k_wnids.txt"
@@ -78,7 +78,7 @@ def logit_class_names(model: object) -> tuple[str, ...] | None:
 
 
 def check_class_order(label_names: Sequence[str] | None, class_names: Sequence[str] | None, *, what: str) -> None:
-    """Refuse labels whose columns name the images' classes in another order: each image would be taught another
+    """Refuse labels whose columns name the images' classes in a different order: each image would be taught another
     class's label, silently. Nothing is checked when either side names no classes, or when they name different
     classes (a teacher may call ImageNet classes by name and the images by WordNet id, in the same order).
 
@@ -87,22 +87,31 @@ def check_class_order(label_names: Sequence[str] | None, class_names: Sequence[s
             label-index order. what: the labeller, in the message (``"the projector"``, ``"the observer"``).
 
     Raises:
-        ValueError: the same names in another order; the message names the first columns that differ and how to
-            reorder (``projector.remap``, :func:`lightlabel.pretrained.restrict_classes` for a teacher).
+        ValueError: the same names in a different order (:func:`class_order_message` says which and how to reorder).
 
     Example:
         >>> check_class_order(("cat", "dog"), ["cat", "dog"], what="the teacher")  # same order: nothing raised
     """
+    message = class_order_message(label_names, class_names, what=what)
+    if message is not None:
+        raise ValueError(message)
+
+
+def class_order_message(label_names: Sequence[str] | None, class_names: Sequence[str] | None, *,
+                        what: str) -> str | None:
+    """The error for labels whose columns are the images' classes in a different order, naming the first positions
+    that differ and how to reorder (``projector.remap``, :func:`lightlabel.pretrained.restrict_classes` with the
+    indices for a teacher); ``None`` when the two agree, either is missing, or they name different classes."""
     if not label_names or not class_names:
-        return
+        return None
     ours, theirs = tuple(label_names), tuple(class_names)
     if ours == theirs or len(ours) != len(theirs) or set(ours) != set(theirs):
-        return
+        return None
     moved = [(i, theirs[i], ours[i]) for i in range(len(ours)) if ours[i] != theirs[i]]
     where = {n: i for i, n in enumerate(ours)}
-    raise ValueError(
-        f"the labels of {what} name the images' {len(ours)} classes in another order ({len(moved)} of {len(ours)} "
-        "positions differ, e.g. " + "; ".join(f"{i}: images {d!r}, labels {m!r}" for i, d, m in moved[:3])
+    return (
+        f"the labels of {what} name the images' {len(ours)} classes in a different order ({len(moved)} of "
+        f"{len(ours)} positions differ, e.g. " + "; ".join(f"{i}: images {d!r}, labels {m!r}" for i, d, m in moved[:3])
         + "); they would be silently wrong. Reorder the labeller: projector.remap(class_names) for a projector, "
         f"lightlabel.pretrained.restrict_classes(teacher, {[where[n] for n in theirs][:10]}"
         f"{'...' if len(theirs) > 10 else ''}) for a teacher")

@@ -190,7 +190,7 @@ def test_errors(cifar_ds, resnet56):
                           candidates_per_class=2, **kw)
     shuffled = ll.with_input_spec(ll.models.build_model("cifar_resnet20", 10), ll.InputSpec.imagenet(32))
     shuffled.classes = list(cifar_ds.classes)[::-1]  # its realism scores would be another class's
-    with pytest.raises(ValueError, match="the labels of the observer name the images' 10 classes in another order"):
+    with pytest.raises(ValueError, match="the labels of the observer name the images' 10 classes in a different order"):
         ll.distill_images(cifar_ds, shuffled, ipc=1, patches_per_image=1, candidates_per_class=2, **kw)
     with pytest.raises(TypeError, match="unknown DistillConfig settings \\['ipcs'\\]"):
         ll.distill_images(cifar_ds, resnet56, ipcs=1, **kw)

@@ -154,7 +154,7 @@ def test_teachers_with_wrong_class_count_raise(cifar_ds, tiny_rn):
         _fit(cifar_ds, [ll.with_input_spec(teacher, IMAGENET32)], tiny_rn)
     shuffled = ll.with_input_spec(ll.models.build_model("cifar_resnet20", 10), IMAGENET32)
     shuffled.classes = list(cifar_ds.classes)[::-1]  # the images' classes in another order: wrong targets
-    with pytest.raises(ValueError, match="the labels of the teachers name the images' 10 classes in another order"):
+    with pytest.raises(ValueError, match="the labels of the teachers name the images' 10 classes in a different order"):
         _fit(cifar_ds, [shuffled], tiny_rn)
 
 

@@ -274,13 +274,13 @@ def test_projector_as_teacher_classes_follow_the_projector(make_projector):
 def test_a_host_class_order_the_labeller_does_not_share_is_refused(make_projector):
     projector = make_projector(class_names=CIFAR10_CLASSES)
     host = CIFAR10_CLASSES[1:] + CIFAR10_CLASSES[:1]  # the host numbers the same classes otherwise
-    with pytest.raises(ValueError, match=r"the labels of the labeller name the images' 10 classes in another order"):
+    with pytest.raises(ValueError, match=r"the labels of the labeller name the images' 10 classes in a different order"):
         projector.as_teacher(HOST, class_names=host)
     teacher = ll.with_input_spec(ll.models.build_model("cifar_resnet20", 10), ll.InputSpec.cifar10())
     teacher.classes = list(CIFAR10_CLASSES)
     with pytest.raises(ValueError, match=r"restrict_classes\(teacher, \[1, 2, 3, 4, 5, 6, 7, 8, 9, 0\]\)"):
         ll.TeacherEnsemble([teacher]).as_teacher(HOST, class_names=host)
-    with pytest.raises(ValueError, match="another order"):
+    with pytest.raises(ValueError, match="different order"):
         ll.OnlineRelabeler(teacher, input_spec=HOST, class_names=host)
     reordered = ll.pretrained.restrict_classes(teacher, [1, 2, 3, 4, 5, 6, 7, 8, 9, 0])
     assert ll.TeacherModule(reordered, input_spec=HOST, class_names=host)(torch.zeros(1, 3, 32, 32)).shape == (1, 10)

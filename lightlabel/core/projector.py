@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+from ..classes import class_order_message
 from ..configs import AdapterConfig
 from ..errors import AdapterError
 from ..inputs import InputSpec, finite_range
@@ -747,10 +748,9 @@ def _resolve_recorded_base(info: AdapterInfo, source: str) -> str | None:
 
 
 def _class_mismatch(source: str, expected: tuple[str, ...], found: tuple[str, ...]) -> str:
-    if set(expected) == set(found) and len(expected) == len(found):
-        moved = [n for i, n in enumerate(found) if expected[i] != n]
-        return (f"{source}: same classes in a different order ({len(moved)} positions differ, e.g. {moved[:3]}); "
-                f"labels would be silently wrong. Call projector.remap(class_names) to reorder the head")
+    reorder = class_order_message(expected, found, what=source)
+    if reorder is not None:
+        return reorder
     missing = [n for n in expected if n not in found][:5]
     extra = [n for n in found if n not in expected][:5]
     return (f"{source}: class names differ: adapter has {len(expected)} classes, given {len(found)}; "

@@ -56,7 +56,7 @@ class TeacherModule(nn.Module):
             instead of unwhitening raises.
         autocast: bf16 autocast on CUDA (the head stays float32 regardless).
         class_names: the host's classes in its label order (e.g. its dataset's ``classes``); a labeller whose
-            ``class_names`` or ``classes`` are the same names in another order is refused
+            ``class_names`` or ``classes`` are the same names in a different order is refused
             (:func:`~lightlabel.classes.check_class_order`). ``None``: not checked.
 
     Shape:

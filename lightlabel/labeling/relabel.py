@@ -53,7 +53,7 @@ class OnlineRelabeler:
             ``"none"``; Beta(alpha, alpha). Give either these or ``augment``.
         num_classes: ``C``, only for a label source that cannot tell.
         class_names: your dataset's classes in label order (e.g. ``dataset.classes``); a labeller whose
-            ``class_names`` or ``classes`` are the same names in another order is refused. ``None``: not checked.
+            ``class_names`` or ``classes`` are the same names in a different order is refused. ``None``: not checked.
         seed: seeds the augmentation stream (reproducible; leaves the global RNG untouched). ``None``: drawn from
             the global RNG once. Under torch.distributed, rank ``r`` uses its own stream from ``(seed, r)``.
         check_every: check the labels for NaN/Inf every this many calls (one host sync; default 1 on CPU, 100 on

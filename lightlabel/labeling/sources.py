@@ -339,7 +339,7 @@ def as_label_source(labels: Any, num_classes: int | None = None, *, device: torc
     teacher module, or a list of teachers (an ensemble sharing one input spec); strings are resolved first by
     :func:`~lightlabel.labeling.named.resolve_labeller` where the public API takes them. With ``device``, a model labeller labels there
     (:meth:`ModelLabels.to`: a copy when the caller's model is elsewhere; it is never moved). With ``class_names``
-    (the images' classes in label-index order), a source whose columns name the same classes in another order is
+    (the images' classes in label-index order), a source whose columns name the same classes in a different order is
     refused (:func:`~lightlabel.classes.check_class_order`; a source's names are its ``class_names`` attribute,
     which :class:`ModelLabels` reads off a projector or a teacher that records its classes).
 

@@ -187,7 +187,7 @@ class TeacherEnsemble(nn.Module):
         :class:`~lightlabel.TeacherModule`): the host's batch in, the mean logits (or probabilities) out, no gradient.
 
         Raises:
-            ValueError: the ensemble carries no input spec (load its members with one), classes in another order
+            ValueError: the ensemble carries no input spec (load its members with one), classes in a different order
                 than ``class_names``, or bad options.
         """
         return TeacherModule(self, input_spec=input_spec, output=output, temperature=temperature, scale=scale,

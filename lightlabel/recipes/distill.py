@@ -217,7 +217,7 @@ def distill_images(
 
     Raises:
         ValueError: ``ipc * patches_per_image`` more than a class's images, images smaller than a patch, an
-            observer with another number of classes, one that names the classes in another order
+            observer with another number of classes, one that names the classes in a different order
             (:func:`lightlabel.classes.check_class_order`) or has no input spec, labels outside ``class_names``
             (:func:`lightlabel.data.class_names_and_targets`), bad settings.
         TypeError: an unknown setting name (the valid ones are listed).
