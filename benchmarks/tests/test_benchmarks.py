@@ -114,6 +114,7 @@ def test_the_grid_selects_the_cells_of_the_table():
     assert ("cifar10", 10, 1, "teacher_kl") not in cells and ("imagenette", 10, 0, "teacher_kl") in cells
     assert ("imagenette", 10, 0, "stored_top3") not in cells and ("cifar10", 10, 2, "stored_top3") in cells
     assert ("cifar10", 10, 1, "stored_weak") not in cells and ("cifar10", 10, 0, "stored_weak") in cells
+    assert ("imagenette", 10, 2, "projector_late_r32") in cells and ("cifar10", 10, 0, "projector_late_r32") not in cells
     assert {c[3] for c in cells if c[:3] == ("cifar10", 50, 0)} == {
         "projector", "projector_fit10", "projector_full", "teacher", "hard", "weak_teachers", "late_teachers",
         "projector_late", "random_projector", "random_teacher", "random_hard", "projector_fit20", "projector_fit20_r32",
