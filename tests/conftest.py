@@ -140,6 +140,21 @@ def make_projector(tiny_rn):
     return make
 
 
+def interrupt_after_save(monkeypatch, epoch: int | None = None) -> None:
+    """Make the resumable runner (``lightlabel.recipes.loop``) raise ``KeyboardInterrupt`` right after it writes its
+    state: after the first write, or after the write of ``epoch``. ``monkeypatch.undo()`` restores it."""
+    import lightlabel.recipes.loop as loop
+
+    real_save = loop.save_state
+
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        if epoch is None or state["epoch"] == epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+    monkeypatch.setattr(loop, "save_state", save_then_interrupt)
+
+
 def randomize_adapter(projector, seed: int = 0, scale: float = 0.05) -> None:
     """Give every adapter tensor random non-zero values (so tests see a real change)."""
     g = torch.Generator().manual_seed(seed)

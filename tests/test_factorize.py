@@ -8,6 +8,7 @@ import hashlib
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import interrupt_after_save
 
 import lightlabel as ll
 from lightlabel.data import load_image_folder
@@ -175,15 +176,7 @@ def test_same_seed_same_file_and_resume_equals_uninterrupted(built, cifar_ds, re
     fs, _ = built
     again = ll.factorize_images(cifar_ds, resnet20, progress=False, device="cpu", **TINY)
     assert hashlib.sha256(again.to_bytes()).hexdigest() == hashlib.sha256(fs.to_bytes()).hexdigest()
-    import lightlabel.recipes.loop as loop
-
-    real_save = loop.save_state
-
-    def crash(path, state):
-        real_save(path, state)
-        raise KeyboardInterrupt("simulated interruption")
-
-    monkeypatch.setattr(loop, "save_state", crash)
+    interrupt_after_save(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         ll.factorize_images(cifar_ds, resnet20, out_dir=tmp_path, progress=False, device="cpu", **TINY)
     monkeypatch.undo()

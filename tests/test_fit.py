@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CIFAR10_CLASSES
+from conftest import CIFAR10_CLASSES, interrupt_after_save
 
 import lightlabel as ll
 from lightlabel.core.base import fingerprint
@@ -90,16 +90,7 @@ def test_fitting_lowers_mse_to_teachers_and_changes_only_the_adapter(cifar_ds, r
 
 def test_resume_equals_uninterrupted(cifar_ds, resnet20, tiny_rn, tmp_path, monkeypatch):
     full = _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path / "full", epochs=3)
-    import lightlabel.recipes.loop as fit_module
-
-    real_save, calls = fit_module.save_state, []
-
-    def crash_after_first_epoch(path, state):
-        real_save(path, state)
-        calls.append(1)
-        raise KeyboardInterrupt("simulated interruption")
-
-    monkeypatch.setattr(fit_module, "save_state", crash_after_first_epoch)
+    interrupt_after_save(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _fit(cifar_ds, [resnet20], tiny_rn, out_dir=tmp_path / "resumed", epochs=3)
     monkeypatch.undo()
@@ -169,16 +160,7 @@ def test_train_teachers_checkpoints_and_resume(cifar_ds, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="contradicts"):
         ll.load_teacher(paths[-1], input_spec=ll.InputSpec.cifar10())
 
-    import lightlabel.recipes.loop as teachers_module
-
-    real_save = teachers_module.save_state
-
-    def crash(path, state):
-        real_save(path, state)
-        if state["epoch"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(teachers_module, "save_state", crash)
+    interrupt_after_save(monkeypatch, epoch=2)
     with pytest.raises(KeyboardInterrupt):
         ll.train_teachers(cifar_ds, out_dir=tmp_path / "resumed", **kw)
     monkeypatch.undo()

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import interrupt_after_save
 from torch import nn
 
 import lightlabel as ll
@@ -305,15 +306,7 @@ def test_student_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     full = student()
     ll.train_student(distilled, "hard", protocol, student_model=full, device="cpu", progress=False,
                      out_dir=tmp_path / "full")
-    import lightlabel.recipes.loop as loop
-
-    real_save = loop.save_state
-
-    def crash_after_first_epoch(path, state):
-        real_save(path, state)
-        raise KeyboardInterrupt("simulated interruption")
-
-    monkeypatch.setattr(loop, "save_state", crash_after_first_epoch)
+    interrupt_after_save(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         ll.train_student(distilled, "hard", protocol, student_model=student(), device="cpu", progress=False,
                          out_dir=tmp_path / "resumed", save_interval_s=0)
