@@ -122,6 +122,27 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def described(value: Any) -> str:
+    """What a bad array argument was, for an error message: ``"torch.float64 (8, 3, 32, 32)"`` for a tensor, the
+    type and shape of anything else (``"numpy.ndarray (8, 3, 32, 32)"``), else the type's name.
+
+    Example:
+        >>> import torch
+        >>> described(torch.zeros(2, 3, dtype=torch.uint8))
+        'torch.uint8 (2, 3)'
+        >>> described([1, 2])
+        'list'
+    """
+    import torch
+
+    shape = getattr(value, "shape", None)
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} {tuple(shape)}"
+    kind = type(value)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    return name if shape is None else f"{name} {tuple(shape)}"
+
+
 def int_arg(value: Any, name: str, low: int | None = None, high: int | None = None, *,
             optional: bool = False) -> int | None:
     """``value`` when it is an int in ``[low, high]`` (or ``None`` when ``optional``); otherwise ``ValueError``

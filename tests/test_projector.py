@@ -160,6 +160,7 @@ def test_remap_reorders_labels_by_name(make_projector):
     "images,exc,match",
     [
         (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), TypeError, "uint8"),
+        (torch.randn(2, 3, 32, 32, dtype=torch.float64), TypeError, r"images.float\(\)"),
         (torch.randn(2, 1, 32, 32), ValueError, r"\(B, 3, H, W\)"),
         (torch.randn(2, 4, 32, 32), ValueError, r"\(B, 3, H, W\)"),
         (torch.randn(3, 32, 32), ValueError, r"\(B, 3, H, W\)"),

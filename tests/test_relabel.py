@@ -55,6 +55,16 @@ def test_labels_equal_projector_on_renormalised_images(projector, cifar_batch):
     torch.testing.assert_close(soft, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_float64_and_float16_batches_are_labelled_as_their_float32_values(projector, cifar_batch):
+    images, labels = _normalised(cifar_batch)
+    relabeler = ll.OnlineRelabeler(projector, mix="none", input_spec=IMAGENET)
+    expected = relabeler.label(images)
+    torch.testing.assert_close(relabeler.label(images.double()), expected, rtol=1e-5, atol=1e-5)
+    half = images.half()
+    torch.testing.assert_close(relabeler.label(half), relabeler.label(half.float()), rtol=1e-5, atol=1e-5)
+    assert relabeler.label(images.double()).dtype == torch.float32
+
+
 def test_student_resolution_is_resized_for_the_projector(projector, cifar_batch):
     images01, labels = cifar_batch
     big = torch.nn.functional.interpolate(images01, size=64, mode="bilinear")

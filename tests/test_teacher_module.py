@@ -104,6 +104,8 @@ def test_foreign_input_is_refused_never_relabelled(projector, cifar_batch):
         projector.as_teacher(HOST)(x)
     with pytest.raises(ValueError, match="as_teacher"):
         ll.OnlineRelabeler(ll.labeling.ModelLabels(projector, input_spec=HOST), input_spec=HOST)
+    with pytest.raises(ValueError, match=r"got numpy.ndarray \(2, 3, 32, 32\)"):
+        projector.as_teacher(HOST)(torch.zeros(2, 3, 32, 32).numpy())  # not a tensor, and said so
 
 
 def test_the_host_batch_is_checked_in_the_hosts_terms(projector):

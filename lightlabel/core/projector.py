@@ -246,7 +246,7 @@ class Projector(nn.Module):
             The batch, unchanged.
 
         Raises:
-            TypeError: not a tensor, or an integer dtype (e.g. uint8 pixels).
+            TypeError: not a tensor, an integer dtype (e.g. uint8 pixels), or float64 on float32 weights.
             ValueError: not 4-D, not 3 channels, another size than :attr:`image_size` (the message names
                 :meth:`as_teacher`, which converts a host loop's batches), or bad values (see ``check_values``).
         """
@@ -259,6 +259,10 @@ class Projector(nn.Module):
             )
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"`images` must have shape (B, 3, H, W), got {tuple(images.shape)}")
+        weights = self.head.text_weight.dtype
+        if images.dtype == torch.float64 and weights != torch.float64:
+            raise TypeError(f"`images` are torch.float64 but the projector's weights are {weights}: pass "
+                            f"images.float() (labellers in lightlabel.labeling cast for you)")
         h, w = images.shape[-2:]
         if (h, w) != self.image_size:
             eh, ew = self.image_size
@@ -293,7 +297,8 @@ class Projector(nn.Module):
         """Logits for a batch of normalised images.
 
         Args:
-            images: ``(B, 3, H, W)`` float, normalised with :attr:`mean`/:attr:`std`; any float dtype.
+            images: ``(B, 3, H, W)`` float, normalised with :attr:`mean`/:attr:`std`: float32 (fp16/bf16 under
+                autocast; float64 only on float64 weights).
             check: validate the pixel values (on an accelerator this costs a host-device sync per call). ``None``
                 (default): on CPU tensors only, so the labelling step stays free of syncs on CUDA (the relabeler
                 checks its outputs every few calls instead). Shape, size and dtype are always validated.
@@ -302,7 +307,7 @@ class Projector(nn.Module):
             ``(B, C)`` float32 logits.
 
         Raises:
-            TypeError: not a tensor, or an integer dtype (e.g. uint8 pixels).
+            TypeError: not a tensor, an integer dtype (e.g. uint8 pixels), or float64 on float32 weights.
             ValueError: not 4-D, not 3 channels, another size than :attr:`image_size` (the message names
                 :meth:`as_teacher`, which converts a host loop's batches); with ``check``: NaN or Inf values, or
                 values above 20 (raw 0-255 pixels). A batch entirely within [0, 1] warns (probably not normalised).

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..classes import check_class_order, logit_class_names
-from ..configs import int_arg, number_arg
+from ..configs import described, int_arg, number_arg
 from ..inputs import InputSpec, finite_range, input_spec_of
 from .fastpath import fast_labeller, float32_logits_view, labelling_autocast
 
@@ -138,7 +138,7 @@ class TeacherModule(nn.Module):
         if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4 \
                 or images.shape[1] != 3:
             raise ValueError(f"a teacher module takes (B, 3, H, W) float images, got "
-                             f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+                             f"{described(images)}")
         size = self.input_spec.image_size
         if size is not None and tuple(images.shape[-2:]) != size:
             raise ValueError(f"the batch is {images.shape[-2]}x{images.shape[-1]} but the host's input_spec says "
@@ -252,7 +252,7 @@ def calibrate_scale(labeller: nn.Module, reference: nn.Module, images: torch.Ten
     if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4 \
             or images.shape[1] != 3 or images.shape[0] == 0:
         raise ValueError(f"`images` must be a non-empty (N, 3, H, W) float tensor of [0, 1] pixels, got "
-                         f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+                         f"{described(images)}")
     number_arg(temperature, "temperature", 0, open_low=True)
     int_arg(batch_size, "batch_size", 1)
     ours, theirs = [], []

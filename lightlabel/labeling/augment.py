@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torchvision.transforms import v2
 
-from ..configs import AugmentConfig, int_arg
+from ..configs import AugmentConfig, described, int_arg
 from ..utils.seeding import generator
 
 __all__ = ["Augmenter", "View", "crop_boxes", "epoch_order", "epoch_views", "random_permutations", "resized_crops",
@@ -338,7 +338,7 @@ class Augmenter:
         """
         if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.ndim != 4:
             raise TypeError(f"`images` must be a float tensor (B, 3, H, W), got "
-                            f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+                            f"{described(images)}")
         targets = self._targets(images, targets)
         if "rows" in params:
             images = shuffle_patches(images, params["rows"], params["cols"])

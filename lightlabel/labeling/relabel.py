@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..configs import int_arg
+from ..configs import described, int_arg
 from ..core.base import fingerprint
 from ..inputs import InputSpec
 from ..utils.seeding import derive_seed
@@ -174,7 +174,7 @@ class OnlineRelabeler:
         """
         self.check_ranks()
         if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-            raise TypeError(f"`images` must be a float tensor, got {getattr(images, 'dtype', type(images).__name__)}")
+            raise TypeError(f"`images` must be a float tensor, got {described(images)}")
         if isinstance(self.source, ModelLabels):  # one affine map from your normalisation to the labeller's
             out = self.source.label(images, input_spec=self.input_spec)
         else:
@@ -209,7 +209,7 @@ class OnlineRelabeler:
         """Augment, then label: returns ``(views, soft_logits, mixed_targets)`` (see the class docstring)."""
         if not isinstance(images, torch.Tensor) or not images.is_floating_point():
             raise TypeError(f"`images` must be a float tensor (B, 3, H, W), got "
-                            f"{getattr(images, 'dtype', type(images).__name__)}")
+                            f"{described(images)}")
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"`images` must have shape (B, 3, H, W), got {tuple(images.shape)}")
         views, targets = self.augment(images, targets)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..classes import check_class_order, logit_class_names
-from ..configs import int_arg
+from ..configs import described, int_arg
 from ..core.base import fingerprint
 from ..core.fastpath import fast_labeller, float32_logits_view, labelling_autocast
 from ..core.projector import Projector
@@ -201,15 +201,17 @@ class ModelLabels(_OnlineHooks):
               input_spec: InputSpec | None = None) -> torch.Tensor:
         """``(B, 3, H, W)`` float views in [0, 1] -> ``(B, C)`` float32 logits (a normal tensor, not an inference
         tensor). With ``input_spec``, the views are normalised with it instead (a host loop's batch): the conversion
-        to the model's input is one affine map per channel (:meth:`InputSpec.prepare` with ``source``). On CUDA the
-        input is made channels-last, like the model of :meth:`optimized`; nothing in here waits for the device.
+        to the model's input is one affine map per channel (:meth:`InputSpec.prepare` with ``source``). Views of
+        any float dtype are cast to the model's float32 or float64 weights (bf16 weights label under autocast). On
+        CUDA the input is made channels-last, like the model of :meth:`optimized`; nothing in here waits for the
+        device.
 
         Raises:
             TypeError: not a float tensor. ValueError: not ``(B, 3, H, W)``, or the model returned another shape.
             RuntimeError: views and model on different devices.
         """
         if not isinstance(views, torch.Tensor) or not views.is_floating_point():
-            raise TypeError(f"`views` must be a float tensor, got {getattr(views, 'dtype', type(views).__name__)}")
+            raise TypeError(f"`views` must be a float tensor, got {described(views)}")
         if views.ndim != 4 or views.shape[1] != 3:
             raise ValueError(f"`views` must have shape (B, 3, H, W), got {tuple(views.shape)}")
         device = self.device
@@ -217,6 +219,9 @@ class ModelLabels(_OnlineHooks):
             raise RuntimeError(f"the labeller is on {device} but the views are on {views.device}; move one of them")
         with torch.inference_mode():
             x = self.input_spec.prepare(views, source=input_spec)
+            weights = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), None)
+            if weights in (torch.float32, torch.float64) and x.dtype != weights:
+                x = x.to(weights)  # float64 or float16 views (a numpy or AMP loader): the weights' precision
             on_cuda = x.device.type == "cuda"
             if on_cuda:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..configs import described
+
 __all__ = ["quantize_int8"]
 
 
@@ -22,8 +24,7 @@ def quantize_int8(t: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor
         ValueError: ``t`` is not a 2-D float tensor or ``dim`` is not 0 or 1.
     """
     if not isinstance(t, torch.Tensor) or t.ndim != 2 or not t.is_floating_point():
-        raise ValueError(f"`t` must be a 2-D float tensor, got {getattr(t, 'dtype', type(t).__name__)} "
-                         f"{tuple(getattr(t, 'shape', ()))}")
+        raise ValueError(f"`t` must be a 2-D float tensor, got {described(t)}")
     if dim not in (0, 1):
         raise ValueError(f"`dim` must be 0 or 1, got {dim!r}")
     scale = t.abs().amax(dim=dim, keepdim=True).float() / 127.0
