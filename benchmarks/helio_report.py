@@ -185,7 +185,7 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
     This is DD-Ranking's IOR term (Acc(synthetic, soft) - Acc(random, soft)), the plain difference of means over the
     seeds run; DD-Ranking's LRS also needs a student trained on the full real set (its HLR term), not run here.
     """
-    marked = marked or {}  # rows still on an earlier teacher trajectory: marked †, their gain not taken unless the
+    marked = marked or {}  # rows on another teacher trajectory than the table's: marked †, their gain not taken unless the
     # random side depends on no trajectory
     out = []
     for random_row, by_dataset in RANDOM.items():
@@ -202,11 +202,11 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
         r = [100 * c["top1"] for c in theirs]
         gain = f"{statistics.mean(d) - statistics.mean(r):+.1f}" if d else "distilled row not run"
         if d and old and GRID[random_row].uses_trajectory(ds):
-            gain = f"not taken: {' and '.join(old)} on an earlier teacher trajectory (†), the other side on the current"
+            gain = f"not taken: {' and '.join(old)} on another teacher trajectory (†) than the other side"
         elif d:
             if old:  # nothing of any trajectory on the random side (hard labels on real images): the gain compares
                 # that earlier distilled set with random images, as it would on the current trajectory's set
-                gain += " (the distilled set of the earlier trajectory †; the random side uses no teacher)"
+                gain += " (the distilled set of another trajectory †; the random side uses no teacher)"
             gain += _refit_note(mine, theirs)
         out.append(f"| {source} | {distilled} | {_mean_std(r)}{' †' if random_row in old else ''} | {gain} |")
     return ("Distilled over random, per label source: mean top-1 on the distilled set minus on random subsets (IPC "
@@ -264,12 +264,28 @@ def _fit_epochs(row: str) -> int:
 
 def _trajectories(ds: str, cells: list[dict]) -> list[str | None]:
     """The teacher trajectories a dataset's cells ran on, newest first: the current one (``trajectory_path``), then
-    the earlier ones its record lists, latest replaced first, then any other id the cells carry."""
+    the earlier ones its record lists, latest replaced first, then any other id the cells carry. Only trajectories
+    that one of ``cells`` of a row that depends on the trajectory ran on (a cell without an id counts as on the
+    current one); the current one alone when no such cell is given."""
     current = current_trajectory(ds)
     path = trajectory_path(ds)
     earlier = list(json.loads(path.read_text()).get("earlier", {})) if path.is_file() else []
     order = [current] + earlier[::-1]
-    return order + sorted({c["trajectory"] for c in cells if "trajectory" in c} - set(order))
+    ran = {c.get("trajectory", current) for c in cells if c["row"] in GRID and GRID[c["row"]].uses_trajectory(ds)}
+    return [t for t in order if t in ran] + sorted(ran - set(order)) or [current]
+
+
+def table_trajectory(ds: str, cells: list[dict]) -> str | None:
+    """The trajectory one (dataset, IPC) table is read off: the newest on which the online teacher and a fitted
+    projector row both ran (as each line of ``gap_table``), else the newest any of its trajectory rows ran on. A
+    newer trajectory's first cells therefore leave the table as it was until it can compare the projector with the
+    teacher, and a table with no cell on the newer trajectory is not touched by it."""
+    order = _trajectories(ds, cells)
+    for t in order:
+        rows = {c["row"] for c in _on(ds, cells, t)}
+        if "teacher" in rows and rows & set(IMITATES):
+            return t
+    return order[0]
 
 
 def _on(ds: str, cells: list[dict], trajectory: str | None) -> list[dict]:
@@ -386,45 +402,57 @@ def gap_table(cells: list[dict]) -> str:
 
 def on_one_trajectory(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, int, str], str]]:
     """The cells a report compares: per (dataset, IPC, row) of a row that uses the trajectory, the cells run on the
-    dataset's current trajectory (``trajectory_path``) where there are any, else the earlier cells, marked.
+    table's trajectory (``table_trajectory``) where there are any, else those of the newest trajectory the row ran
+    on, marked with its id (never cells of two trajectories pooled in one mean).
 
     A trajectory retrained on another machine or torch version is another set of teachers (CPU training is not
-    reproducible bit for bit across them), so a row on it is not comparable cell for cell with rows on the current
+    reproducible bit for bit across them), so a row on it is not comparable cell for cell with rows on the table's
     one. (The runner runs such a cell again on the current trajectory and moves the earlier one to
-    ``helio_grid.earlier_cell_path``, where ``gap_table`` still reads it.) Returns the kept cells and the marked groups, to the id of the trajectory they ran on.
+    ``helio_grid.earlier_cell_path``, where this still reads it.) Returns the kept cells and the marked groups, to
+    the id of the trajectory they ran on.
     """
-    current = {ds: current_trajectory(ds) for ds in {c["dataset"] for c in cells}}
-    groups: dict[tuple[str, int, str], list[dict]] = {}
-    for c in cells:
-        groups.setdefault((c["dataset"], c["ipc"], c["row"]), []).append(c)
     kept, marked = [], {}
-    for key, group in groups.items():
-        now = [c for c in group if c.get("trajectory", current.get(key[0])) == current.get(key[0])]
-        kept += now or group
-        if not now:
-            marked[key] = group[0]["trajectory"]
+    for ds, ipc in sorted({(c["dataset"], c["ipc"]) for c in cells}):
+        here = [c for c in cells if (c["dataset"], c["ipc"]) == (ds, ipc)]
+        table, current = table_trajectory(ds, here), current_trajectory(ds)
+        for row in dict.fromkeys(c["row"] for c in here):
+            group = [c for c in here if c["row"] == row]
+            if row not in GRID or not GRID[row].uses_trajectory(ds):
+                kept += group
+                continue
+            newest = table if any(c.get("trajectory", current) == table for c in group) else \
+                _trajectories(ds, group)[0]
+            kept += [c for c in group if c.get("trajectory", current) == newest]
+            if newest != table:
+                marked[(ds, ipc, row)] = newest
     return kept, marked
 
 
-def trajectory_line(ds: str, ipc: int, marked: dict[tuple[str, int, str], str]) -> str:
-    """The table's note on teacher trajectories: which one its rows ran on, and the rows still on an earlier one."""
+def trajectory_line(ds: str, ipc: int, marked: dict[tuple[str, int, str], str], table: str | None = None) -> str:
+    """The table's note on teacher trajectories: which one its rows ran on (``table``, from ``table_trajectory``;
+    default the current one), and the rows on another one."""
     path = trajectory_path(ds)
     if not path.is_file():
         return ""
     record = json.loads(path.read_text())
+    earlier = record.get("earlier", {})
+    table = table or record["id"]
 
     def top1(r: dict) -> str:
         by_epoch = sorted(r["checkpoint_test_top1"].items(), key=lambda kv: int(kv[0]))
         return " / ".join(f"{100 * v:.1f}" for _, v in by_epoch) + " %" if by_epoch else "not recorded"
 
     rows = sorted(row for (d, i, row) in marked if (d, i) == (ds, ipc))
-    line = (f"Teachers: the rows built on the {ds} trajectory ran on trajectory {record['id']} (checkpoints' test "
-            f"top-1 by epoch {top1(record)})")
+    known = {record["id"]: record, **earlier}
+    line = (f"Teachers: the rows built on the {ds} trajectory ran on trajectory {table} (checkpoints' test "
+            f"top-1 by epoch {top1(known[table]) if table in known else 'not recorded'})")
+    if table != record["id"]:
+        line += (f"; the runner's current trajectory, {record['id']} ({top1(record)}), has no online teacher and "
+                 f"fitted projector in this table yet")
     if rows:
         ids = sorted({marked[(ds, ipc, r)] for r in rows})
-        earlier = record.get("earlier", {})
-        line += ("; **marked † are rows still on an earlier trajectory** ("
-                 + ", ".join(f"{i}: {top1(earlier[i])}" if i in earlier else i for i in ids)
+        line += ("; **marked † are rows on another trajectory** ("
+                 + ", ".join(f"{i}: {top1(known[i])}" if i in known else i for i in ids)
                  + "), not comparable cell for cell with the others: " + ", ".join(f"`{r}`" for r in rows))
     return line + "."
 
@@ -442,6 +470,7 @@ def report() -> None:
             continue
         for ipc in sorted({c["ipc"] for c in mine}):
             rows = {r: [c for c in mine if c["ipc"] == ipc and c["row"] == r] for r in ROWS}
+            table = table_trajectory(ds, [c for c in every if (c["dataset"], c["ipc"]) == (ds, ipc)])
             lines = ["| labels | top-1 % (last epoch) | best of epochs 250, 300 | extra bytes | s / iteration | "
                      "peak memory (MiB) | label-view agreement: source / dominant / p_max |",
                      "|---|---|---|---|---|---|---|"]
@@ -493,7 +522,7 @@ def report() -> None:
                             f"(a resumed cell counts its last process only). "
                             f"{_devices_line([c for c in mine if c['ipc'] == ipc])} "
                             f"{_sets_line([c for c in mine if c['ipc'] == ipc])} "
-                            f"{trajectory_line(ds, ipc, marked)} "
+                            f"{trajectory_line(ds, ipc, marked, table)} "
                             f"Each cell: `python benchmarks/helio_table.py --dataset {ds} --ipc {ipc} --seeds S "
                             f"--rows ROW`; the files are in `benchmarks/results/helio/{ds}/ipc{ipc}/`.")
     write_section("helio-table", "## The HeLlO comparison on real data\n\nSetting:\n\n" + SETTING + "\n\n"

@@ -92,8 +92,11 @@ def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, sho
 
 def _full(dataset: str, ipc: int, row: str, trajectory: str) -> dict[int, float]:
     """Full-protocol test top-1 % of a HeLlO-table row, by seed, of the cells run on the selection's trajectory (a
-    candidate's cells on another are other teachers)."""
-    cells = [json.loads(p.read_text()) for p in sorted((RESULTS / dataset / f"ipc{ipc}").glob(f"{row}-seed*.json"))]
+    candidate's cells on another are other teachers; where a newer trajectory replaced it, its cells were moved to
+    ``trajectory-<id>/``)."""
+    folder = RESULTS / dataset / f"ipc{ipc}"
+    paths = sorted(folder.glob(f"{row}-seed*.json")) + sorted(folder.glob(f"trajectory-{trajectory}/{row}-seed*.json"))
+    cells = [json.loads(p.read_text()) for p in paths]
     return {c["seed"]: 100 * c["top1"] for c in cells if c.get("trajectory") == trajectory}
 
 

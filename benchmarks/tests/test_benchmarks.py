@@ -73,8 +73,8 @@ def test_the_random_gain_lists_every_random_row_and_says_why_a_cell_is_missing()
     old = {("imagenette", 50, "hard"): "5deecbb", ("imagenette", 50, "teacher"): "5deecbb"}
     marked = gain("imagenette", 50, {"hard": [cell(0.55)], "random_hard": [cell(0.44)], "teacher": [cell(0.6)],
                                      "random_teacher": [cell(0.5)]}, old)
-    assert "| hard | 55.0 (1 seed) † | 44.0 (1 seed) | +11.0 (the distilled set of the earlier trajectory †" in marked
-    assert "| teacher | 60.0 (1 seed) † | 50.0 (1 seed) | not taken: teacher on an earlier teacher trajectory" in marked
+    assert "| hard | 55.0 (1 seed) † | 44.0 (1 seed) | +11.0 (the distilled set of another trajectory †" in marked
+    assert "| teacher | 60.0 (1 seed) † | 50.0 (1 seed) | not taken: teacher on another teacher trajectory" in marked
     # the random side's adapter refitted (another machine): the gain says so; the same adapter: it does not
     fit = lambda top1, agreement: {"top1": top1, "fit": {"agreement_by_epoch": [0.2, agreement]}}  # noqa: E731
     same = gain("cifar10", 10, {"projector_fit10": [fit(0.5, 0.8)], "random_projector": [fit(0.4, 0.8)]})
@@ -152,25 +152,42 @@ def test_the_demo_teachers_tool_trains_the_grids_cifar10_trajectory():
     assert config == _module("helio_grid").trajectory_config("cifar10")
 
 
-def test_a_report_compares_cells_of_one_trajectory_and_marks_rows_still_on_an_earlier_one(tmp_path, monkeypatch):
+def test_a_report_reads_each_table_off_one_trajectory_and_marks_rows_on_another(tmp_path, monkeypatch):
     report = _module("helio_report")
-    (tmp_path / "cifar10").mkdir()
-    (tmp_path / "cifar10" / "trajectory.json").write_text(json.dumps({
+    (tmp_path / "imagenette").mkdir()
+    (tmp_path / "imagenette" / "trajectory.json").write_text(json.dumps({
         "id": "new", "checkpoint_test_top1": {"1": 0.49, "2": 0.53},
-        "earlier": {"old": {"id": "old", "checkpoint_test_top1": {"1": 0.506, "2": 0.575}}}}))
+        "earlier": {"older": {"id": "older", "checkpoint_test_top1": {}},
+                    "old": {"id": "old", "checkpoint_test_top1": {"1": 0.506, "2": 0.575}}}}))
     for module in (report, _module("helio_grid")):
         monkeypatch.setattr(module, "trajectory_path", lambda ds: tmp_path / ds / "trajectory.json")
-    cell = lambda row, seed, traj=None: {"dataset": "cifar10", "ipc": 10, "row": row, "seed": seed,  # noqa: E731
-                                         **({"trajectory": traj} if traj else {})}
-    cells = [cell("weak_teachers", 0, "old"), cell("weak_teachers", 1, "new"), cell("projector", 0, "old"),
-             cell("teacher", 0), cell("hard", 1)]
-    kept, marked = report.on_one_trajectory(cells)
-    assert sorted((c["row"], c["seed"]) for c in kept) == [("hard", 1), ("projector", 0), ("teacher", 0),
-                                                           ("weak_teachers", 1)]
-    assert marked == {("cifar10", 10, "projector"): "old"}
-    line = report.trajectory_line("cifar10", 10, marked)
-    assert "trajectory new (checkpoints' test top-1 by epoch 49.0 / 53.0 %)" in line
-    assert "still on an earlier trajectory** (old: 50.6 / 57.5 %)" in line and "`projector`" in line
+    cell = lambda row, seed, traj, ipc=10: {"dataset": "imagenette", "ipc": ipc, "row": row,  # noqa: E731
+                                            "seed": seed, **({"trajectory": traj} if traj else {})}
+    ipc10 = [cell("teacher", 0, "old"), cell("teacher", 1, "older"), cell("projector_full", 0, "old"),
+             cell("weak_teachers", 0, "older"), cell("weak_teachers", 1, "older"), cell("random_hard", 0, None)]
+    # the newer trajectory has an online teacher but no fitted projector yet: the table stays on "old"; a row with
+    # no cell there shows the newest trajectory it has ("older", both cells), marked, never pooled with another
+    kept, marked = report.on_one_trajectory(ipc10 + [cell("teacher", 0, "new")])
+    assert sorted((c["row"], c["seed"], c.get("trajectory")) for c in kept) == [
+        ("projector_full", 0, "old"), ("random_hard", 0, None), ("teacher", 0, "old"), ("weak_teachers", 0, "older"),
+        ("weak_teachers", 1, "older")]
+    assert marked == {("imagenette", 10, "weak_teachers"): "older"}
+    line = report.trajectory_line("imagenette", 10, marked, "old")
+    assert "ran on trajectory old (checkpoints' test top-1 by epoch 50.6 / 57.5 %); the runner's current " \
+           "trajectory, new (49.0 / 53.0 %), has no online teacher and fitted projector in this table yet" in line
+    assert "rows on another trajectory** (older: not recorded)" in line and "`weak_teachers`" in line
+    # once a fitted projector runs on the newer trajectory, the table moves there and the rest is marked
+    kept, marked = report.on_one_trajectory(ipc10 + [cell("teacher", 0, "new"), cell("projector_late", 0, "new")])
+    assert {k[2]: v for k, v in marked.items()} == {"projector_full": "old", "weak_teachers": "older"}
+    assert [c["trajectory"] for c in kept if c["row"] == "teacher"] == ["new"]
+    # a table with no cell on the newer trajectory (IPC 1 here) is not touched by it: nothing marked
+    kept, marked = report.on_one_trajectory([cell("teacher", 0, "old", 1), cell("projector_fit10", 0, "old", 1),
+                                             cell("teacher", 0, "new")])
+    assert not marked and len(kept) == 3
+    assert report.table_trajectory("imagenette", [cell("teacher", 0, "old", 1)]) == "old"
+    assert "(trajectory old)" not in report.gap_table([cell("teacher", 0, "old", 1) | {"top1": 0.3},
+                                                      cell("projector_fit10", 0, "old", 1) | {"top1": 0.35},
+                                                      cell("random_hard", 0, None, 1) | {"top1": 0.2}])
 
 
 def test_which_rows_depend_on_the_trajectory():
@@ -194,6 +211,19 @@ def test_rows_on_their_own_images_are_listed_apart_and_need_a_fitted_labeller():
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad}")
+
+
+def test_select_validation_reads_a_candidates_cells_moved_aside_by_a_newer_trajectory(tmp_path, monkeypatch):
+    sv = _module("select_validation")
+    monkeypatch.setattr(sv, "RESULTS", tmp_path)
+    folder = tmp_path / "imagenette" / "ipc10"
+    (folder / "trajectory-old").mkdir(parents=True)
+    cell = lambda seed, top1, traj: json.dumps({"seed": seed, "top1": top1, "trajectory": traj})  # noqa: E731
+    (folder / "teacher-seed0.json").write_text(cell(0, 0.5, "new"))
+    (folder / "teacher-seed2.json").write_text(cell(2, 0.60, "old"))
+    (folder / "trajectory-old" / "teacher-seed0.json").write_text(cell(0, 0.59, "old"))
+    assert sv._full("imagenette", 10, "teacher", "old") == {0: 59.0, 2: 60.0}
+    assert sv._full("imagenette", 10, "teacher", "new") == {0: 50.0}
 
 
 def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(monkeypatch):
