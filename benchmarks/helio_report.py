@@ -447,8 +447,8 @@ def trajectory_line(ds: str, ipc: int, marked: dict[tuple[str, int, str], str], 
     line = (f"Teachers: the rows built on the {ds} trajectory ran on trajectory {table} (checkpoints' test "
             f"top-1 by epoch {top1(known[table]) if table in known else 'not recorded'})")
     if table != record["id"]:
-        line += (f"; the runner's current trajectory, {record['id']} ({top1(record)}), has no online teacher and "
-                 f"fitted projector in this table yet")
+        line += (f"; the runner's current trajectory, {record['id']} ({top1(record)}), does not have both an online "
+                 f"teacher and a fitted projector in this table yet")
     if rows:
         ids = sorted({marked[(ds, ipc, r)] for r in rows})
         line += ("; **marked † are rows on another trajectory** ("

@@ -174,7 +174,8 @@ def test_a_report_reads_each_table_off_one_trajectory_and_marks_rows_on_another(
     assert marked == {("imagenette", 10, "weak_teachers"): "older"}
     line = report.trajectory_line("imagenette", 10, marked, "old")
     assert "ran on trajectory old (checkpoints' test top-1 by epoch 50.6 / 57.5 %); the runner's current " \
-           "trajectory, new (49.0 / 53.0 %), has no online teacher and fitted projector in this table yet" in line
+           "trajectory, new (49.0 / 53.0 %), does not have both an online teacher and a fitted projector in this " \
+           "table yet" in line
     assert "rows on another trajectory** (older: not recorded)" in line and "`weak_teachers`" in line
     # once a fitted projector runs on the newer trajectory, the table moves there and the rest is marked
     kept, marked = report.on_one_trajectory(ipc10 + [cell("teacher", 0, "new"), cell("projector_late", 0, "new")])
