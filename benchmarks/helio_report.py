@@ -281,11 +281,14 @@ def table_trajectory(ds: str, cells: list[dict]) -> str | None:
     newer trajectory's first cells therefore leave the table as it was until it can compare the projector with the
     teacher, and a table with no cell on the newer trajectory is not touched by it."""
     order = _trajectories(ds, cells)
-    for t in order:
-        rows = {c["row"] for c in _on(ds, cells, t)}
-        if "teacher" in rows and rows & set(IMITATES):
-            return t
-    return order[0]
+    return next((t for t in order if _compares({c["row"] for c in _on(ds, cells, t)})), order[0])
+
+
+def _compares(rows) -> bool:
+    """Whether rows run on one trajectory (names, or a mapping of name to its cells) hold an online teacher and a
+    fitted projector: what a line of ``gap_table`` and a table's trajectory need."""
+    ran = {r for r in rows if rows[r]} if isinstance(rows, dict) else set(rows)
+    return "teacher" in ran and bool(ran & set(IMITATES))
 
 
 def _on(ds: str, cells: list[dict], trajectory: str | None) -> list[dict]:
@@ -357,7 +360,7 @@ def gap_table(cells: list[dict]) -> str:
             here = [c for c in cells if c["dataset"] == ds and c["ipc"] == ipc]
             views = [(t, {r: [c for c in _on(ds, here, t) if c["row"] == r] for r in ROWS})
                      for t in _trajectories(ds, here)]
-            complete = [i for i, (_, rows) in enumerate(views) if rows["teacher"] and any(rows[r] for r in IMITATES)]
+            complete = [i for i, (_, rows) in enumerate(views) if _compares(rows)]
             if not complete:
                 continue
             trajectory, by_row = views[complete[0]]
