@@ -108,8 +108,8 @@ class Run:
         kept = sorted((trajectory_path(self.name).parent / key).glob("teacher-epoch*.pt"))
         if not (out / "trainer-state.pt").is_file() and len(kept) == len(config.save_epochs):
             # the committed checkpoints of these settings on this data (``--keep-trajectory``): the cells'
-            # teachers on a fresh machine, where training again would give another trajectory (CPU training is
-            # not reproducible bit for bit across machines)
+            # teachers on a fresh machine, where training again may give another trajectory (CPU training is
+            # reproducible bit for bit on the same kind of CPU, torch version and thread count, not across them)
             log.info("trajectory: the committed checkpoints in %s", kept[0].parent.relative_to(ROOT))
             return kept
         paths = ll.train_teachers(self.train, config, out_dir=out, input_spec=self.input, val_set=self.val_f,
