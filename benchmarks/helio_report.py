@@ -185,8 +185,8 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
     This is DD-Ranking's IOR term (Acc(synthetic, soft) - Acc(random, soft)), the plain difference of means over the
     seeds run; DD-Ranking's LRS also needs a student trained on the full real set (its HLR term), not run here.
     """
-    marked = marked or {}  # rows on another teacher trajectory than the table's: marked †, their gain not taken unless the
-    # random side depends on no trajectory
+    marked = marked or {}  # rows on another teacher trajectory than the table's: marked †, their gain not taken unless
+    # both sides ran on the same trajectory or the random side depends on none
     out = []
     for random_row, by_dataset in RANDOM.items():
         if ds not in by_dataset or (GRID[random_row].only and (ds, ipc) not in GRID[random_row].only):
@@ -201,10 +201,13 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
             continue
         r = [100 * c["top1"] for c in theirs]
         gain = f"{statistics.mean(d) - statistics.mean(r):+.1f}" if d else "distilled row not run"
-        if d and old and GRID[random_row].uses_trajectory(ds):
+        same = marked.get((ds, ipc, source)) == marked.get((ds, ipc, random_row))  # both sides on one trajectory
+        if d and old and GRID[random_row].uses_trajectory(ds) and not same:
             gain = f"not taken: {' and '.join(old)} on another teacher trajectory (†) than the other side"
         elif d:
-            if old:  # nothing of any trajectory on the random side (hard labels on real images): the gain compares
+            if old and GRID[random_row].uses_trajectory(ds):  # both sides on the same earlier trajectory
+                gain += f" (both sides on trajectory {marked[(ds, ipc, source)]} †)"
+            elif old:  # nothing of any trajectory on the random side (hard labels on real images): the gain compares
                 # that earlier distilled set with random images, as it would on the current trajectory's set
                 gain += " (the distilled set of another trajectory †; the random side uses no teacher)"
             gain += _refit_note(mine, theirs)
@@ -373,7 +376,10 @@ def gap_table(cells: list[dict]) -> str:
             gap = proj - teacher
             if gap >= -2:
                 # within 2 points, the fits to the same ensemble say what closed the gap (fit length, rank)
-                why = ("within 2 points" + _by_fit_length(fitted, IMITATES[best])) if gap < 2 else "the projector leads"
+                why = "within 2 points" if gap < 2 else "the projector leads"
+                if ens is not None:  # a lead can come from a weak last checkpoint: how close the fit is to its ensemble
+                    why += f" ({proj - ens:+.1f} against the ensemble it imitates)"
+                why += _by_fit_length(fitted, IMITATES[best]) if gap < 2 else ""
             elif ens is not None and ens < teacher - 2:
                 why = f"the checkpoints it imitates teach {ens:.1f} themselves: their stage, not the fit; " + _later(by_row)
             elif ens is not None:

@@ -75,6 +75,13 @@ def test_the_random_gain_lists_every_random_row_and_says_why_a_cell_is_missing()
                                      "random_teacher": [cell(0.5)]}, old)
     assert "| hard | 55.0 (1 seed) † | 44.0 (1 seed) | +11.0 (the distilled set of another trajectory †" in marked
     assert "| teacher | 60.0 (1 seed) † | 50.0 (1 seed) | not taken: teacher on another teacher trajectory" in marked
+    # both sides on the same earlier trajectory: the gain is taken, and names it
+    both = {("imagenette", 10, "projector_late"): "79091", ("imagenette", 10, "random_projector_late"): "79091",
+            ("imagenette", 10, "random_teacher"): "79091"}
+    one = gain("imagenette", 10, {"projector_late": [cell(0.58)], "random_projector_late": [cell(0.54)],
+                                  "teacher": [cell(0.56)], "random_teacher": [cell(0.53)]}, both)
+    assert "| projector_late | 58.0 (1 seed) † | 54.0 (1 seed) † | +4.0 (both sides on trajectory 79091 †) |" in one
+    assert "| teacher | 56.0 (1 seed) | 53.0 (1 seed) † | not taken: random_teacher on another teacher" in one
     # the random side's adapter refitted (another machine): the gain says so; the same adapter: it does not
     fit = lambda top1, agreement: {"top1": top1, "fit": {"agreement_by_epoch": [0.2, agreement]}}  # noqa: E731
     same = gain("cifar10", 10, {"projector_fit10": [fit(0.5, 0.8)], "random_projector": [fit(0.4, 0.8)]})
@@ -297,6 +304,10 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
              cell("cifar10", 10, "weak_teachers", 0.461)]
     text = gap_table(cells)
     assert "| cifar10 IPC 10 | 36.7 | 38.0 (`projector`, 1 seed) | +1.3 | 46.1 |" in text and "within 2 points" in text
+    # a lead says how close the fit is to its ensemble (a lead can come from a weak last checkpoint)
+    lead = gap_table([cell("imagenette", 10, "teacher", 0.556), cell("imagenette", 10, "late_teachers", 0.619),
+                      cell("imagenette", 10, "projector_late_r32", 0.593)])
+    assert "| +3.7 | 61.9 | - / - / - | the projector leads (-2.6 against the ensemble it imitates) |" in lead
     assert "the fit falls 8.1 short; the HeLlO-length fit to it (`projector_full`) is not run here yet" in text
     longer = gap_table(cells + [cell("cifar10", 50, "projector_fit20", 0.581), cell("cifar10", 50, "projector", 0.509)])
     assert ("| cifar10 IPC 50 | 62.3 | 58.1 (`projector_fit20`, 1 seed) | -4.2 | 63.5 | - / - / - | imitation: its "
@@ -317,7 +328,7 @@ def test_the_gap_table_says_what_the_cells_show_about_each_gap():
     text = gap_table(cells + [cell("imagenette", 10, "late_teachers", 0.552),
                               cell("imagenette", 10, "projector_late_fit10", 0.491),
                               cell("imagenette", 10, "projector_late", 0.555)])
-    assert ("-1.3 | 55.2 | - / - / - | within 2 points; its fits: `projector_late_fit10` 49.1 (10 epochs), "
+    assert ("-1.3 | 55.2 | - / - / - | within 2 points (+0.3 against the ensemble it imitates); its fits: `projector_late_fit10` 49.1 (10 epochs), "
             "`projector_late` 55.5 (20 epochs, "
             "all images)" in text)
     text = gap_table(cells + [cell("imagenette", 10, "late_teachers", 0.552),
