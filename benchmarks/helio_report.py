@@ -201,15 +201,14 @@ def _random_gain(ds: str, ipc: int, rows: dict[str, list[dict]],
             continue
         r = [100 * c["top1"] for c in theirs]
         gain = f"{statistics.mean(d) - statistics.mean(r):+.1f}" if d else "distilled row not run"
-        same = marked.get((ds, ipc, source)) == marked.get((ds, ipc, random_row))  # both sides on one trajectory
-        if d and old and GRID[random_row].uses_trajectory(ds) and not same:
+        teacher_side = GRID[random_row].uses_trajectory(ds)  # hard labels on real images use no trajectory
+        if d and old and teacher_side and marked.get((ds, ipc, source)) != marked.get((ds, ipc, random_row)):
             gain = f"not taken: {' and '.join(old)} on another teacher trajectory (†) than the other side"
         elif d:
-            if old and GRID[random_row].uses_trajectory(ds):  # both sides on the same earlier trajectory
-                gain += f" (both sides on trajectory {marked[(ds, ipc, source)]} †)"
-            elif old:  # nothing of any trajectory on the random side (hard labels on real images): the gain compares
-                # that earlier distilled set with random images, as it would on the current trajectory's set
-                gain += " (the distilled set of another trajectory †; the random side uses no teacher)"
+            if old:  # both sides on one earlier trajectory; or an earlier distilled set against random images with
+                # no teacher, as it would compare on the current trajectory's set
+                gain += (f" (both sides on trajectory {marked[(ds, ipc, source)]} †)" if teacher_side else
+                         " (the distilled set of another trajectory †; the random side uses no teacher)")
             gain += _refit_note(mine, theirs)
         out.append(f"| {source} | {distilled} | {_mean_std(r)}{' †' if random_row in old else ''} | {gain} |")
     return ("Distilled over random, per label source: mean top-1 on the distilled set minus on random subsets (IPC "
