@@ -108,7 +108,7 @@ GRID: dict[str, Row] = {
     "no_text_init": Row("LoRA without text initialisation (HeLlO Table 3 ablation)", "fit", fit=dict(text_init=False)),
     "projector_fit10": Row("projector fitted 10 epochs (HeLlO fits 20; the short fit is a CPU shortcut)", "fit",
                            fit=dict(epochs=10), imitates="weak_teachers", ipc50_seeds=(0,)),
-    "projector_full": Row("projector fitted as HeLlO does: 20 epochs on the whole train split (a GPU row)", "fit",
+    "projector_full": Row("projector fitted as HeLlO does: 20 epochs on the whole train split (Imagenette: about 75 min on 2 CPU cores)", "fit",
                           fit=dict(epochs=20, per_class=0), imitates="weak_teachers", ipc50_seeds=(0,)),
     "projector_fit10_32px": Row("projector_fit10, fitted and labelling at 32 px instead of the base's 64 "
                                 "(label_size=32)", "fit", fit=dict(epochs=10, label_size=32), imitates="weak_teachers",
@@ -173,7 +173,7 @@ GRID: dict[str, Row] = {
                               only=(("imagenette", 10),)),
     "late_teachers": Row("online ensemble of later checkpoints (epochs 2-4 on CIFAR-10, 6-8 on Imagenette: a stage "
                          "check)", "ensemble", stage="late", ipc50_seeds=(0,)),
-    "projector_late": Row("projector fitted as projector_full is, to those later checkpoints (a GPU row)", "fit",
+    "projector_late": Row("projector fitted as projector_full is, to those later checkpoints", "fit",
                           fit=dict(epochs=20, per_class=0, stage="late"), imitates="late_teachers", ipc50_seeds=(0,)),
     # On the slower 2-core CPU (5 min per trajectory epoch) the 20-epoch fit on all 9,469 Imagenette images is about
     # 1.8 h (estimated from this row's 2.3 min per epoch on 4,000). The fit that projector_fit10 is, to the later
