@@ -85,9 +85,19 @@ def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, sho
                       "" if _share(fraction) == DEFAULT_FRACTION else f" --fraction {fraction:g}") + (
                       "" if heldout_per_class == DEFAULT_HELDOUT else f" --heldout-per-class {heldout_per_class}"))
     path = OUT / f"{dataset}-ipc{ipc}-{suffix}.json"
+    _keep_earlier(path, run.trajectory_id)
     atomic_write_text(path, json.dumps(record, indent=1, default=str))
     logging.info("%s: chose %s", path.relative_to(ROOT), record["chosen"])
     return record
+
+
+def _keep_earlier(path, trajectory: str) -> None:
+    """Move a selection run of another trajectory out of ``path``'s way, to ``trajectory-<its id>/``, so that the
+    report still shows its validation against that trajectory's cells (as ``helio_grid.earlier_cell_path``)."""
+    if path.is_file() and (old := json.loads(path.read_text()).get("trajectory")) != trajectory:
+        (path.parent / f"trajectory-{old}").mkdir(exist_ok=True)
+        path.rename(path.parent / f"trajectory-{old}" / path.name)
+        logging.info("kept the selection run of trajectory %s under trajectory-%s/", old, old)
 
 
 def _full(dataset: str, ipc: int, row: str, trajectory: str) -> dict[int, float]:
@@ -170,8 +180,9 @@ def _margin(run: dict) -> str:
     return f" (predicted {100 * (tops[0] - tops[1]):.2f} points above the runner-up)" if "fractions" in run else ""
 
 
-def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
-    """One (dataset, IPC) table: every selection run (one per seed) against every candidate's full-protocol cells."""
+def _section(dataset: str, ipc: int, runs: list[dict], earlier: bool = False) -> str:
+    """One (dataset, IPC) table: every selection run (one per seed) against every candidate's full-protocol cells;
+    ``earlier`` for the runs kept from a trajectory the dataset's cells have since moved on from."""
     names = runs[0]["candidates"]
     commands = [r["command"] for r in runs]
     runs = runs + _extrapolated(runs)
@@ -249,7 +260,8 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
     summary += (f" Every figure here is of teacher trajectory {runs[0]['trajectory']}: the selection runs' "
                 "checkpoints and the candidates' full-protocol cells alike.")
     cells = " ".join(str(s) for s in common) or "0"
-    return (f"### {dataset}, IPC {ipc}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\n{summary} "
+    title = f"### {dataset}, IPC {ipc}" + (f" (earlier trajectory {runs[0]['trajectory']})" if earlier else "")
+    return (f"{title}\n\n" + "\n".join(lines) + "\n\n" + "\n".join(verdicts) + f"\n\n{summary} "
             f"Held-out: {runs[0]['heldout_images']} training images that no distilled image came from. Commands: "
             + ", ".join(f"`{c}`" for c in commands) + f"; the full-protocol cells: `python "
             f"benchmarks/helio_table.py --dataset {dataset} --ipc {ipc} --seeds {cells} --rows "
@@ -257,13 +269,14 @@ def _section(dataset: str, ipc: int, runs: list[dict]) -> str:
 
 
 def report() -> None:
-    groups: dict[tuple[str, int], list[dict]] = {}
-    for path in sorted(OUT.glob("*.json")):
+    groups: dict[tuple[str, int, bool, str], list[dict]] = {}
+    for path in sorted(OUT.glob("*.json")) + sorted(OUT.glob("trajectory-*/*.json")):
         r = json.loads(path.read_text())
-        groups.setdefault((r["dataset"], r["ipc"]), []).append(r)
+        # a (dataset, IPC)'s current runs first, then those kept from earlier trajectories
+        groups.setdefault((r["dataset"], r["ipc"], path.parent != OUT, r["trajectory"]), []).append(r)
     sections = [_section(dataset, ipc, sorted(runs, key=lambda r: (bool(_heldout(r)), _averaged(r),
-                                                                   r.get("fraction", 1 / 6), r["seed"])))
-                for (dataset, ipc), runs in sorted(groups.items())]
+                                                                   r.get("fraction", 1 / 6), r["seed"])), earlier)
+                for (dataset, ipc, earlier, _), runs in sorted(groups.items())]
     write_section("select-validation", "## Choosing the teachers by measurement (`ll.select_teachers`)\n\n"
                   "Short student runs with each candidate group of trajectory checkpoints online (HeLlO's protocol "
                   "compressed to 1/6 of its epochs, or the share a column names), scored on held-out training "

@@ -234,6 +234,29 @@ def test_select_validation_reads_a_candidates_cells_moved_aside_by_a_newer_traje
     assert sv._full("imagenette", 10, "teacher", "new") == {0: 50.0}
 
 
+def test_select_validation_keeps_a_run_of_an_earlier_trajectory_and_reports_both(tmp_path, monkeypatch):
+    sv = _module("select_validation")
+    monkeypatch.setattr(sv, "OUT", tmp_path)
+    path = tmp_path / "imagenette-ipc10-seed0.json"
+    path.write_text(json.dumps({"trajectory": "old", "top1": 0.4}))
+    sv._keep_earlier(path, "old")  # the same trajectory: overwritten in place, nothing moved
+    assert path.is_file() and not (tmp_path / "trajectory-old").exists()
+    sv._keep_earlier(path, "new")
+    assert not path.exists()
+    assert json.loads((tmp_path / "trajectory-old" / path.name).read_text()) == {"trajectory": "old", "top1": 0.4}
+    # the report: one section per (dataset, IPC) and trajectory, the current one first, the earlier one titled
+    (tmp_path / path.name).write_text(json.dumps({"dataset": "imagenette", "ipc": 10, "seed": 0, "trajectory": "new"}))
+    (tmp_path / "trajectory-old" / path.name).write_text(json.dumps({"dataset": "imagenette", "ipc": 10, "seed": 0,
+                                                                     "trajectory": "old"}))
+    sections, written = [], {}
+    monkeypatch.setattr(sv, "_section", lambda d, i, runs, earlier=False: sections.append(
+        (runs[0]["trajectory"], earlier)) or f"section {runs[0]['trajectory']}")
+    monkeypatch.setattr(sv, "write_section", lambda name, text: written.update({name: text}))
+    sv.report()
+    assert sections == [("new", False), ("old", True)]
+    assert written["select-validation"].index("section new") < written["select-validation"].index("section old")
+
+
 def test_select_validation_judges_each_selection_seed_on_its_own_seeds_cells(monkeypatch):
     sv = _module("select_validation")
     full = {"weak_teachers": {0: 46.0, 1: 45.0}, "late_teachers": {0: 46.5, 1: 43.0},
