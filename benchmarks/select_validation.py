@@ -85,19 +85,22 @@ def measure(dataset: str, ipc: int, seed: int, fraction: float, quiet: bool, sho
                       "" if _share(fraction) == DEFAULT_FRACTION else f" --fraction {fraction:g}") + (
                       "" if heldout_per_class == DEFAULT_HELDOUT else f" --heldout-per-class {heldout_per_class}"))
     path = OUT / f"{dataset}-ipc{ipc}-{suffix}.json"
-    _keep_earlier(path, run.trajectory_id)
+    _keep_earlier(dataset, ipc, run.trajectory_id)
     atomic_write_text(path, json.dumps(record, indent=1, default=str))
     logging.info("%s: chose %s", path.relative_to(ROOT), record["chosen"])
     return record
 
 
-def _keep_earlier(path, trajectory: str) -> None:
-    """Move a selection run of another trajectory out of ``path``'s way, to ``trajectory-<its id>/``, so that the
-    report still shows its validation against that trajectory's cells (as ``helio_grid.earlier_cell_path``)."""
-    if path.is_file() and (old := json.loads(path.read_text()).get("trajectory")) != trajectory:
-        (path.parent / f"trajectory-{old}").mkdir(exist_ok=True)
-        path.rename(path.parent / f"trajectory-{old}" / path.name)
-        logging.info("kept the selection run of trajectory %s under trajectory-%s/", old, old)
+def _keep_earlier(dataset: str, ipc: int, trajectory: str) -> None:
+    """Move every selection run of (dataset, IPC) made on another trajectory to ``trajectory-<its id>/``, so that a
+    run on a new trajectory never sits beside them and the report still shows their validation against their own
+    trajectory's cells (as ``helio_grid.earlier_cell_path`` keeps cells)."""
+    for path in sorted(OUT.glob("*.json")):
+        r = json.loads(path.read_text())
+        if (r.get("dataset"), r.get("ipc")) == (dataset, ipc) and (old := r.get("trajectory")) != trajectory:
+            (OUT / f"trajectory-{old}").mkdir(exist_ok=True)
+            path.rename(OUT / f"trajectory-{old}" / path.name)
+            logging.info("kept %s, a selection run of trajectory %s, under trajectory-%s/", path.name, old, old)
 
 
 def _full(dataset: str, ipc: int, row: str, trajectory: str) -> dict[int, float]:

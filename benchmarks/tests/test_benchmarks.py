@@ -237,17 +237,20 @@ def test_select_validation_reads_a_candidates_cells_moved_aside_by_a_newer_traje
 def test_select_validation_keeps_a_run_of_an_earlier_trajectory_and_reports_both(tmp_path, monkeypatch):
     sv = _module("select_validation")
     monkeypatch.setattr(sv, "OUT", tmp_path)
-    path = tmp_path / "imagenette-ipc10-seed0.json"
-    path.write_text(json.dumps({"trajectory": "old", "top1": 0.4}))
-    sv._keep_earlier(path, "old")  # the same trajectory: overwritten in place, nothing moved
-    assert path.is_file() and not (tmp_path / "trajectory-old").exists()
-    sv._keep_earlier(path, "new")
-    assert not path.exists()
-    assert json.loads((tmp_path / "trajectory-old" / path.name).read_text()) == {"trajectory": "old", "top1": 0.4}
+    run = lambda traj, ipc=10: {"dataset": "imagenette", "ipc": ipc, "seed": 0, "trajectory": traj}  # noqa: E731
+    path, longer = tmp_path / "imagenette-ipc10-seed0.json", tmp_path / "imagenette-ipc10-seed0-fraction1-2.json"
+    other = tmp_path / "imagenette-ipc1-seed0.json"
+    for p, record in ((path, run("old")), (longer, run("old")), (other, run("old", ipc=1))):
+        p.write_text(json.dumps(record))
+    sv._keep_earlier("imagenette", 10, "old")  # the same trajectory: nothing moves
+    assert path.is_file() and longer.is_file() and not (tmp_path / "trajectory-old").exists()
+    sv._keep_earlier("imagenette", 10, "new")  # every run of that (dataset, IPC) moves; another IPC's stays
+    assert not path.exists() and not longer.exists() and other.is_file()
+    assert json.loads((tmp_path / "trajectory-old" / path.name).read_text()) == run("old")
+    assert (tmp_path / "trajectory-old" / longer.name).is_file()
+    other.unlink()
     # the report: one section per (dataset, IPC) and trajectory, the current one first, the earlier one titled
-    (tmp_path / path.name).write_text(json.dumps({"dataset": "imagenette", "ipc": 10, "seed": 0, "trajectory": "new"}))
-    (tmp_path / "trajectory-old" / path.name).write_text(json.dumps({"dataset": "imagenette", "ipc": 10, "seed": 0,
-                                                                     "trajectory": "old"}))
+    path.write_text(json.dumps(run("new")))
     sections, written = [], {}
     monkeypatch.setattr(sv, "_section", lambda d, i, runs, earlier=False: sections.append(
         (runs[0]["trajectory"], earlier)) or f"section {runs[0]['trajectory']}")
