@@ -207,10 +207,10 @@ def select_teachers(
             whose top-1s are extrapolated to the full protocol (``(1 / 6, 1 / 3)`` costs half of running every
             candidate in full, one 1/6 run a sixth). One short run measures how fast a student learns a candidate's
             labels, which is not always how well they teach over the full protocol: on Imagenette IPC 10 (two
-            trajectories, seed 0) single runs at 1/6 and 1/3 of the epochs (and 1/2, on one) all ranked the early
-            checkpoints (epochs 2-4) first, 3.6 and 6.1 points below the later ones (epochs 6-8) in full, and on
+            trajectories) every single run at 1/6, 1/3 or 1/2 of the epochs ranked the early checkpoints (epochs
+            2-4) first, 3.6 to 7.5 points below the later ones (epochs 6-8) in full (four seeds at 1/6), and on
             CIFAR-10 IPC 10 (seed 0) those at 1/6 and 1/3 chose 1.0 point below the best. Extrapolated from 1/6 and
-            1/3, each chose the best candidate, on Imagenette by predicted margins of 0.06 and 5.9 points; but on CIFAR-10 IPC 10 seed 1, where one 1/6 run chose the best, the extrapolation chose 2.2
+            1/3, each chose the best candidate, on Imagenette by predicted margins of 0.06 to 9.1 points; but on CIFAR-10 IPC 10 seed 1, where one 1/6 run chose the best, the extrapolation chose 2.2
             points below it (on seed 2 0.4 below, and from the three seeds' runs averaged 1.2 below, where one 1/6
             run averaged chose the best). Neither rule wins on every cell measured; read
             :attr:`TeacherSelection.margin`, and check a close choice with full runs of the top candidates.
